@@ -1,0 +1,273 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/config"
+	"github.com/s3mesh/s3mesh/consumer"
+	"github.com/s3mesh/s3mesh/metrics"
+	"github.com/s3mesh/s3mesh/producer"
+	"github.com/s3mesh/s3mesh/s3io"
+	"github.com/s3mesh/s3mesh/state"
+)
+
+// Partitions is the number of CHANGES subjects per site (per-key order is
+// kept within one).
+const Partitions = 16
+
+// Agent is one running site.
+type Agent struct {
+	cfg      *config.Site
+	log      *slog.Logger
+	M        *metrics.Metrics
+	Store    *state.Store
+	Producer *producer.Producer
+	Scanner  *producer.Scanner
+	Applier  *consumer.Applier
+	server   *broker.Server
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	http     *http.Server
+	httpLn   net.Listener
+}
+
+// New connects everything; Run starts the work. On error nothing is left
+// running.
+func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err error) {
+	a = &Agent{cfg: cfg, log: log, M: metrics.New()}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if a.Store, err = state.Open(cfg.StateDir, state.Options{}); err != nil {
+		return nil, err
+	}
+	local, err := s3Client(cfg.S3)
+	if err != nil {
+		return nil, fmt.Errorf("s3: %w", err)
+	}
+	sources := map[string]consumer.Source{}
+	for _, p := range cfg.Peers {
+		c, err := s3Client(p.S3)
+		if err != nil {
+			return nil, fmt.Errorf("peer %s s3: %w", p.Name, err)
+		}
+		sources[p.Name] = c
+	}
+	if err := a.connect(); err != nil {
+		return nil, err
+	}
+	topo := broker.Topology{Site: cfg.Site, Peers: cfg.PeerNames()}
+	if err := broker.EnsureStreams(ctx, a.js, topo); err != nil {
+		return nil, fmt.Errorf("streams: %w", err)
+	}
+	pub := &publisher{site: cfg.Site, js: a.js}
+	a.Producer = producer.New(producer.Config{
+		Site: cfg.Site, Buckets: cfg.BucketNames(), InlineThreshold: cfg.InlineThreshold, Partitions: Partitions,
+	}, a.Store, local, pub, a.M, log.With("part", "producer"))
+	a.Scanner = &producer.Scanner{P: a.Producer, S3: local, Store: a.Store, Interval: cfg.Scan.Interval,
+		Debounce: cfg.Scan.Debounce, Log: log.With("part", "scanner")}
+	buckets := map[string]bool{}
+	for _, b := range cfg.BucketNames() {
+		buckets[b] = true
+	}
+	a.Applier = &consumer.Applier{
+		Site: cfg.Site, Buckets: buckets, Store: a.Store, S3: local, Sources: sources,
+		Local: localAdapter{a.Producer}, Conflict: &conflictLogger{log: log.With("part", "conflicts")},
+		PartSize: cfg.PartSize, Log: log.With("part", "consumer"), Now: time.Now,
+	}
+	if cfg.HTTPAddr != "" {
+		if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("http_addr: %w", err)
+		}
+	}
+	return a, nil
+}
+
+func s3Client(c config.S3) (*s3io.Client, error) {
+	return s3io.New(s3io.Endpoint{URL: c.Endpoint, Region: c.Region, AccessKey: c.AccessKey,
+		SecretKey: c.SecretKey.MustValue(), PathStyle: c.UsePathStyle()})
+}
+
+func (a *Agent) connect() error {
+	n := a.cfg.NATS
+	url := n.URL
+	if url == "" {
+		e := n.Embedded
+		srv, err := broker.StartServer(broker.ServerConfig{Site: a.cfg.Site, Listen: e.Listen, StoreDir: e.StoreDir,
+			LeafListen: e.LeafListen, LeafRemotes: e.LeafRemotes, SyncAlways: e.SyncAlways, SyncInterval: e.SyncInterval,
+		}, a.log.With("part", "nats"))
+		if err != nil {
+			return err
+		}
+		a.server = srv
+		url = srv.ClientURL()
+	}
+	opts := []nats.Option{nats.Name("s3mesh-agent-" + a.cfg.Site), nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond), nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				a.log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { a.log.Info("nats reconnected") }),
+	}
+	if n.User != "" {
+		opts = append(opts, nats.UserInfo(n.User, n.Password.MustValue()))
+	}
+	if n.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(n.CredsFile))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return fmt.Errorf("nats %s: %w", url, err)
+	}
+	a.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	a.js = js
+	return nil
+}
+
+// Run does the work until ctx ends: event ingestion, scanner, appliers and
+// the HTTP endpoint. It returns the first fatal error.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	run := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	sources := map[string]producer.KeyEncoding{}
+	hooks := map[string]producer.WebhookSource{}
+	for _, e := range a.cfg.Events {
+		sources[e.Name] = producer.KeyEncoding(e.KeyEncoding)
+		if e.Type == "webhook" {
+			hooks[e.Name] = producer.WebhookSource{Name: e.Name, Token: e.Token.MustValue(), Encoding: producer.KeyEncoding(e.KeyEncoding)}
+		}
+	}
+	if err := a.subscribeNATSSources(ctx); err != nil {
+		return err
+	}
+	ingest := &producer.Ingest{P: a.Producer, Sources: sources, Kick: a.Scanner.Kick, Log: a.log.With("part", "events")}
+	run("events", func() error { return ingest.Run(ctx, a.js) })
+	run("scanner", func() error { a.Scanner.Run(ctx); return nil })
+	runner := &consumer.Runner{A: a.Applier, Peers: a.cfg.PeerNames(), Workers: a.cfg.Workers,
+		Budget: a.cfg.Retry.Budget, MaxBackoff: a.cfg.Retry.MaxBackoff,
+		DLQ: &consumer.DLQ{Site: a.cfg.Site, JS: a.js}, M: a.M, Log: a.log.With("part", "consumer")}
+	run("consumer", func() error { return runner.Run(ctx, a.js) })
+	if a.httpLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(a.M.Registry, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+			if a.nc.Status() != nats.CONNECTED {
+				http.Error(w, "nats: "+a.nc.Status().String(), http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte("ok\n"))
+		})
+		mux.Handle("/events/", &producer.Webhook{Sources: hooks, Pub: &publisher{site: a.cfg.Site, js: a.js},
+			Log: a.log.With("part", "webhook"), OnBad: func(s string) { a.M.EventsMalformed.WithLabelValues(s).Inc() }})
+		a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		run("http", func() error {
+			if err := a.http.Serve(a.httpLn); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	a.log.Info("agent running", "site", a.cfg.Site, "peers", a.cfg.PeerNames(), "buckets", a.cfg.BucketNames())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	if a.http != nil {
+		sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = a.http.Shutdown(sctx)
+		c()
+	}
+	wg.Wait()
+	return err
+}
+
+// subscribeNATSSources makes sure every nats event source's subject is
+// captured by EVENTS_<site>: the store publishes to the configured subject,
+// which is routed to the source's events subject.
+func (a *Agent) subscribeNATSSources(ctx context.Context) error {
+	for _, e := range a.cfg.Events {
+		if e.Type != "nats" {
+			continue
+		}
+		want := broker.EventsSubject(a.cfg.Site, e.Name)
+		if e.Subject != want {
+			return fmt.Errorf("events source %s: subject %q must be %q (captured by %s)", e.Name, e.Subject, want, broker.EventsStream(a.cfg.Site))
+		}
+	}
+	return nil
+}
+
+// Close releases everything New acquired.
+func (a *Agent) Close() {
+	if a.httpLn != nil && a.http == nil {
+		a.httpLn.Close()
+	}
+	if a.nc != nil {
+		_ = a.nc.Drain()
+	}
+	if a.server != nil {
+		a.server.Shutdown()
+	}
+	if a.Store != nil {
+		_ = a.Store.Close()
+	}
+}
+
+type publisher struct {
+	site string
+	js   jetstream.JetStream
+}
+
+func (p *publisher) PublishRecord(ctx context.Context, partition int, data []byte, msgID string) error {
+	_, err := p.js.Publish(ctx, broker.ChangesSubject(p.site, partition), data, jetstream.WithMsgID(msgID))
+	return err
+}
+
+func (p *publisher) PublishEvent(ctx context.Context, source string, data []byte) error {
+	_, err := p.js.Publish(ctx, broker.EventsSubject(p.site, source), data)
+	return err
+}
+
+type localAdapter struct{ p *producer.Producer }
+
+func (l localAdapter) Reconcile(ctx context.Context, bucket, key string) error {
+	_, err := l.p.Reconcile(ctx, bucket, key)
+	return err
+}
+
+func (l localAdapter) FlushPendingLocked(ctx context.Context, bucket, key string, e *state.Entry) error {
+	return l.p.FlushPendingLocked(ctx, bucket, key, e)
+}

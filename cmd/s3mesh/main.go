@@ -1,0 +1,23 @@
+// Command s3mesh is the s3mesh agent, broker, lab and operator CLI.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	root := &cobra.Command{
+		Use:           "s3mesh",
+		Short:         "Active-active replication between S3-compatible object stores over NATS JetStream",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newAgentCmd(), newBrokerCmd(), newLabCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "s3mesh:", err)
+		os.Exit(1)
+	}
+}

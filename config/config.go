@@ -1,0 +1,394 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Site is the whole configuration of one s3mesh site.
+type Site struct {
+	Site            string        `yaml:"site"`             // site name, also its JetStream domain
+	S3              S3            `yaml:"s3"`               // this site's object store
+	Buckets         []Bucket      `yaml:"buckets"`          // replicated buckets (same list at every site)
+	NATS            NATS          `yaml:"nats"`             // the site's broker
+	Peers           []Peer        `yaml:"peers"`            // the other sites
+	Events          []EventSource `yaml:"events"`           // where local-change events come from
+	StateDir        string        `yaml:"state_dir"`        // per-key state store (pebble)
+	HTTPAddr        string        `yaml:"http_addr"`        // metrics, health and webhook ("" = off)
+	InlineThreshold int64         `yaml:"inline_threshold"` // bodies up to this size travel inside the record
+	PartSize        int64         `yaml:"part_size"`        // multipart part size for large bodies
+	Workers         int           `yaml:"workers"`          // parallel appliers (per-key order is kept)
+	Scan            Scan          `yaml:"scan"`
+	Retry           Retry         `yaml:"retry"`
+	Log             Log           `yaml:"log"`
+}
+
+// S3 is an S3 endpoint and its credentials.
+type S3 struct {
+	Endpoint  string `yaml:"endpoint"` // http(s)://host:port
+	Region    string `yaml:"region"`
+	AccessKey string `yaml:"access_key"`
+	SecretKey Secret `yaml:"secret_key"`
+	PathStyle *bool  `yaml:"path_style"` // default true
+}
+
+// Bucket is one replicated bucket.
+type Bucket struct {
+	Name string `yaml:"name"`
+}
+
+// NATS says how the agent reaches its site's broker. With only Embedded, the
+// agent runs the broker in-process. With URL, the agent connects there; an
+// Embedded section beside it is what `s3mesh broker --config` runs, so one
+// file describes a site whose broker is its own process (as in the lab).
+type NATS struct {
+	URL       string    `yaml:"url"`        // external broker, e.g. nats://nats-a:4222
+	User      string    `yaml:"user"`       // optional user/password
+	Password  Secret    `yaml:"password"`   //
+	CredsFile string    `yaml:"creds_file"` // optional NATS .creds file
+	Embedded  *Embedded `yaml:"embedded"`   // run the broker in-process
+}
+
+// Embedded configures an in-process nats-server with JetStream.
+type Embedded struct {
+	Listen      string   `yaml:"listen"`       // client address, host:port
+	StoreDir    string   `yaml:"store_dir"`    // JetStream file store
+	LeafListen  string   `yaml:"leaf_listen"`  // accepts leaf links from peers ("" = none)
+	LeafRemotes []string `yaml:"leaf_remotes"` // nats-leaf://host:port of peers' leaf listeners
+	SyncAlways  bool     `yaml:"sync_always"`  // fsync every write (≈25x slower publishes)
+	// SyncInterval is how often the file store fsyncs (server default 2m). An
+	// acknowledged record survives a process crash either way, an OS crash
+	// only once synced.
+	SyncInterval time.Duration `yaml:"sync_interval"`
+}
+
+// Peer is another site: its name and the S3 endpoint bodies are fetched from.
+type Peer struct {
+	Name string `yaml:"name"`
+	S3   S3     `yaml:"s3"`
+}
+
+// EventSource is one source of local-change hints.
+type EventSource struct {
+	Type        string `yaml:"type"`         // "nats" or "webhook"
+	Name        string `yaml:"name"`         // source name in subjects (default: the type)
+	Subject     string `yaml:"subject"`      // nats: subject the store publishes to (captured by EVENTS_<site>)
+	KeyEncoding string `yaml:"key_encoding"` // "raw" (versitygw) or "url" (AWS, MinIO, Ceph)
+	Token       Secret `yaml:"token"`        // webhook: required bearer token
+}
+
+// Scan configures the bucket scanner (initial sync and repair of lost events).
+type Scan struct {
+	Interval time.Duration `yaml:"interval"` // full rescan period; 0 disables the timer
+	Debounce time.Duration `yaml:"debounce"` // delay before a requested rescan
+}
+
+// Retry bounds how long a transient failure is retried before the record
+// goes to the dead-letter queue.
+type Retry struct {
+	Budget     time.Duration `yaml:"budget"`
+	MaxBackoff time.Duration `yaml:"max_backoff"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Defaults applied by Load.
+const (
+	DefaultInlineThreshold = 256 << 10
+	DefaultPartSize        = 16 << 20
+	DefaultWorkers         = 8
+	DefaultScanInterval    = 10 * time.Minute
+	DefaultScanDebounce    = 500 * time.Millisecond
+	DefaultRetryBudget     = 10 * time.Minute
+	DefaultMaxBackoff      = 30 * time.Second
+)
+
+// Error is a configuration error naming the offending field.
+type Error struct {
+	Field string
+	Msg   string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("config: %s: %s", e.Field, e.Msg) }
+
+func fieldErr(field, format string, a ...any) error {
+	return &Error{Field: field, Msg: fmt.Sprintf(format, a...)}
+}
+
+// Load reads, defaults and validates a site configuration file.
+func Load(path string) (*Site, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(b)
+}
+
+// Parse decodes, defaults and validates a configuration. Unknown fields are
+// errors (a typo must not silently fall back to a default).
+func Parse(b []byte) (*Site, error) {
+	var s Site
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	s.applyDefaults()
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func (s *Site) applyDefaults() {
+	if s.InlineThreshold == 0 {
+		s.InlineThreshold = DefaultInlineThreshold
+	}
+	if s.PartSize == 0 {
+		s.PartSize = DefaultPartSize
+	}
+	if s.Workers == 0 {
+		s.Workers = DefaultWorkers
+	}
+	if s.Scan.Debounce == 0 {
+		s.Scan.Debounce = DefaultScanDebounce
+	}
+	if s.Retry.Budget == 0 {
+		s.Retry.Budget = DefaultRetryBudget
+	}
+	if s.Retry.MaxBackoff == 0 {
+		s.Retry.MaxBackoff = DefaultMaxBackoff
+	}
+	if s.S3.Region == "" {
+		s.S3.Region = "us-east-1"
+	}
+	for i := range s.Peers {
+		if s.Peers[i].S3.Region == "" {
+			s.Peers[i].S3.Region = "us-east-1"
+		}
+	}
+	for i := range s.Events {
+		e := &s.Events[i]
+		if e.Name == "" {
+			e.Name = e.Type
+		}
+		if e.KeyEncoding == "" && e.Type == "webhook" {
+			e.KeyEncoding = "url"
+		}
+	}
+}
+
+var siteRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+var bucketRe = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+var sourceRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+
+// ValidSiteName reports whether s can name a site (it becomes a JetStream
+// domain and part of subjects and stream names).
+func ValidSiteName(s string) error {
+	if !siteRe.MatchString(s) {
+		return fmt.Errorf("site name %q: want 1-32 of a-z, 0-9, '-' (starting with a letter or digit)", s)
+	}
+	return nil
+}
+
+// Validate checks the whole configuration and names the first bad field.
+func (s *Site) Validate() error {
+	if err := ValidSiteName(s.Site); err != nil {
+		return fieldErr("site", "%v", err)
+	}
+	if err := s.S3.validate("s3"); err != nil {
+		return err
+	}
+	if len(s.Buckets) == 0 {
+		return fieldErr("buckets", "at least one replicated bucket is required")
+	}
+	seen := map[string]bool{}
+	for i, b := range s.Buckets {
+		f := fmt.Sprintf("buckets[%d].name", i)
+		if !bucketRe.MatchString(b.Name) || strings.Contains(b.Name, "..") {
+			return fieldErr(f, "%q is not a valid S3 bucket name", b.Name)
+		}
+		if seen[b.Name] {
+			return fieldErr(f, "bucket %q listed twice", b.Name)
+		}
+		seen[b.Name] = true
+	}
+	if err := s.NATS.validate(); err != nil {
+		return err
+	}
+	peers := map[string]bool{s.Site: true}
+	for i, p := range s.Peers {
+		f := fmt.Sprintf("peers[%d]", i)
+		if err := ValidSiteName(p.Name); err != nil {
+			return fieldErr(f+".name", "%v", err)
+		}
+		if peers[p.Name] {
+			return fieldErr(f+".name", "site %q appears twice (or is this site)", p.Name)
+		}
+		peers[p.Name] = true
+		if err := p.S3.validate(f + ".s3"); err != nil {
+			return err
+		}
+	}
+	names := map[string]bool{}
+	for i, e := range s.Events {
+		f := fmt.Sprintf("events[%d]", i)
+		if !sourceRe.MatchString(e.Name) {
+			return fieldErr(f+".name", "%q: want 1-32 of a-z, 0-9, '-'", e.Name)
+		}
+		if names[e.Name] {
+			return fieldErr(f+".name", "source %q twice", e.Name)
+		}
+		names[e.Name] = true
+		switch e.KeyEncoding {
+		case "raw", "url":
+		default:
+			return fieldErr(f+".key_encoding", "%q: want raw (versitygw) or url (AWS, MinIO, Ceph)", e.KeyEncoding)
+		}
+		switch e.Type {
+		case "nats":
+			if e.Subject == "" {
+				return fieldErr(f+".subject", "required for a nats source")
+			}
+		case "webhook":
+			if s.HTTPAddr == "" {
+				return fieldErr("http_addr", "required by the webhook source %s", f)
+			}
+			if e.Token.IsZero() {
+				return fieldErr(f+".token", "a webhook requires a token (env: or file:)")
+			}
+			if _, err := e.Token.Value(); err != nil {
+				return fieldErr(f+".token", "%v", err)
+			}
+		default:
+			return fieldErr(f+".type", "%q: want nats or webhook", e.Type)
+		}
+	}
+	if s.StateDir == "" {
+		return fieldErr("state_dir", "required")
+	}
+	if s.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(s.HTTPAddr); err != nil {
+			return fieldErr("http_addr", "%v", err)
+		}
+	}
+	if s.InlineThreshold < 0 || s.InlineThreshold > 512<<10 {
+		return fieldErr("inline_threshold", "%d: want 0..524288 (records must fit a NATS message)", s.InlineThreshold)
+	}
+	if s.PartSize < 5<<20 || s.PartSize > 512<<20 {
+		return fieldErr("part_size", "%d: want 5 MiB..512 MiB", s.PartSize)
+	}
+	if s.Workers < 1 || s.Workers > 256 {
+		return fieldErr("workers", "%d: want 1..256", s.Workers)
+	}
+	if s.Scan.Interval < 0 {
+		return fieldErr("scan.interval", "negative")
+	}
+	if s.Retry.Budget < 0 || s.Retry.MaxBackoff <= 0 {
+		return fieldErr("retry", "budget must be >= 0 and max_backoff > 0")
+	}
+	switch s.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return fieldErr("log.level", "%q: want debug, info, warn or error", s.Log.Level)
+	}
+	switch s.Log.Format {
+	case "", "text", "json":
+	default:
+		return fieldErr("log.format", "%q: want text or json", s.Log.Format)
+	}
+	return nil
+}
+
+func (c S3) validate(f string) error {
+	u, err := url.Parse(c.Endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fieldErr(f+".endpoint", "%q: want http(s)://host[:port]", c.Endpoint)
+	}
+	if c.AccessKey == "" {
+		return fieldErr(f+".access_key", "required")
+	}
+	if c.SecretKey.IsZero() {
+		return fieldErr(f+".secret_key", "required (env: NAME or file: PATH)")
+	}
+	if _, err := c.SecretKey.Value(); err != nil {
+		return fieldErr(f+".secret_key", "%v", err)
+	}
+	return nil
+}
+
+// UsePathStyle reports whether path-style addressing is on (default true).
+func (c S3) UsePathStyle() bool { return c.PathStyle == nil || *c.PathStyle }
+
+func (n NATS) validate() error {
+	if n.URL == "" && n.Embedded == nil {
+		return fieldErr("nats", "set url (external broker), embedded, or both (`s3mesh broker` runs the embedded one, the agent uses url)")
+	}
+	if n.URL != "" {
+		u, err := url.Parse(n.URL)
+		if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
+			return fieldErr("nats.url", "%q: want nats://host:port or tls://host:port", n.URL)
+		}
+	}
+	if !n.Password.IsZero() {
+		if _, err := n.Password.Value(); err != nil {
+			return fieldErr("nats.password", "%v", err)
+		}
+	}
+	if e := n.Embedded; e != nil {
+		if _, _, err := net.SplitHostPort(e.Listen); err != nil {
+			return fieldErr("nats.embedded.listen", "%v", err)
+		}
+		if e.StoreDir == "" {
+			return fieldErr("nats.embedded.store_dir", "required")
+		}
+		if e.LeafListen != "" {
+			if _, _, err := net.SplitHostPort(e.LeafListen); err != nil {
+				return fieldErr("nats.embedded.leaf_listen", "%v", err)
+			}
+		}
+		for i, r := range e.LeafRemotes {
+			u, err := url.Parse(r)
+			if err != nil || u.Host == "" {
+				return fieldErr(fmt.Sprintf("nats.embedded.leaf_remotes[%d]", i), "%q: want nats-leaf://host:port", r)
+			}
+		}
+		if e.SyncInterval < 0 {
+			return fieldErr("nats.embedded.sync_interval", "negative")
+		}
+	}
+	return nil
+}
+
+// PeerNames returns the peers' names in configuration order.
+func (s *Site) PeerNames() []string {
+	out := make([]string, len(s.Peers))
+	for i, p := range s.Peers {
+		out[i] = p.Name
+	}
+	return out
+}
+
+// BucketNames returns the replicated bucket names.
+func (s *Site) BucketNames() []string {
+	out := make([]string, len(s.Buckets))
+	for i, b := range s.Buckets {
+		out[i] = b.Name
+	}
+	return out
+}
+
+var errNoSecret = errors.New("no value")

@@ -1,0 +1,207 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"time"
+
+	"github.com/s3mesh/s3mesh/s3io"
+	"github.com/s3mesh/s3mesh/schema"
+	"github.com/s3mesh/s3mesh/state"
+)
+
+// LocalStore is what the applier needs from its own site's S3.
+type LocalStore interface {
+	Head(ctx context.Context, bucket, key string) (s3io.ObjectInfo, error)
+	Put(ctx context.Context, in s3io.PutInput) (string, error)
+	Delete(ctx context.Context, bucket, key, ifMatch string) error
+}
+
+// Source is a site bodies can be read from.
+type Source interface {
+	Head(ctx context.Context, bucket, key string) (s3io.ObjectInfo, error)
+	Get(ctx context.Context, bucket, key, ifMatch string) (io.ReadCloser, s3io.ObjectInfo, error)
+}
+
+// Local is the site's producer, seen from the consumer: a local write that
+// races an apply is recorded as its own version first, then decided.
+type Local interface {
+	Reconcile(ctx context.Context, bucket, key string) error
+	FlushPendingLocked(ctx context.Context, bucket, key string, e *state.Entry) error
+}
+
+// ConflictLog records every conflict decision.
+type ConflictLog interface {
+	Conflict(ctx context.Context, rec *schema.Record, d schema.Decision) error
+}
+
+// Applier applies change records to the local site.
+type Applier struct {
+	Site     string
+	Buckets  map[string]bool
+	Store    *state.Store
+	S3       LocalStore
+	Sources  map[string]Source // peer name → its S3
+	Local    Local
+	Conflict ConflictLog
+	PartSize int64
+	Log      *slog.Logger
+	Now      func() time.Time
+	Hooks    Hooks
+}
+
+// Hooks let tests stop the applier at a precise point (crash injection).
+type Hooks struct {
+	AfterWrite func(bucket, key string) // between the S3 write and the state commit
+}
+
+// Errors of Apply. Permanent ones send the record to the DLQ at once.
+var (
+	ErrNotReplicated   = errors.New("bucket is not replicated at this site")
+	ErrBodyUnavailable = errors.New("no site holds this version's body any more")
+	ErrLocalChanging   = errors.New("the local object keeps changing under the apply")
+	errLocalChanged    = errors.New("local object changed")
+)
+
+// Apply applies rec and returns the decision taken. It is idempotent: a
+// record delivered again, in any order, changes nothing after its first
+// application (I3).
+func (a *Applier) Apply(ctx context.Context, rec *schema.Record) (schema.Decision, error) {
+	if !a.Buckets[rec.Bucket] {
+		return schema.Decision{}, fmt.Errorf("apply %s/%s: %w", rec.Bucket, rec.Key, ErrNotReplicated)
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		d, err := a.applyOnce(ctx, rec)
+		if !errors.Is(err, errLocalChanged) {
+			return d, err
+		}
+		// A local write not yet recorded: record it as its own version, then
+		// decide again against it.
+		if err := a.Local.Reconcile(ctx, rec.Bucket, rec.Key); err != nil {
+			return schema.Decision{}, fmt.Errorf("apply %s/%s: record racing local write: %w", rec.Bucket, rec.Key, err)
+		}
+	}
+	return schema.Decision{}, fmt.Errorf("apply %s/%s: %w", rec.Bucket, rec.Key, ErrLocalChanging)
+}
+
+func (a *Applier) applyOnce(ctx context.Context, rec *schema.Record) (schema.Decision, error) {
+	b, k := rec.Bucket, rec.Key
+	unlock := a.Store.Lock(b, k)
+	defer unlock()
+	e, _, err := a.Store.Get(b, k)
+	if err != nil {
+		return schema.Decision{}, err
+	}
+	if err := a.Local.FlushPendingLocked(ctx, b, k, &e); err != nil {
+		return schema.Decision{}, err
+	}
+	d := schema.Decide(e.HeldPtr(), e.Clock, rec.Version)
+	if d.Conflict && a.Conflict != nil {
+		if err := a.Conflict.Conflict(ctx, rec, d); err != nil {
+			return d, err
+		}
+	}
+	switch d.Outcome {
+	case schema.Skip:
+		return d, nil
+	case schema.KeepLocal:
+		e.Clock = d.Merged
+		e.Updated = a.Now().UnixMilli()
+		return d, a.Store.Put(b, k, e)
+	}
+	etag, err := a.write(ctx, rec, &e)
+	if err != nil {
+		return d, err
+	}
+	if h := a.Hooks.AfterWrite; h != nil {
+		h(b, k)
+	}
+	e.Clock = d.Merged
+	e.Held = rec.Version
+	e.LocalETag = etag
+	e.Applying = nil
+	e.Updated = a.Now().UnixMilli()
+	return d, a.Store.Put(b, k, e)
+}
+
+// write makes the local store hold rec, conditionally on it holding what
+// the state says. It returns the new local ETag ("" for a delete).
+func (a *Applier) write(ctx context.Context, rec *schema.Record, e *state.Entry) (string, error) {
+	b, k := rec.Bucket, rec.Key
+	if !e.Present() {
+		// The state says absent: an object here is a local write nobody has
+		// recorded yet.
+		info, err := a.S3.Head(ctx, b, k)
+		if err != nil {
+			return "", err
+		}
+		if info.Exists {
+			if v, ok := schema.Replica(b, k, info.Meta, info.Size); !ok || v.ID != rec.Version.ID {
+				return "", errLocalChanged
+			}
+			return info.ETag, nil // this very version, written before a crash
+		}
+		if rec.Version.Deleted {
+			return "", nil
+		}
+	}
+	// The intent goes first: after a crash the producer knows this write
+	// (even a delete, which leaves nothing to recognise) is not a local one.
+	v := rec.Version
+	e.Applying = &v
+	if err := a.Store.Put(b, k, *e); err != nil {
+		return "", err
+	}
+	if rec.Version.Deleted {
+		err := a.S3.Delete(ctx, b, k, e.LocalETag)
+		switch {
+		case err == nil, s3io.Classify(err) == s3io.NotFound:
+			return "", nil
+		case s3io.Classify(err) == s3io.Precondition:
+			return "", a.abandon(b, k, e)
+		}
+		return "", err
+	}
+	body, err := a.openBody(ctx, rec)
+	if err != nil {
+		return "", err
+	}
+	defer body.Close()
+	meta := maps.Clone(rec.Attrs.Meta)
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	maps.Copy(meta, schema.ReplicaMeta(b, k, rec.Version))
+	in := s3io.PutInput{
+		Bucket: b, Key: k, Body: body, Size: rec.Version.Size, PartSize: a.PartSize,
+		Attrs: s3io.Attrs{ContentType: rec.Attrs.ContentType, CacheControl: rec.Attrs.CacheControl,
+			ContentEncoding: rec.Attrs.ContentEncoding, ContentDisposition: rec.Attrs.ContentDisposition, Meta: meta},
+	}
+	if e.Present() {
+		in.IfMatch = e.LocalETag
+	} else {
+		in.IfNoneMatch = true
+	}
+	etag, err := a.S3.Put(ctx, in)
+	if err == nil {
+		return etag, nil
+	}
+	if c := s3io.Classify(err); c == s3io.Precondition || c == s3io.NotFound {
+		return "", a.abandon(b, k, e)
+	}
+	return "", err
+}
+
+// abandon clears the apply intent after the store refused the conditional
+// write: a local write got there first.
+func (a *Applier) abandon(b, k string, e *state.Entry) error {
+	e.Applying = nil
+	if err := a.Store.Put(b, k, *e); err != nil {
+		return err
+	}
+	return errLocalChanged
+}

@@ -1,0 +1,80 @@
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/schema"
+	"github.com/s3mesh/s3mesh/s3io"
+)
+
+// Reason codes of dead letters.
+const (
+	ReasonDecode         = "decode"          // bytes are not a record
+	ReasonUnknownVersion = "unknown-version" // a record schema this build does not read
+	ReasonNotReplicated  = "not-replicated"  // bucket not replicated here
+	ReasonBodyUnavail    = "body-unavailable"
+	ReasonRejected       = "rejected"     // the local S3 refused it permanently
+	ReasonRetryBudget    = "retry-budget" // transient failures outlasted the budget
+)
+
+// DeadLetter is one entry of DLQ_<site>: the original record bytes, why it
+// could not be applied, and where it came from.
+type DeadLetter struct {
+	ID           string    `json:"id"` // <stream>:<seq>
+	Reason       string    `json:"reason"`
+	Error        string    `json:"error"`
+	Attempts     uint64    `json:"attempts"`
+	FirstFailure time.Time `json:"first_failure"`
+	LastFailure  time.Time `json:"last_failure"`
+	Peer         string    `json:"peer"`
+	Stream       string    `json:"stream"`
+	Seq          uint64    `json:"seq"`
+	Bucket       string    `json:"bucket,omitempty"`
+	Key          string    `json:"key,omitempty"`
+	VersionID    string    `json:"version_id,omitempty"`
+	Record       []byte    `json:"record"` // raw message, base64 in JSON
+}
+
+// ReasonFor maps an apply or decode error to a dead-letter reason, or ""
+// when the error is transient (retry).
+func ReasonFor(err error) string {
+	switch {
+	case errors.Is(err, schema.ErrUnknownVersion):
+		return ReasonUnknownVersion
+	case errors.Is(err, schema.ErrMalformed):
+		return ReasonDecode
+	case errors.Is(err, ErrNotReplicated):
+		return ReasonNotReplicated
+	case errors.Is(err, ErrBodyUnavailable):
+		return "" // a later record usually supersedes it; retried until the budget
+	case s3io.Classify(err) == s3io.Permanent:
+		return ReasonRejected
+	}
+	return ""
+}
+
+// DLQ publishes dead letters to DLQ_<site>.
+type DLQ struct {
+	Site string
+	JS   jetstream.JetStream
+}
+
+// Put stores a dead letter durably (deduplicated by stream and sequence).
+func (q *DLQ) Put(ctx context.Context, dl DeadLetter) error {
+	data, err := json.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("dead letter: %w", err)
+	}
+	_, err = q.JS.Publish(ctx, broker.DLQSubject(q.Site, dl.Reason), data, jetstream.WithMsgID("dlq:"+dl.ID))
+	if err != nil {
+		return fmt.Errorf("dead letter %s: %w", dl.ID, err)
+	}
+	return nil
+}

@@ -1,0 +1,136 @@
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/s3io"
+)
+
+// EventsConsumer is the durable consumer name the producer reads
+// EVENTS_<site> with.
+const EventsConsumer = "producer"
+
+// Ingest reads storage events captured in EVENTS_<site> (from the store's
+// NATS subject or from the webhook) and reconciles every key they name. An
+// event is acknowledged only after every key it names is reconciled, so a
+// crash redelivers it (I5); a malformed event is terminated with its reason
+// and counted, and never blocks the events behind it (I7).
+type Ingest struct {
+	P       *Producer
+	Sources map[string]KeyEncoding // source name (last subject token) → key encoding
+	Kick    func(bucket string)    // asks the scanner for a prompt rescan
+	Log     *slog.Logger
+	Workers int
+}
+
+// Run consumes events until ctx ends.
+func (in *Ingest) Run(ctx context.Context, js jetstream.JetStream) error {
+	site := in.P.cfg.Site
+	cons, err := js.CreateOrUpdateConsumer(ctx, broker.EventsStream(site), jetstream.ConsumerConfig{
+		Durable:       EventsConsumer,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       2 * time.Minute,
+		MaxAckPending: 512,
+		FilterSubject: broker.EventsSubjectFilter(site),
+	})
+	if err != nil {
+		return fmt.Errorf("events consumer: %w", err)
+	}
+	workers := in.Workers
+	if workers < 1 {
+		workers = 4
+	}
+	msgs := make(chan jetstream.Msg, workers)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+		}
+	}, jetstream.PullMaxMessages(workers*4))
+	if err != nil {
+		return fmt.Errorf("consume events: %w", err)
+	}
+	defer cc.Stop()
+	done := make(chan struct{})
+	for i := 0; i < workers; i++ {
+		go func() {
+			for {
+				select {
+				case m := <-msgs:
+					in.handle(ctx, m)
+				case <-ctx.Done():
+					done <- struct{}{}
+					return
+				}
+			}
+		}()
+	}
+	<-ctx.Done()
+	for i := 0; i < workers; i++ {
+		<-done
+	}
+	return nil
+}
+
+func (in *Ingest) handle(ctx context.Context, m jetstream.Msg) {
+	subj := m.Subject()
+	source := subj[strings.LastIndexByte(subj, '.')+1:]
+	in.P.m.EventsReceived.WithLabelValues(source).Inc()
+	enc, ok := in.Sources[source]
+	if !ok {
+		in.reject(m, source, fmt.Errorf("event from unknown source %q (subject %s)", source, subj))
+		return
+	}
+	hints, err := ParseEvent(m.Data(), enc)
+	if err != nil {
+		in.reject(m, source, err)
+		return
+	}
+	for _, h := range hints {
+		res, err := in.P.Reconcile(ctx, h.Bucket, h.Key)
+		if err != nil {
+			if ctx.Err() != nil {
+				return // shutting down: redelivered later
+			}
+			delay := backoff(m)
+			in.Log.Warn("event: reconcile failed, will retry", "bucket", h.Bucket, "key", h.Key, "err", err, "class", s3io.Classify(err).String(), "retry_in", delay)
+			_ = m.NakWithDelay(delay)
+			return
+		}
+		if res == Unchanged && in.Kick != nil {
+			// An event that changes nothing may stand for a lost or misnamed one.
+			in.Kick(h.Bucket)
+		}
+	}
+	_ = m.Ack()
+}
+
+func (in *Ingest) reject(m jetstream.Msg, source string, err error) {
+	in.P.m.EventsMalformed.WithLabelValues(source).Inc()
+	in.Log.Warn("event rejected", "source", source, "err", err, "bytes", len(m.Data()))
+	reason := err.Error()
+	if len(reason) > 200 {
+		reason = reason[:200]
+	}
+	_ = m.TermWithReason(reason)
+}
+
+func backoff(m jetstream.Msg) time.Duration {
+	n := uint64(1)
+	if md, err := m.Metadata(); err == nil {
+		n = md.NumDelivered
+	}
+	d := time.Second << min(n-1, 5)
+	return min(d, 30*time.Second)
+}
+
+// ErrUnauthorized is returned by the webhook for a missing or wrong token.
+var ErrUnauthorized = errors.New("unauthorized")

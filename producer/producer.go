@@ -1,0 +1,280 @@
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/s3mesh/s3mesh/metrics"
+	"github.com/s3mesh/s3mesh/s3io"
+	"github.com/s3mesh/s3mesh/schema"
+	"github.com/s3mesh/s3mesh/state"
+)
+
+// ObjectStore is what the producer needs from the site's S3.
+type ObjectStore interface {
+	Head(ctx context.Context, bucket, key string) (s3io.ObjectInfo, error)
+	Get(ctx context.Context, bucket, key, ifMatch string) (io.ReadCloser, s3io.ObjectInfo, error)
+}
+
+// Publisher publishes a change record durably (returns once JetStream has
+// stored it). msgID is the record's version id, used for deduplication.
+type Publisher interface {
+	PublishRecord(ctx context.Context, partition int, data []byte, msgID string) error
+}
+
+// Config is the producer's part of the site configuration.
+type Config struct {
+	Site            string
+	Buckets         []string
+	InlineThreshold int64
+	Partitions      int
+	Now             func() time.Time // wall clock (tests skew it)
+}
+
+// Result says what Reconcile found.
+type Result int
+
+// Results of Reconcile.
+const (
+	Unchanged     Result = iota // the site holds what the state says: the hint named nothing new
+	Published                   // a new change record was published
+	Replica                     // the object is a replica write of s3mesh (no echo)
+	NotReplicated               // the bucket is not replicated
+)
+
+func (r Result) String() string {
+	return [...]string{"unchanged", "published", "replica", "not-replicated"}[r]
+}
+
+// Producer turns confirmed local changes into change records.
+type Producer struct {
+	cfg     Config
+	store   *state.Store
+	s3      ObjectStore
+	pub     Publisher
+	log     *slog.Logger
+	buckets map[string]bool
+	m       *metrics.Metrics
+	Hooks   Hooks
+}
+
+// Hooks let tests stop the producer at a precise point (crash injection).
+type Hooks struct {
+	AfterPublish func(bucket, key string) // between publish and state commit
+}
+
+// New returns a producer.
+func New(cfg Config, store *state.Store, s3 ObjectStore, pub Publisher, m *metrics.Metrics, log *slog.Logger) *Producer {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Partitions < 1 {
+		cfg.Partitions = 1
+	}
+	b := make(map[string]bool, len(cfg.Buckets))
+	for _, n := range cfg.Buckets {
+		b[n] = true
+	}
+	if m == nil {
+		m = metrics.New()
+	}
+	return &Producer{cfg: cfg, store: store, s3: s3, pub: pub, log: log, buckets: b, m: m}
+}
+
+// Replicated reports whether bucket is replicated.
+func (p *Producer) Replicated(bucket string) bool { return p.buckets[bucket] }
+
+// errChanged means the object changed while it was being read; Reconcile
+// starts again.
+var errChanged = errors.New("object changed while reading")
+
+// Reconcile confirms a hint that bucket/key may have changed locally and, if
+// the site now holds a version the state doesn't know, publishes a change
+// record for it. It is safe to call any number of times (idempotent).
+func (p *Producer) Reconcile(ctx context.Context, bucket, key string) (Result, error) {
+	if !p.buckets[bucket] {
+		return NotReplicated, nil
+	}
+	for attempt := 0; ; attempt++ {
+		res, err := p.reconcileOnce(ctx, bucket, key)
+		if errors.Is(err, errChanged) && attempt < 5 {
+			continue
+		}
+		if err == nil {
+			p.m.Reconciles.WithLabelValues(res.String()).Inc()
+		}
+		return res, err
+	}
+}
+
+func (p *Producer) reconcileOnce(ctx context.Context, bucket, key string) (Result, error) {
+	unlock := p.store.Lock(bucket, key)
+	defer unlock()
+	e, _, err := p.store.Get(bucket, key)
+	if err != nil {
+		return Unchanged, err
+	}
+	if err := p.FlushPendingLocked(ctx, bucket, key, &e); err != nil {
+		return Unchanged, err
+	}
+	info, err := p.s3.Head(ctx, bucket, key)
+	if err != nil {
+		return Unchanged, fmt.Errorf("reconcile %s/%s: %w", bucket, key, err)
+	}
+	if a := e.Applying; a != nil {
+		// A replica write was in flight when the consumer stopped. If the store
+		// shows exactly that write, it is not a local change.
+		if (a.Deleted && !info.Exists) || (info.Exists && info.Meta[schema.MetaVID] == a.ID) {
+			return Replica, nil
+		}
+	}
+	if !info.Exists {
+		if !e.Present() {
+			return Unchanged, nil // a delete of a key the site does not hold
+		}
+		return p.publish(ctx, bucket, key, &e, info)
+	}
+	if v, ok := schema.Replica(bucket, key, info.Meta, info.Size); ok {
+		if e.Held.ID != v.ID || e.LocalETag != info.ETag {
+			// The state lost track of a replica write (state rebuilt, or a
+			// crash after an apply's S3 write): adopt it, publish nothing.
+			e.Held, e.LocalETag, e.Applying = v, info.ETag, nil
+			e.Clock = e.Clock.Merge(v.Clock)
+			e.Updated = p.cfg.Now().UnixMilli()
+			if err := p.store.Put(bucket, key, e); err != nil {
+				return Replica, err
+			}
+		}
+		return Replica, nil
+	}
+	if e.Present() && e.LocalETag == info.ETag {
+		return Unchanged, nil
+	}
+	return p.publish(ctx, bucket, key, &e, info)
+}
+
+// publish makes the record for the local version info (or a tombstone when
+// !info.Exists), publishes it and commits it to the state. Called locked.
+func (p *Producer) publish(ctx context.Context, bucket, key string, e *state.Entry, info s3io.ObjectInfo) (Result, error) {
+	now := p.cfg.Now().UnixMilli()
+	clock := e.Clock.Bump(p.cfg.Site)
+	wall := now
+	if info.Exists && !info.LastModified.IsZero() {
+		wall = info.LastModified.UnixMilli()
+	}
+	v := schema.Version{
+		ID:      schema.VersionID(p.cfg.Site, bucket, key, clock[p.cfg.Site]),
+		Origin:  p.cfg.Site,
+		Clock:   clock,
+		TS:      schema.NextTS(wall, e.HeldPtr()),
+		Rank:    e.Held.Rank,
+		Deleted: !info.Exists,
+	}
+	rec := &schema.Record{Schema: schema.RecordSchema, Bucket: bucket, Key: key, MadeAt: now}
+	if info.Exists {
+		v.Size, v.ETag = info.Size, info.ETag
+		rec.Attrs = schema.Attrs{
+			ContentType: info.ContentType, CacheControl: info.CacheControl,
+			ContentEncoding: info.ContentEncoding, ContentDisposition: info.ContentDisposition,
+			Meta: schema.UserMeta(info.Meta),
+		}
+	}
+	rec.Version = v
+	sendRec := rec
+	if info.Exists && info.Size <= p.cfg.InlineThreshold {
+		body, err := p.readInline(ctx, bucket, key, info)
+		if err != nil {
+			return Unchanged, err
+		}
+		withBody := *rec
+		withBody.Inline, withBody.Body = true, body
+		sendRec = &withBody
+	}
+	// The intent (without the body) goes to disk before the publish: after a
+	// crash past the publish, a later write must not reuse this clock for
+	// other content, so the next Reconcile republishes this record first.
+	e.Pending = rec
+	if err := p.store.Put(bucket, key, *e); err != nil {
+		return Unchanged, err
+	}
+	rec = sendRec
+	if err := p.send(ctx, rec); err != nil {
+		return Unchanged, err
+	}
+	if h := p.Hooks.AfterPublish; h != nil {
+		h(bucket, key)
+	}
+	p.commit(e, rec, info.ETag)
+	if err := p.store.Put(bucket, key, *e); err != nil {
+		return Published, err
+	}
+	p.log.Debug("published", "bucket", bucket, "key", key, "id", v.ID, "deleted", v.Deleted, "clock", v.Clock.String())
+	return Published, nil
+}
+
+func (p *Producer) readInline(ctx context.Context, bucket, key string, info s3io.ObjectInfo) ([]byte, error) {
+	rc, got, err := p.s3.Get(ctx, bucket, key, info.ETag)
+	if err != nil {
+		if c := s3io.Classify(err); c == s3io.Precondition || c == s3io.NotFound {
+			return nil, errChanged
+		}
+		return nil, fmt.Errorf("read %s/%s: %w", bucket, key, err)
+	}
+	defer rc.Close()
+	body, err := io.ReadAll(io.LimitReader(rc, p.cfg.InlineThreshold+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s/%s: %w", bucket, key, err)
+	}
+	if int64(len(body)) != info.Size || got.ETag != info.ETag {
+		return nil, errChanged
+	}
+	return body, nil
+}
+
+func (p *Producer) send(ctx context.Context, rec *schema.Record) error {
+	data, err := rec.Encode()
+	if err != nil {
+		return fmt.Errorf("encode record %s: %w", rec.Version.ID, err)
+	}
+	part := schema.Partition(rec.Bucket, rec.Key, p.cfg.Partitions)
+	if err := p.pub.PublishRecord(ctx, part, data, rec.Version.ID); err != nil {
+		return fmt.Errorf("publish %s: %w", rec.Version.ID, err)
+	}
+	p.m.RecordsPublished.Inc()
+	return nil
+}
+
+func (p *Producer) commit(e *state.Entry, rec *schema.Record, localETag string) {
+	e.Clock = e.Clock.Merge(rec.Version.Clock)
+	e.Held = rec.Version
+	e.LocalETag = localETag
+	if rec.Version.Deleted {
+		e.LocalETag = ""
+	}
+	e.Pending, e.Applying = nil, nil
+	e.Updated = p.cfg.Now().UnixMilli()
+}
+
+// FlushPendingLocked finishes a publish that a crash interrupted: it
+// publishes the pending record again (same id: JetStream deduplicates it, and
+// consumers skip an equal clock) and commits it. The caller holds the key's
+// lock; e is updated in place.
+func (p *Producer) FlushPendingLocked(ctx context.Context, bucket, key string, e *state.Entry) error {
+	if e.Pending == nil {
+		return nil
+	}
+	rec := e.Pending
+	if err := p.send(ctx, rec); err != nil {
+		return err
+	}
+	p.commit(e, rec, rec.Version.ETag)
+	if err := p.store.Put(bucket, key, *e); err != nil {
+		return err
+	}
+	p.log.Info("republished an interrupted record", "bucket", bucket, "key", key, "id", rec.Version.ID)
+	return nil
+}

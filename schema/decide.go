@@ -1,0 +1,52 @@
+package schema
+
+// Outcome is what a consumer must do with an incoming version.
+type Outcome int
+
+// Outcomes of Decide.
+const (
+	// Skip: the site already holds this version or a later one (duplicate or
+	// stale delivery). Nothing changes.
+	Skip Outcome = iota
+	// Apply: the incoming version causally follows what the site holds.
+	Apply
+	// ApplyWinner: a conflict that the incoming version wins.
+	ApplyWinner
+	// KeepLocal: a conflict that the held version wins; only the clock merges.
+	KeepLocal
+)
+
+func (o Outcome) String() string {
+	return [...]string{"skip", "apply", "apply-winner", "keep-local"}[o]
+}
+
+// Decision is the result of comparing an incoming version with the held one.
+type Decision struct {
+	Outcome  Outcome
+	Conflict bool     // the two versions were concurrent
+	Winner   *Version // set on conflicts
+	Loser    *Version // set on conflicts
+	Merged   Clock    // the clock the site holds afterwards
+}
+
+// Decide compares an incoming version with the version a site holds (nil if
+// it has never seen the key) whose merged clock is heldClock. It is a pure
+// function of its inputs: every site reaches the same decision for the same
+// two versions in any delivery order.
+func Decide(held *Version, heldClock Clock, in Version) Decision {
+	if held == nil {
+		return Decision{Outcome: Apply, Merged: in.Clock.Clone()}
+	}
+	merged := heldClock.Merge(in.Clock)
+	switch in.Clock.Compare(heldClock) {
+	case Equal, Before:
+		return Decision{Outcome: Skip, Merged: merged}
+	case After:
+		return Decision{Outcome: Apply, Merged: merged}
+	}
+	h, i := *held, in
+	if h.Less(i) {
+		return Decision{Outcome: ApplyWinner, Conflict: true, Winner: &i, Loser: &h, Merged: merged}
+	}
+	return Decision{Outcome: KeepLocal, Conflict: true, Winner: &h, Loser: &i, Merged: merged}
+}

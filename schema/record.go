@@ -1,0 +1,138 @@
+package schema
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// RecordSchema is the version of the change-record encoding this build
+// writes and understands. A record with another schema version is not
+// guessed at: it goes to the dead-letter queue.
+const RecordSchema = 1
+
+// Sentinel errors of Decode, matched with errors.Is.
+var (
+	ErrMalformed      = errors.New("malformed record")
+	ErrUnknownVersion = errors.New("unknown record schema version")
+)
+
+// Attrs are the object attributes that replicate with its bytes.
+type Attrs struct {
+	ContentType        string            `msgpack:"ct,omitempty"`
+	CacheControl       string            `msgpack:"cc,omitempty"`
+	ContentEncoding    string            `msgpack:"ce,omitempty"`
+	ContentDisposition string            `msgpack:"cd,omitempty"`
+	Meta               map[string]string `msgpack:"meta,omitempty"` // user metadata, s3mesh's own removed
+}
+
+// Record is a change record: one new version (or tombstone) of one key,
+// made at its origin site. It is the unit on the bus.
+type Record struct {
+	Schema  int     `msgpack:"v"`
+	Bucket  string  `msgpack:"b"`
+	Key     string  `msgpack:"k"`
+	Version Version `msgpack:"ver"`
+	Attrs   Attrs   `msgpack:"attrs"`
+	Inline  bool    `msgpack:"inline"` // Body holds the whole object
+	Body    []byte  `msgpack:"body,omitempty"`
+	MadeAt  int64   `msgpack:"made"` // wall time the record was made, unix ms (for lag)
+}
+
+// Encode serialises r with msgpack.
+func (r *Record) Encode() ([]byte, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return msgpack.Marshal(r)
+}
+
+// Decode parses and validates a record. Errors wrap ErrMalformed or
+// ErrUnknownVersion.
+func Decode(b []byte) (*Record, error) {
+	var probe struct {
+		Schema int `msgpack:"v"`
+	}
+	if err := msgpack.Unmarshal(b, &probe); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if probe.Schema != RecordSchema {
+		return nil, fmt.Errorf("%w: %d (this build reads %d)", ErrUnknownVersion, probe.Schema, RecordSchema)
+	}
+	var r Record
+	if err := msgpack.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Validate checks the invariants every record must hold.
+func (r *Record) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, a...))
+	}
+	v := r.Version
+	switch {
+	case r.Schema != RecordSchema:
+		return fmt.Errorf("%w: %d", ErrUnknownVersion, r.Schema)
+	case r.Bucket == "":
+		return bad("empty bucket")
+	case r.Key == "" || len(r.Key) > 1024:
+		return bad("key length %d not in 1..1024", len(r.Key))
+	case v.Origin == "":
+		return bad("empty origin")
+	case v.Clock[v.Origin] == 0:
+		return bad("clock %s lacks origin %s", v.Clock, v.Origin)
+	case v.ID != VersionID(v.Origin, r.Bucket, r.Key, v.Clock[v.Origin]):
+		return bad("id %q does not match origin, key and clock", v.ID)
+	case v.Size < 0:
+		return bad("negative size")
+	case v.Deleted && (r.Inline || len(r.Body) > 0):
+		return bad("tombstone with a body")
+	case r.Inline && int64(len(r.Body)) != v.Size:
+		return bad("inline body of %d bytes, size says %d", len(r.Body), v.Size)
+	}
+	for k := range r.Attrs.Meta {
+		if IsOwnMeta(k) {
+			return bad("user metadata carries s3mesh's own key %q", k)
+		}
+	}
+	return nil
+}
+
+// Metadata keys s3mesh writes on replica objects (lower-case, without the
+// x-amz-meta- prefix). They mark a replica write so it is never re-published
+// (no echo), and carry enough to rebuild a site's state from its bucket.
+const (
+	MetaPrefix = "s3mesh-"
+	MetaVID    = "s3mesh-vid"   // version id
+	MetaKey    = "s3mesh-key"   // KeyTag of bucket/key: a user's copy to another key is a new local write
+	MetaClock  = "s3mesh-clock" // Clock.String of the version
+	MetaTS     = "s3mesh-ts"    // origin time, unix ms
+	MetaOrigin = "s3mesh-origin"
+	MetaETag   = "s3mesh-etag" // ETag at the origin
+	MetaRank   = "s3mesh-rank"
+)
+
+// IsOwnMeta reports whether a metadata key belongs to s3mesh.
+func IsOwnMeta(k string) bool { return strings.HasPrefix(strings.ToLower(k), MetaPrefix) }
+
+// UserMeta returns meta without s3mesh's own keys (nil if none remain).
+func UserMeta(meta map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range meta {
+		if IsOwnMeta(k) {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]string, len(meta))
+		}
+		out[strings.ToLower(k)] = v
+	}
+	return out
+}

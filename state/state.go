@@ -1,0 +1,183 @@
+package state
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/s3mesh/s3mesh/schema"
+)
+
+// Entry is the state of one key at this site.
+type Entry struct {
+	Clock     schema.Clock   `msgpack:"clock"` // merged clock of everything seen for the key
+	Held      schema.Version `msgpack:"held"`  // the version this site holds (may be a tombstone)
+	LocalETag string         `msgpack:"etag"`  // ETag of the object in the local store ("" if absent)
+	// Pending is a change record the producer is about to publish (body
+	// omitted). It is written before the publish and cleared after, so a
+	// crash in between republishes the same record instead of inventing
+	// another with the same clock.
+	Pending *schema.Record `msgpack:"pending,omitempty"`
+	// Applying is the version the consumer is writing to the local store. It
+	// is written before the S3 write, so the producer recognises the write
+	// (including a delete, which leaves no marker) as a replica write even
+	// after a crash.
+	Applying *schema.Version `msgpack:"applying,omitempty"`
+	Updated  int64           `msgpack:"upd"` // unix ms of the last change
+}
+
+// Present reports whether the site holds a live object for the key.
+func (e *Entry) Present() bool { return e.Held.ID != "" && !e.Held.Deleted }
+
+// HeldPtr returns the held version, or nil if the site never saw the key.
+func (e *Entry) HeldPtr() *schema.Version {
+	if e == nil || e.Held.ID == "" {
+		return nil
+	}
+	v := e.Held
+	return &v
+}
+
+// Store is the pebble-backed state of one site.
+type Store struct {
+	db    *pebble.DB
+	sync  bool
+	locks [512]sync.Mutex
+}
+
+// Options tunes the store.
+type Options struct {
+	// Sync fsyncs every write. Without it a write survives a process crash
+	// (it is in the OS page cache) but not an OS crash, like NATS's default.
+	Sync bool
+}
+
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("state store closed")
+
+// Open opens (creating if needed) the store in dir.
+func Open(dir string, o Options) (*Store, error) {
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	if err != nil {
+		return nil, fmt.Errorf("open state %s: %w", dir, err)
+	}
+	return &Store{db: db, sync: o.Sync}, nil
+}
+
+// Close flushes and closes the store.
+func (s *Store) Close() error {
+	if err := s.db.Flush(); err != nil {
+		s.db.Close()
+		return fmt.Errorf("close state: %w", err)
+	}
+	return s.db.Close()
+}
+
+const entryPrefix = 'k'
+
+// dbKey is "k" + bucket + 0x00 + key: bucket names cannot hold 0x00, so keys
+// of one bucket are contiguous and sorted by key bytes.
+func dbKey(bucket, key string) []byte {
+	b := make([]byte, 0, 2+len(bucket)+len(key))
+	b = append(b, entryPrefix)
+	b = append(b, bucket...)
+	b = append(b, 0)
+	return append(b, key...)
+}
+
+// Lock takes the in-process lock that makes the caller the only writer of
+// bucket/key until unlock is called. Locks are striped: never hold two.
+func (s *Store) Lock(bucket, key string) (unlock func()) {
+	h := fnv.New32a()
+	h.Write([]byte(bucket))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	m := &s.locks[h.Sum32()%uint32(len(s.locks))]
+	m.Lock()
+	return m.Unlock
+}
+
+// Get returns the entry for bucket/key; ok is false if the site never saw it.
+func (s *Store) Get(bucket, key string) (e Entry, ok bool, err error) {
+	v, closer, err := s.db.Get(dbKey(bucket, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Entry{}, false, nil
+	}
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("state get %s/%s: %w", bucket, key, err)
+	}
+	defer closer.Close()
+	if err := msgpack.Unmarshal(v, &e); err != nil {
+		return Entry{}, false, fmt.Errorf("state get %s/%s: decode: %w", bucket, key, err)
+	}
+	return e, true, nil
+}
+
+// Put stores the entry for bucket/key. Callers hold Lock(bucket, key).
+func (s *Store) Put(bucket, key string, e Entry) error {
+	b, err := msgpack.Marshal(&e)
+	if err != nil {
+		return fmt.Errorf("state put %s/%s: %w", bucket, key, err)
+	}
+	opt := pebble.NoSync
+	if s.sync {
+		opt = pebble.Sync
+	}
+	if err := s.db.Set(dbKey(bucket, key), b, opt); err != nil {
+		return fmt.Errorf("state put %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// Delete removes the entry (used when tombstones are collected).
+func (s *Store) Delete(bucket, key string) error {
+	if err := s.db.Delete(dbKey(bucket, key), pebble.NoSync); err != nil {
+		return fmt.Errorf("state delete %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// Scan calls fn for every key of bucket at or after startAfter (exclusive),
+// in key byte order, without holding locks: entries may change meanwhile,
+// so callers re-read under Lock before acting.
+func (s *Store) Scan(bucket, startAfter string, fn func(key string, e Entry) error) error {
+	lower := dbKey(bucket, startAfter)
+	if startAfter != "" {
+		lower = append(lower, 0)
+	}
+	upper := append([]byte{entryPrefix}, bucket...)
+	upper = append(upper, 1)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return fmt.Errorf("state scan %s: %w", bucket, err)
+	}
+	defer it.Close()
+	prefixLen := 2 + len(bucket)
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) < prefixLen || !bytes.Equal(k[1:prefixLen-1], []byte(bucket)) {
+			continue
+		}
+		var e Entry
+		if err := msgpack.Unmarshal(it.Value(), &e); err != nil {
+			return fmt.Errorf("state scan %s: decode %q: %w", bucket, k[prefixLen:], err)
+		}
+		if err := fn(string(k[prefixLen:]), e); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}
