@@ -1,8 +1,85 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 
-// newLabCmd: `s3mesh lab` (being written in lab/).
+	"github.com/spf13/cobra"
+
+	"github.com/s3mesh/s3mesh/lab"
+)
+
+// newLabCmd: `s3mesh lab` runs a local multi-site lab until SIGINT/SIGTERM;
+// `s3mesh lab ctl` controls a running one.
 func newLabCmd() *cobra.Command {
-	return &cobra.Command{Use: "lab", Short: "Run a local multi-site lab"}
+	var (
+		o       lab.Options
+		buckets string
+		verbose bool
+	)
+	c := &cobra.Command{
+		Use:   "lab",
+		Short: "Run a local multi-site lab (versitygw + broker + agent per site, cuttable links)",
+		Long: `Run N sites on loopback: per site a versitygw (S3), a broker (NATS) and an
+agent, each its own process, with leaf-node links through cuttable proxies.
+The lab directory keeps data, ports and credentials: running the command
+again resumes the lab; --fresh starts over. Ctrl-C stops everything.
+Endpoints and keys are in <dir>/lab.json; see "s3mesh lab ctl help".`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			o.Stdout = cmd.OutOrStdout()
+			for _, b := range strings.Split(buckets, ",") {
+				if b = strings.TrimSpace(b); b != "" {
+					o.Buckets = append(o.Buckets, b)
+				}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			l, err := lab.Start(ctx, o)
+			if err != nil {
+				return err
+			}
+			err = l.Wait()
+			stop()
+			return err
+		},
+	}
+	f := c.Flags()
+	f.IntVar(&o.Sites, "sites", 3, "number of sites (1-9, named a, b, c, ...)")
+	f.StringVar(&o.Dir, "dir", ".lab", "lab directory (data, logs, ports, credentials, lab.json)")
+	f.StringVar(&buckets, "buckets", "demo", "replicated buckets, comma-separated")
+	f.BoolVar(&o.Fresh, "fresh", false, "wipe the lab directory first")
+	f.StringVar(&o.VersityBin, "versitygw", "", "versitygw executable (default: versitygw beside s3mesh)")
+	f.DurationVar(&o.ScanInterval, "scan-interval", 0, "agents' scan interval (default 15s)")
+	f.BoolVar(&verbose, "verbose", false, "debug logging of the lab itself")
+	c.AddCommand(newLabCtlCmd())
+	return c
+}
+
+func newLabCtlCmd() *cobra.Command {
+	var dir string
+	c := &cobra.Command{
+		Use:   "ctl VERB [ARGS...]",
+		Short: "Control a running lab: status, cut/heal links, kill/start agents, brokers, versitygw",
+		Long:  "Control the lab running in --dir over its control socket.\n\n" + lab.CtlUsage,
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out, err := lab.CtlClient(dir, args[0], args[1:]...)
+			if out != "" {
+				fmt.Fprintln(cmd.OutOrStdout(), out)
+			}
+			return err
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", ".lab", "lab directory")
+	return c
 }
