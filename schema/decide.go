@@ -44,6 +44,12 @@ func Decide(held *Version, heldClock Clock, in Version) Decision {
 	case After:
 		return Decision{Outcome: Apply, Merged: merged}
 	}
+	// Concurrent with the merged clock, which also holds versions this site
+	// already decided against. If in follows the held version itself, it is
+	// an overwrite of it, not a new conflict (and it sorts above it).
+	if in.Clock.Compare(held.Clock) == After {
+		return Decision{Outcome: Apply, Merged: merged}
+	}
 	h, i := *held, in
 	if h.Less(i) {
 		return Decision{Outcome: ApplyWinner, Conflict: true, Winner: &i, Loser: &h, Merged: merged}

@@ -24,18 +24,25 @@ func ReplicaMeta(bucket, key string, v Version) map[string]string {
 // replica) is not a replica: it is a new local write.
 func Replica(bucket, key string, meta map[string]string, size int64) (Version, bool) {
 	id := meta[MetaVID]
-	if id == "" || meta[MetaKey] != KeyTag(bucket, key) {
+	tag := KeyTag(bucket, key)
+	if id == "" || meta[MetaKey] != tag {
 		return Version{}, false
 	}
-	origin, _, _, err := ParseVersionID(id)
-	if err != nil || origin != meta[MetaOrigin] {
+	origin, idTag, n, err := ParseVersionID(id)
+	if err != nil || origin != meta[MetaOrigin] || idTag != tag {
 		return Version{}, false
 	}
 	clock, err := ParseClock(meta[MetaClock])
+	if err != nil || clock[origin] != n {
+		return Version{}, false
+	}
+	ts, err := strconv.ParseInt(meta[MetaTS], 10, 64)
 	if err != nil {
 		return Version{}, false
 	}
-	ts, _ := strconv.ParseInt(meta[MetaTS], 10, 64)
-	rank, _ := strconv.ParseUint(meta[MetaRank], 10, 64)
+	rank, err := strconv.ParseUint(meta[MetaRank], 10, 64)
+	if err != nil {
+		return Version{}, false
+	}
 	return Version{ID: id, Origin: origin, Clock: clock, TS: ts, Rank: rank, Size: size, ETag: meta[MetaETag]}, true
 }
