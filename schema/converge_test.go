@@ -338,16 +338,6 @@ func TestConflictLogOnlyConcurrent(t *testing.T) {
 	rapid.Check(t, convergeProperty(convergeChecks{onlyConflicts: true}))
 }
 
-// TestConvergeCounterexamples), so it is skipped unless asked for with
-// -run=TestConvergeBriefLiteral -args -converge.strict.
-func TestConvergeBriefLiteral(t *testing.T) {
-	if !*convergeStrict {
-		t.Skip("the narrow forms do not hold by design; run with -args -converge.strict to see counterexamples")
-	}
-	t.Run("I2", rapid.MakeCheck(convergeProperty(convergeChecks{strictI2: true})))
-	t.Run("same loser same winner", rapid.MakeCheck(convergeProperty(convergeChecks{strictLoser: true})))
-}
-
 // TestConvergeCounterexamples replays, deterministically, the minimal
 // schedules that show why the brief's narrow forms of I2 and of conflict
 // agreement cannot hold, and that DESIGN.md's forms do.
