@@ -18,7 +18,6 @@ const convergeBucket = "bkt"
 
 var convergeKeys = []string{"k0", "k1", "k2"}
 
-
 type simConflict struct {
 	key           string
 	loser, winner string
