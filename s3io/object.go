@@ -1,0 +1,197 @@
+package s3io
+
+import (
+	"context"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// Attrs are the object attributes s3mesh replicates besides the bytes.
+type Attrs struct {
+	ContentType        string
+	CacheControl       string
+	ContentEncoding    string
+	ContentDisposition string
+	// Meta is the user metadata: keys lower-case, without "x-amz-meta-".
+	Meta map[string]string
+}
+
+// ObjectInfo describes one object as HEAD or GET saw it.
+type ObjectInfo struct {
+	Key          string
+	Exists       bool
+	ETag         string // without quotes
+	Size         int64
+	LastModified time.Time
+	Attrs
+}
+
+// Head returns the object's info. An absent key is not an error: it gives
+// Exists == false and a nil error. (A HEAD answer has no body, so a missing
+// bucket cannot be told from a missing key by HEAD; EnsureBucket or List
+// can.)
+func (c *Client) Head(ctx context.Context, bucket, key string) (ObjectInfo, error) {
+	if err := checkKey("head", bucket, key); err != nil {
+		return ObjectInfo{Key: key}, err
+	}
+	out, err := c.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
+	if err != nil {
+		err = wrap("head", bucket, key, err)
+		if Classify(err) == NotFound {
+			return ObjectInfo{Key: key}, nil
+		}
+		return ObjectInfo{Key: key}, err
+	}
+	return ObjectInfo{
+		Key:          key,
+		Exists:       true,
+		ETag:         unquote(aws.ToString(out.ETag)),
+		Size:         aws.ToInt64(out.ContentLength),
+		LastModified: aws.ToTime(out.LastModified),
+		Attrs: Attrs{
+			ContentType:        aws.ToString(out.ContentType),
+			CacheControl:       aws.ToString(out.CacheControl),
+			ContentEncoding:    aws.ToString(out.ContentEncoding),
+			ContentDisposition: aws.ToString(out.ContentDisposition),
+			Meta:               normMeta(out.Metadata),
+		},
+	}, nil
+}
+
+// Get opens the object for reading. The body is streamed; the caller must
+// close it. With ifMatch != "" the GET is conditional on that ETag and
+// fails with ErrPreconditionFailed if the object changed. An absent key
+// gives ErrNotFound.
+func (c *Client) Get(ctx context.Context, bucket, key, ifMatch string) (io.ReadCloser, ObjectInfo, error) {
+	if err := checkKey("get", bucket, key); err != nil {
+		return nil, ObjectInfo{Key: key}, err
+	}
+	in := &s3.GetObjectInput{Bucket: &bucket, Key: &key}
+	if ifMatch != "" {
+		in.IfMatch = aws.String(quote(ifMatch))
+	}
+	out, err := c.s3.GetObject(ctx, in)
+	if err != nil {
+		return nil, ObjectInfo{Key: key}, wrap("get", bucket, key, err)
+	}
+	info := ObjectInfo{
+		Key:          key,
+		Exists:       true,
+		ETag:         unquote(aws.ToString(out.ETag)),
+		Size:         aws.ToInt64(out.ContentLength),
+		LastModified: aws.ToTime(out.LastModified),
+		Attrs: Attrs{
+			ContentType:        aws.ToString(out.ContentType),
+			CacheControl:       aws.ToString(out.CacheControl),
+			ContentEncoding:    aws.ToString(out.ContentEncoding),
+			ContentDisposition: aws.ToString(out.ContentDisposition),
+			Meta:               normMeta(out.Metadata),
+		},
+	}
+	return &body{rc: out.Body, bucket: bucket, key: key}, info, nil
+}
+
+// body wraps a GET body so read errors carry context and classify like
+// request errors (a reset mid-stream is Transient).
+type body struct {
+	rc          io.ReadCloser
+	bucket, key string
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		err = wrap("get", b.bucket, b.key, err)
+	}
+	return n, err
+}
+
+func (b *body) Close() error { return b.rc.Close() }
+
+// Delete removes the key. Deleting an absent key succeeds, unless ifMatch
+// is set: then the delete is conditional on that ETag, and the server's
+// answer for an absent or changed key comes back as ErrNotFound or
+// ErrPreconditionFailed.
+func (c *Client) Delete(ctx context.Context, bucket, key, ifMatch string) error {
+	if err := checkKey("delete", bucket, key); err != nil {
+		return err
+	}
+	in := &s3.DeleteObjectInput{Bucket: &bucket, Key: &key}
+	if ifMatch != "" {
+		in.IfMatch = aws.String(quote(ifMatch))
+	}
+	_, err := c.s3.DeleteObject(ctx, in)
+	err = wrap("delete", bucket, key, err)
+	if ifMatch == "" && Classify(err) == NotFound {
+		return nil
+	}
+	return err
+}
+
+// Copy copies srcKey to dstKey inside bucket on the server, keeping the
+// source's attributes and metadata.
+func (c *Client) Copy(ctx context.Context, bucket, srcKey, dstKey string) error {
+	if err := checkKey("copy", bucket, srcKey); err != nil {
+		return err
+	}
+	if err := checkKey("copy", bucket, dstKey); err != nil {
+		return err
+	}
+	_, err := c.s3.CopyObject(ctx, &s3.CopyObjectInput{
+		Bucket:     &bucket,
+		Key:        &dstKey,
+		CopySource: aws.String(escapeCopySource(bucket, srcKey)),
+	})
+	return wrap("copy", bucket, srcKey+" -> "+dstKey, err)
+}
+
+// escapeCopySource builds x-amz-copy-source: bucket/key with every byte of
+// the key percent-encoded except unreserved characters and '/'.
+func escapeCopySource(bucket, key string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(bucket) + 1 + len(key)*3)
+	b.WriteString(bucket)
+	b.WriteByte('/')
+	for i := 0; i < len(key); i++ {
+		ch := key[i]
+		if 'a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' ||
+			ch == '-' || ch == '_' || ch == '.' || ch == '~' || ch == '/' {
+			b.WriteByte(ch)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[ch>>4])
+		b.WriteByte(hex[ch&15])
+	}
+	return b.String()
+}
+
+func unquote(etag string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(etag, `"`), `"`)
+}
+
+func quote(etag string) string {
+	if strings.HasPrefix(etag, `"`) {
+		return etag
+	}
+	return `"` + etag + `"`
+}
+
+// normMeta lower-cases metadata keys (the SDK already does for responses;
+// this makes the contract independent of that) and returns nil for empty
+// metadata.
+func normMeta(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[strings.ToLower(k)] = v
+	}
+	return out
+}
