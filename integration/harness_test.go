@@ -1,0 +1,325 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/internal/testenv"
+	"github.com/s3mesh/s3mesh/lab"
+	"github.com/s3mesh/s3mesh/s3io"
+)
+
+const bucket = "demo"
+
+// env is a running three-site lab with clients for every site.
+type env struct {
+	lab   *lab.Lab
+	info  lab.Info
+	names []string
+	sites map[string]*siteClients
+}
+
+type siteClients struct {
+	name string
+	s3   *s3io.Client
+	raw  *s3.Client
+	nc   *nats.Conn
+	js   jetstream.JetStream
+}
+
+var (
+	sharedOnce sync.Once
+	shared     *env
+	sharedErr  error
+	sharedDir  string
+)
+
+// TestMain stops the shared lab after all tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared != nil {
+		shared.close()
+	}
+	if sharedDir != "" && code == 0 {
+		os.RemoveAll(sharedDir)
+	} else if sharedDir != "" {
+		fmt.Fprintf(os.Stderr, "integration: lab kept for inspection in %s\n", sharedDir)
+	}
+	os.Exit(code)
+}
+
+// labEnv returns the lab shared by the tests of this package, starting it on
+// first use.
+func labEnv(t *testing.T) *env {
+	t.Helper()
+	s3meshBin := testenv.S3meshBin(t)
+	versity := testenv.VersityBin(t)
+	sharedOnce.Do(func() {
+		sharedDir, sharedErr = os.MkdirTemp("", "s3mesh-lab-")
+		if sharedErr != nil {
+			return
+		}
+		shared, sharedErr = startEnv(sharedDir, s3meshBin, versity)
+	})
+	if sharedErr != nil {
+		t.Fatalf("start lab: %v", sharedErr)
+	}
+	return shared
+}
+
+func startEnv(dir, s3meshBin, versity string) (*env, error) {
+	// The lab lives as long as its context: the whole test process.
+	l, err := lab.Start(context.Background(), lab.Options{
+		Dir: dir, Sites: 3, Buckets: []string{bucket}, S3meshBin: s3meshBin, VersityBin: versity,
+		ScanInterval: 3 * time.Second,
+		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	e := &env{lab: l, info: l.Info(), sites: map[string]*siteClients{}}
+	for _, s := range e.info.Sites {
+		c, err := s3io.New(s3io.Endpoint{URL: s.S3Endpoint, Region: s.Region, AccessKey: s.AccessKey, SecretKey: s.SecretKey, PathStyle: true})
+		if err != nil {
+			return nil, err
+		}
+		raw := s3.New(s3.Options{
+			BaseEndpoint: aws.String(s.S3Endpoint), Region: s.Region, UsePathStyle: true,
+			Credentials: credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, ""),
+		})
+		nc, err := nats.Connect(s.NATSURL, nats.MaxReconnects(-1))
+		if err != nil {
+			return nil, err
+		}
+		js, _ := jetstream.New(nc)
+		e.names = append(e.names, s.Name)
+		e.sites[s.Name] = &siteClients{name: s.Name, s3: c, raw: raw, nc: nc, js: js}
+	}
+	return e, nil
+}
+
+func (e *env) close() {
+	for _, s := range e.sites {
+		s.nc.Close()
+	}
+	_ = e.lab.Stop()
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// object is what a test expects a key to hold.
+type object struct {
+	body  []byte
+	attrs s3io.Attrs
+}
+
+func (e *env) put(t *testing.T, site, key string, o object) {
+	t.Helper()
+	_, err := e.sites[site].s3.Put(ctxT(t), s3io.PutInput{Bucket: bucket, Key: key, Body: bytes.NewReader(o.body), Size: int64(len(o.body)), Attrs: o.attrs, PartSize: 5 << 20})
+	if err != nil {
+		t.Fatalf("put %q at %s: %v", key, site, err)
+	}
+}
+
+func (e *env) del(t *testing.T, site, key string) {
+	t.Helper()
+	if err := e.sites[site].s3.Delete(ctxT(t), bucket, key, ""); err != nil {
+		t.Fatalf("delete %q at %s: %v", key, site, err)
+	}
+}
+
+// read returns the object's bytes digest and info at site (Exists false if absent).
+func (e *env) read(ctx context.Context, site, key string) ([32]byte, int64, s3io.ObjectInfo, error) {
+	rc, info, err := e.sites[site].s3.Get(ctx, bucket, key, "")
+	if s3io.Classify(err) == s3io.NotFound {
+		return [32]byte{}, 0, s3io.ObjectInfo{}, nil
+	}
+	if err != nil {
+		return [32]byte{}, 0, info, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, rc)
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	info.Exists = true
+	return sum, n, info, err
+}
+
+// userMeta drops s3mesh's own metadata.
+func userMeta(m map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		if !strings.HasPrefix(k, "s3mesh-") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func sameAttrs(want, got s3io.Attrs) string {
+	if want.ContentType == "" {
+		want.ContentType = "application/octet-stream"
+	}
+	var diffs []string
+	check := func(name, w, g string) {
+		if w != g {
+			diffs = append(diffs, fmt.Sprintf("%s %q != %q", name, g, w))
+		}
+	}
+	check("content-type", want.ContentType, got.ContentType)
+	check("cache-control", want.CacheControl, got.CacheControl)
+	check("content-encoding", want.ContentEncoding, got.ContentEncoding)
+	check("content-disposition", want.ContentDisposition, got.ContentDisposition)
+	wm, gm := userMeta(want.Meta), userMeta(got.Meta)
+	if fmt.Sprint(wm) != fmt.Sprint(gm) {
+		diffs = append(diffs, fmt.Sprintf("meta %v != %v", gm, wm))
+	}
+	return strings.Join(diffs, "; ")
+}
+
+// waitObject polls every site until it holds o at key.
+func (e *env) waitObject(t *testing.T, key string, o object, timeout time.Duration) {
+	t.Helper()
+	want := sha256.Sum256(o.body)
+	deadline := time.Now().Add(timeout)
+	for _, site := range e.names {
+		var last string
+		for {
+			sum, n, info, err := e.read(ctxT(t), site, key)
+			switch {
+			case err != nil:
+				last = err.Error()
+			case !info.Exists:
+				last = "absent"
+			case sum != want:
+				last = fmt.Sprintf("different bytes (%d bytes, want %d)", n, len(o.body))
+			default:
+				if d := sameAttrs(o.attrs, info.Attrs); d != "" {
+					last = "attrs: " + d
+				} else {
+					last = ""
+				}
+			}
+			if last == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("site %s key %q: %s after %v", site, key, last, timeout)
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
+}
+
+// waitAbsent polls every site until key is gone.
+func (e *env) waitAbsent(t *testing.T, key string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for _, site := range e.names {
+		for {
+			info, err := e.sites[site].s3.Head(ctxT(t), bucket, key)
+			if err == nil && !info.Exists {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("site %s key %q still present after %v (err %v)", site, key, timeout, err)
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
+}
+
+// changesSeq returns the last sequence of CHANGES_<site> at its own broker.
+func (e *env) changesSeq(t *testing.T, site string) uint64 {
+	t.Helper()
+	s, err := e.sites[site].js.Stream(ctxT(t), broker.ChangesStream(site))
+	if err != nil {
+		t.Fatalf("stream CHANGES_%s: %v", site, err)
+	}
+	return s.CachedInfo().State.LastSeq
+}
+
+// quiesce waits until nothing is in flight anywhere: no unhandled events,
+// every mirror caught up with its origin, every apply consumer drained. It
+// must hold on two polls 500 ms apart (the scanner may still find work).
+func (e *env) quiesce(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	stable := 0
+	var why string
+	for stable < 2 {
+		why = e.busy(ctxT(t))
+		if why == "" {
+			stable++
+		} else {
+			stable = 0
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not quiescent after %v: %s", timeout, why)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func (e *env) busy(ctx context.Context) string {
+	origin := map[string]uint64{}
+	for _, n := range e.names {
+		s, err := e.sites[n].js.Stream(ctx, broker.ChangesStream(n))
+		if err != nil {
+			return err.Error()
+		}
+		origin[n] = s.CachedInfo().State.LastSeq
+	}
+	for _, n := range e.names {
+		js := e.sites[n].js
+		ev, err := js.Stream(ctx, broker.EventsStream(n))
+		if err != nil {
+			return err.Error()
+		}
+		if m := ev.CachedInfo().State.Msgs; m > 0 {
+			return fmt.Sprintf("%s: %d events not handled", n, m)
+		}
+		for _, p := range e.names {
+			if p == n {
+				continue
+			}
+			s, err := js.Stream(ctx, broker.ChangesStream(p))
+			if err != nil {
+				return err.Error()
+			}
+			if last := s.CachedInfo().State.LastSeq; last != origin[p] {
+				return fmt.Sprintf("%s: mirror of %s at %d, origin at %d", n, p, last, origin[p])
+			}
+			c, err := js.Consumer(ctx, broker.ChangesStream(p), "apply")
+			if err != nil {
+				return fmt.Sprintf("%s: apply consumer on %s: %v", n, p, err)
+			}
+			ci := c.CachedInfo()
+			if ci.NumPending > 0 || ci.NumAckPending > 0 {
+				return fmt.Sprintf("%s: applying %s: %d pending, %d unacked", n, p, ci.NumPending, ci.NumAckPending)
+			}
+		}
+	}
+	return ""
+}
