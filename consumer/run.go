@@ -16,8 +16,12 @@ import (
 	"github.com/s3mesh/s3mesh/schema"
 )
 
-// ApplyConsumer is the durable consumer name on every peer mirror.
-const ApplyConsumer = "apply"
+// ApplyConsumer is the durable consumer name on every peer mirror at site.
+// It must differ between sites: the mirrors of one origin share its stream
+// name and sequences, and acks travel on $JS.ACK.<stream>.<consumer>.…
+// subjects that leaf-node links carry between sites, so two sites with the
+// same consumer name would acknowledge each other's records.
+func ApplyConsumer(site string) string { return "apply_" + site }
 
 // Runner consumes every peer's CHANGES mirror and applies the records.
 type Runner struct {
@@ -46,7 +50,7 @@ func (r *Runner) Run(ctx context.Context, js jetstream.JetStream) error {
 	}
 	for _, peer := range r.Peers {
 		cons, err := js.CreateOrUpdateConsumer(ctx, broker.ChangesStream(peer), jetstream.ConsumerConfig{
-			Durable:       ApplyConsumer,
+			Durable:       ApplyConsumer(r.A.Site),
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       30 * time.Second, // kept alive with InProgress during long applies
 			MaxAckPending: 1024,

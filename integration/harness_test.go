@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/consumer"
 	"github.com/s3mesh/s3mesh/internal/testenv"
 	"github.com/s3mesh/s3mesh/lab"
 	"github.com/s3mesh/s3mesh/s3io"
@@ -225,7 +226,7 @@ func (e *env) waitObject(t *testing.T, key string, o object, timeout time.Durati
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("site %s key %q: %s after %v", site, key, last, timeout)
+				t.Fatalf("site %s key %q: %s after %v (in flight: %s)", site, key, last, timeout, e.busy(ctxT(t)))
 			}
 			time.Sleep(25 * time.Millisecond)
 		}
@@ -311,7 +312,7 @@ func (e *env) busy(ctx context.Context) string {
 			if last := s.CachedInfo().State.LastSeq; last != origin[p] {
 				return fmt.Sprintf("%s: mirror of %s at %d, origin at %d", n, p, last, origin[p])
 			}
-			c, err := js.Consumer(ctx, broker.ChangesStream(p), "apply")
+			c, err := js.Consumer(ctx, broker.ChangesStream(p), consumer.ApplyConsumer(n))
 			if err != nil {
 				return fmt.Sprintf("%s: apply consumer on %s: %v", n, p, err)
 			}

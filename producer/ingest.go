@@ -15,8 +15,9 @@ import (
 )
 
 // EventsConsumer is the durable consumer name the producer reads
-// EVENTS_<site> with.
-const EventsConsumer = "producer"
+// EVENTS_<site> with (unique per site, like every consumer name: acks
+// travel on subjects named after stream and consumer across leaf links).
+func EventsConsumer(site string) string { return "producer_" + site }
 
 // Ingest reads storage events captured in EVENTS_<site> (from the store's
 // NATS subject or from the webhook) and reconciles every key they name. An
@@ -35,7 +36,7 @@ type Ingest struct {
 func (in *Ingest) Run(ctx context.Context, js jetstream.JetStream) error {
 	site := in.P.cfg.Site
 	cons, err := js.CreateOrUpdateConsumer(ctx, broker.EventsStream(site), jetstream.ConsumerConfig{
-		Durable:       EventsConsumer,
+		Durable:       EventsConsumer(site),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       2 * time.Minute,
 		MaxAckPending: 512,

@@ -157,7 +157,9 @@ func benchThroughput(ctx context.Context, w io.Writer, src, dst *s3io.Client, bu
 			return err
 		}
 	}
-	if err := parallel(func(i int) error { return put(ctx, src, bucket+"-baseline", fmt.Sprintf("%s%05d", basePrefix, i), body) }); err != nil {
+	if err := parallel(func(i int) error {
+		return put(ctx, src, bucket+"-baseline", fmt.Sprintf("%s%05d", basePrefix, i), body)
+	}); err != nil {
 		return fmt.Errorf("baseline bucket %s-baseline: %w", bucket, err)
 	}
 	t0 := time.Now()

@@ -6,11 +6,30 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/spf13/cobra"
 
 	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/config"
 )
+
+func ensureStreams(ctx context.Context, srv *broker.Server, cfg *config.Site) error {
+	nc, err := srv.Connect()
+	if err != nil {
+		return fmt.Errorf("broker: connect in-process: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return broker.EnsureStreams(ctx, js, broker.Topology{Site: cfg.Site, Peers: cfg.PeerNames()})
+}
 
 // newBrokerCmd: `s3mesh broker --config site.yaml` runs the site's NATS
 // server from the config's nats.embedded section, as its own process, so
@@ -37,9 +56,16 @@ func newBrokerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log.Info("broker running", "site", cfg.Site, "url", srv.ClientURL())
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// Create the streams and the consumers feeding the peers' mirrors
+			// right away: a peer's mirror that asks before they exist backs
+			// off for up to two minutes.
+			if err := ensureStreams(ctx, srv, cfg); err != nil {
+				srv.Shutdown()
+				return err
+			}
+			log.Info("broker running", "site", cfg.Site, "url", srv.ClientURL())
 			<-ctx.Done()
 			srv.Shutdown()
 			srv.WaitForShutdown()

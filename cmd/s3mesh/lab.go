@@ -60,6 +60,7 @@ Endpoints and keys are in <dir>/lab.json; see "s3mesh lab ctl help".`,
 	f.BoolVar(&o.Fresh, "fresh", false, "wipe the lab directory first")
 	f.StringVar(&o.VersityBin, "versitygw", "", "versitygw executable (default: versitygw beside s3mesh)")
 	f.DurationVar(&o.ScanInterval, "scan-interval", 0, "agents' scan interval (default 15s)")
+	f.DurationVar(&o.ReadyTimeout, "ready-timeout", 0, "how long each process may take to become ready (default 60s)")
 	f.BoolVar(&verbose, "verbose", false, "debug logging of the lab itself")
 	c.AddCommand(newLabCtlCmd())
 	return c

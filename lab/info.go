@@ -1,0 +1,110 @@
+package lab
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// Info is the content of <dir>/lab.json.
+type Info struct {
+	Dir     string     `json:"dir"`
+	Sites   []SiteInfo `json:"sites"`
+	Buckets []string   `json:"buckets"`
+	Links   []LinkInfo `json:"links"`
+	Ctl     string     `json:"ctl"` // control socket path
+}
+
+// SiteInfo describes one site's endpoints.
+type SiteInfo struct {
+	Name       string `json:"name"`
+	S3Endpoint string `json:"s3_endpoint"`
+	Region     string `json:"region"`
+	AccessKey  string `json:"access_key"`
+	SecretKey  string `json:"secret_key"`
+	NATSURL    string `json:"nats_url"`
+	HTTPAddr   string `json:"http_addr"`
+	AgentPID   int    `json:"agent_pid"` // 0 while the agent is not running
+	Config     string `json:"config"`    // absolute path of site.yaml
+	LogDir     string `json:"log_dir"`
+}
+
+// LinkInfo is one leaf-node link: From's broker dials To's leaf listener
+// (Target) through the lab's proxy at Proxy.
+type LinkInfo struct {
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Proxy  string `json:"proxy"`
+	Target string `json:"target"`
+}
+
+// ReadInfo parses a lab.json file.
+func ReadInfo(path string) (Info, error) {
+	var in Info
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return in, err
+	}
+	if err := json.Unmarshal(b, &in); err != nil {
+		return in, fmt.Errorf("%s: %w", path, err)
+	}
+	return in, nil
+}
+
+// Info returns the lab's description (the content of lab.json).
+func (l *Lab) Info() Info {
+	in := Info{Dir: l.dir, Buckets: l.o.Buckets, Ctl: filepath.Join(l.dir, CtlSocket)}
+	for _, s := range l.sites {
+		in.Sites = append(in.Sites, SiteInfo{
+			Name: s.name, S3Endpoint: s.s3Endpoint(), Region: Region,
+			AccessKey: s.accessKey, SecretKey: s.secretKey,
+			NATSURL: s.natsURL(), HTTPAddr: s.httpAddr(), AgentPID: s.agent.pid(),
+			Config: s.configPath(), LogDir: s.logDir(),
+		})
+	}
+	for _, k := range l.links {
+		in.Links = append(in.Links, LinkInfo{From: k.x.name, To: k.y.name, Proxy: loopback(k.port), Target: k.y.leafAddr()})
+	}
+	return in
+}
+
+// writeInfo (re)writes lab.json; it holds secrets, so it is private to the user.
+func (l *Lab) writeInfo() {
+	l.infoMu.Lock()
+	defer l.infoMu.Unlock()
+	if err := writeJSON(filepath.Join(l.dir, "lab.json"), l.Info(), 0o600); err != nil {
+		l.log.Error("writing lab.json", "err", err)
+	}
+}
+
+// printTable prints the endpoints and how to use them.
+func (l *Lab) printTable(w io.Writer) {
+	in := l.Info()
+	fmt.Fprintf(w, "s3mesh lab: %d site(s) in %s, buckets %s\n\n", len(in.Sites), in.Dir, strings.Join(in.Buckets, ", "))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SITE\tS3\tACCESS KEY\tNATS\tAGENT\tPID")
+	for _, s := range in.Sites {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\thttp://%s\t%s\n", s.Name, s.S3Endpoint, s.AccessKey, s.NATSURL, s.HTTPAddr, strconv.Itoa(s.AgentPID))
+	}
+	tw.Flush()
+	if len(in.Links) > 0 {
+		var ls []string
+		for _, k := range in.Links {
+			ls = append(ls, fmt.Sprintf("%s-%s", k.From, k.To))
+		}
+		fmt.Fprintf(w, "\nleaf links (through cuttable proxies): %s\n", strings.Join(ls, " "))
+	}
+	if len(in.Sites) > 0 && len(in.Buckets) > 0 {
+		s := in.Sites[0]
+		fmt.Fprintf(w, "\ntry:\n  AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=$(cat %s) aws --endpoint-url %s s3 cp file s3://%s/file\n",
+			s.AccessKey, filepath.Join(l.dir, s.Name, "s3-secret"), s.S3Endpoint, in.Buckets[0])
+	}
+	dir := l.o.Dir
+	fmt.Fprintf(w, "\nendpoints and keys: %s\ncontrol: s3mesh lab ctl --dir %s status|cut a b|heal a b|kill a|start a|... (help)\nlogs: %s/<site>/logs/\nCtrl-C stops the lab; `s3mesh lab --dir %s` resumes it.\n",
+		filepath.Join(l.dir, "lab.json"), dir, l.dir, dir)
+}

@@ -1,0 +1,181 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// defineProcs sets up (without starting) s's broker, versitygw and agent.
+func (l *Lab) defineProcs(s *site) {
+	s.broker = &proc{
+		name: s.name + "/broker", bin: l.o.S3meshBin,
+		args:    []string{"broker", "--config", s.configPath()},
+		env:     childEnv(),
+		logPath: s.logPath("broker"), log: l.log,
+		readyWhat: "accepting NATS connections on " + s.natsURL(),
+		ready:     checkNATS(loopback(s.ports.NATS)),
+	}
+	s.s3 = &proc{
+		name: s.name + "/versitygw", bin: l.o.VersityBin,
+		args: []string{
+			"--port", loopback(s.ports.S3),
+			"--region", Region,
+			"--keep-alive",
+			"--quiet",
+			// No --event-filter: versitygw then sends every event of
+			// every bucket (a nil filter passes everything).
+			"--event-nats-url", s.natsURL(),
+			"--event-nats-topic", eventsSubject(s.name),
+			"posix", s.dataDir(),
+		},
+		// Credentials go by environment, not argv, so `ps` does not show them.
+		env:     childEnv("ROOT_ACCESS_KEY_ID="+s.accessKey, "ROOT_SECRET_ACCESS_KEY="+s.secretKey),
+		logPath: s.logPath("versitygw"), log: l.log,
+		readyWhat: "answering S3 on " + s.s3Endpoint(),
+		ready:     checkHTTP(s.s3Endpoint()+"/", false),
+		onExit:    func(*proc) { l.restartS3Later(s) },
+	}
+	s.agent = &proc{
+		name: s.name + "/agent", bin: l.o.S3meshBin,
+		args:    []string{"agent", "--config", s.configPath()},
+		env:     childEnv(l.o.AgentExtraEnv...),
+		logPath: s.logPath("agent"), log: l.log,
+		readyWhat: "healthy (GET http://" + s.httpAddr() + "/healthz answering 200)",
+		ready:     checkHTTP("http://"+s.httpAddr()+"/healthz", true),
+		onExit:    func(*proc) { l.writeInfo() }, // agent_pid becomes 0
+	}
+}
+
+// startBroker starts s's broker and waits until it accepts NATS clients.
+func (l *Lab) startBroker(ctx context.Context, s *site) error {
+	return l.startWait(ctx, s, s.broker)
+}
+
+// startS3 starts s's versitygw and waits until it answers HTTP. Its NATS
+// sink must be reachable at start-up (versitygw exits otherwise), so the
+// broker must be up.
+func (l *Lab) startS3(ctx context.Context, s *site) error {
+	if !s.broker.running() || (s.broker.ready != nil && s.broker.ready(ctx) != nil) {
+		return fmt.Errorf("lab: site %s: the broker is not running and versitygw exits without its event sink: start-broker %s first", s.name, s.name)
+	}
+	s.s3Wanted = true
+	return l.startWait(ctx, s, s.s3)
+}
+
+// startAgent starts s's agent and waits until GET /healthz answers 200.
+func (l *Lab) startAgent(ctx context.Context, s *site) error {
+	return l.startWait(ctx, s, s.agent)
+}
+
+// startWait starts p and waits until it is ready.
+func (l *Lab) startWait(ctx context.Context, s *site, p *proc) error {
+	if err := p.start(); err != nil {
+		return fmt.Errorf("lab: site %s: %w", s.name, err)
+	}
+	if p.ready == nil {
+		return nil
+	}
+	if err := p.waitReady(ctx, p.readyWhat, l.o.ReadyTimeout, p.ready); err != nil {
+		return fmt.Errorf("lab: site %s: %w", s.name, err)
+	}
+	return nil
+}
+
+// restartS3Later restarts s's versitygw after it exited unexpectedly,
+// once its broker accepts connections, with a growing delay between
+// attempts. It gives up when the lab stops, stop-s3 is used, the broker is
+// down (start-broker restarts versitygw) or after maxS3Restarts attempts.
+// Only one restart loop runs per site.
+func (l *Lab) restartS3Later(s *site) {
+	l.mu.Lock()
+	if s.s3Restarting {
+		l.mu.Unlock()
+		return
+	}
+	s.s3Restarting = true
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		s.s3Restarting = false
+		l.mu.Unlock()
+	}()
+	delay := 500 * time.Millisecond
+	for attempt := 1; attempt <= maxS3Restarts; attempt++ {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Second)
+		l.mu.Lock()
+		if l.closing || !s.s3Wanted || s.s3.running() {
+			l.mu.Unlock()
+			return
+		}
+		if !s.broker.running() {
+			l.mu.Unlock()
+			l.log.Warn("versitygw not restarted: its broker is down (start-broker restarts it)", "site", s.name)
+			return
+		}
+		err := l.startS3(l.ctx, s)
+		if err != nil {
+			s.s3.kill()
+		}
+		l.mu.Unlock()
+		if err == nil {
+			l.log.Info("versitygw restarted", "site", s.name, "pid", s.s3.pid(), "attempt", attempt)
+			return
+		}
+		l.log.Warn("restarting versitygw failed", "site", s.name, "attempt", attempt, "err", err)
+	}
+	l.log.Error("versitygw keeps failing; giving up (start-s3 tries again)", "site", s.name, "log", s.logPath("versitygw"))
+}
+
+// maxS3Restarts bounds the automatic restarts of one versitygw exit.
+const maxS3Restarts = 20
+
+// Status is the output of the status verb.
+type Status struct {
+	Dir   string       `json:"dir"`
+	Sites []SiteStatus `json:"sites"`
+	Links []LinkStatus `json:"links"`
+}
+
+// SiteStatus is the state of one site's processes.
+type SiteStatus struct {
+	Name      string     `json:"name"`
+	Broker    ProcStatus `json:"broker"`
+	Versitygw ProcStatus `json:"versitygw"`
+	Agent     ProcStatus `json:"agent"`
+}
+
+// LinkStatus is the state of one proxied leaf-node link.
+type LinkStatus struct {
+	From  string `json:"from"`
+	To    string `json:"to"`
+	Proxy string `json:"proxy"`
+	Cut   bool   `json:"cut"`
+	Delay string `json:"delay,omitempty"`
+}
+
+// Status reports every process and link.
+func (l *Lab) Status() Status {
+	st := Status{Dir: l.dir}
+	for _, s := range l.sites {
+		st.Sites = append(st.Sites, SiteStatus{Name: s.name, Broker: s.broker.status(), Versitygw: s.s3.status(), Agent: s.agent.status()})
+	}
+	for _, k := range l.links {
+		ls := LinkStatus{From: k.x.name, To: k.y.name, Proxy: loopback(k.port)}
+		if k.proxy != nil {
+			ls.Cut = k.proxy.IsCut()
+		}
+		k.mu.Lock()
+		if k.delay > 0 {
+			ls.Delay = k.delay.String()
+		}
+		k.mu.Unlock()
+		st.Links = append(st.Links, ls)
+	}
+	return st
+}

@@ -1,0 +1,234 @@
+package lab
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/s3mesh/s3mesh/config"
+)
+
+// Region every lab site uses.
+const Region = "us-east-1"
+
+// eventsSubject is the subject versitygw's NATS sink publishes to; it is
+// broker.EventsSubject(site, "nats") (spelt out here so the lab does not
+// depend on the broker package).
+func eventsSubject(site string) string { return "s3mesh.events." + site + ".nats" }
+
+// site is one lab site: its files, ports, credentials and processes.
+type site struct {
+	name      string
+	dir       string // <lab dir>/<name>
+	ports     sitePorts
+	accessKey string
+	secretKey string // never logged
+
+	broker, s3, agent *proc
+	// Guarded by Lab.mu:
+	s3Wanted     bool // versitygw should run (false after stop-s3)
+	s3Restarting bool // a restart loop is running (restartS3Later)
+}
+
+func newSite(labDir, name string, ports sitePorts) *site {
+	return &site{name: name, dir: filepath.Join(labDir, name), ports: ports}
+}
+
+func (s *site) configPath() string { return filepath.Join(s.dir, "site.yaml") }
+func (s *site) logDir() string     { return filepath.Join(s.dir, "logs") }
+func (s *site) secretPath() string { return filepath.Join(s.dir, "s3-secret") }
+func (s *site) accessPath() string { return filepath.Join(s.dir, "s3-access-key") }
+func (s *site) tokenPath() string  { return filepath.Join(s.dir, "webhook-token") }
+func (s *site) dataDir() string    { return filepath.Join(s.dir, "s3") }
+func (s *site) natsDir() string    { return filepath.Join(s.dir, "nats") }
+func (s *site) stateDir() string   { return filepath.Join(s.dir, "state") }
+func (s *site) logPath(proc string) string {
+	return filepath.Join(s.logDir(), proc+".log")
+}
+
+func (s *site) s3Endpoint() string { return "http://" + loopback(s.ports.S3) }
+func (s *site) natsURL() string    { return "nats://" + loopback(s.ports.NATS) }
+func (s *site) httpAddr() string   { return loopback(s.ports.HTTP) }
+func (s *site) leafAddr() string   { return loopback(s.ports.Leaf) }
+
+func loopback(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+
+// prepare creates the site's directories and credentials (generated once,
+// kept across restarts of the lab).
+func (s *site) prepare() error {
+	for _, d := range []string{s.dir, s.logDir(), s.dataDir(), s.natsDir(), s.stateDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("lab: %w", err)
+		}
+	}
+	var err error
+	if s.accessKey, err = ensureFile(s.accessPath(), 0o644, func() string {
+		return "LAB" + strings.ToUpper(s.name) + strings.ToUpper(randHex(8))
+	}); err != nil {
+		return err
+	}
+	if s.secretKey, err = ensureFile(s.secretPath(), 0o600, func() string { return randHex(20) }); err != nil {
+		return err
+	}
+	if _, err = ensureFile(s.tokenPath(), 0o600, func() string { return randHex(32) }); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ensureFile returns the trimmed content of path, first writing gen() to
+// it with mode if it does not exist (or is empty).
+func ensureFile(path string, mode os.FileMode, gen func() string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if v := strings.TrimSpace(string(b)); v != "" {
+			return v, nil
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("lab: %w", err)
+	}
+	v := gen()
+	if err := writeFileAtomic(path, []byte(v+"\n"), mode); err != nil {
+		return "", err
+	}
+	return v, nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("lab: crypto/rand: " + err.Error()) // never fails on Linux
+	}
+	return hex.EncodeToString(b)
+}
+
+// The YAML written for a site. It mirrors config.Site with only the
+// fields the lab sets, durations as strings and secrets as {file: ...}.
+type (
+	ySecret struct {
+		File string `yaml:"file"`
+	}
+	yS3 struct {
+		Endpoint  string  `yaml:"endpoint"`
+		Region    string  `yaml:"region"`
+		AccessKey string  `yaml:"access_key"`
+		SecretKey ySecret `yaml:"secret_key"`
+	}
+	yBucket struct {
+		Name string `yaml:"name"`
+	}
+	yEmbedded struct {
+		Listen      string   `yaml:"listen"`
+		StoreDir    string   `yaml:"store_dir"`
+		LeafListen  string   `yaml:"leaf_listen"`
+		LeafRemotes []string `yaml:"leaf_remotes,omitempty"`
+	}
+	yNATS struct {
+		URL      string    `yaml:"url"`
+		Embedded yEmbedded `yaml:"embedded"`
+	}
+	yPeer struct {
+		Name string `yaml:"name"`
+		S3   yS3    `yaml:"s3"`
+	}
+	yEvent struct {
+		Type        string   `yaml:"type"`
+		Name        string   `yaml:"name"`
+		Subject     string   `yaml:"subject,omitempty"`
+		KeyEncoding string   `yaml:"key_encoding"`
+		Token       *ySecret `yaml:"token,omitempty"`
+	}
+	yScan struct {
+		Interval string `yaml:"interval"`
+	}
+	yLog struct {
+		Level string `yaml:"level"`
+	}
+	ySite struct {
+		Site     string    `yaml:"site"`
+		S3       yS3       `yaml:"s3"`
+		Buckets  []yBucket `yaml:"buckets"`
+		NATS     yNATS     `yaml:"nats"`
+		Peers    []yPeer   `yaml:"peers,omitempty"`
+		Events   []yEvent  `yaml:"events"`
+		StateDir string    `yaml:"state_dir"`
+		HTTPAddr string    `yaml:"http_addr"`
+		Scan     yScan     `yaml:"scan"`
+		Log      yLog      `yaml:"log"`
+	}
+)
+
+func (s *site) yS3() yS3 {
+	return yS3{Endpoint: s.s3Endpoint(), Region: Region, AccessKey: s.accessKey, SecretKey: ySecret{File: s.secretPath()}}
+}
+
+// siteConfig renders s's site.yaml. all is every site of the lab (s
+// included); leafRemote(x, y) is the address x's broker dials to reach y's
+// leaf listener (the lab's proxy for the pair).
+func siteConfig(s *site, all []*site, buckets []string, scan time.Duration, leafRemote func(x, y *site) string) ([]byte, error) {
+	c := ySite{
+		Site: s.name,
+		S3:   s.yS3(),
+		NATS: yNATS{
+			URL: s.natsURL(),
+			Embedded: yEmbedded{
+				Listen:     loopback(s.ports.NATS),
+				StoreDir:   s.natsDir(),
+				LeafListen: s.leafAddr(),
+			},
+		},
+		Events: []yEvent{
+			{Type: "nats", Name: "nats", Subject: eventsSubject(s.name), KeyEncoding: "raw"},
+			{Type: "webhook", Name: "webhook", KeyEncoding: "url", Token: &ySecret{File: s.tokenPath()}},
+		},
+		StateDir: s.stateDir(),
+		HTTPAddr: s.httpAddr(),
+		Scan:     yScan{Interval: scan.String()},
+		Log:      yLog{Level: "info"},
+	}
+	for _, b := range buckets {
+		c.Buckets = append(c.Buckets, yBucket{Name: b})
+	}
+	for _, p := range all {
+		if p == s {
+			continue
+		}
+		// Peers are reached directly (bodies are fetched from their S3);
+		// only the leaf-node links go through the cuttable proxies.
+		c.Peers = append(c.Peers, yPeer{Name: p.name, S3: p.yS3()})
+		// One link per pair: the smaller name dials the larger one.
+		if s.name < p.name {
+			c.NATS.Embedded.LeafRemotes = append(c.NATS.Embedded.LeafRemotes, "nats-leaf://"+leafRemote(s, p))
+		}
+	}
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	hdr := "# Generated by `s3mesh lab` at every start of the lab: edits are overwritten.\n"
+	return append([]byte(hdr), out...), nil
+}
+
+// writeConfig writes s's site.yaml and checks that config.Load accepts it.
+func writeConfig(s *site, all []*site, buckets []string, scan time.Duration, leafRemote func(x, y *site) string) error {
+	b, err := siteConfig(s, all, buckets, scan, leafRemote)
+	if err != nil {
+		return fmt.Errorf("lab: site %s: %w", s.name, err)
+	}
+	if err := writeFileAtomic(s.configPath(), b, 0o644); err != nil {
+		return err
+	}
+	if _, err := config.Load(s.configPath()); err != nil {
+		return fmt.Errorf("lab: generated %s is invalid: %w", s.configPath(), err)
+	}
+	return nil
+}

@@ -1,0 +1,171 @@
+package lab
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/s3mesh/s3mesh/config"
+)
+
+func TestLoadPortsPersists(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ports.json")
+	pf, err := loadPorts(path, siteNames(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	add := func(p int) {
+		if p <= 0 || seen[p] {
+			t.Fatalf("port %d zero or duplicated in %+v", p, pf)
+		}
+		seen[p] = true
+	}
+	for _, n := range []string{"a", "b"} {
+		for _, p := range pf.Sites[n].all() {
+			add(p)
+		}
+	}
+	add(pf.Links["a-b"])
+	if len(pf.Links) != 1 || len(pf.Sites) != 2 {
+		t.Fatalf("ports = %+v", pf)
+	}
+
+	again, err := loadPorts(path, siteNames(2))
+	if err != nil || !reflect.DeepEqual(again, pf) {
+		t.Fatalf("reloaded %+v (%v), want %+v", again, err, pf)
+	}
+	// A third site keeps the first two's ports and gets new distinct ones.
+	three, err := loadPorts(path, siteNames(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if three.Sites["a"] != pf.Sites["a"] || three.Sites["b"] != pf.Sites["b"] || three.Links["a-b"] != pf.Links["a-b"] {
+		t.Fatalf("existing ports changed: %+v -> %+v", pf, three)
+	}
+	for _, p := range three.Sites["c"].all() {
+		add(p)
+	}
+	add(three.Links["a-c"])
+	add(three.Links["b-c"])
+	if err := checkPortsFree(map[string]int{"x": three.Links["b-c"]}); err != nil {
+		t.Fatalf("fresh port not free: %v", err)
+	}
+}
+
+func TestSiteConfigPassesConfigLoad(t *testing.T) {
+	dir := t.TempDir()
+	pf, err := loadPorts(filepath.Join(dir, "ports.json"), siteNames(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sites []*site
+	for _, n := range siteNames(3) {
+		s := newSite(dir, n, pf.Sites[n])
+		if err := s.prepare(); err != nil {
+			t.Fatal(err)
+		}
+		sites = append(sites, s)
+	}
+	leaf := func(x, y *site) string { return loopback(pf.Links[linkName(x.name, y.name)]) }
+	buckets := []string{"demo", "other.bucket"}
+	for _, s := range sites {
+		if err := writeConfig(s, sites, buckets, 15*time.Second, leaf); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	a, err := config.Load(sites[0].configPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Site != "a" || a.S3.Endpoint != sites[0].s3Endpoint() || a.S3.Region != "us-east-1" || a.S3.AccessKey != sites[0].accessKey {
+		t.Errorf("s3 = %+v", a.S3)
+	}
+	if v, err := a.S3.SecretKey.Value(); err != nil || v != sites[0].secretKey || a.S3.SecretKey.File != sites[0].secretPath() {
+		t.Errorf("secret_key = %v (%v)", a.S3.SecretKey, err)
+	}
+	if !reflect.DeepEqual(a.BucketNames(), buckets) {
+		t.Errorf("buckets = %v", a.BucketNames())
+	}
+	e := a.NATS.Embedded
+	if a.NATS.URL != sites[0].natsURL() || e == nil || e.Listen != loopback(pf.Sites["a"].NATS) ||
+		e.StoreDir != filepath.Join(dir, "a", "nats") || e.LeafListen != sites[0].leafAddr() {
+		t.Fatalf("nats = %+v / %+v", a.NATS, e)
+	}
+	wantRemotes := []string{"nats-leaf://" + loopback(pf.Links["a-b"]), "nats-leaf://" + loopback(pf.Links["a-c"])}
+	if !reflect.DeepEqual(e.LeafRemotes, wantRemotes) {
+		t.Errorf("a's leaf remotes = %v, want %v", e.LeafRemotes, wantRemotes)
+	}
+	if !reflect.DeepEqual(a.PeerNames(), []string{"b", "c"}) || a.Peers[0].S3.Endpoint != sites[1].s3Endpoint() ||
+		a.Peers[0].S3.AccessKey != sites[1].accessKey || a.Peers[0].S3.SecretKey.MustValue() != sites[1].secretKey {
+		t.Errorf("peers = %+v", a.Peers)
+	}
+	if len(a.Events) != 2 {
+		t.Fatalf("events = %+v", a.Events)
+	}
+	if ev := a.Events[0]; ev.Type != "nats" || ev.Name != "nats" || ev.Subject != "s3mesh.events.a.nats" || ev.KeyEncoding != "raw" {
+		t.Errorf("nats source = %+v", ev)
+	}
+	if ev := a.Events[1]; ev.Type != "webhook" || ev.KeyEncoding != "url" || ev.Token.File != sites[0].tokenPath() || len(ev.Token.MustValue()) != 64 {
+		t.Errorf("webhook source = %+v", ev)
+	}
+	if a.StateDir != filepath.Join(dir, "a", "state") || a.HTTPAddr != sites[0].httpAddr() || a.Scan.Interval != 15*time.Second || a.Log.Level != "info" {
+		t.Errorf("state/http/scan/log = %q %q %v %q", a.StateDir, a.HTTPAddr, a.Scan.Interval, a.Log.Level)
+	}
+	// The last site dials nobody; it is dialled.
+	c, err := config.Load(sites[2].configPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.NATS.Embedded.LeafRemotes) != 0 || !reflect.DeepEqual(c.PeerNames(), []string{"a", "b"}) {
+		t.Errorf("c: remotes %v peers %v", c.NATS.Embedded.LeafRemotes, c.PeerNames())
+	}
+
+	// Secrets: private files, never inline in site.yaml, stable across runs.
+	for _, f := range []string{sites[0].secretPath(), sites[0].tokenPath()} {
+		fi, err := os.Stat(f)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v (%v), want 0600", f, fi.Mode(), err)
+		}
+	}
+	y, _ := os.ReadFile(sites[0].configPath())
+	if strings.Contains(string(y), sites[0].secretKey) || strings.Contains(string(y), sites[1].secretKey) {
+		t.Error("site.yaml contains a secret key")
+	}
+	again := newSite(dir, "a", pf.Sites["a"])
+	if err := again.prepare(); err != nil {
+		t.Fatal(err)
+	}
+	if again.accessKey != sites[0].accessKey || again.secretKey != sites[0].secretKey {
+		t.Error("credentials changed on a second prepare")
+	}
+	if sites[0].secretKey == sites[1].secretKey || len(sites[0].secretKey) != 40 {
+		t.Errorf("secret keys not random per site: %d chars", len(sites[0].secretKey))
+	}
+}
+
+func TestCheckWipeable(t *testing.T) {
+	dir := t.TempDir()
+	if err := checkWipeable(dir); err != nil {
+		t.Fatalf("empty dir: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "precious.txt"), []byte("x"), 0o644)
+	if err := checkWipeable(dir); err == nil {
+		t.Fatal("a non-lab directory is wipeable")
+	}
+	os.WriteFile(filepath.Join(dir, "ports.json"), []byte("{}"), 0o644)
+	if err := checkWipeable(dir); err != nil {
+		t.Fatalf("lab dir: %v", err)
+	}
+	os.WriteFile(filepath.Join(dir, "lab.lock"), nil, 0o644)
+	if err := wipe(dir, "lab.lock"); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 || ents[0].Name() != "lab.lock" {
+		t.Fatalf("after wipe: %v", ents)
+	}
+}
