@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := $(CURDIR)/bin
 export CGO_ENABLED ?= 0
 
-.PHONY: all build tools lab test unit integration bench soak fmt vet clean
+.PHONY: all build tools lab test bench clean
 
 all: build
 
@@ -30,3 +30,7 @@ test: build
 
 clean:
 	rm -rf $(BIN) .lab
+
+## bench: a fresh lab of its own; lag and throughput next to raw S3 baselines
+bench: build
+	$(BIN)/s3mesh bench all

@@ -132,9 +132,10 @@ func (a *Applier) applyOnce(ctx context.Context, rec *schema.Record) (schema.Dec
 // the state says. It returns the new local ETag ("" for a delete).
 func (a *Applier) write(ctx context.Context, rec *schema.Record, e *state.Entry) (string, error) {
 	b, k := rec.Bucket, rec.Key
-	if !e.Present() {
+	if !e.Present() && rec.Version.Deleted {
 		// The state says absent: an object here is a local write nobody has
-		// recorded yet.
+		// recorded yet. (A PUT needs no such check: If-None-Match refuses to
+		// overwrite it, and the retry records it first.)
 		info, err := a.S3.Head(ctx, b, k)
 		if err != nil {
 			return "", err
@@ -145,9 +146,7 @@ func (a *Applier) write(ctx context.Context, rec *schema.Record, e *state.Entry)
 			}
 			return info.ETag, nil // this very version, written before a crash
 		}
-		if rec.Version.Deleted {
-			return "", nil
-		}
+		return "", nil
 	}
 	// The intent goes first: after a crash the producer knows this write
 	// (even a delete, which leaves nothing to recognise) is not a local one.

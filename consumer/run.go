@@ -52,7 +52,7 @@ func (r *Runner) Run(ctx context.Context, js jetstream.JetStream) error {
 		cons, err := js.CreateOrUpdateConsumer(ctx, broker.ChangesStream(peer), jetstream.ConsumerConfig{
 			Durable:       ApplyConsumer(r.A.Site),
 			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       30 * time.Second, // kept alive with InProgress during long applies
+			AckWait:       broker.AckWait, // kept alive with InProgress during long applies
 			MaxAckPending: 1024,
 			MaxDeliver:    -1,
 		})
@@ -98,7 +98,7 @@ func (r *Runner) work(ctx context.Context, jobs chan job) {
 }
 
 func (r *Runner) handle(ctx context.Context, j job) {
-	stop := keepAlive(ctx, j.msg)
+	stop := broker.KeepAlive(ctx, j.msg)
 	d, err := r.A.Apply(ctx, j.rec)
 	stop()
 	if err == nil {
@@ -174,26 +174,4 @@ func attempts(m jetstream.Msg, maxBackoff time.Duration) (uint64, time.Duration)
 func backoffDelay(n uint64, maxBackoff time.Duration) time.Duration {
 	d := time.Second << min(n-1, 16)
 	return min(d, maxBackoff)
-}
-
-// keepAlive tells JetStream the message is still being worked on, so a long
-// apply is not redelivered; the short AckWait makes a crashed agent's
-// in-flight records come back quickly.
-func keepAlive(ctx context.Context, m jetstream.Msg) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(10 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				_ = m.InProgress()
-			}
-		}
-	}()
-	return func() { close(done) }
 }

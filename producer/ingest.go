@@ -38,7 +38,7 @@ func (in *Ingest) Run(ctx context.Context, js jetstream.JetStream) error {
 	cons, err := js.CreateOrUpdateConsumer(ctx, broker.EventsStream(site), jetstream.ConsumerConfig{
 		Durable:       EventsConsumer(site),
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       2 * time.Minute,
+		AckWait:       broker.AckWait, // kept alive while a slow store answers
 		MaxAckPending: 512,
 		FilterSubject: broker.EventsSubjectFilter(site),
 	})
@@ -82,6 +82,8 @@ func (in *Ingest) Run(ctx context.Context, js jetstream.JetStream) error {
 }
 
 func (in *Ingest) handle(ctx context.Context, m jetstream.Msg) {
+	stop := broker.KeepAlive(ctx, m)
+	defer stop()
 	subj := m.Subject()
 	source := subj[strings.LastIndexByte(subj, '.')+1:]
 	in.P.m.EventsReceived.WithLabelValues(source).Inc()

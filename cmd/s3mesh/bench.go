@@ -6,6 +6,9 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -78,8 +81,57 @@ func newBenchCmd() *cobra.Command {
 		},
 	}
 	tput.Flags().IntVar(&conc, "concurrency", 8, "parallel writers (and copiers for the baseline)")
-	c.AddCommand(lag, tput)
+	all := &cobra.Command{
+		Use:   "all",
+		Short: "Start a fresh three-site lab in a temporary directory, run every benchmark, stop it",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return benchAll(cmd.Context(), cmd.OutOrStdout())
+		},
+	}
+	c.AddCommand(lag, tput, all)
 	return c
+}
+
+// benchAll is `make bench`: a lab of its own, then lag (1 KiB) and
+// throughput (1 KiB and 8 MiB objects), each with its baseline.
+func benchAll(ctx context.Context, w io.Writer) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	dir, err := os.MkdirTemp("", "s3mesh-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	l, err := lab.Start(ctx, lab.Options{Dir: dir, Sites: 3, Buckets: []string{"demo"},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return err
+	}
+	defer l.Stop()
+	var src, dst *s3io.Client
+	for _, s := range l.Info().Sites {
+		cl, err := s3io.New(s3io.Endpoint{URL: s.S3Endpoint, Region: s.Region, AccessKey: s.AccessKey, SecretKey: s.SecretKey, PathStyle: true})
+		if err != nil {
+			return err
+		}
+		switch s.Name {
+		case "a":
+			src = cl
+		case "c":
+			dst = cl
+		}
+	}
+	fmt.Fprintf(w, "s3mesh bench: 3-site lab on loopback, %d CPUs, writes at a, reads at c\n\n", runtime.NumCPU())
+	if err := benchLag(ctx, w, src, dst, "demo", 300, 1024); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	if err := benchThroughput(ctx, w, src, dst, "demo", 1000, 1024, 8); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	return benchThroughput(ctx, w, src, dst, "demo", 24, 8<<20, 4)
 }
 
 func randomBody(size int) []byte {
