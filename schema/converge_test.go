@@ -95,7 +95,7 @@ func (w *simWorld) receive(i int, b []byte) Decision {
 	s := w.sites[i]
 	key := r.Key
 	hc := s.clock[key]
-	d := Decide(s.held[key], hc, r.Version)
+	d := Decide(s.held[key], hc, r.Version, Policy{})
 	switch d.Outcome {
 	case Skip:
 		if s.held[key] != nil && !sameClock(d.Merged, hc) {
@@ -351,11 +351,11 @@ func TestConvergeCounterexamples(t *testing.T) {
 		b1 := Version{ID: "b1", Origin: "b", Clock: Clock{"b": 1}, TS: 1}
 		b2 := Version{ID: "b2", Origin: "b", Clock: Clock{"b": 2}, TS: 2}
 		a1 := Version{ID: "a1", Origin: "a", Clock: Clock{"a": 1}, TS: 9}
-		d := Decide(&a1, a1.Clock, b2)
+		d := Decide(&a1, a1.Clock, b2, Policy{})
 		if d.Outcome != KeepLocal || d.Loser.ID != "b2" {
 			t.Fatalf("b2 at a: %v", d.Outcome)
 		}
-		if d2 := Decide(&a1, d.Merged, b1); d2.Outcome != Skip || d2.Conflict {
+		if d2 := Decide(&a1, d.Merged, b1, Policy{}); d2.Outcome != Skip || d2.Conflict {
 			t.Fatalf("b1 after b2 at a: %v", d2.Outcome)
 		}
 		if a1.Clock.Compare(b1.Clock) != Concurrent || b2.Clock.Compare(b1.Clock) != After {
@@ -369,7 +369,7 @@ func TestConvergeCounterexamples(t *testing.T) {
 		l := Version{ID: "l", Origin: "a", Clock: Clock{"a": 1}, TS: 1}
 		x := Version{ID: "x", Origin: "b", Clock: Clock{"b": 1}, TS: 2}
 		y := Version{ID: "y", Origin: "c", Clock: Clock{"c": 1}, TS: 3}
-		db, dc := Decide(&x, x.Clock, l), Decide(&y, y.Clock, l)
+		db, dc := Decide(&x, x.Clock, l, Policy{}), Decide(&y, y.Clock, l, Policy{})
 		if db.Loser.ID != "l" || dc.Loser.ID != "l" || db.Winner.ID != "x" || dc.Winner.ID != "y" {
 			t.Fatalf("b: %s beat %s; c: %s beat %s", db.Winner.ID, db.Loser.ID, dc.Winner.ID, dc.Loser.ID)
 		}

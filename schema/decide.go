@@ -14,10 +14,13 @@ const (
 	ApplyWinner
 	// KeepLocal: a conflict that the held version wins; only the clock merges.
 	KeepLocal
+	// Park: a conflict under the manual policy. Nothing changes (not even the
+	// clock) until an operator picks a version; the record goes to the DLQ.
+	Park
 )
 
 func (o Outcome) String() string {
-	return [...]string{"skip", "apply", "apply-winner", "keep-local"}[o]
+	return [...]string{"skip", "apply", "apply-winner", "keep-local", "park"}[o]
 }
 
 // Decision is the result of comparing an incoming version with the held one.
@@ -32,8 +35,9 @@ type Decision struct {
 // Decide compares an incoming version with the version a site holds (nil if
 // it has never seen the key) whose merged clock is heldClock. It is a pure
 // function of its inputs: every site reaches the same decision for the same
-// two versions in any delivery order.
-func Decide(held *Version, heldClock Clock, in Version) Decision {
+// two versions in any delivery order. The order of versions carries the
+// policy (see Policy.Rank); p only says whether conflicts are parked.
+func Decide(held *Version, heldClock Clock, in Version, p Policy) Decision {
 	if held == nil {
 		return Decision{Outcome: Apply, Merged: in.Clock.Clone()}
 	}
@@ -51,6 +55,9 @@ func Decide(held *Version, heldClock Clock, in Version) Decision {
 		return Decision{Outcome: Apply, Merged: merged}
 	}
 	h, i := *held, in
+	if p.Mode == ModeManual {
+		return Decision{Outcome: Park, Conflict: true, Winner: &h, Loser: &i, Merged: heldClock.Clone()}
+	}
 	if h.Less(i) {
 		return Decision{Outcome: ApplyWinner, Conflict: true, Winner: &i, Loser: &h, Merged: merged}
 	}

@@ -56,7 +56,7 @@ func TestDecide(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			hc := tc.heldClock.Clone()
 			inClock := tc.in.Clock.Clone()
-			d := Decide(tc.held, tc.heldClock, tc.in)
+			d := Decide(tc.held, tc.heldClock, tc.in, Policy{})
 			if d.Outcome != tc.want || d.Conflict != tc.conflict {
 				t.Fatalf("Decide = %v conflict=%v, want %v conflict=%v", d.Outcome, d.Conflict, tc.want, tc.conflict)
 			}
@@ -104,8 +104,8 @@ func TestDecideConflictSymmetric(t *testing.T) {
 		if a.ID == b.ID {
 			b.ID += "'"
 		}
-		da := Decide(&a, a.Clock, b)
-		db := Decide(&b, b.Clock, a)
+		da := Decide(&a, a.Clock, b, Policy{})
+		db := Decide(&b, b.Clock, a, Policy{})
 		if !da.Conflict || !db.Conflict {
 			t.Fatalf("concurrent versions not a conflict: %v %v", da.Outcome, db.Outcome)
 		}
@@ -130,7 +130,7 @@ func TestDecideFollowsCompare(t *testing.T) {
 		hc := clockGen().Draw(t, "heldClock").Merge(held.Clock)
 		in := versionGen().Draw(t, "in")
 		in.Clock = clockGen().Draw(t, "inClock")
-		d := Decide(&held, hc, in)
+		d := Decide(&held, hc, in, Policy{})
 		if !reflect.DeepEqual(d.Merged, hc.Merge(in.Clock)) {
 			t.Fatalf("Merged = %v, want %v", d.Merged, hc.Merge(in.Clock))
 		}
@@ -175,11 +175,11 @@ func TestDecideSuccessorOfHeldIsNotAConflict(t *testing.T) {
 	b1 := Version{ID: "b1", Origin: "b", Clock: Clock{"b": 1}, TS: 1}
 	a1 := Version{ID: "a1", Origin: "a", Clock: Clock{"a": 1}, TS: 2}
 	a2 := Version{ID: "a2", Origin: "a", Clock: Clock{"a": 2}, TS: 3}
-	d1 := Decide(&b1, b1.Clock, a1)
+	d1 := Decide(&b1, b1.Clock, a1, Policy{})
 	if d1.Outcome != ApplyWinner || d1.Loser.ID != "b1" {
 		t.Fatalf("a1 at b: %v", d1.Outcome)
 	}
-	d2 := Decide(&a1, d1.Merged, a2)
+	d2 := Decide(&a1, d1.Merged, a2, Policy{})
 	if d2.Outcome != Apply || d2.Conflict {
 		loser := ""
 		if d2.Loser != nil {
