@@ -20,6 +20,7 @@ import (
 	"github.com/s3mesh/s3mesh/metrics"
 	"github.com/s3mesh/s3mesh/producer"
 	"github.com/s3mesh/s3mesh/s3io"
+	"github.com/s3mesh/s3mesh/schema"
 	"github.com/s3mesh/s3mesh/state"
 )
 
@@ -75,18 +76,23 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		return nil, fmt.Errorf("streams: %w", err)
 	}
 	pub := &publisher{site: cfg.Site, js: a.js}
+	policies := map[string]schema.Policy{}
+	buckets := map[string]consumer.BucketPolicy{}
+	for _, b := range cfg.Buckets {
+		c := b.Conflicts
+		p := schema.Policy{Mode: c.Policy, Priority: c.Priority, Deletes: c.Deletes}
+		policies[b.Name] = p
+		buckets[b.Name] = consumer.BucketPolicy{Policy: p, KeepLosers: c.Keep(), LosersPrefix: c.LosersPrefix}
+	}
 	a.Producer = producer.New(producer.Config{
 		Site: cfg.Site, Buckets: cfg.BucketNames(), InlineThreshold: cfg.InlineThreshold, Partitions: Partitions,
+		Policies: policies,
 	}, a.Store, local, pub, a.M, log.With("part", "producer"))
 	a.Scanner = &producer.Scanner{P: a.Producer, S3: local, Store: a.Store, Interval: cfg.Scan.Interval,
 		Debounce: cfg.Scan.Debounce, Log: log.With("part", "scanner")}
-	buckets := map[string]bool{}
-	for _, b := range cfg.BucketNames() {
-		buckets[b] = true
-	}
 	a.Applier = &consumer.Applier{
 		Site: cfg.Site, Buckets: buckets, Store: a.Store, S3: local, Sources: sources,
-		Local: localAdapter{a.Producer}, Conflict: &conflictLogger{log: log.With("part", "conflicts")},
+		Local: localAdapter{a.Producer}, Conflict: &conflictLog{site: cfg.Site, js: a.js, log: log.With("part", "conflicts")},
 		PartSize: cfg.PartSize, Log: log.With("part", "consumer"), Now: time.Now,
 	}
 	if cfg.HTTPAddr != "" {

@@ -43,8 +43,25 @@ type S3 struct {
 
 // Bucket is one replicated bucket.
 type Bucket struct {
-	Name string `yaml:"name"`
+	Name      string    `yaml:"name"`
+	Conflicts Conflicts `yaml:"conflicts"`
 }
+
+// Conflicts is a bucket's conflict policy. It must be the same at every
+// site (see the README's conflict section).
+type Conflicts struct {
+	Policy       string   `yaml:"policy"`        // lww (default), site-priority or manual
+	Priority     []string `yaml:"priority"`      // site-priority: sites, highest first
+	Deletes      string   `yaml:"deletes"`       // lww (default), delete-wins or put-wins
+	KeepLosers   *bool    `yaml:"keep_losers"`   // keep each losing version's bytes (default true)
+	LosersPrefix string   `yaml:"losers_prefix"` // where kept losers go (default .s3mesh-conflicts/)
+}
+
+// DefaultLosersPrefix is where kept conflict losers are written.
+const DefaultLosersPrefix = ".s3mesh-conflicts/"
+
+// Keep reports whether losing versions are kept as objects (default true).
+func (c Conflicts) Keep() bool { return c.KeepLosers == nil || *c.KeepLosers }
 
 // NATS says how the agent reaches its site's broker. With only Embedded, the
 // agent runs the broker in-process. With URL, the agent connects there; an
@@ -180,6 +197,18 @@ func (s *Site) applyDefaults() {
 			s.Peers[i].S3.Region = "us-east-1"
 		}
 	}
+	for i := range s.Buckets {
+		c := &s.Buckets[i].Conflicts
+		if c.Policy == "" {
+			c.Policy = "lww"
+		}
+		if c.Deletes == "" {
+			c.Deletes = "lww"
+		}
+		if c.LosersPrefix == "" {
+			c.LosersPrefix = DefaultLosersPrefix
+		}
+	}
 	for i := range s.Events {
 		e := &s.Events[i]
 		if e.Name == "" {
@@ -225,6 +254,35 @@ func (s *Site) Validate() error {
 			return fieldErr(f, "bucket %q listed twice", b.Name)
 		}
 		seen[b.Name] = true
+		c := b.Conflicts
+		cf := fmt.Sprintf("buckets[%d].conflicts", i)
+		switch c.Policy {
+		case "lww", "manual":
+			if len(c.Priority) > 0 {
+				return fieldErr(cf+".priority", "only for policy site-priority")
+			}
+		case "site-priority":
+			if len(c.Priority) == 0 {
+				return fieldErr(cf+".priority", "policy site-priority needs the sites in order, highest first")
+			}
+			dup := map[string]bool{}
+			for _, p := range c.Priority {
+				if err := ValidSiteName(p); err != nil || dup[p] {
+					return fieldErr(cf+".priority", "%q: not a site name, or listed twice", p)
+				}
+				dup[p] = true
+			}
+		default:
+			return fieldErr(cf+".policy", "%q: want lww, site-priority or manual", c.Policy)
+		}
+		switch c.Deletes {
+		case "lww", "delete-wins", "put-wins":
+		default:
+			return fieldErr(cf+".deletes", "%q: want lww, delete-wins or put-wins", c.Deletes)
+		}
+		if strings.HasPrefix(c.LosersPrefix, "/") || strings.Contains(c.LosersPrefix, "..") || len(c.LosersPrefix) > 200 {
+			return fieldErr(cf+".losers_prefix", "%q: want a relative key prefix without '..' (at most 200 bytes)", c.LosersPrefix)
+		}
 	}
 	if err := s.NATS.validate(); err != nil {
 		return err
@@ -246,6 +304,11 @@ func (s *Site) Validate() error {
 	names := map[string]bool{}
 	for i, e := range s.Events {
 		f := fmt.Sprintf("events[%d]", i)
+		// The type first: a bad one also makes the defaulted name and
+		// key_encoding wrong, and the type is what must be fixed.
+		if e.Type != "nats" && e.Type != "webhook" {
+			return fieldErr(f+".type", "%q: want nats or webhook", e.Type)
+		}
 		if !sourceRe.MatchString(e.Name) {
 			return fieldErr(f+".name", "%q: want 1-32 of a-z, 0-9, '-'", e.Name)
 		}

@@ -19,6 +19,14 @@ type LocalStore interface {
 	Head(ctx context.Context, bucket, key string) (s3io.ObjectInfo, error)
 	Put(ctx context.Context, in s3io.PutInput) (string, error)
 	Delete(ctx context.Context, bucket, key, ifMatch string) error
+	CopyIfMatch(ctx context.Context, bucket, srcKey, dstKey, srcETag string) error
+}
+
+// BucketPolicy is how one bucket's conflicts are decided and recorded.
+type BucketPolicy struct {
+	schema.Policy
+	KeepLosers   bool   // keep each losing version's bytes as an object
+	LosersPrefix string // under this prefix (see schema.LoserKey)
 }
 
 // Source is a site bodies can be read from.
@@ -34,15 +42,15 @@ type Local interface {
 	FlushPendingLocked(ctx context.Context, bucket, key string, e *state.Entry) error
 }
 
-// ConflictLog records every conflict decision.
+// ConflictLog records every conflict decision durably.
 type ConflictLog interface {
-	Conflict(ctx context.Context, rec *schema.Record, d schema.Decision) error
+	Conflict(ctx context.Context, e schema.ConflictEntry) error
 }
 
 // Applier applies change records to the local site.
 type Applier struct {
 	Site     string
-	Buckets  map[string]bool
+	Buckets  map[string]BucketPolicy // replicated buckets and their policies
 	Store    *state.Store
 	S3       LocalStore
 	Sources  map[string]Source // peer name → its S3
@@ -64,6 +72,8 @@ var (
 	ErrNotReplicated   = errors.New("bucket is not replicated at this site")
 	ErrBodyUnavailable = errors.New("no site holds this version's body any more")
 	ErrLocalChanging   = errors.New("the local object keeps changing under the apply")
+	ErrParked          = errors.New("conflict parked for an operator (policy manual)")
+	ErrUnauthorized    = errors.New("record does not come from its origin's stream")
 	errLocalChanged    = errors.New("local object changed")
 )
 
@@ -71,7 +81,7 @@ var (
 // record delivered again, in any order, changes nothing after its first
 // application (I3).
 func (a *Applier) Apply(ctx context.Context, rec *schema.Record) (schema.Decision, error) {
-	if !a.Buckets[rec.Bucket] {
+	if _, ok := a.Buckets[rec.Bucket]; !ok {
 		return schema.Decision{}, fmt.Errorf("apply %s/%s: %w", rec.Bucket, rec.Key, ErrNotReplicated)
 	}
 	for attempt := 0; attempt < 5; attempt++ {
@@ -99,19 +109,27 @@ func (a *Applier) applyOnce(ctx context.Context, rec *schema.Record) (schema.Dec
 	if err := a.Local.FlushPendingLocked(ctx, b, k, &e); err != nil {
 		return schema.Decision{}, err
 	}
-	d := schema.Decide(e.HeldPtr(), e.Clock, rec.Version)
-	if d.Conflict && a.Conflict != nil {
-		if err := a.Conflict.Conflict(ctx, rec, d); err != nil {
+	pol := a.Buckets[b]
+	d := schema.Decide(e.HeldPtr(), e.Clock, rec.Version, pol.Policy)
+	if d.Conflict {
+		if err := a.logConflict(ctx, rec, d, pol); err != nil {
 			return d, err
 		}
 	}
 	switch d.Outcome {
 	case schema.Skip:
 		return d, nil
+	case schema.Park:
+		return d, fmt.Errorf("apply %s/%s: %s concurrent with held %s: %w", b, k, rec.Version.ID, e.Held.ID, ErrParked)
 	case schema.KeepLocal:
 		e.Clock = d.Merged
 		e.Updated = a.Now().UnixMilli()
 		return d, a.Store.Put(b, k, e)
+	}
+	if d.Outcome == schema.ApplyWinner {
+		if err := a.keepLoser(ctx, rec, d, pol, &e); err != nil {
+			return d, err
+		}
 	}
 	etag, err := a.write(ctx, rec, &e)
 	if err != nil {
@@ -203,4 +221,39 @@ func (a *Applier) abandon(b, k string, e *state.Entry) error {
 		return err
 	}
 	return errLocalChanged
+}
+
+// keepLoser copies the held version's bytes to its loser key before the
+// winner replaces it, if this site is the loser's origin (only the origin
+// writes the copy, so identical copies made at several sites never conflict
+// in turn). The copy is a local write and replicates like any object.
+func (a *Applier) keepLoser(ctx context.Context, rec *schema.Record, d schema.Decision, pol BucketPolicy, e *state.Entry) error {
+	l := d.Loser
+	if !pol.KeepLosers || l.Deleted || l.Origin != a.Site || !e.Present() || e.Held.ID != l.ID {
+		return nil
+	}
+	dst := schema.LoserKey(pol.LosersPrefix, rec.Bucket, rec.Key, *l)
+	err := a.S3.CopyIfMatch(ctx, rec.Bucket, rec.Key, dst, e.LocalETag)
+	if c := s3io.Classify(err); c == s3io.Precondition || c == s3io.NotFound {
+		return a.abandon(rec.Bucket, rec.Key, e) // a local write got there first
+	}
+	if err != nil {
+		return fmt.Errorf("keep loser %s as %s: %w", l.ID, dst, err)
+	}
+	a.Log.Info("conflict loser kept", "bucket", rec.Bucket, "key", rec.Key, "loser", l.ID, "kept_as", dst)
+	return nil
+}
+
+func (a *Applier) logConflict(ctx context.Context, rec *schema.Record, d schema.Decision, pol BucketPolicy) error {
+	ce := schema.ConflictEntry{
+		Site: a.Site, Bucket: rec.Bucket, Key: rec.Key, Policy: pol.Policy.String(), Outcome: d.Outcome.String(),
+		Winner: schema.InfoOf(*d.Winner), Loser: schema.InfoOf(*d.Loser), DecidedAt: a.Now().UTC(),
+	}
+	if pol.KeepLosers && !d.Loser.Deleted && d.Outcome != schema.Park {
+		ce.LoserKeptAs = schema.LoserKey(pol.LosersPrefix, rec.Bucket, rec.Key, *d.Loser)
+	}
+	if a.Conflict == nil {
+		return nil
+	}
+	return a.Conflict.Conflict(ctx, ce)
 }

@@ -22,6 +22,8 @@ const (
 	ReasonBodyUnavail    = "body-unavailable"
 	ReasonRejected       = "rejected"     // the local S3 refused it permanently
 	ReasonRetryBudget    = "retry-budget" // transient failures outlasted the budget
+	ReasonManual         = "manual-conflict"
+	ReasonUnauthorized   = "unauthorized" // a record claiming another origin than its stream's
 )
 
 // DeadLetter is one entry of DLQ_<site>: the original record bytes, why it
@@ -52,6 +54,10 @@ func ReasonFor(err error) string {
 		return ReasonDecode
 	case errors.Is(err, ErrNotReplicated):
 		return ReasonNotReplicated
+	case errors.Is(err, ErrParked):
+		return ReasonManual
+	case errors.Is(err, ErrUnauthorized):
+		return ReasonUnauthorized
 	case errors.Is(err, ErrBodyUnavailable):
 		return "" // a later record usually supersedes it; retried until the budget
 	case s3io.Classify(err) == s3io.Permanent:

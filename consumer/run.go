@@ -76,6 +76,11 @@ func (r *Runner) dispatch(ctx context.Context, peer string, m jetstream.Msg, wor
 		r.deadLetter(ctx, peer, m, nil, ReasonFor(err), err)
 		return
 	}
+	if rec.Version.Origin != peer {
+		err := fmt.Errorf("record %s claims origin %q but came from %s: %w", rec.Version.ID, rec.Version.Origin, broker.ChangesStream(peer), ErrUnauthorized)
+		r.deadLetter(ctx, peer, m, rec, ReasonUnauthorized, err)
+		return
+	}
 	h := fnv.New32a()
 	h.Write([]byte(rec.Bucket))
 	h.Write([]byte{0})

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/s3mesh/s3mesh/config"
 	"github.com/s3mesh/s3mesh/lab/proxy"
 )
 
@@ -27,6 +28,10 @@ type Options struct {
 	Log          *slog.Logger
 	Stdout       io.Writer     // where the endpoint table is printed (default: nowhere)
 	ScanInterval time.Duration // agents' scan.interval (default 15s)
+	// Conflicts sets the conflict policy of some buckets (default lww).
+	Conflicts map[string]config.Conflicts
+	// RetryBudget is the agents' retry.budget (default: the agent's, 10m).
+	RetryBudget time.Duration
 	// AgentExtraEnv is added to the agents' environment (KEY=value).
 	AgentExtraEnv []string
 	// ReadyTimeout bounds how long each process may take to become ready
@@ -220,7 +225,7 @@ func (l *Lab) setup() error {
 	}
 	leafRemote := func(x, y *site) string { return loopback(pf.Links[linkName(x.name, y.name)]) }
 	for _, s := range l.sites {
-		if err := writeConfig(s, l.sites, l.o.Buckets, l.o.ScanInterval, leafRemote); err != nil {
+		if err := writeConfig(s, l.sites, l.o, leafRemote); err != nil {
 			return err
 		}
 		l.defineProcs(s)

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -124,7 +123,11 @@ type (
 		SecretKey ySecret `yaml:"secret_key"`
 	}
 	yBucket struct {
-		Name string `yaml:"name"`
+		Name      string            `yaml:"name"`
+		Conflicts *config.Conflicts `yaml:"conflicts,omitempty"`
+	}
+	yRetry struct {
+		Budget string `yaml:"budget,omitempty"`
 	}
 	yEmbedded struct {
 		Listen      string   `yaml:"listen"`
@@ -163,6 +166,7 @@ type (
 		StateDir string    `yaml:"state_dir"`
 		HTTPAddr string    `yaml:"http_addr"`
 		Scan     yScan     `yaml:"scan"`
+		Retry    yRetry    `yaml:"retry,omitempty"`
 		Log      yLog      `yaml:"log"`
 	}
 )
@@ -174,7 +178,8 @@ func (s *site) yS3() yS3 {
 // siteConfig renders s's site.yaml. all is every site of the lab (s
 // included); leafRemote(x, y) is the address x's broker dials to reach y's
 // leaf listener (the lab's proxy for the pair).
-func siteConfig(s *site, all []*site, buckets []string, scan time.Duration, leafRemote func(x, y *site) string) ([]byte, error) {
+func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) string) ([]byte, error) {
+	buckets, scan := o.Buckets, o.ScanInterval
 	c := ySite{
 		Site: s.name,
 		S3:   s.yS3(),
@@ -196,7 +201,14 @@ func siteConfig(s *site, all []*site, buckets []string, scan time.Duration, leaf
 		Log:      yLog{Level: "info"},
 	}
 	for _, b := range buckets {
-		c.Buckets = append(c.Buckets, yBucket{Name: b})
+		yb := yBucket{Name: b}
+		if cf, ok := o.Conflicts[b]; ok {
+			yb.Conflicts = &cf
+		}
+		c.Buckets = append(c.Buckets, yb)
+	}
+	if o.RetryBudget > 0 {
+		c.Retry.Budget = o.RetryBudget.String()
 	}
 	for _, p := range all {
 		if p == s {
@@ -219,8 +231,8 @@ func siteConfig(s *site, all []*site, buckets []string, scan time.Duration, leaf
 }
 
 // writeConfig writes s's site.yaml and checks that config.Load accepts it.
-func writeConfig(s *site, all []*site, buckets []string, scan time.Duration, leafRemote func(x, y *site) string) error {
-	b, err := siteConfig(s, all, buckets, scan, leafRemote)
+func writeConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) string) error {
+	b, err := siteConfig(s, all, o, leafRemote)
 	if err != nil {
 		return fmt.Errorf("lab: site %s: %w", s.name, err)
 	}

@@ -73,7 +73,7 @@ func TestSiteConfigPassesConfigLoad(t *testing.T) {
 	leaf := func(x, y *site) string { return loopback(pf.Links[linkName(x.name, y.name)]) }
 	buckets := []string{"demo", "other.bucket"}
 	for _, s := range sites {
-		if err := writeConfig(s, sites, buckets, 15*time.Second, leaf); err != nil {
+		if err := writeConfig(s, sites, Options{Buckets: buckets, ScanInterval: 15 * time.Second}, leaf); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // KeyEncoding says how a source writes object keys in its events: AWS, MinIO
@@ -67,6 +68,9 @@ func ParseEvent(data []byte, enc KeyEncoding) ([]Hint, error) {
 		key, err := decodeKey(k, enc)
 		if err != nil {
 			return nil, fmt.Errorf("%w: record %d: %v", ErrBadEvent, i, err)
+		}
+		if !utf8.ValidString(key) {
+			return nil, fmt.Errorf("%w: record %d: key is not valid UTF-8", ErrBadEvent, i)
 		}
 		if len(key) > 1024 {
 			return nil, fmt.Errorf("%w: record %d: key of %d bytes (max 1024)", ErrBadEvent, i, len(key))

@@ -32,6 +32,7 @@ type Config struct {
 	Buckets         []string
 	InlineThreshold int64
 	Partitions      int
+	Policies        map[string]schema.Policy // per bucket; missing = lww
 	Now             func() time.Time // wall clock (tests skew it)
 }
 
@@ -171,7 +172,7 @@ func (p *Producer) publish(ctx context.Context, bucket, key string, e *state.Ent
 		Origin:  p.cfg.Site,
 		Clock:   clock,
 		TS:      schema.NextTS(wall, e.HeldPtr()),
-		Rank:    e.Held.Rank,
+		Rank:    p.cfg.Policies[bucket].Rank(p.cfg.Site, !info.Exists, e.HeldPtr()),
 		Deleted: !info.Exists,
 	}
 	rec := &schema.Record{Schema: schema.RecordSchema, Bucket: bucket, Key: key, MadeAt: now}

@@ -135,17 +135,27 @@ func (c *Client) Delete(ctx context.Context, bucket, key, ifMatch string) error 
 // Copy copies srcKey to dstKey inside bucket on the server, keeping the
 // source's attributes and metadata.
 func (c *Client) Copy(ctx context.Context, bucket, srcKey, dstKey string) error {
+	return c.CopyIfMatch(ctx, bucket, srcKey, dstKey, "")
+}
+
+// CopyIfMatch is Copy that fails with ErrPreconditionFailed unless the
+// source's ETag is srcETag ("" = unconditional).
+func (c *Client) CopyIfMatch(ctx context.Context, bucket, srcKey, dstKey, srcETag string) error {
 	if err := checkKey("copy", bucket, srcKey); err != nil {
 		return err
 	}
 	if err := checkKey("copy", bucket, dstKey); err != nil {
 		return err
 	}
-	_, err := c.s3.CopyObject(ctx, &s3.CopyObjectInput{
+	in := &s3.CopyObjectInput{
 		Bucket:     &bucket,
 		Key:        &dstKey,
 		CopySource: aws.String(escapeCopySource(bucket, srcKey)),
-	})
+	}
+	if srcETag != "" {
+		in.CopySourceIfMatch = aws.String(quote(srcETag))
+	}
+	_, err := c.s3.CopyObject(ctx, in)
 	return wrap("copy", bucket, srcKey+" -> "+dstKey, err)
 }
 
