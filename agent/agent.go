@@ -177,6 +177,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.subscribeNATSSources(ctx); err != nil {
 		return err
 	}
+	subs, err := a.serveAdmin(ctx)
+	for _, s := range subs {
+		defer s.Unsubscribe()
+	}
+	if err != nil {
+		return err
+	}
 	ingest := &producer.Ingest{P: a.Producer, Sources: sources, Kick: a.Scanner.Kick, Log: a.log.With("part", "events")}
 	run("events", func() error { return ingest.Run(ctx, a.js) })
 	run("scanner", func() error { a.Scanner.Run(ctx); return nil })
@@ -205,7 +212,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		})
 	}
 	a.log.Info("agent running", "site", a.cfg.Site, "peers", a.cfg.PeerNames(), "buckets", a.cfg.BucketNames())
-	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:

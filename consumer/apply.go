@@ -183,7 +183,7 @@ func (a *Applier) write(ctx context.Context, rec *schema.Record, e *state.Entry)
 		}
 		return "", err
 	}
-	body, err := a.openBody(ctx, rec)
+	body, err := a.OpenBody(ctx, rec)
 	if err != nil {
 		return "", err
 	}

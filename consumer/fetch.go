@@ -15,11 +15,11 @@ import (
 	"github.com/s3mesh/s3mesh/schema"
 )
 
-// openBody returns a reader of rec's bytes: the inline body, or a stream from
+// OpenBody returns a reader of rec's bytes: the inline body, or a stream from
 // the origin (If-Match its ETag) or from any peer holding that exact version
 // (recognised by its replica marker). The reader fails at EOF if the bytes
 // are not the version's (size, and MD5 where the origin ETag is one).
-func (a *Applier) openBody(ctx context.Context, rec *schema.Record) (io.ReadCloser, error) {
+func (a *Applier) OpenBody(ctx context.Context, rec *schema.Record) (io.ReadCloser, error) {
 	v := rec.Version
 	if rec.Inline {
 		return io.NopCloser(bytes.NewReader(rec.Body)), nil

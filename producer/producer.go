@@ -279,3 +279,34 @@ func (p *Producer) FlushPendingLocked(ctx context.Context, bucket, key string, e
 	p.log.Info("republished an interrupted record", "bucket", bucket, "key", key, "id", rec.Version.ID)
 	return nil
 }
+
+// Resolve settles a conflict by publishing a new local version of
+// bucket/key that dominates both the held version and the clock over: the
+// site's clock is merged with over, write (if not nil) puts the chosen
+// content into the local store, and whatever the store then holds is
+// published as a new version, so every site converges on it.
+func (p *Producer) Resolve(ctx context.Context, bucket, key string, over schema.Clock, write func(ctx context.Context, e *state.Entry) error) (schema.Version, error) {
+	unlock := p.store.Lock(bucket, key)
+	defer unlock()
+	e, _, err := p.store.Get(bucket, key)
+	if err != nil {
+		return schema.Version{}, err
+	}
+	if err := p.FlushPendingLocked(ctx, bucket, key, &e); err != nil {
+		return schema.Version{}, err
+	}
+	if write != nil {
+		if err := write(ctx, &e); err != nil {
+			return schema.Version{}, fmt.Errorf("resolve %s/%s: %w", bucket, key, err)
+		}
+	}
+	info, err := p.s3.Head(ctx, bucket, key)
+	if err != nil {
+		return schema.Version{}, fmt.Errorf("resolve %s/%s: %w", bucket, key, err)
+	}
+	e.Clock = e.Clock.Merge(over)
+	if _, err := p.publish(ctx, bucket, key, &e, info); err != nil {
+		return schema.Version{}, err
+	}
+	return e.Held, nil
+}

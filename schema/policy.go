@@ -106,20 +106,25 @@ const (
 // Rank is the rank of a new local write at origin (a tombstone if deleted)
 // over held (nil if the site never saw the key). Versions are ordered by
 // (Rank, TS, Origin, ID), so the rank is where a policy's preference lives:
-// the flag (delete or put wins) first, then the site's priority level. To
-// keep the order consistent with causality, a write whose (flag, level) is
-// lower than the version it replaces starts a new epoch, which outranks
-// everything of the old one. Consequence for operators: the policy decides
-// between versions written over the same history; a version written after
-// its site accepted a higher-ranked one outranks versions that were not.
+// the flag (delete or put wins) first, then the site's priority level.
+//
+// The order must agree with causality (a write sorts above what it
+// replaced, even when the policy prefers the replaced version) and must
+// compare any two writes over the same version by the policy alone. Both
+// hold when the rank's epoch is a function of the replaced version only: a
+// write over a version with a non-zero preference starts a new epoch, which
+// outranks the old one. What operators see: the policy decides between
+// versions written over the same version; between versions written over
+// different histories, the one that replaced more preferred versions (a
+// deeper history) wins, then the policy, then the time. With plain lww no
+// version has a preference, so it is the newest origin time that wins.
 func (p Policy) Rank(origin string, deleted bool, held *Version) uint64 {
 	pr := p.flag(deleted)<<rankLevelBits | p.level(origin)
 	if held == nil {
 		return pr
 	}
 	epoch := held.Rank >> (rankLevelBits + rankFlagBits)
-	hp := held.Rank & (1<<(rankLevelBits+rankFlagBits) - 1)
-	if pr < hp {
+	if held.Rank&(1<<(rankLevelBits+rankFlagBits)-1) != 0 {
 		epoch++
 	}
 	return epoch<<(rankLevelBits+rankFlagBits) | pr

@@ -1,0 +1,171 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/consumer"
+	"github.com/s3mesh/s3mesh/s3io"
+	"github.com/s3mesh/s3mesh/schema"
+	"github.com/s3mesh/s3mesh/state"
+)
+
+// AdminSubject is where the agent of site answers operator requests (the
+// `s3mesh dlq retry|resolve` commands): s3mesh.admin.<site>.<verb>.
+func AdminSubject(site, verb string) string { return "s3mesh.admin." + site + "." + verb }
+
+// AdminRequest is the body of an admin request.
+type AdminRequest struct {
+	Seq  uint64 `json:"seq"`            // DLQ_<site> sequence of the entry
+	Pick string `json:"pick,omitempty"` // resolve: the site whose version wins
+}
+
+// AdminReply is the answer to an admin request.
+type AdminReply struct {
+	OK      bool   `json:"ok"`
+	Outcome string `json:"outcome,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+func (a *Agent) serveAdmin(ctx context.Context) ([]*nats.Subscription, error) {
+	handlers := map[string]func(context.Context, AdminRequest) (string, error){
+		"dlq.retry":   a.retryDead,
+		"dlq.resolve": a.resolveDead,
+	}
+	var subs []*nats.Subscription
+	for verb, h := range handlers {
+		h := h
+		sub, err := a.nc.Subscribe(AdminSubject(a.cfg.Site, verb), func(m *nats.Msg) {
+			var req AdminRequest
+			var rep AdminReply
+			if err := json.Unmarshal(m.Data, &req); err != nil {
+				rep.Error = "bad request: " + err.Error()
+			} else {
+				rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+				out, err := h(rctx, req)
+				cancel()
+				rep.OK, rep.Outcome = err == nil, out
+				if err != nil {
+					rep.Error = err.Error()
+				}
+			}
+			b, _ := json.Marshal(rep)
+			_ = m.Respond(b)
+		})
+		if err != nil {
+			return subs, fmt.Errorf("admin %s: %w", verb, err)
+		}
+		subs = append(subs, sub)
+	}
+	return subs, nil
+}
+
+// deadLetter loads DLQ entry seq and its record.
+func (a *Agent) deadLetter(ctx context.Context, seq uint64) (jetstream.Stream, consumer.DeadLetter, *schema.Record, error) {
+	var dl consumer.DeadLetter
+	s, err := a.js.Stream(ctx, broker.DLQStream(a.cfg.Site))
+	if err != nil {
+		return nil, dl, nil, err
+	}
+	m, err := s.GetMsg(ctx, seq)
+	if err != nil {
+		return nil, dl, nil, fmt.Errorf("dead letter %d: %w", seq, err)
+	}
+	if err := json.Unmarshal(m.Data, &dl); err != nil {
+		return nil, dl, nil, fmt.Errorf("dead letter %d: %w", seq, err)
+	}
+	rec, err := schema.Decode(dl.Record)
+	if err != nil {
+		return s, dl, nil, fmt.Errorf("dead letter %d cannot be applied: %w", seq, err)
+	}
+	if rec.Version.Origin != dl.Peer {
+		return s, dl, nil, fmt.Errorf("dead letter %d: %w", seq, consumer.ErrUnauthorized)
+	}
+	return s, dl, rec, nil
+}
+
+// retryDead applies a dead letter again; on success the entry is removed
+// (also when the record turns out to be superseded: outcome "skip"), on
+// failure it stays.
+func (a *Agent) retryDead(ctx context.Context, req AdminRequest) (string, error) {
+	s, dl, rec, err := a.deadLetter(ctx, req.Seq)
+	if err != nil {
+		return "", err
+	}
+	d, err := a.Applier.Apply(ctx, rec)
+	if err != nil {
+		return "", fmt.Errorf("retry %d (%s/%s, was %s): %w", req.Seq, dl.Bucket, dl.Key, dl.Reason, err)
+	}
+	if err := s.DeleteMsg(ctx, req.Seq); err != nil {
+		return d.Outcome.String(), fmt.Errorf("applied, but the entry was not removed: %w", err)
+	}
+	a.log.Info("dead letter retried", "seq", req.Seq, "bucket", rec.Bucket, "key", rec.Key, "outcome", d.Outcome.String())
+	return d.Outcome.String(), nil
+}
+
+// resolveDead settles a parked (manual) conflict: the picked site's version
+// is written here as a new local version whose clock dominates both, so every
+// site converges on the picked content.
+func (a *Agent) resolveDead(ctx context.Context, req AdminRequest) (string, error) {
+	s, dl, rec, err := a.deadLetter(ctx, req.Seq)
+	if err != nil {
+		return "", err
+	}
+	if dl.Reason != consumer.ReasonManual {
+		return "", fmt.Errorf("entry %d is not a parked conflict (reason %s): use retry or drop", req.Seq, dl.Reason)
+	}
+	var write func(context.Context, *state.Entry) error
+	switch req.Pick {
+	case a.cfg.Site: // keep what this site holds
+	case rec.Version.Origin:
+		write = func(ctx context.Context, e *state.Entry) error { return a.writeAsLocal(ctx, rec, e) }
+	default:
+		return "", fmt.Errorf("--pick %q: the conflict is between %s (held here) and %s (parked)", req.Pick, a.cfg.Site, rec.Version.Origin)
+	}
+	v, err := a.Producer.Resolve(ctx, rec.Bucket, rec.Key, rec.Version.Clock, write)
+	if err != nil {
+		return "", err
+	}
+	if err := s.DeleteMsg(ctx, req.Seq); err != nil {
+		return v.ID, fmt.Errorf("resolved as %s, but the entry was not removed: %w", v.ID, err)
+	}
+	a.log.Info("conflict resolved", "seq", req.Seq, "bucket", rec.Bucket, "key", rec.Key, "pick", req.Pick, "version", v.ID)
+	return "resolved as " + v.ID, nil
+}
+
+// writeAsLocal puts rec's content into the local store as a plain local
+// write (no replica marker): it becomes the resolving site's new version.
+func (a *Agent) writeAsLocal(ctx context.Context, rec *schema.Record, e *state.Entry) error {
+	local, ok := a.Applier.S3.(*s3io.Client)
+	if !ok {
+		return errors.New("local store does not support puts")
+	}
+	ifMatch := ""
+	if e.Present() {
+		ifMatch = e.LocalETag
+	}
+	if rec.Version.Deleted {
+		if !e.Present() {
+			return nil
+		}
+		return local.Delete(ctx, rec.Bucket, rec.Key, ifMatch)
+	}
+	body, err := a.Applier.OpenBody(ctx, rec)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	_, err = local.Put(ctx, s3io.PutInput{Bucket: rec.Bucket, Key: rec.Key, Body: io.Reader(body), Size: rec.Version.Size,
+		PartSize: a.cfg.PartSize, IfMatch: ifMatch, IfNoneMatch: ifMatch == "",
+		Attrs: s3io.Attrs{ContentType: rec.Attrs.ContentType, CacheControl: rec.Attrs.CacheControl,
+			ContentEncoding: rec.Attrs.ContentEncoding, ContentDisposition: rec.Attrs.ContentDisposition, Meta: rec.Attrs.Meta}})
+	return err
+}

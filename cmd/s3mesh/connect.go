@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/s3mesh/s3mesh/config"
+	"github.com/s3mesh/s3mesh/lab"
+)
+
+// target is how an operator command reaches one site's broker: a running
+// lab's lab.json (--lab, with --site) or a site configuration (--config).
+type target struct {
+	labPath, cfgPath, site string
+}
+
+func (t *target) flags(c *cobra.Command) {
+	c.PersistentFlags().StringVar(&t.labPath, "lab", "", "a running lab's lab.json (with --site)")
+	c.PersistentFlags().StringVar(&t.cfgPath, "config", "", "a site configuration file")
+	c.PersistentFlags().StringVar(&t.site, "site", "", "site name (with --lab; defaults to the config's site)")
+}
+
+// site is a connection to one site's broker.
+type site struct {
+	name string
+	nc   *nats.Conn
+	js   jetstream.JetStream
+}
+
+func (t *target) connect() (*site, error) {
+	var url, name string
+	opts := []nats.Option{nats.Name("s3mesh-cli"), nats.Timeout(5 * time.Second)}
+	switch {
+	case t.labPath != "" && t.cfgPath != "":
+		return nil, errors.New("give --lab or --config, not both")
+	case t.labPath != "":
+		info, err := lab.ReadInfo(t.labPath)
+		if err != nil {
+			return nil, err
+		}
+		if t.site == "" {
+			return nil, errors.New("--site is required with --lab")
+		}
+		for _, s := range info.Sites {
+			if s.Name == t.site {
+				url, name = s.NATSURL, s.Name
+			}
+		}
+		if url == "" {
+			return nil, fmt.Errorf("lab %s has no site %q", t.labPath, t.site)
+		}
+	case t.cfgPath != "":
+		cfg, err := config.Load(t.cfgPath)
+		if err != nil {
+			return nil, err
+		}
+		if t.site != "" && t.site != cfg.Site {
+			return nil, fmt.Errorf("--site %s, but %s is the configuration of site %s", t.site, t.cfgPath, cfg.Site)
+		}
+		name, url = cfg.Site, cfg.NATS.URL
+		if url == "" {
+			url = "nats://" + cfg.NATS.Embedded.Listen
+		}
+		if cfg.NATS.User != "" {
+			opts = append(opts, nats.UserInfo(cfg.NATS.User, cfg.NATS.Password.MustValue()))
+		}
+		if cfg.NATS.CredsFile != "" {
+			opts = append(opts, nats.UserCredentials(cfg.NATS.CredsFile))
+		}
+	default:
+		return nil, errors.New("give --lab LAB.json --site X, or --config SITE.yaml")
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("site %s broker %s: %w", name, url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &site{name: name, nc: nc, js: js}, nil
+}
+
+func (s *site) close() { s.nc.Close() }
+
+// readAll calls fn with every message of stream from start (or from since,
+// if not zero), in order, and returns once it reached the stream's end as
+// it was when reading began.
+func (s *site) readAll(ctx context.Context, stream string, since time.Time, fn func(seq uint64, data []byte) error) error {
+	st, err := s.js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("%s: %w", stream, err)
+	}
+	last := st.CachedInfo().State.LastSeq
+	if st.CachedInfo().State.Msgs == 0 {
+		return nil
+	}
+	cfg := jetstream.OrderedConsumerConfig{}
+	if !since.IsZero() {
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cfg.OptStartTime = &since
+	}
+	cons, err := st.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	for {
+		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				return err
+			}
+			if err := fn(md.Sequence.Stream, m.Data()); err != nil {
+				return err
+			}
+			if md.Sequence.Stream >= last || md.NumPending == 0 {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil // nothing after since
+		}
+	}
+}
