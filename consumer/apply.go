@@ -138,6 +138,11 @@ func (a *Applier) applyOnce(ctx context.Context, rec *schema.Record) (schema.Dec
 	if h := a.Hooks.AfterWrite; h != nil {
 		h(b, k)
 	}
+	if len(e.Dead) > 0 {
+		a.Log.Warn("a dead-lettered version of this key is superseded; its DLQ entry stays until retried (it will report skip) or dropped",
+			"bucket", b, "key", k, "dead", e.Dead, "by", rec.Version.ID)
+		e.Dead = nil
+	}
 	e.Clock = d.Merged
 	e.Held = rec.Version
 	e.LocalETag = etag
@@ -256,4 +261,22 @@ func (a *Applier) logConflict(ctx context.Context, rec *schema.Record, d schema.
 		return nil
 	}
 	return a.Conflict.Conflict(ctx, ce)
+}
+
+// MarkDead records that version id of bucket/key went to the dead-letter
+// queue (see state.Entry.Dead).
+func (a *Applier) MarkDead(bucket, key, id string) error {
+	unlock := a.Store.Lock(bucket, key)
+	defer unlock()
+	e, _, err := a.Store.Get(bucket, key)
+	if err != nil {
+		return err
+	}
+	for _, d := range e.Dead {
+		if d == id {
+			return nil
+		}
+	}
+	e.Dead = append(e.Dead, id)
+	return a.Store.Put(bucket, key, e)
 }

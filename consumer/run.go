@@ -151,6 +151,11 @@ func (r *Runner) deadLetter(ctx context.Context, peer string, m jetstream.Msg, r
 	}
 	if rec != nil {
 		dl.Bucket, dl.Key, dl.VersionID = rec.Bucket, rec.Key, rec.Version.ID
+		if _, ok := r.A.Buckets[rec.Bucket]; ok {
+			if err := r.A.MarkDead(rec.Bucket, rec.Key, rec.Version.ID); err != nil {
+				r.Log.Error("dead letter not marked in the state", "err", err)
+			}
+		}
 	}
 	if err := r.DLQ.Put(ctx, dl); err != nil {
 		r.Log.Error("dead letter not stored; will retry the record", "id", dl.ID, "err", err)

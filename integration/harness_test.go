@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/config"
 	"github.com/s3mesh/s3mesh/consumer"
 	"github.com/s3mesh/s3mesh/internal/testenv"
 	"github.com/s3mesh/s3mesh/lab"
@@ -76,7 +77,7 @@ func labEnv(t *testing.T) *env {
 		if sharedErr != nil {
 			return
 		}
-		shared, sharedErr = startEnv(sharedDir, s3meshBin, versity)
+		shared, sharedErr = startEnv(sharedDir, s3meshBin, versity, nil)
 	})
 	if sharedErr != nil {
 		t.Fatalf("start lab: %v", sharedErr)
@@ -84,13 +85,35 @@ func labEnv(t *testing.T) *env {
 	return shared
 }
 
-func startEnv(dir, s3meshBin, versity string) (*env, error) {
-	// The lab lives as long as its context: the whole test process.
-	l, err := lab.Start(context.Background(), lab.Options{
-		Dir: dir, Sites: 3, Buckets: []string{bucket}, S3meshBin: s3meshBin, VersityBin: versity,
+// newEnv starts a lab of the test's own (mod adjusts the options), stopped
+// when the test ends.
+func newEnv(t *testing.T, mod func(*lab.Options)) *env {
+	t.Helper()
+	e, err := startEnv(t.TempDir(), testenv.S3meshBin(t), testenv.VersityBin(t), mod)
+	if err != nil {
+		t.Fatalf("start lab: %v", err)
+	}
+	t.Cleanup(e.close)
+	return e
+}
+
+func startEnv(dir, s3meshBin, versity string, mod func(*lab.Options)) (*env, error) {
+	o := lab.Options{
+		Dir: dir, Sites: 3, Buckets: []string{bucket, "prio", "manual", "delwins", "putwins"}, S3meshBin: s3meshBin, VersityBin: versity,
 		ScanInterval: 3 * time.Second,
-		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+		Conflicts: map[string]config.Conflicts{
+			"prio":    {Policy: "site-priority", Priority: []string{"b", "a", "c"}},
+			"manual":  {Policy: "manual"},
+			"delwins": {Deletes: "delete-wins"},
+			"putwins": {Deletes: "put-wins"},
+		},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	// The lab lives as long as its context: the whole test (process).
+	l, err := lab.Start(context.Background(), o)
 	if err != nil {
 		return nil, err
 	}

@@ -28,6 +28,10 @@ type Entry struct {
 	// (including a delete, which leaves no marker) as a replica write even
 	// after a crash.
 	Applying *schema.Version `msgpack:"applying,omitempty"`
+	// Dead lists versions of this key that went to the dead-letter queue. A
+	// later version applied over them is logged as superseding them, so a
+	// record never overtakes a dead letter silently.
+	Dead    []string `msgpack:"dead,omitempty"`
 	Updated  int64           `msgpack:"upd"` // unix ms of the last change
 }
 

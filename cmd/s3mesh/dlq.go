@@ -137,9 +137,7 @@ func newDLQCmd() *cobra.Command {
 					return err
 				}
 				for _, e := range es {
-					if e.Reason != consumer.ReasonManual {
-						ids = append(ids, e.ID)
-					}
+					ids = append(ids, e.ID)
 				}
 			} else {
 				id, err := strconv.ParseUint(args[0], 10, 64)
@@ -161,7 +159,7 @@ func newDLQCmd() *cobra.Command {
 			return nil
 		},
 	}
-	retry.Flags().BoolVar(&all, "all", false, "every entry except parked conflicts")
+	retry.Flags().BoolVar(&all, "all", false, "every entry (a parked conflict that is still a conflict stays parked)")
 	drop := &cobra.Command{
 		Use: "drop ID", Short: "Remove a dead letter for good (needs --yes)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
