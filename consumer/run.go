@@ -151,7 +151,7 @@ func (r *Runner) deadLetter(ctx context.Context, peer string, m jetstream.Msg, r
 	}
 	if rec != nil {
 		dl.Bucket, dl.Key, dl.VersionID = rec.Bucket, rec.Key, rec.Version.ID
-		if _, ok := r.A.Buckets[rec.Bucket]; ok {
+		if _, ok := r.A.Buckets[rec.Bucket]; ok && reason != ReasonUnauthorized {
 			if err := r.A.MarkDead(rec.Bucket, rec.Key, rec.Version.ID); err != nil {
 				r.Log.Error("dead letter not marked in the state", "err", err)
 			}
