@@ -88,7 +88,7 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		Site: cfg.Site, Buckets: cfg.BucketNames(), InlineThreshold: cfg.InlineThreshold, Partitions: Partitions,
 		Policies: policies,
 	}, a.Store, local, pub, a.M, log.With("part", "producer"))
-	a.Scanner = &producer.Scanner{P: a.Producer, S3: local, Store: a.Store, Interval: cfg.Scan.Interval,
+	a.Scanner = &producer.Scanner{P: a.Producer, S3: local, Store: a.Store, Interval: cfg.Scan.ScanInterval(),
 		Debounce: cfg.Scan.Debounce, Log: log.With("part", "scanner")}
 	a.Applier = &consumer.Applier{
 		Site: cfg.Site, Buckets: buckets, Store: a.Store, S3: local, Sources: sources,

@@ -28,6 +28,7 @@ type Site struct {
 	PartSize        int64         `yaml:"part_size"`        // multipart part size for large bodies
 	Workers         int           `yaml:"workers"`          // parallel appliers (per-key order is kept)
 	Scan            Scan          `yaml:"scan"`
+	Tombstones      Tombstones    `yaml:"tombstones"`
 	Retry           Retry         `yaml:"retry"`
 	Log             Log           `yaml:"log"`
 }
@@ -105,8 +106,31 @@ type EventSource struct {
 
 // Scan configures the bucket scanner (initial sync and repair of lost events).
 type Scan struct {
-	Interval time.Duration `yaml:"interval"` // full rescan period; 0 disables the timer
-	Debounce time.Duration `yaml:"debounce"` // delay before a requested rescan
+	// Interval is the full rescan period: unset means 10m, 0 disables the
+	// timer (scans then run only at start and when an event asks for one).
+	Interval *time.Duration `yaml:"interval"`
+	Debounce time.Duration  `yaml:"debounce"`  // delay before a requested rescan
+	Rate     float64        `yaml:"rate"`      // listed objects per second (0 = unlimited)
+	PageSize int32          `yaml:"page_size"` // keys per listing page (default 1000)
+	// MaxDeleteFraction: when a scan finds more than this share of the keys
+	// the site holds missing from a bucket, it publishes none of those
+	// deletes and holds the bucket until an operator confirms (default 0.1).
+	MaxDeleteFraction float64 `yaml:"max_delete_fraction"`
+}
+
+// Tombstones configures how long deletes are remembered.
+type Tombstones struct {
+	// Retention: a tombstone is kept this long (default 7 days, also the
+	// CHANGES streams' max age). A site cut off for longer must resync.
+	Retention time.Duration `yaml:"retention"`
+}
+
+// ScanInterval returns the effective rescan period (0 = timer off).
+func (s Scan) ScanInterval() time.Duration {
+	if s.Interval == nil {
+		return DefaultScanInterval
+	}
+	return *s.Interval
 }
 
 // Retry bounds how long a transient failure is retried before the record
@@ -182,6 +206,15 @@ func (s *Site) applyDefaults() {
 	}
 	if s.Scan.Debounce == 0 {
 		s.Scan.Debounce = DefaultScanDebounce
+	}
+	if s.Scan.PageSize == 0 {
+		s.Scan.PageSize = 1000
+	}
+	if s.Scan.MaxDeleteFraction == 0 {
+		s.Scan.MaxDeleteFraction = 0.1
+	}
+	if s.Tombstones.Retention == 0 {
+		s.Tombstones.Retention = 7 * 24 * time.Hour
 	}
 	if s.Retry.Budget == 0 {
 		s.Retry.Budget = DefaultRetryBudget
@@ -357,8 +390,20 @@ func (s *Site) Validate() error {
 	if s.Workers < 1 || s.Workers > 256 {
 		return fieldErr("workers", "%d: want 1..256", s.Workers)
 	}
-	if s.Scan.Interval < 0 {
+	if s.Scan.Interval != nil && *s.Scan.Interval < 0 {
 		return fieldErr("scan.interval", "negative")
+	}
+	if s.Scan.Rate < 0 {
+		return fieldErr("scan.rate", "negative")
+	}
+	if s.Scan.PageSize < 1 || s.Scan.PageSize > 1000 {
+		return fieldErr("scan.page_size", "%d: want 1..1000", s.Scan.PageSize)
+	}
+	if s.Scan.MaxDeleteFraction <= 0 || s.Scan.MaxDeleteFraction > 1 {
+		return fieldErr("scan.max_delete_fraction", "%v: want (0, 1]", s.Scan.MaxDeleteFraction)
+	}
+	if s.Tombstones.Retention < time.Hour {
+		return fieldErr("tombstones.retention", "%v: want at least 1h", s.Tombstones.Retention)
 	}
 	if s.Retry.Budget < 0 || s.Retry.MaxBackoff <= 0 {
 		return fieldErr("retry", "budget must be >= 0 and max_backoff > 0")

@@ -81,7 +81,7 @@ func TestParseValid(t *testing.T) {
 		{"part_size", s.PartSize, int64(16 << 20)},
 		{"workers", s.Workers, 8},
 		{"scan.debounce", s.Scan.Debounce, 500 * time.Millisecond},
-		{"scan.interval (0 = timer off)", s.Scan.Interval, time.Duration(0)},
+		{"scan.interval (unset = 10m)", s.Scan.ScanInterval(), 10 * time.Minute},
 		{"retry.budget", s.Retry.Budget, 10 * time.Minute},
 		{"retry.max_backoff", s.Retry.MaxBackoff, 30 * time.Second},
 		{"s3.region", s.S3.Region, "us-east-1"},
@@ -294,7 +294,7 @@ state_dir:`, 1)
 		t.Fatalf("Parse: %v", err)
 	}
 	if s.InlineThreshold != 1024 || s.PartSize != 8<<20 || s.Workers != 3 ||
-		s.Scan.Interval != time.Minute || s.Scan.Debounce != 2*time.Second ||
+		s.Scan.ScanInterval() != time.Minute || s.Scan.Debounce != 2*time.Second ||
 		s.Retry.Budget != time.Hour || s.Retry.MaxBackoff != 5*time.Second ||
 		s.Log.Level != "debug" || s.Log.Format != "json" ||
 		s.S3.Region != "ap-south-1" || s.S3.UsePathStyle() {

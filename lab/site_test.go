@@ -113,8 +113,8 @@ func TestSiteConfigPassesConfigLoad(t *testing.T) {
 	if ev := a.Events[1]; ev.Type != "webhook" || ev.KeyEncoding != "url" || ev.Token.File != sites[0].tokenPath() || len(ev.Token.MustValue()) != 64 {
 		t.Errorf("webhook source = %+v", ev)
 	}
-	if a.StateDir != filepath.Join(dir, "a", "state") || a.HTTPAddr != sites[0].httpAddr() || a.Scan.Interval != 15*time.Second || a.Log.Level != "info" {
-		t.Errorf("state/http/scan/log = %q %q %v %q", a.StateDir, a.HTTPAddr, a.Scan.Interval, a.Log.Level)
+	if a.StateDir != filepath.Join(dir, "a", "state") || a.HTTPAddr != sites[0].httpAddr() || a.Scan.ScanInterval() != 15*time.Second || a.Log.Level != "info" {
+		t.Errorf("state/http/scan/log = %q %q %v %q", a.StateDir, a.HTTPAddr, a.Scan.ScanInterval(), a.Log.Level)
 	}
 	// The last site dials nobody; it is dialled.
 	c, err := config.Load(sites[2].configPath())

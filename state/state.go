@@ -146,16 +146,28 @@ func (s *Store) Delete(bucket, key string) error {
 	return nil
 }
 
-// Scan calls fn for every key of bucket at or after startAfter (exclusive),
-// in key byte order, without holding locks: entries may change meanwhile,
-// so callers re-read under Lock before acting.
+// Scan calls fn for every key of bucket after startAfter (exclusive), in
+// key byte order, without holding locks: entries may change meanwhile, so
+// callers re-read under Lock before acting.
 func (s *Store) Scan(bucket, startAfter string, fn func(key string, e Entry) error) error {
+	return s.scan(bucket, startAfter, nil, fn)
+}
+
+// ScanRange is Scan limited to keys <= upTo.
+func (s *Store) ScanRange(bucket, startAfter, upTo string, fn func(key string, e Entry) error) error {
+	upper := append(dbKey(bucket, upTo), 0)
+	return s.scan(bucket, startAfter, upper, fn)
+}
+
+func (s *Store) scan(bucket, startAfter string, upper []byte, fn func(key string, e Entry) error) error {
 	lower := dbKey(bucket, startAfter)
 	if startAfter != "" {
 		lower = append(lower, 0)
 	}
-	upper := append([]byte{entryPrefix}, bucket...)
-	upper = append(upper, 1)
+	if upper == nil {
+		upper = append([]byte{entryPrefix}, bucket...)
+		upper = append(upper, 1)
+	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("state scan %s: %w", bucket, err)
@@ -176,6 +188,38 @@ func (s *Store) Scan(bucket, startAfter string, fn func(key string, e Entry) err
 		}
 	}
 	return it.Error()
+}
+
+const metaPrefix = 'm'
+
+// GetMeta reads a small record the agent keeps beside the per-key state
+// (scan cursors, held buckets) into v; ok is false if absent.
+func (s *Store) GetMeta(name string, v any) (ok bool, err error) {
+	b, closer, err := s.db.Get(append([]byte{metaPrefix}, name...))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("state meta %s: %w", name, err)
+	}
+	defer closer.Close()
+	if err := msgpack.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("state meta %s: %w", name, err)
+	}
+	return true, nil
+}
+
+// PutMeta stores v under name (nil deletes it).
+func (s *Store) PutMeta(name string, v any) error {
+	k := append([]byte{metaPrefix}, name...)
+	if v == nil {
+		return s.db.Delete(k, pebble.Sync)
+	}
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.db.Set(k, b, pebble.Sync)
 }
 
 type quietLogger struct{}
