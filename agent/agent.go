@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -89,7 +91,9 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		Policies: policies,
 	}, a.Store, local, pub, a.M, log.With("part", "producer"))
 	a.Scanner = &producer.Scanner{P: a.Producer, S3: local, Store: a.Store, Interval: cfg.Scan.ScanInterval(),
-		Debounce: cfg.Scan.Debounce, Log: log.With("part", "scanner")}
+		Debounce: cfg.Scan.Debounce, Rate: cfg.Scan.Rate, PageSize: cfg.Scan.PageSize,
+		MaxDeleteFraction: cfg.Scan.MaxDeleteFraction, Retention: cfg.Tombstones.Retention,
+		Log: log.With("part", "scanner"), Progress: terminal(os.Stderr)}
 	a.Applier = &consumer.Applier{
 		Site: cfg.Site, Buckets: buckets, Store: a.Store, S3: local, Sources: sources,
 		Local: localAdapter{a.Producer}, Conflict: &conflictLog{site: cfg.Site, js: a.js, log: log.With("part", "conflicts")},
@@ -282,4 +286,12 @@ func (l localAdapter) Reconcile(ctx context.Context, bucket, key string) error {
 
 func (l localAdapter) FlushPendingLocked(ctx context.Context, bucket, key string, e *state.Entry) error {
 	return l.p.FlushPendingLocked(ctx, bucket, key, e)
+}
+
+// terminal returns f if it is a terminal (the scanner then draws progress).
+func terminal(f *os.File) io.Writer {
+	if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		return f
+	}
+	return nil
 }

@@ -56,7 +56,7 @@ func TestThreeAgentsInProcess(t *testing.T) {
 				Listen: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), StoreDir: filepath.Join(dir, s, "nats"),
 				LeafListen: fmt.Sprintf("127.0.0.1:%d", leaf[s]),
 			}},
-			Scan: config.Scan{Interval: ptr(2 * time.Second)},
+			Scan: config.Scan{Interval: ptr(2 * time.Second), MaxDeleteFraction: 1}, // no event source here: deletes come from the scanner
 		}
 		for _, p := range sites {
 			if p == s {

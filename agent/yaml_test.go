@@ -7,4 +7,4 @@ import (
 )
 
 func yamlOf(c *config.Site) ([]byte, error) { return yaml.Marshal(c) }
-func ptr[T any](v T) *T { return &v }
+func ptr[T any](v T) *T                     { return &v }

@@ -98,7 +98,11 @@ func (in *Ingest) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	for _, h := range hints {
-		res, err := in.P.Reconcile(ctx, h.Bucket, h.Key)
+		reconcile := in.P.Reconcile
+		if h.Op == "delete" {
+			reconcile = in.P.ReconcileDeleteEvent
+		}
+		res, err := reconcile(ctx, h.Bucket, h.Key)
 		if err != nil {
 			if ctx.Err() != nil {
 				return // shutting down: redelivered later

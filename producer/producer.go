@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/s3mesh/s3mesh/metrics"
@@ -18,6 +19,7 @@ import (
 type ObjectStore interface {
 	Head(ctx context.Context, bucket, key string) (s3io.ObjectInfo, error)
 	Get(ctx context.Context, bucket, key, ifMatch string) (io.ReadCloser, s3io.ObjectInfo, error)
+	BucketExists(ctx context.Context, bucket string) (bool, error)
 }
 
 // Publisher publishes a change record durably (returns once JetStream has
@@ -45,11 +47,16 @@ const (
 	Published                   // a new change record was published
 	Replica                     // the object is a replica write of s3mesh (no echo)
 	NotReplicated               // the bucket is not replicated
+	Held                        // a delete was not published: the bucket's deletes are held
 )
 
 func (r Result) String() string {
-	return [...]string{"unchanged", "published", "replica", "not-replicated"}[r]
+	return [...]string{"unchanged", "published", "replica", "not-replicated", "held"}[r]
 }
+
+// ErrNoBucket means the bucket itself is gone from the store: nothing in it
+// is treated as deleted.
+var ErrNoBucket = errors.New("bucket does not exist in the local store")
 
 // Producer turns confirmed local changes into change records.
 type Producer struct {
@@ -61,6 +68,24 @@ type Producer struct {
 	buckets map[string]bool
 	m       *metrics.Metrics
 	Hooks   Hooks
+
+	heldMu sync.Mutex
+	held   map[string]bool // buckets whose deletes the scanner holds
+}
+
+func (p *Producer) setHeld(bucket string, on bool) {
+	p.heldMu.Lock()
+	defer p.heldMu.Unlock()
+	if p.held == nil {
+		p.held = map[string]bool{}
+	}
+	p.held[bucket] = on
+}
+
+func (p *Producer) isHeld(bucket string) bool {
+	p.heldMu.Lock()
+	defer p.heldMu.Unlock()
+	return p.held[bucket]
 }
 
 // Hooks let tests stop the producer at a precise point (crash injection).
@@ -97,11 +122,22 @@ var errChanged = errors.New("object changed while reading")
 // the site now holds a version the state doesn't know, publishes a change
 // record for it. It is safe to call any number of times (idempotent).
 func (p *Producer) Reconcile(ctx context.Context, bucket, key string) (Result, error) {
+	return p.reconcile(ctx, bucket, key, false)
+}
+
+// ReconcileDeleteEvent is Reconcile for a hint that is a delete event: a user
+// deleted through the S3 API, so the delete is published even while the
+// scanner holds the bucket's deletes (a wiped store sends no events).
+func (p *Producer) ReconcileDeleteEvent(ctx context.Context, bucket, key string) (Result, error) {
+	return p.reconcile(ctx, bucket, key, true)
+}
+
+func (p *Producer) reconcile(ctx context.Context, bucket, key string, deleteEvent bool) (Result, error) {
 	if !p.buckets[bucket] {
 		return NotReplicated, nil
 	}
 	for attempt := 0; ; attempt++ {
-		res, err := p.reconcileOnce(ctx, bucket, key)
+		res, err := p.reconcileOnce(ctx, bucket, key, deleteEvent)
 		if errors.Is(err, errChanged) && attempt < 5 {
 			continue
 		}
@@ -112,7 +148,7 @@ func (p *Producer) Reconcile(ctx context.Context, bucket, key string) (Result, e
 	}
 }
 
-func (p *Producer) reconcileOnce(ctx context.Context, bucket, key string) (Result, error) {
+func (p *Producer) reconcileOnce(ctx context.Context, bucket, key string, deleteEvent bool) (Result, error) {
 	unlock := p.store.Lock(bucket, key)
 	defer unlock()
 	e, _, err := p.store.Get(bucket, key)
@@ -136,6 +172,17 @@ func (p *Producer) reconcileOnce(ctx context.Context, bucket, key string) (Resul
 	if !info.Exists {
 		if !e.Present() {
 			return Unchanged, nil // a delete of a key the site does not hold
+		}
+		// A HEAD cannot tell a missing key from a missing bucket, and a
+		// wiped store must not delete the other sites' data.
+		if ok, err := p.s3.BucketExists(ctx, bucket); err != nil {
+			return Unchanged, fmt.Errorf("reconcile %s/%s: %w", bucket, key, err)
+		} else if !ok {
+			return Unchanged, fmt.Errorf("reconcile %s/%s: %w", bucket, key, ErrNoBucket)
+		}
+		if p.isHeld(bucket) && !deleteEvent {
+			p.log.Warn("delete not published: the bucket's deletes are held", "bucket", bucket, "key", key)
+			return Held, nil
 		}
 		return p.publish(ctx, bucket, key, &e, info)
 	}

@@ -2,7 +2,9 @@ package producer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -11,7 +13,7 @@ import (
 	"github.com/s3mesh/s3mesh/state"
 )
 
-// Lister lists a bucket page by page.
+// Lister lists a bucket page by page, in key order.
 type Lister interface {
 	List(ctx context.Context, bucket, startAfter string, pageSize int32, fn func(s3io.ListEntry) error) error
 }
@@ -20,25 +22,98 @@ type Lister interface {
 // difference: the initial sync of existing objects and the repair of events
 // the store lost or misnamed. It is the correctness backstop; events are the
 // fast path.
+//
+// A scan merge-joins the listing (key order) with the state (key order),
+// one listing page at a time, so memory does not grow with the bucket. Its
+// position is saved after every page: a restarted agent resumes the scan.
+// Deletes are published only after the whole bucket was compared, and only
+// if the share of known keys missing stays under MaxDeleteFraction; above
+// it the bucket is held (a wiped or misconfigured store must never delete
+// the other sites' data) until an operator confirms.
 type Scanner struct {
-	P        *Producer
-	S3       Lister
-	Store    *state.Store
-	Interval time.Duration // full rescan period (0: only at start and on Kick)
-	Debounce time.Duration
-	Log      *slog.Logger
+	P                 *Producer
+	S3                Lister
+	Store             *state.Store
+	Interval          time.Duration // full rescan period (0: only at start and on Kick)
+	Debounce          time.Duration
+	Rate              float64 // listed objects per second (0 = unlimited)
+	PageSize          int32
+	MaxDeleteFraction float64
+	Retention         time.Duration // tombstones older than this are collected
+	Log               *slog.Logger
+	Progress          io.Writer // a terminal to draw progress on, or nil
 
-	once  sync.Once
-	kicks chan string
+	once   sync.Once
+	kicks  chan string
+	mu     sync.Mutex
+	status map[string]*BucketStatus
+}
+
+// BucketStatus is what the scanner knows of one bucket, for status and
+// metrics.
+type BucketStatus struct {
+	Bucket   string    `json:"bucket"`
+	Held     *Hold     `json:"held,omitempty"`
+	Scanning bool      `json:"scanning"`
+	Listed   int       `json:"listed"` // so far in the running scan
+	LastScan time.Time `json:"last_scan"`
+	Last     ScanStats `json:"last_stats"`
+}
+
+// Hold records why a bucket's deletes are held.
+type Hold struct {
+	Since     time.Time `msgpack:"since" json:"since"`
+	Missing   int       `msgpack:"missing" json:"missing"`
+	Known     int       `msgpack:"known" json:"known"`
+	Confirmed bool      `msgpack:"confirmed" json:"confirmed"` // the next scan publishes the deletes
 }
 
 // ScanStats summarises one bucket scan.
 type ScanStats struct {
-	Listed, Published, Deleted, Errors int
+	Listed    int  `json:"listed"`
+	Published int  `json:"published"`
+	Deleted   int  `json:"deleted"`
+	Missing   int  `json:"missing"`
+	Known     int  `json:"known"`
+	Collected int  `json:"tombstones_collected"`
+	Errors    int  `json:"errors"`
+	Held      bool `json:"held"`
 }
 
+type cursor struct {
+	After   string `msgpack:"after"`
+	Listed  int    `msgpack:"listed"`
+	Missing int    `msgpack:"missing"`
+	Known   int    `msgpack:"known"`
+}
+
+func holdKey(bucket string) string   { return "hold/" + bucket }
+func cursorKey(bucket string) string { return "scan/" + bucket }
+
+// ErrUnsorted means a listing did not come in key order, so a merge with the
+// state cannot tell missing keys safely.
+var ErrUnsorted = errors.New("bucket listing is not in key order")
+
 func (s *Scanner) init() {
-	s.once.Do(func() { s.kicks = make(chan string, 64) })
+	s.once.Do(func() {
+		s.kicks = make(chan string, 64)
+		s.status = map[string]*BucketStatus{}
+		for b := range s.P.buckets {
+			st := &BucketStatus{Bucket: b}
+			var h Hold
+			if ok, err := s.Store.GetMeta(holdKey(b), &h); err == nil && ok {
+				st.Held = &h
+				s.P.setHeld(b, true)
+			}
+			s.status[b] = st
+		}
+		if s.PageSize <= 0 {
+			s.PageSize = 1000
+		}
+		if s.MaxDeleteFraction <= 0 {
+			s.MaxDeleteFraction = 0.1
+		}
+	})
 }
 
 // Kick asks for a prompt (debounced) rescan of bucket.
@@ -48,6 +123,44 @@ func (s *Scanner) Kick(bucket string) {
 	case s.kicks <- bucket:
 	default: // a rescan is already queued
 	}
+}
+
+// Status returns a snapshot of every bucket's scan status.
+func (s *Scanner) Status() []BucketStatus {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]BucketStatus, 0, len(s.status))
+	for _, st := range s.status {
+		c := *st
+		out = append(out, c)
+	}
+	return out
+}
+
+// ConfirmDeletes lets the next scan of a held bucket publish its deletes,
+// and starts that scan.
+func (s *Scanner) ConfirmDeletes(bucket string) error {
+	s.init()
+	s.mu.Lock()
+	st, ok := s.status[bucket]
+	if !ok {
+		s.mu.Unlock()
+		return fmt.Errorf("bucket %q is not replicated", bucket)
+	}
+	if st.Held == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("bucket %q is not held", bucket)
+	}
+	st.Held.Confirmed = true
+	h := *st.Held
+	s.mu.Unlock()
+	if err := s.Store.PutMeta(holdKey(bucket), &h); err != nil {
+		return err
+	}
+	s.Log.Warn("held deletes confirmed by an operator; the next scan publishes them", "bucket", bucket, "missing", h.Missing, "known", h.Known)
+	s.Kick(bucket)
+	return nil
 }
 
 // Run scans every bucket at start, then on each Kick (debounced) and every
@@ -93,65 +206,18 @@ func (s *Scanner) Run(ctx context.Context) {
 				debounce.Reset(5 * time.Second)
 				continue
 			}
-			if st.Published+st.Deleted+st.Errors > 0 {
-				s.Log.Info("scan repaired differences", "bucket", b, "listed", st.Listed, "published", st.Published, "deletes", st.Deleted, "errors", st.Errors)
+			if st.Published+st.Deleted+st.Errors+st.Collected > 0 || st.Held {
+				s.Log.Info("scan done", "bucket", b, "listed", st.Listed, "published", st.Published, "deletes", st.Deleted,
+					"missing", st.Missing, "known", st.Known, "tombstones_collected", st.Collected, "errors", st.Errors, "held", st.Held)
 			}
 		}
 	}
 }
 
-// ScanBucket compares one bucket with the state and reconciles every key that
-// differs. Keys listed and unchanged cost one state read each.
-func (s *Scanner) ScanBucket(ctx context.Context, bucket string) (ScanStats, error) {
-	var st ScanStats
-	// TODO(scanner issue): bounded memory for huge buckets (merge-join with
-	// the state in key order instead of a set of listed keys).
-	listed := map[string]struct{}{}
-	err := s.S3.List(ctx, bucket, "", 1000, func(le s3io.ListEntry) error {
-		st.Listed++
-		listed[le.Key] = struct{}{}
-		e, ok, err := s.Store.Get(bucket, le.Key)
-		if err != nil {
-			return err
-		}
-		if ok && e.Present() && e.LocalETag == le.ETag && e.Pending == nil {
-			return nil
-		}
-		res, err := s.P.Reconcile(ctx, bucket, le.Key)
-		if err != nil {
-			st.Errors++
-			s.Log.Warn("scan: reconcile failed", "bucket", bucket, "key", le.Key, "err", err)
-			return nil
-		}
-		if res == Published {
-			st.Published++
-		}
-		return nil
-	})
-	if err != nil {
-		return st, fmt.Errorf("scan %s: %w", bucket, err)
+func (s *Scanner) setStatus(bucket string, f func(*BucketStatus)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.status[bucket]; ok {
+		f(st)
 	}
-	var missing []string
-	err = s.Store.Scan(bucket, "", func(key string, e state.Entry) error {
-		if _, ok := listed[key]; !ok && (e.Present() || e.Pending != nil) {
-			missing = append(missing, key)
-		}
-		return nil
-	})
-	if err != nil {
-		return st, err
-	}
-	for _, k := range missing {
-		res, err := s.P.Reconcile(ctx, bucket, k)
-		if err != nil {
-			st.Errors++
-			s.Log.Warn("scan: reconcile failed", "bucket", bucket, "key", k, "err", err)
-			continue
-		}
-		if res == Published {
-			st.Deleted++
-		}
-	}
-	s.P.m.Scans.WithLabelValues(bucket).Inc()
-	return st, nil
 }

@@ -2,6 +2,7 @@ package s3io
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"time"
 
@@ -68,6 +69,21 @@ func (c *Client) List(ctx context.Context, bucket, startAfter string, pageSize i
 		}
 		in.ContinuationToken = out.NextContinuationToken
 	}
+}
+
+// BucketExists reports whether bucket exists (HeadBucket). HEAD of an
+// object cannot tell a missing bucket from a missing key, so a caller about
+// to treat "absent" as a delete asks this first.
+func (c *Client) BucketExists(ctx context.Context, bucket string) (bool, error) {
+	_, err := c.s3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &bucket})
+	if err == nil {
+		return true, nil
+	}
+	werr := wrap("head-bucket", bucket, "", err)
+	if Classify(werr) == NotFound || errors.Is(werr, ErrNoSuchBucket) {
+		return false, nil
+	}
+	return false, werr
 }
 
 // EnsureBucket creates the bucket unless it exists already and is ours.
