@@ -24,8 +24,9 @@ func AdminSubject(site, verb string) string { return "s3mesh.admin." + site + ".
 
 // AdminRequest is the body of an admin request.
 type AdminRequest struct {
-	Seq  uint64 `json:"seq"`            // DLQ_<site> sequence of the entry
-	Pick string `json:"pick,omitempty"` // resolve: the site whose version wins
+	Seq    uint64 `json:"seq"`              // DLQ_<site> sequence of the entry
+	Pick   string `json:"pick,omitempty"`   // resolve: the site whose version wins
+	Bucket string `json:"bucket,omitempty"` // scan.confirm
 }
 
 // AdminReply is the answer to an admin request.
@@ -37,8 +38,10 @@ type AdminReply struct {
 
 func (a *Agent) serveAdmin(ctx context.Context) ([]*nats.Subscription, error) {
 	handlers := map[string]func(context.Context, AdminRequest) (string, error){
-		"dlq.retry":   a.retryDead,
-		"dlq.resolve": a.resolveDead,
+		"dlq.retry":    a.retryDead,
+		"dlq.resolve":  a.resolveDead,
+		"status":       a.status,
+		"scan.confirm": a.confirmDeletes,
 	}
 	var subs []*nats.Subscription
 	for verb, h := range handlers {

@@ -146,6 +146,7 @@ func (a *Applier) applyOnce(ctx context.Context, rec *schema.Record) (schema.Dec
 	e.Clock = d.Merged
 	e.Held = rec.Version
 	e.LocalETag = etag
+	e.Attrs = rec.Attrs.Digest()
 	e.Applying = nil
 	e.Updated = a.Now().UnixMilli()
 	return d, a.Store.Put(b, k, e)

@@ -190,7 +190,7 @@ func (p *Producer) reconcileOnce(ctx context.Context, bucket, key string, delete
 		if e.Held.ID != v.ID || e.LocalETag != info.ETag {
 			// The state lost track of a replica write (state rebuilt, or a
 			// crash after an apply's S3 write): adopt it, publish nothing.
-			e.Held, e.LocalETag, e.Applying = v, info.ETag, nil
+			e.Held, e.LocalETag, e.Applying, e.Attrs = v, info.ETag, nil, attrsOf(info).Digest()
 			e.Clock = e.Clock.Merge(v.Clock)
 			e.Updated = p.cfg.Now().UnixMilli()
 			if err := p.store.Put(bucket, key, e); err != nil {
@@ -199,7 +199,9 @@ func (p *Producer) reconcileOnce(ctx context.Context, bucket, key string, delete
 		}
 		return Replica, nil
 	}
-	if e.Present() && e.LocalETag == info.ETag {
+	// Same bytes and same attributes: nothing new (a metadata-only
+	// overwrite keeps the ETag but not the attributes).
+	if e.Present() && e.LocalETag == info.ETag && e.Attrs == attrsOf(info).Digest() {
 		return Unchanged, nil
 	}
 	return p.publish(ctx, bucket, key, &e, info)
@@ -225,11 +227,7 @@ func (p *Producer) publish(ctx context.Context, bucket, key string, e *state.Ent
 	rec := &schema.Record{Schema: schema.RecordSchema, Bucket: bucket, Key: key, MadeAt: now}
 	if info.Exists {
 		v.Size, v.ETag = info.Size, info.ETag
-		rec.Attrs = schema.Attrs{
-			ContentType: info.ContentType, CacheControl: info.CacheControl,
-			ContentEncoding: info.ContentEncoding, ContentDisposition: info.ContentDisposition,
-			Meta: schema.UserMeta(info.Meta),
-		}
+		rec.Attrs = attrsOf(info)
 	}
 	rec.Version = v
 	sendRec := rec
@@ -300,6 +298,7 @@ func (p *Producer) commit(e *state.Entry, rec *schema.Record, localETag string) 
 	e.Clock = e.Clock.Merge(rec.Version.Clock)
 	e.Held = rec.Version
 	e.LocalETag = localETag
+	e.Attrs = rec.Attrs.Digest()
 	if rec.Version.Deleted {
 		e.LocalETag = ""
 	}
@@ -356,4 +355,14 @@ func (p *Producer) Resolve(ctx context.Context, bucket, key string, over schema.
 		return schema.Version{}, err
 	}
 	return e.Held, nil
+}
+
+// attrsOf is the replicated attributes of an object (s3mesh's own metadata
+// removed).
+func attrsOf(info s3io.ObjectInfo) schema.Attrs {
+	return schema.Attrs{
+		ContentType: info.ContentType, CacheControl: info.CacheControl,
+		ContentEncoding: info.ContentEncoding, ContentDisposition: info.ContentDisposition,
+		Meta: schema.UserMeta(info.Meta),
+	}
 }

@@ -1,8 +1,11 @@
 package schema
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -135,4 +138,29 @@ func UserMeta(meta map[string]string) map[string]string {
 		out[strings.ToLower(k)] = v
 	}
 	return out
+}
+
+// Digest is a short digest of the attributes (user metadata sorted), so a
+// site can tell a metadata-only overwrite (same bytes, same ETag) from no
+// change.
+func (a Attrs) Digest() string {
+	keys := make([]string, 0, len(a.Meta))
+	for k := range a.Meta {
+		if !IsOwnMeta(k) {
+			keys = append(keys, strings.ToLower(k))
+		}
+	}
+	sort.Strings(keys)
+	h := sha256.New()
+	for _, f := range []string{a.ContentType, a.CacheControl, a.ContentEncoding, a.ContentDisposition} {
+		h.Write([]byte(f))
+		h.Write([]byte{0})
+	}
+	for _, k := range keys {
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+		h.Write([]byte(a.Meta[k]))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }

@@ -18,6 +18,9 @@ type Entry struct {
 	Clock     schema.Clock   `msgpack:"clock"` // merged clock of everything seen for the key
 	Held      schema.Version `msgpack:"held"`  // the version this site holds (may be a tombstone)
 	LocalETag string         `msgpack:"etag"`  // ETag of the object in the local store ("" if absent)
+	// Attrs is the digest (schema.Attrs.Digest) of the held version's
+	// attributes: a metadata-only overwrite keeps the ETag, not the digest.
+	Attrs string `msgpack:"attrs,omitempty"`
 	// Pending is a change record the producer is about to publish (body
 	// omitted). It is written before the publish and cleared after, so a
 	// crash in between republishes the same record instead of inventing

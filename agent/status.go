@@ -1,0 +1,96 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/consumer"
+	"github.com/s3mesh/s3mesh/producer"
+)
+
+// Status is what `s3mesh status` shows of one site. It looks at each
+// mirror's Active (time since the peer was last heard from), not only at
+// its lag: a cut link reports lag 0 while nothing arrives.
+type Status struct {
+	Site        string                   `json:"site"`
+	Time        time.Time                `json:"time"`
+	Peers       []PeerStatus             `json:"peers"`
+	Buckets     []producer.BucketStatus  `json:"buckets"`
+	DeadLetters uint64                   `json:"dead_letters"`
+	Retention   string                   `json:"tombstone_retention"`
+	Warnings    []string                 `json:"warnings,omitempty"`
+	Backlog     map[string]ConsumerState `json:"backlog"` // per stream: records not yet applied
+}
+
+// PeerStatus is the replication state from one peer.
+type PeerStatus struct {
+	Peer         string  `json:"peer"`
+	LastSeq      uint64  `json:"last_seq"`
+	Lag          uint64  `json:"lag"`
+	SilentFor    float64 `json:"silent_for_seconds"` // -1: never heard since the broker started
+	Stalled      bool    `json:"stalled"`
+	Error        string  `json:"error,omitempty"`
+	PendingApply uint64  `json:"pending_apply"`
+}
+
+// ConsumerState is a durable consumer's backlog.
+type ConsumerState struct {
+	Pending    uint64 `json:"pending"`
+	AckPending int    `json:"ack_pending"`
+}
+
+func (a *Agent) status(ctx context.Context, _ AdminRequest) (string, error) {
+	st := Status{Site: a.cfg.Site, Time: time.Now().UTC(), Buckets: a.Scanner.Status(),
+		Retention: a.cfg.Tombstones.Retention.String(), Backlog: map[string]ConsumerState{}}
+	ms, err := broker.Mirrors(ctx, a.js, broker.Topology{Site: a.cfg.Site, Peers: a.cfg.PeerNames()})
+	if err != nil {
+		return "", err
+	}
+	for _, m := range ms {
+		ps := PeerStatus{Peer: m.Peer, LastSeq: m.LastSeq, Lag: m.Lag, SilentFor: m.Active.Seconds(), Stalled: m.Stalled, Error: m.Error}
+		if m.Active < 0 {
+			ps.SilentFor = -1
+		}
+		if c, err := a.js.Consumer(ctx, broker.ChangesStream(m.Peer), consumer.ApplyConsumer(a.cfg.Site)); err == nil {
+			if ci, err := c.Info(ctx); err == nil {
+				ps.PendingApply = ci.NumPending + uint64(ci.NumAckPending)
+			}
+		}
+		if m.Stalled {
+			st.Warnings = append(st.Warnings, fmt.Sprintf("nothing heard from %s for %s: link cut, peer down or mirror stuck", m.Peer, m.Active.Round(time.Second)))
+		}
+		if m.Active > a.cfg.Tombstones.Retention {
+			st.Warnings = append(st.Warnings, fmt.Sprintf("cut off from %s for longer than the tombstone retention (%s): this site must resync from its peers", m.Peer, a.cfg.Tombstones.Retention))
+		}
+		st.Peers = append(st.Peers, ps)
+	}
+	for _, b := range st.Buckets {
+		if b.Held != nil {
+			st.Warnings = append(st.Warnings, fmt.Sprintf("bucket %s: deletes held since %s (%d of %d keys missing); `s3mesh scan confirm-deletes --bucket %s` to publish them",
+				b.Bucket, b.Held.Since.Format(time.RFC3339), b.Held.Missing, b.Held.Known, b.Bucket))
+		}
+	}
+	if s, err := a.js.Stream(ctx, broker.DLQStream(a.cfg.Site)); err == nil {
+		st.DeadLetters = s.CachedInfo().State.Msgs
+		if st.DeadLetters > 0 {
+			st.Warnings = append(st.Warnings, fmt.Sprintf("%d dead letters: `s3mesh dlq list`", st.DeadLetters))
+		}
+	}
+	if c, err := a.js.Consumer(ctx, broker.EventsStream(a.cfg.Site), producer.EventsConsumer(a.cfg.Site)); err == nil {
+		if ci, err := c.Info(ctx); err == nil {
+			st.Backlog[broker.EventsStream(a.cfg.Site)] = ConsumerState{Pending: ci.NumPending, AckPending: ci.NumAckPending}
+		}
+	}
+	b, err := json.Marshal(st)
+	return string(b), err
+}
+
+func (a *Agent) confirmDeletes(_ context.Context, req AdminRequest) (string, error) {
+	if err := a.Scanner.ConfirmDeletes(req.Bucket); err != nil {
+		return "", err
+	}
+	return "confirmed: the next scan of " + req.Bucket + " publishes its deletes", nil
+}
