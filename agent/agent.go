@@ -40,6 +40,7 @@ type Agent struct {
 	Scanner  *producer.Scanner
 	Applier  *consumer.Applier
 	server   *broker.Server
+	hooks    testHooks
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	http     *http.Server
@@ -58,7 +59,17 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	if a.Store, err = state.Open(cfg.StateDir, state.Options{}); err != nil {
 		return nil, err
 	}
-	local, err := s3Client(cfg.S3)
+	hooks, err := loadHooks(cfg.Site)
+	if err != nil {
+		return nil, err
+	}
+	a.hooks = hooks
+	var localOpts []s3io.Option
+	if hooks.s3Delay > 0 {
+		log.Warn("TEST HOOK: every request to the local S3 is delayed", "delay", hooks.s3Delay)
+		localOpts = append(localOpts, s3io.WithHTTPClient(&http.Client{Transport: slowTransport{hooks.s3Delay, http.DefaultTransport}}))
+	}
+	local, err := s3Client(cfg.S3, localOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("s3: %w", err)
 	}
@@ -88,8 +99,11 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	}
 	a.Producer = producer.New(producer.Config{
 		Site: cfg.Site, Buckets: cfg.BucketNames(), InlineThreshold: cfg.InlineThreshold, Partitions: Partitions,
-		Policies: policies,
+		Policies: policies, Skew: hooks.clockSkew,
 	}, a.Store, local, pub, a.M, log.With("part", "producer"))
+	if hooks.crashAfterPublish > 0 {
+		a.Producer.Hooks.AfterPublish = crashAt(hooks.crashAfterPublish)
+	}
 	a.Scanner = &producer.Scanner{P: a.Producer, S3: local, Store: a.Store, Interval: cfg.Scan.ScanInterval(),
 		Debounce: cfg.Scan.Debounce, Rate: cfg.Scan.Rate, PageSize: cfg.Scan.PageSize,
 		MaxDeleteFraction: cfg.Scan.MaxDeleteFraction, Retention: cfg.Tombstones.Retention,
@@ -99,6 +113,12 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		Local: localAdapter{a.Producer}, Conflict: &conflictLog{site: cfg.Site, js: a.js, log: log.With("part", "conflicts")},
 		PartSize: cfg.PartSize, Log: log.With("part", "consumer"), Now: time.Now,
 	}
+	if hooks.crashAfterApply > 0 {
+		a.Applier.Hooks.AfterWrite = crashAt(hooks.crashAfterApply)
+	}
+	if hooks != (testHooks{}) {
+		log.Warn("TEST HOOKS ACTIVE (S3MESH_TEST_HOOKS_DIR): never in production", "hooks", fmt.Sprintf("%+v", hooks))
+	}
 	if cfg.HTTPAddr != "" {
 		if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			return nil, fmt.Errorf("http_addr: %w", err)
@@ -107,9 +127,9 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	return a, nil
 }
 
-func s3Client(c config.S3) (*s3io.Client, error) {
+func s3Client(c config.S3, opts ...s3io.Option) (*s3io.Client, error) {
 	return s3io.New(s3io.Endpoint{URL: c.Endpoint, Region: c.Region, AccessKey: c.AccessKey,
-		SecretKey: c.SecretKey.MustValue(), PathStyle: c.UsePathStyle()})
+		SecretKey: c.SecretKey.MustValue(), PathStyle: c.UsePathStyle()}, opts...)
 }
 
 func (a *Agent) connect() error {
@@ -188,7 +208,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ingest := &producer.Ingest{P: a.Producer, Sources: sources, Kick: a.Scanner.Kick, Log: a.log.With("part", "events")}
+	ingest := &producer.Ingest{P: a.Producer, Sources: sources, Kick: a.Scanner.Kick, Log: a.log.With("part", "events"), Drop: a.hooks.dropEvents}
 	run("events", func() error { return ingest.Run(ctx, a.js) })
 	run("scanner", func() error { a.Scanner.Run(ctx); return nil })
 	runner := &consumer.Runner{A: a.Applier, Peers: a.cfg.PeerNames(), Workers: a.cfg.Workers,

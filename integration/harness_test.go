@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -107,7 +108,11 @@ func startEnv(dir, s3meshBin, versity string, mod func(*lab.Options)) (*env, err
 			"delwins": {Deletes: "delete-wins"},
 			"putwins": {Deletes: "put-wins"},
 		},
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+		AgentExtraEnv: []string{"S3MESH_TEST_HOOKS_DIR=" + filepath.Join(dir, "hooks")},
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "hooks"), 0o755); err != nil {
+		return nil, err
 	}
 	if mod != nil {
 		mod(&o)

@@ -30,6 +30,9 @@ type Ingest struct {
 	Kick    func(bucket string)    // asks the scanner for a prompt rescan
 	Log     *slog.Logger
 	Workers int
+	// Drop acknowledges events without looking at them (test hook modelling
+	// a store whose event pipeline loses events).
+	Drop bool
 }
 
 // Run consumes events until ctx ends.
@@ -95,6 +98,10 @@ func (in *Ingest) handle(ctx context.Context, m jetstream.Msg) {
 	hints, err := ParseEvent(m.Data(), enc)
 	if err != nil {
 		in.reject(m, source, err)
+		return
+	}
+	if in.Drop {
+		_ = m.Ack()
 		return
 	}
 	for _, h := range hints {

@@ -35,7 +35,10 @@ type Config struct {
 	InlineThreshold int64
 	Partitions      int
 	Policies        map[string]schema.Policy // per bucket; missing = lww
-	Now             func() time.Time // wall clock (tests skew it)
+	Now             func() time.Time // wall clock
+	// Skew shifts every origin time this site stamps (test hook modelling a
+	// site whose clocks run ahead or behind).
+	Skew time.Duration
 }
 
 // Result says what Reconcile found.
@@ -216,6 +219,7 @@ func (p *Producer) publish(ctx context.Context, bucket, key string, e *state.Ent
 	if info.Exists && !info.LastModified.IsZero() {
 		wall = info.LastModified.UnixMilli()
 	}
+	wall += p.cfg.Skew.Milliseconds()
 	v := schema.Version{
 		ID:      schema.VersionID(p.cfg.Site, bucket, key, clock[p.cfg.Site]),
 		Origin:  p.cfg.Site,

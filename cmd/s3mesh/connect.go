@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/s3mesh/s3mesh/agent"
 	"github.com/s3mesh/s3mesh/config"
 	"github.com/s3mesh/s3mesh/lab"
 )
@@ -89,6 +91,23 @@ func (t *target) connect() (*site, error) {
 }
 
 func (s *site) close() { s.nc.Close() }
+
+// admin asks the site's running agent to do verb.
+func (s *site) admin(verb string, req agent.AdminRequest) (string, error) {
+	b, _ := json.Marshal(req)
+	m, err := s.nc.Request(agent.AdminSubject(s.name, verb), b, 3*time.Minute)
+	if err != nil {
+		return "", fmt.Errorf("site %s's agent did not answer (is it running?): %w", s.name, err)
+	}
+	var rep agent.AdminReply
+	if err := json.Unmarshal(m.Data, &rep); err != nil {
+		return "", err
+	}
+	if !rep.OK {
+		return "", errors.New(rep.Error)
+	}
+	return rep.Outcome, nil
+}
 
 // readAll calls fn with every message of stream from start (or from since,
 // if not zero), in order, and returns once it reached the stream's end as

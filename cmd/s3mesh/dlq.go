@@ -104,19 +104,11 @@ func newDLQCmd() *cobra.Command {
 	var all, yes bool
 	var pick string
 	admin := func(cmd *cobra.Command, s *site, verb string, req agent.AdminRequest) error {
-		b, _ := json.Marshal(req)
-		m, err := s.nc.Request(agent.AdminSubject(s.name, verb), b, 3*time.Minute)
+		out, err := s.admin(verb, req)
 		if err != nil {
-			return fmt.Errorf("site %s's agent did not answer (is it running?): %w", s.name, err)
+			return fmt.Errorf("%d: %w", req.Seq, err)
 		}
-		var rep agent.AdminReply
-		if err := json.Unmarshal(m.Data, &rep); err != nil {
-			return err
-		}
-		if !rep.OK {
-			return fmt.Errorf("%d: %s", req.Seq, rep.Error)
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "%d: %s\n", req.Seq, rep.Outcome)
+		fmt.Fprintf(cmd.OutOrStdout(), "%d: %s\n", req.Seq, out)
 		return nil
 	}
 	retry := &cobra.Command{

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/s3mesh/s3mesh/agent"
+)
+
+func newStatusCmd() *cobra.Command {
+	var t target
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show a site's replication state: peers (silence, lag, pending), held buckets, dead letters, warnings",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := t.connect()
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			out, err := s.admin("status", agent.AdminRequest{})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				fmt.Fprintln(cmd.OutOrStdout(), out)
+				return nil
+			}
+			var st agent.Status
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "site %s  (tombstone retention %s, %d dead letters)\n\n", st.Site, st.Retention, st.DeadLetters)
+			tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PEER\tLAST SEQ\tLAG\tSILENT FOR\tPENDING APPLY\tSTATE")
+			for _, p := range st.Peers {
+				state := "ok"
+				if p.Stalled {
+					state = "STALLED"
+				}
+				silent := fmt.Sprintf("%.1fs", p.SilentFor)
+				if p.SilentFor < 0 {
+					silent = "never heard"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\n", p.Peer, p.LastSeq, p.Lag, silent, p.PendingApply, state)
+			}
+			tw.Flush()
+			fmt.Fprintln(w)
+			tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "BUCKET\tLAST SCAN\tLISTED\tPUBLISHED\tDELETES\tDELETES HELD")
+			for _, b := range st.Buckets {
+				held := "no"
+				if b.Held != nil {
+					held = fmt.Sprintf("YES: %d of %d keys missing", b.Held.Missing, b.Held.Known)
+				}
+				last := "never"
+				if !b.LastScan.IsZero() {
+					last = b.LastScan.Format("15:04:05")
+				}
+				if b.Scanning {
+					last = fmt.Sprintf("running (%d listed)", b.Listed)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", b.Bucket, last, b.Last.Listed, b.Last.Published, b.Last.Deleted, held)
+			}
+			tw.Flush()
+			for _, warn := range st.Warnings {
+				fmt.Fprintln(w, "WARNING:", warn)
+			}
+			return nil
+		},
+	}
+	t.flags(c)
+	c.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+	return c
+}
+
+func newScanCmd() *cobra.Command {
+	var t target
+	c := &cobra.Command{Use: "scan", Short: "Control a site's bucket scanner"}
+	t.flags(c)
+	var bucket string
+	confirm := &cobra.Command{
+		Use:   "confirm-deletes --bucket B",
+		Short: "Let the next scan publish the deletes it held (only if the keys really were deleted)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if bucket == "" {
+				return errors.New("--bucket is required")
+			}
+			s, err := t.connect()
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			out, err := s.admin("scan.confirm", agent.AdminRequest{Bucket: bucket})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), out)
+			return nil
+		},
+	}
+	confirm.Flags().StringVar(&bucket, "bucket", "", "the held bucket")
+	c.AddCommand(confirm)
+	return c
+}

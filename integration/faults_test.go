@@ -1,0 +1,322 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/s3mesh/s3mesh/agent"
+	"github.com/s3mesh/s3mesh/internal/testenv"
+	"github.com/s3mesh/s3mesh/lab"
+	"github.com/s3mesh/s3mesh/verify"
+)
+
+// setHooks writes site's test hooks (see agent/hooks.go) and restarts its
+// agent so they take effect ("" clears them).
+func (e *env) setHooks(t *testing.T, site, hooks string) {
+	t.Helper()
+	path := filepath.Join(e.info.Dir, "hooks", site)
+	if err := os.WriteFile(path, []byte(hooks), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if e.agentRunning(site) {
+		if out, err := e.lab.Ctl("kill", site); err != nil {
+			t.Fatalf("kill %s: %v %s", site, err, out)
+		}
+	}
+	if out, err := e.lab.Ctl("start", site); err != nil {
+		t.Fatalf("start %s: %v %s", site, err, out)
+	}
+}
+
+func (e *env) agentRunning(site string) bool {
+	for _, s := range e.lab.Status().Sites {
+		if s.Name == site {
+			return s.Agent.Running
+		}
+	}
+	return false
+}
+
+// waitAgentDown waits until site's agent process has exited (a crash hook fired).
+func (e *env) waitAgentDown(t *testing.T, site string, timeout time.Duration) bool {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for e.agentRunning(site) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// siteStatus asks site's agent for its status (as `s3mesh status --json`).
+func (e *env) siteStatus(t *testing.T, site string) agent.Status {
+	t.Helper()
+	out, err := exec.Command(testenv.S3meshBin(t), "status", "--json", "--lab", filepath.Join(e.info.Dir, "lab.json"), "--site", site).CombinedOutput()
+	if err != nil {
+		t.Fatalf("status %s: %v\n%s", site, err, out)
+	}
+	var st agent.Status
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("status %s: %v\n%s", site, err, out)
+	}
+	return st
+}
+
+func (e *env) verifyConverged(t *testing.T, buckets ...string) {
+	t.Helper()
+	var sites []verify.Site
+	for _, n := range e.names {
+		sites = append(sites, verify.Site{Name: n, S3: e.sites[n].s3})
+	}
+	deadline := time.Now().Add(converge)
+	for {
+		r, err := verify.Run(ctxT(t), sites, verify.Options{Buckets: buckets})
+		if err == nil && r.Converged {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("verify: not converged after %v: err %v, differences %+v", converge, err, r.Differences)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func (e *env) dlqTotal(t *testing.T) uint64 {
+	var n uint64
+	for _, s := range e.names {
+		n += e.dlqCount(ctxT(t), t, s)
+	}
+	return n
+}
+
+func prefix(name string) string { return fmt.Sprintf("%s-%d/", name, time.Now().UnixNano()) }
+
+// Fault 2: agents SIGKILLed at random moments under load, including between
+// the consumer's S3 write and its state update and between the producer's
+// publish and its state update; restarted, everything converges with no
+// echo and nothing applied twice in effect.
+func TestFaultAgentCrashes(t *testing.T) {
+	e := labEnv(t)
+	e.setHooks(t, "b", "crash-after-apply-write=15\n")
+	e.setHooks(t, "c", "crash-after-publish=10\n")
+	t.Cleanup(func() { e.setHooks(t, "b", ""); e.setHooks(t, "c", "") })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan *Workload)
+	go func() {
+		done <- e.RunWorkload(t, ctx, WorkloadOptions{Duration: 10 * time.Second, Keys: 40, ContendedFraction: 0.3,
+			DeleteFraction: 0.1, Prefix: prefix("crash")})
+	}()
+	for _, s := range []string{"b", "c"} {
+		if !e.waitAgentDown(t, s, 30*time.Second) {
+			cancel()
+			<-done
+			t.Fatalf("the crash hook of %s never fired", s)
+		}
+		e.setHooks(t, s, "") // restart without the hook, on the same state
+	}
+	// And a plain SIGKILL of a at an arbitrary moment.
+	if out, err := e.lab.Ctl("kill", "a"); err != nil {
+		t.Fatalf("kill a: %v %s", err, out)
+	}
+	if out, err := e.lab.Ctl("start", "a"); err != nil {
+		t.Fatalf("start a: %v %s", err, out)
+	}
+	w := <-done
+	cancel()
+	e.quiesce(t, 2*time.Minute)
+	e.CheckNoSilentLoss(t, w)
+	e.verifyConverged(t, bucket)
+}
+
+// Fault 3: a site's S3 stops under load and comes back within the retry
+// budget: records wait and retry, nothing goes to the DLQ, all converge.
+func TestFaultS3Outage(t *testing.T) {
+	e := labEnv(t)
+	dlq := e.dlqTotal(t)
+	time.AfterFunc(2*time.Second, func() { e.lab.Ctl("stop-s3", "c") })
+	time.AfterFunc(6*time.Second, func() { e.lab.Ctl("start-s3", "c") })
+	w := e.RunWorkload(t, context.Background(), WorkloadOptions{Duration: 9 * time.Second, Keys: 40, ContendedFraction: 0.3,
+		DeleteFraction: 0.05, Prefix: prefix("s3out")})
+	e.quiesce(t, 2*time.Minute)
+	if n := e.dlqTotal(t); n != dlq {
+		t.Errorf("%d records went to a DLQ during a short S3 outage", n-dlq)
+	}
+	e.CheckNoSilentLoss(t, w)
+	e.verifyConverged(t, bucket)
+}
+
+// Fault 4: a site's broker is killed with a backlog in flight and restarted.
+func TestFaultBrokerRestart(t *testing.T) {
+	e := labEnv(t)
+	time.AfterFunc(2*time.Second, func() { e.lab.Ctl("kill-broker", "b") })
+	time.AfterFunc(4*time.Second, func() { e.lab.Ctl("start-broker", "b") })
+	w := e.RunWorkload(t, context.Background(), WorkloadOptions{Duration: 8 * time.Second, Keys: 40, ContendedFraction: 0.3,
+		DeleteFraction: 0.05, Prefix: prefix("broker")})
+	e.quiesce(t, 2*time.Minute)
+	e.CheckNoSilentLoss(t, w)
+	e.verifyConverged(t, bucket)
+}
+
+// Fault 5: a site's event pipeline loses every event for a while; the
+// scanner repairs what no event named.
+func TestFaultLostEvents(t *testing.T) {
+	e := labEnv(t)
+	e.setHooks(t, "a", "drop-events=1\n")
+	w := e.RunWorkload(t, context.Background(), WorkloadOptions{Duration: 6 * time.Second, Keys: 40, ContendedFraction: 0.2,
+		Prefix: prefix("lost")})
+	e.setHooks(t, "a", "")
+	e.quiesce(t, 2*time.Minute)
+	e.CheckNoSilentLoss(t, w)
+	e.verifyConverged(t, bucket)
+}
+
+// Fault 6: one site's S3 answers slowly; the others keep replicating among
+// themselves without waiting for it.
+func TestFaultSlowPeer(t *testing.T) {
+	e := labEnv(t)
+	e.setHooks(t, "c", "s3-delay=400ms\n")
+	defer e.setHooks(t, "c", "")
+	p := prefix("slow")
+	const n = 24
+	for i := 0; i < n; i++ {
+		e.putIn(t, "a", bucket, fmt.Sprintf("%s%02d", p, i), []byte(fmt.Sprint("slow ", i)))
+	}
+	count := func(site string) int {
+		keys, err := e.listKeys(ctxT(t), site, bucket, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(keys)
+	}
+	deadline := time.Now().Add(converge)
+	for count("b") < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("b got %d of %d objects while c was slow", count("b"), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := count("c"); got >= n {
+		t.Fatalf("c (every S3 request +400 ms) had all %d objects as soon as b: the slowness did not apply", got)
+	}
+	e.quiesce(t, 2*time.Minute)
+	e.verifyConverged(t, bucket)
+}
+
+// Fault 7: one site's clocks run five minutes ahead. Conflicts are still
+// decided identically everywhere: under lww that site's concurrent writes
+// win (its origin times are later), at every site.
+func TestFaultClockSkew(t *testing.T) {
+	e := labEnv(t)
+	e.setHooks(t, "c", "clock-skew=5m\n")
+	defer e.setHooks(t, "c", "")
+	p := prefix("skew")
+	before := e.seqs(t)
+	e.cutAll(t, "cut")
+	for _, s := range []string{"c", "a", "b"} { // c writes first but its clock is ahead
+		e.putIn(t, s, bucket, p+"k", []byte("from "+s))
+	}
+	e.waitPublished(t, before, map[string]int{"a": 1, "b": 1, "c": 1})
+	e.cutAll(t, "heal")
+	e.quiesce(t, converge)
+	got, ok := e.agreed(t, bucket, p+"k", converge)
+	if !ok || string(got) != "from c" {
+		t.Fatalf("sites hold %q, want c's version (its clock is ahead)", got)
+	}
+	for _, s := range e.names {
+		log := e.conflictLog(t, s, bucket, p)
+		if len(log) == 0 || log[len(log)-1].Winner.Origin != "c" {
+			t.Errorf("site %s: conflict log %+v, want c as the winner", s, log)
+		}
+	}
+}
+
+// Delete safety: a site whose bucket was wiped on disk must never delete the
+// other sites' data; its deletes are held until an operator confirms.
+func TestDeleteSafetyWipedBucket(t *testing.T) {
+	e := newEnv(t, func(o *lab.Options) { o.Buckets = []string{bucket}; o.Conflicts = nil })
+	p := "wipe/"
+	for i := 0; i < 30; i++ {
+		e.putIn(t, "a", bucket, fmt.Sprintf("%s%02d", p, i), []byte(fmt.Sprint("object ", i)))
+	}
+	e.quiesce(t, converge)
+	e.verifyConverged(t, bucket)
+	before := e.changesSeq(t, "c")
+	dir := filepath.Join(e.info.Dir, "c", "s3", bucket, "wipe")
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(converge)
+	for {
+		st := e.siteStatus(t, "c")
+		held := false
+		for _, b := range st.Buckets {
+			held = held || (b.Bucket == bucket && b.Held != nil && b.Held.Missing == 30)
+		}
+		if held {
+			if len(st.Warnings) == 0 || !strings.Contains(strings.Join(st.Warnings, " "), "deletes held") {
+				t.Errorf("status warnings %q do not mention the held deletes", st.Warnings)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("c never held its deletes: %+v", st.Buckets)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got := e.changesSeq(t, "c"); got != before {
+		t.Fatalf("c published %d records after its bucket was wiped", got-before)
+	}
+	for _, s := range []string{"a", "b"} {
+		keys, err := e.listKeys(ctxT(t), s, bucket, p)
+		if err != nil || len(keys) != 30 {
+			t.Fatalf("site %s lost objects: %d left (%v)", s, len(keys), err)
+		}
+	}
+}
+
+// Lost delete events: keys deleted on disk at a without any event (a lossy
+// pipeline) are more than 10% of the bucket, so the scan holds them; the
+// operator confirms and the deletes reach every site.
+func TestDeleteSafetyConfirm(t *testing.T) {
+	e := newEnv(t, func(o *lab.Options) { o.Buckets = []string{bucket}; o.Conflicts = nil })
+	p := "confirm/"
+	for i := 0; i < 20; i++ {
+		e.putIn(t, "a", bucket, fmt.Sprintf("%s%02d", p, i), []byte(fmt.Sprint("object ", i)))
+	}
+	e.quiesce(t, converge)
+	for i := 0; i < 4; i++ {
+		if err := os.Remove(filepath.Join(e.info.Dir, "a", "s3", bucket, "confirm", fmt.Sprintf("%02d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(converge)
+	for {
+		out, err := exec.Command(testenv.S3meshBin(t), "scan", "confirm-deletes", "--bucket", bucket, "--lab", filepath.Join(e.info.Dir, "lab.json"), "--site", "a").CombinedOutput()
+		if err == nil {
+			break
+		}
+		if !strings.Contains(string(out), "not held") || time.Now().After(deadline) {
+			t.Fatalf("confirm-deletes: %v %s", err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for i := 0; i < 4; i++ {
+		e.waitAbsent(t, fmt.Sprintf("%s%02d", p, i), converge)
+	}
+	e.quiesce(t, converge)
+	e.verifyConverged(t, bucket)
+	for _, b := range e.siteStatus(t, "a").Buckets {
+		if b.Held != nil {
+			t.Errorf("bucket %s still held after the confirmed deletes: %+v", b.Bucket, b.Held)
+		}
+	}
+}
