@@ -1,0 +1,175 @@
+package producer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"sort"
+	"sync/atomic"
+	"testing"
+
+	"github.com/s3mesh/s3mesh/metrics"
+	"github.com/s3mesh/s3mesh/s3io"
+	"github.com/s3mesh/s3mesh/schema"
+	"github.com/s3mesh/s3mesh/state"
+)
+
+// fakeBucket is an in-memory listing and HEAD for the scanner's pure merge
+// logic (the integration tests run the scanner against versitygw).
+type fakeBucket struct {
+	keys      []string // sorted
+	etag      func(key string) string
+	heads     atomic.Int64
+	published atomic.Int64
+	lists     []string // startAfter of each List call
+	stopAfter int      // cancel the scan after this many listed keys (0: never)
+	cancel    context.CancelFunc
+}
+
+func (f *fakeBucket) List(ctx context.Context, bucket, startAfter string, pageSize int32, fn func(s3io.ListEntry) error) error {
+	f.lists = append(f.lists, startAfter)
+	i := sort.SearchStrings(f.keys, startAfter)
+	if i < len(f.keys) && f.keys[i] == startAfter {
+		i++
+	}
+	n := 0
+	for ; i < len(f.keys); i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(s3io.ListEntry{Key: f.keys[i], ETag: f.etag(f.keys[i]), Size: 1}); err != nil {
+			return err
+		}
+		n++
+		if f.stopAfter > 0 && n == f.stopAfter && f.cancel != nil {
+			f.cancel()
+		}
+	}
+	return nil
+}
+
+func (f *fakeBucket) Head(ctx context.Context, bucket, key string) (s3io.ObjectInfo, error) {
+	f.heads.Add(1)
+	i := sort.SearchStrings(f.keys, key)
+	if i < len(f.keys) && f.keys[i] == key {
+		return s3io.ObjectInfo{Key: key, Exists: true, ETag: f.etag(key), Size: 1}, nil
+	}
+	return s3io.ObjectInfo{Key: key}, nil
+}
+
+func (f *fakeBucket) Get(ctx context.Context, bucket, key, ifMatch string) (io.ReadCloser, s3io.ObjectInfo, error) {
+	return nil, s3io.ObjectInfo{}, fmt.Errorf("not in this test")
+}
+
+func (f *fakeBucket) BucketExists(ctx context.Context, bucket string) (bool, error) { return true, nil }
+
+func (f *fakeBucket) PublishRecord(ctx context.Context, partition int, data []byte, msgID string) error {
+	f.published.Add(1)
+	return nil
+}
+
+func newScanFixture(t *testing.T, n int) (*Scanner, *fakeBucket, *state.Store) {
+	t.Helper()
+	st, err := state.Open(t.TempDir(), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	f := &fakeBucket{etag: func(k string) string { return "etag-" + k }}
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("obj/%07d", i)
+		f.keys = append(f.keys, k)
+		v := schema.Version{ID: schema.VersionID("a", "b", k, 1), Origin: "a", Clock: schema.Clock{"a": 1}}
+		if err := st.Put("b", k, state.Entry{Clock: v.Clock, Held: v, LocalETag: "etag-" + k, Attrs: schema.Attrs{}.Digest()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p := New(Config{Site: "a", Buckets: []string{"b"}, InlineThreshold: 1 << 10}, st, f, f, metrics.New(), log)
+	return &Scanner{P: p, S3: f, Store: st, PageSize: 1000, MaxDeleteFraction: 0.1, Log: log}, f, st
+}
+
+// A scan of 100,000 unchanged objects publishes nothing, HEADs nothing, and
+// does not hold the keys in memory.
+func TestScanUnchangedBucketPublishesNothing(t *testing.T) {
+	const n = 100_000
+	s, f, _ := newScanFixture(t, n)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	st, err := s.ScanBucket(context.Background(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if st.Listed != n || st.Published != 0 || st.Missing != 0 || f.heads.Load() != 0 || f.published.Load() != 0 {
+		t.Fatalf("stats %+v, %d HEADs, %d published", st, f.heads.Load(), f.published.Load())
+	}
+	// 100,000 keys of 11 bytes in a map would retain several MB; the merge
+	// keeps one page.
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 4<<20 {
+		t.Errorf("heap grew by %d bytes after the scan", grown)
+	}
+}
+
+// An interrupted scan resumes after the last page it finished.
+func TestScanResumesAfterInterruption(t *testing.T) {
+	s, f, _ := newScanFixture(t, 5000)
+	ctx, cancel := context.WithCancel(context.Background())
+	f.stopAfter, f.cancel = 2500, cancel
+	if _, err := s.ScanBucket(ctx, "b"); err == nil {
+		t.Fatal("interrupted scan reported success")
+	}
+	f.stopAfter, f.cancel = 0, nil
+	st, err := s.ScanBucket(context.Background(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.lists[len(f.lists)-1]; got != "obj/0001999" {
+		t.Fatalf("resumed after %q, want after the last finished page obj/0001999", got)
+	}
+	if st.Listed != 5000 {
+		t.Fatalf("listed %d in total, want 5000 (2000 before the interruption + 3000)", st.Listed)
+	}
+}
+
+// More than max_delete_fraction of the known keys missing: nothing is
+// published and the bucket is held; after a confirmation the next scan
+// publishes the deletes and releases it.
+func TestScanHoldsMassDeletesUntilConfirmed(t *testing.T) {
+	s, f, _ := newScanFixture(t, 100)
+	f.keys = f.keys[:80] // 20% vanished
+	st, err := s.ScanBucket(context.Background(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Held || st.Missing != 20 || st.Known != 100 || f.published.Load() != 0 {
+		t.Fatalf("stats %+v, %d published", st, f.published.Load())
+	}
+	if res, err := s.P.Reconcile(context.Background(), "b", "obj/0000099"); err != nil || res != Held {
+		t.Fatalf("a delete found by a HEAD while held: %v %v, want held", res, err)
+	}
+	if err := s.ConfirmDeletes("b"); err != nil {
+		t.Fatal(err)
+	}
+	st, err = s.ScanBucket(context.Background(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Held || st.Deleted != 20 || f.published.Load() != 20 {
+		t.Fatalf("after confirm: stats %+v, %d published", st, f.published.Load())
+	}
+	for _, b := range s.Status() {
+		if b.Held != nil {
+			t.Fatalf("bucket still held: %+v", b.Held)
+		}
+	}
+	// Under the threshold deletes go straight through.
+	f.keys = f.keys[:75] // 5 of 80
+	if st, err = s.ScanBucket(context.Background(), "b"); err != nil || st.Held || st.Deleted != 5 {
+		t.Fatalf("5%% missing: %+v %v", st, err)
+	}
+}
