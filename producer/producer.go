@@ -35,7 +35,7 @@ type Config struct {
 	InlineThreshold int64
 	Partitions      int
 	Policies        map[string]schema.Policy // per bucket; missing = lww
-	Now             func() time.Time // wall clock
+	Now             func() time.Time         // wall clock
 	// Skew shifts every origin time this site stamps (test hook modelling a
 	// site whose clocks run ahead or behind).
 	Skew time.Duration
