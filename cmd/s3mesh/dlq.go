@@ -78,9 +78,9 @@ func newDLQCmd() *cobra.Command {
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show one dead letter in full (JSON)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := strconv.ParseUint(args[0], 10, 64)
+			id, err := parseID(args[0])
 			if err != nil {
-				return fmt.Errorf("id %q: %w", args[0], err)
+				return err
 			}
 			s, err := t.connect()
 			if err != nil {
@@ -132,9 +132,9 @@ func newDLQCmd() *cobra.Command {
 					ids = append(ids, e.ID)
 				}
 			} else {
-				id, err := strconv.ParseUint(args[0], 10, 64)
+				id, err := parseID(args[0])
 				if err != nil {
-					return fmt.Errorf("id %q: %w", args[0], err)
+					return err
 				}
 				ids = []uint64{id}
 			}
@@ -155,9 +155,9 @@ func newDLQCmd() *cobra.Command {
 	drop := &cobra.Command{
 		Use: "drop ID", Short: "Remove a dead letter for good (needs --yes)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := strconv.ParseUint(args[0], 10, 64)
+			id, err := parseID(args[0])
 			if err != nil {
-				return fmt.Errorf("id %q: %w", args[0], err)
+				return err
 			}
 			if !yes {
 				return fmt.Errorf("dropping %d discards that record at this site for good: add --yes", id)
@@ -182,9 +182,9 @@ func newDLQCmd() *cobra.Command {
 	resolve := &cobra.Command{
 		Use: "resolve ID --pick SITE", Short: "Settle a parked (manual) conflict: SITE's version wins everywhere", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := strconv.ParseUint(args[0], 10, 64)
+			id, err := parseID(args[0])
 			if err != nil {
-				return fmt.Errorf("id %q: %w", args[0], err)
+				return err
 			}
 			if pick == "" {
 				return errors.New("--pick SITE is required")
@@ -200,4 +200,13 @@ func newDLQCmd() *cobra.Command {
 	resolve.Flags().StringVar(&pick, "pick", "", "the site whose version wins")
 	c.AddCommand(list, show, retry, drop, resolve)
 	return c
+}
+
+// parseID parses a dead-letter id (its DLQ_<site> sequence).
+func parseID(s string) (uint64, error) {
+	id, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || id == 0 {
+		return 0, fmt.Errorf("id %q: want the number `s3mesh dlq list` shows", s)
+	}
+	return id, nil
 }
