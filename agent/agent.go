@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"sync"
 	"time"
 
@@ -56,7 +57,7 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 			a.Close()
 		}
 	}()
-	if a.Store, err = state.Open(cfg.StateDir, state.Options{}); err != nil {
+	if a.Store, err = state.Open(cfg.StateDir, state.Options{Sync: true}); err != nil {
 		return nil, err
 	}
 	hooks, err := loadHooks(cfg.Site)
@@ -84,11 +85,30 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	if err := a.connect(); err != nil {
 		return nil, err
 	}
-	topo := broker.Topology{Site: cfg.Site, Peers: cfg.PeerNames()}
-	if err := broker.EnsureStreams(ctx, a.js, topo); err != nil {
+	topo := broker.Topology{Site: cfg.Site, Peers: cfg.PeerNames(), Replicas: cfg.NATS.StreamReplicas}
+	// Retried: a cluster that just lost a node answers only once it has
+	// elected new leaders. A configuration error is not retried.
+	err = broker.Retry(ctx, func(n int, err error) {
+		log.Warn("streams not ready yet, retrying", "attempt", n, "err", err)
+	}, func(ctx context.Context) error {
+		err := broker.EnsureStreams(ctx, a.js, topo)
+		var ce *broker.ConfigError
+		if errors.As(err, &ce) {
+			return nil
+		}
+		return err
+	})
+	if err == nil {
+		err = broker.EnsureStreams(ctx, a.js, topo) // reports a configuration error, if any
+	}
+	if err != nil {
 		return nil, fmt.Errorf("streams: %w", err)
 	}
 	pub := &publisher{site: cfg.Site, js: a.js}
+	var ignore []*regexp.Regexp
+	for _, re := range cfg.IgnoreKeys {
+		ignore = append(ignore, regexp.MustCompile(re)) // validated by config
+	}
 	policies := map[string]schema.Policy{}
 	buckets := map[string]consumer.BucketPolicy{}
 	for _, b := range cfg.Buckets {
@@ -99,7 +119,7 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	}
 	a.Producer = producer.New(producer.Config{
 		Site: cfg.Site, Buckets: cfg.BucketNames(), InlineThreshold: cfg.InlineThreshold, Partitions: Partitions,
-		Policies: policies, Skew: hooks.clockSkew,
+		Policies: policies, Skew: hooks.clockSkew, Ignore: ignore,
 	}, a.Store, local, pub, a.M, log.With("part", "producer"))
 	if hooks.crashAfterPublish > 0 {
 		a.Producer.Hooks.AfterPublish = crashAt(hooks.crashAfterPublish)
@@ -160,6 +180,12 @@ func (a *Agent) connect() error {
 	}
 	if n.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(n.CredsFile))
+	}
+	if n.TLS.CAFile != "" {
+		opts = append(opts, nats.RootCAs(n.TLS.CAFile))
+	}
+	if n.TLS.CertFile != "" {
+		opts = append(opts, nats.ClientCert(n.TLS.CertFile, n.TLS.KeyFile))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -306,6 +332,10 @@ func (l localAdapter) Reconcile(ctx context.Context, bucket, key string) error {
 
 func (l localAdapter) FlushPendingLocked(ctx context.Context, bucket, key string, e *state.Entry) error {
 	return l.p.FlushPendingLocked(ctx, bucket, key, e)
+}
+
+func (l localAdapter) SettleApplyingLocked(ctx context.Context, bucket, key string, e *state.Entry) (bool, error) {
+	return l.p.SettleApplyingLocked(ctx, bucket, key, e)
 }
 
 // terminal returns f if it is a terminal (the scanner then draws progress).

@@ -32,3 +32,25 @@ func KeepAlive(ctx context.Context, m jetstream.Msg) (stop func()) {
 	}()
 	return func() { close(done) }
 }
+
+// Retry calls f until it succeeds or ctx ends, backing off from 500 ms to
+// 10 s and reporting each failure: a broker that is still electing leaders
+// or recovering (a cluster node just lost) must not stop the agent.
+func Retry(ctx context.Context, report func(attempt int, err error), f func(context.Context) error) error {
+	delay := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := f(cctx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		report(attempt, err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
+}

@@ -27,10 +27,13 @@ type Site struct {
 	InlineThreshold int64         `yaml:"inline_threshold"` // bodies up to this size travel inside the record
 	PartSize        int64         `yaml:"part_size"`        // multipart part size for large bodies
 	Workers         int           `yaml:"workers"`          // parallel appliers (per-key order is kept)
-	Scan            Scan          `yaml:"scan"`
-	Tombstones      Tombstones    `yaml:"tombstones"`
-	Retry           Retry         `yaml:"retry"`
-	Log             Log           `yaml:"log"`
+	// IgnoreKeys are regular expressions of keys never replicated: a store's
+	// own temporary files. Default: versitygw's in-progress uploads.
+	IgnoreKeys []string   `yaml:"ignore_keys"`
+	Scan       Scan       `yaml:"scan"`
+	Tombstones Tombstones `yaml:"tombstones"`
+	Retry      Retry      `yaml:"retry"`
+	Log        Log        `yaml:"log"`
 }
 
 // S3 is an S3 endpoint and its credentials.
@@ -74,6 +77,19 @@ type NATS struct {
 	Password  Secret    `yaml:"password"`   //
 	CredsFile string    `yaml:"creds_file"` // optional NATS .creds file
 	Embedded  *Embedded `yaml:"embedded"`   // run the broker in-process
+	// TLS verifies the broker with CAFile and, with CertFile and KeyFile,
+	// presents a client certificate (all optional).
+	TLS TLS `yaml:"tls"`
+	// StreamReplicas is the replica count of every s3mesh stream and
+	// mirror consumer (default 1; 3 on a 3-node production cluster).
+	StreamReplicas int `yaml:"stream_replicas"`
+}
+
+// TLS is the client side of a TLS connection to the broker.
+type TLS struct {
+	CAFile   string `yaml:"ca_file"`   // PEM CA bundle that signed the broker's certificate
+	CertFile string `yaml:"cert_file"` // client certificate (with key_file)
+	KeyFile  string `yaml:"key_file"`  // client key (with cert_file)
 }
 
 // Embedded configures an in-process nats-server with JetStream.
@@ -146,6 +162,12 @@ type Log struct {
 	Format string `yaml:"format"` // text or json
 }
 
+// DefaultIgnoreKeys are versitygw's temporary names: an overwrite links the
+// new file as .<name>.sgwtmp.<nanoseconds> and renames it into place, and the
+// posix backend stages other uploads under .sgwtmp/; listings can show both
+// for a moment.
+var DefaultIgnoreKeys = []string{`(^|/)\.[^/]+\.sgwtmp\.[0-9]+$`, `(^|/)\.sgwtmp(/|$)`}
+
 // Defaults applied by Load.
 const (
 	DefaultInlineThreshold = 256 << 10
@@ -204,6 +226,9 @@ func (s *Site) applyDefaults() {
 	if s.Workers == 0 {
 		s.Workers = DefaultWorkers
 	}
+	if s.IgnoreKeys == nil {
+		s.IgnoreKeys = DefaultIgnoreKeys
+	}
 	if s.Scan.Debounce == 0 {
 		s.Scan.Debounce = DefaultScanDebounce
 	}
@@ -224,6 +249,9 @@ func (s *Site) applyDefaults() {
 	}
 	if s.S3.Region == "" {
 		s.S3.Region = "us-east-1"
+	}
+	if s.NATS.StreamReplicas == 0 {
+		s.NATS.StreamReplicas = 1
 	}
 	for i := range s.Peers {
 		if s.Peers[i].S3.Region == "" {
@@ -387,6 +415,11 @@ func (s *Site) Validate() error {
 	if s.PartSize < 5<<20 || s.PartSize > 512<<20 {
 		return fieldErr("part_size", "%d: want 5 MiB..512 MiB", s.PartSize)
 	}
+	for i, re := range s.IgnoreKeys {
+		if _, err := regexp.Compile(re); err != nil {
+			return fieldErr(fmt.Sprintf("ignore_keys[%d]", i), "%v", err)
+		}
+	}
 	if s.Workers < 1 || s.Workers > 256 {
 		return fieldErr("workers", "%d: want 1..256", s.Workers)
 	}
@@ -454,6 +487,20 @@ func (n NATS) validate() error {
 	if !n.Password.IsZero() {
 		if _, err := n.Password.Value(); err != nil {
 			return fieldErr("nats.password", "%v", err)
+		}
+	}
+	if n.StreamReplicas < 1 || n.StreamReplicas > 5 {
+		return fieldErr("nats.stream_replicas", "%d: want 1..5 (3 on a 3-node cluster)", n.StreamReplicas)
+	}
+	if (n.TLS.CertFile == "") != (n.TLS.KeyFile == "") {
+		return fieldErr("nats.tls", "cert_file and key_file must be set together")
+	}
+	for _, f := range []struct{ name, path string }{{"ca_file", n.TLS.CAFile}, {"cert_file", n.TLS.CertFile}, {"key_file", n.TLS.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return fieldErr("nats.tls."+f.name, "%v", err)
 		}
 	}
 	if e := n.Embedded; e != nil {

@@ -40,6 +40,7 @@ type Source interface {
 type Local interface {
 	Reconcile(ctx context.Context, bucket, key string) error
 	FlushPendingLocked(ctx context.Context, bucket, key string, e *state.Entry) error
+	SettleApplyingLocked(ctx context.Context, bucket, key string, e *state.Entry) (bool, error)
 }
 
 // ConflictLog records every conflict decision durably.
@@ -107,6 +108,9 @@ func (a *Applier) applyOnce(ctx context.Context, rec *schema.Record) (schema.Dec
 		return schema.Decision{}, err
 	}
 	if err := a.Local.FlushPendingLocked(ctx, b, k, &e); err != nil {
+		return schema.Decision{}, err
+	}
+	if _, err := a.Local.SettleApplyingLocked(ctx, b, k, &e); err != nil {
 		return schema.Decision{}, err
 	}
 	pol := a.Buckets[b]
@@ -180,11 +184,24 @@ func (a *Applier) write(ctx context.Context, rec *schema.Record, e *state.Entry)
 		return "", err
 	}
 	if rec.Version.Deleted {
-		err := a.S3.Delete(ctx, b, k, e.LocalETag)
-		switch {
-		case err == nil, s3io.Classify(err) == s3io.NotFound:
+		// A conditional DELETE of an absent key succeeds on some stores
+		// (versitygw answers 204), which would absorb an unrecorded local
+		// delete: look first.
+		info, err := a.S3.Head(ctx, b, k)
+		if err != nil {
+			return "", err
+		}
+		if !info.Exists || info.ETag != e.LocalETag {
+			return "", a.abandon(b, k, e)
+		}
+		err = a.S3.Delete(ctx, b, k, e.LocalETag)
+		switch c := s3io.Classify(err); {
+		case err == nil:
 			return "", nil
-		case s3io.Classify(err) == s3io.Precondition:
+		case c == s3io.Precondition || c == s3io.NotFound:
+			// Changed or deleted locally, unrecorded (a lost event): record
+			// that local change as its own version first, so it is decided
+			// (and logged if it conflicts) instead of silently absorbed.
 			return "", a.abandon(b, k, e)
 		}
 		return "", err

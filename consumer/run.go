@@ -49,12 +49,18 @@ func (r *Runner) Run(ctx context.Context, js jetstream.JetStream) error {
 		go r.work(ctx, workers[i])
 	}
 	for _, peer := range r.Peers {
-		cons, err := js.CreateOrUpdateConsumer(ctx, broker.ChangesStream(peer), jetstream.ConsumerConfig{
-			Durable:       ApplyConsumer(r.A.Site),
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       broker.AckWait, // kept alive with InProgress during long applies
-			MaxAckPending: 1024,
-			MaxDeliver:    -1,
+		var cons jetstream.Consumer
+		err := broker.Retry(ctx, func(n int, err error) {
+			r.Log.Warn("apply consumer not ready yet, retrying", "stream", broker.ChangesStream(peer), "attempt", n, "err", err)
+		}, func(ctx context.Context) (err error) {
+			cons, err = js.CreateOrUpdateConsumer(ctx, broker.ChangesStream(peer), jetstream.ConsumerConfig{
+				Durable:       ApplyConsumer(r.A.Site),
+				AckPolicy:     jetstream.AckExplicitPolicy,
+				AckWait:       broker.AckWait, // kept alive with InProgress during long applies
+				MaxAckPending: 1024,
+				MaxDeliver:    -1,
+			})
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("consumer on %s: %w", broker.ChangesStream(peer), err)

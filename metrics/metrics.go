@@ -37,7 +37,7 @@ func New() *Metrics {
 		Conflicts:        prometheus.NewCounter(prometheus.CounterOpts{Name: "s3mesh_conflicts_total", Help: "Concurrent versions decided at this site."}),
 		DeadLettered:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_dead_lettered_total", Help: "Records sent to the dead-letter queue, by reason."}, []string{"reason"}),
 		Scans:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_scans_total", Help: "Completed bucket scans."}, []string{"bucket"}),
-		HeldBuckets: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "s3mesh_bucket_deletes_held", Help: "1 while a scan holds a bucket's deletes for an operator (too many keys missing)."}, []string{"bucket"}),
+		HeldBuckets:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "s3mesh_bucket_deletes_held", Help: "1 while a scan holds a bucket's deletes for an operator (too many keys missing)."}, []string{"bucket"}),
 		ApplyLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "s3mesh_apply_lag_seconds", Help: "Time from a record being made at its origin to being applied here.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}),
 	}

@@ -38,12 +38,18 @@ type Ingest struct {
 // Run consumes events until ctx ends.
 func (in *Ingest) Run(ctx context.Context, js jetstream.JetStream) error {
 	site := in.P.cfg.Site
-	cons, err := js.CreateOrUpdateConsumer(ctx, broker.EventsStream(site), jetstream.ConsumerConfig{
-		Durable:       EventsConsumer(site),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       broker.AckWait, // kept alive while a slow store answers
-		MaxAckPending: 512,
-		FilterSubject: broker.EventsSubjectFilter(site),
+	var cons jetstream.Consumer
+	err := broker.Retry(ctx, func(n int, err error) {
+		in.Log.Warn("events consumer not ready yet, retrying", "attempt", n, "err", err)
+	}, func(ctx context.Context) (err error) {
+		cons, err = js.CreateOrUpdateConsumer(ctx, broker.EventsStream(site), jetstream.ConsumerConfig{
+			Durable:       EventsConsumer(site),
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       broker.AckWait, // kept alive while a slow store answers
+			MaxAckPending: 512,
+			FilterSubject: broker.EventsSubjectFilter(site),
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("events consumer: %w", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"regexp"
 	"sync"
 	"time"
 
@@ -35,6 +36,7 @@ type Config struct {
 	InlineThreshold int64
 	Partitions      int
 	Policies        map[string]schema.Policy // per bucket; missing = lww
+	Ignore          []*regexp.Regexp         // keys never replicated (a store's temporary files)
 	Now             func() time.Time         // wall clock
 	// Skew shifts every origin time this site stamps (test hook modelling a
 	// site whose clocks run ahead or behind).
@@ -114,6 +116,16 @@ func New(cfg Config, store *state.Store, s3 ObjectStore, pub Publisher, m *metri
 	return &Producer{cfg: cfg, store: store, s3: s3, pub: pub, log: log, buckets: b, m: m}
 }
 
+// Ignored reports whether key matches one of the ignore patterns.
+func (p *Producer) Ignored(key string) bool {
+	for _, re := range p.cfg.Ignore {
+		if re.MatchString(key) {
+			return true
+		}
+	}
+	return false
+}
+
 // Replicated reports whether bucket is replicated.
 func (p *Producer) Replicated(bucket string) bool { return p.buckets[bucket] }
 
@@ -136,7 +148,7 @@ func (p *Producer) ReconcileDeleteEvent(ctx context.Context, bucket, key string)
 }
 
 func (p *Producer) reconcile(ctx context.Context, bucket, key string, deleteEvent bool) (Result, error) {
-	if !p.buckets[bucket] {
+	if !p.buckets[bucket] || p.Ignored(key) {
 		return NotReplicated, nil
 	}
 	for attempt := 0; ; attempt++ {
@@ -161,16 +173,14 @@ func (p *Producer) reconcileOnce(ctx context.Context, bucket, key string, delete
 	if err := p.FlushPendingLocked(ctx, bucket, key, &e); err != nil {
 		return Unchanged, err
 	}
+	if settled, err := p.SettleApplyingLocked(ctx, bucket, key, &e); err != nil {
+		return Unchanged, err
+	} else if settled {
+		return Replica, nil
+	}
 	info, err := p.s3.Head(ctx, bucket, key)
 	if err != nil {
 		return Unchanged, fmt.Errorf("reconcile %s/%s: %w", bucket, key, err)
-	}
-	if a := e.Applying; a != nil {
-		// A replica write was in flight when the consumer stopped. If the store
-		// shows exactly that write, it is not a local change.
-		if (a.Deleted && !info.Exists) || (info.Exists && info.Meta[schema.MetaVID] == a.ID) {
-			return Replica, nil
-		}
 	}
 	if !info.Exists {
 		if !e.Present() {
@@ -369,4 +379,35 @@ func attrsOf(info s3io.ObjectInfo) schema.Attrs {
 		ContentEncoding: info.ContentEncoding, ContentDisposition: info.ContentDisposition,
 		Meta: schema.UserMeta(info.Meta),
 	}
+}
+
+// SettleApplyingLocked finishes an apply that a crash interrupted (the
+// consumer's intent is still in the state): if the store shows that very
+// write (the version's marker, or the key gone for a tombstone), the state
+// takes the version, as the apply would have; otherwise the write never
+// happened and the intent is dropped. Either way a replica write is never
+// mistaken for a local change (I4), and the next apply starts from a state
+// that matches the store. The caller holds the key's lock.
+func (p *Producer) SettleApplyingLocked(ctx context.Context, bucket, key string, e *state.Entry) (settled bool, err error) {
+	a := e.Applying
+	if a == nil {
+		return false, nil
+	}
+	info, err := p.s3.Head(ctx, bucket, key)
+	if err != nil {
+		return false, fmt.Errorf("settle %s/%s: %w", bucket, key, err)
+	}
+	e.Applying = nil
+	if (a.Deleted && !info.Exists) || (!a.Deleted && info.Exists && info.Meta[schema.MetaVID] == a.ID) {
+		e.Clock = e.Clock.Merge(a.Clock)
+		e.Held = *a
+		e.LocalETag, e.Attrs = "", ""
+		if info.Exists {
+			e.LocalETag, e.Attrs = info.ETag, attrsOf(info).Digest()
+		}
+		settled = true
+		p.log.Info("finished an apply interrupted by a crash", "bucket", bucket, "key", key, "version", a.ID)
+	}
+	e.Updated = p.cfg.Now().UnixMilli()
+	return settled, p.store.Put(bucket, key, *e)
 }

@@ -33,6 +33,9 @@ func (s *Scanner) ScanBucket(ctx context.Context, bucket string) (ScanStats, err
 	err := s.mergePass(ctx, bucket, cur.After,
 		func(le s3io.ListEntry) {
 			st.Listed++
+			if s.P.Ignored(le.Key) {
+				return
+			}
 			e, ok, err := s.Store.Get(bucket, le.Key)
 			if err != nil {
 				st.Errors++

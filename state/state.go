@@ -35,7 +35,7 @@ type Entry struct {
 	// later version applied over them is logged as superseding them, so a
 	// record never overtakes a dead letter silently.
 	Dead    []string `msgpack:"dead,omitempty"`
-	Updated  int64           `msgpack:"upd"` // unix ms of the last change
+	Updated int64    `msgpack:"upd"` // unix ms of the last change
 }
 
 // Present reports whether the site holds a live object for the key.
@@ -59,8 +59,12 @@ type Store struct {
 
 // Options tunes the store.
 type Options struct {
-	// Sync fsyncs every write. Without it a write survives a process crash
-	// (it is in the OS page cache) but not an OS crash, like NATS's default.
+	// Sync makes every write durable before it returns. Without it pebble
+	// hands the write-ahead log to a background flusher, so even a process
+	// crash (SIGKILL) can lose the last writes — which breaks the publish
+	// and apply intents (found by the crash tests: a lost intent let a
+	// restarted producer reuse a version id for other content). The agent
+	// always syncs; concurrent writes share fsyncs (group commit).
 	Sync bool
 }
 

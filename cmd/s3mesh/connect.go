@@ -75,6 +75,12 @@ func (t *target) connect() (*site, error) {
 		if cfg.NATS.CredsFile != "" {
 			opts = append(opts, nats.UserCredentials(cfg.NATS.CredsFile))
 		}
+		if cfg.NATS.TLS.CAFile != "" {
+			opts = append(opts, nats.RootCAs(cfg.NATS.TLS.CAFile))
+		}
+		if cfg.NATS.TLS.CertFile != "" {
+			opts = append(opts, nats.ClientCert(cfg.NATS.TLS.CertFile, cfg.NATS.TLS.KeyFile))
+		}
 	default:
 		return nil, errors.New("give --lab LAB.json --site X, or --config SITE.yaml")
 	}
