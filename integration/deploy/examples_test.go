@@ -1,0 +1,82 @@
+package deploy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/s3mesh/s3mesh/config"
+	"github.com/s3mesh/s3mesh/internal/testenv"
+)
+
+// TestAgentExamplesParse checks that every agent example in deploy/agents
+// is a valid site configuration (secret files replaced by temporary ones).
+func TestAgentExamplesParse(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	files, _ := filepath.Glob(filepath.Join(root, "deploy", "agents", "*.yaml"))
+	if len(files) < 4 {
+		t.Fatalf("want 4 agent examples, found %v", files)
+	}
+	dir := t.TempDir()
+	for _, f := range []string{"s3-secret", "nats-password", "ca.pem", "webhook-token", "peer-b-s3-secret", "peer-c-s3-secret"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := strings.ReplaceAll(string(b), "/etc/s3mesh/", dir+"/")
+		cfg, err := config.Parse([]byte(s))
+		if err != nil {
+			t.Errorf("%s: %v", filepath.Base(f), err)
+			continue
+		}
+		if cfg.NATS.StreamReplicas != 3 || cfg.NATS.TLS.CAFile == "" || cfg.NATS.User == "" {
+			t.Errorf("%s: want stream_replicas 3, tls and a NATS user: %+v", filepath.Base(f), cfg.NATS)
+		}
+	}
+}
+
+// TestK8sSiteYAMLParses checks the site.yaml inside the Kubernetes ConfigMap.
+func TestK8sSiteYAMLParses(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	f, err := os.Open(filepath.Join(root, "deploy", "k8s", "s3mesh-agent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dir := t.TempDir()
+	for _, n := range []string{"s3-secret", "peer-b-s3-secret", "webhook-token", "nats-password", "ca.pem"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dec := yaml.NewDecoder(f)
+	found := false
+	for {
+		var doc struct {
+			Kind string            `yaml:"kind"`
+			Data map[string]string `yaml:"data"`
+		}
+		if err := dec.Decode(&doc); err != nil {
+			break
+		}
+		if doc.Kind != "ConfigMap" {
+			continue
+		}
+		found = true
+		s := strings.ReplaceAll(doc.Data["site.yaml"], "/etc/s3mesh/secrets/", dir+"/")
+		if _, err := config.Parse([]byte(s)); err != nil {
+			t.Fatalf("ConfigMap site.yaml: %v", err)
+		}
+	}
+	if !found {
+		t.Fatal("no ConfigMap")
+	}
+}
