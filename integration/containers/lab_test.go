@@ -1,0 +1,470 @@
+// Package containers runs the three-site lab as containers (the image
+// s3mesh:local that `make images` builds FROM scratch; nothing is pulled)
+// with testcontainers-go, cuts sites off the inter-site network and kills
+// containers, and checks convergence and that no acknowledged write is lost.
+//
+// The tests need a Docker engine. Without one they are skipped with a loud
+// message; set S3MESH_REQUIRE_DOCKER=1 to make that a failure instead (CI).
+// The reaper (Ryuk) must stay disabled (TESTCONTAINERS_RYUK_DISABLED=true, as
+// `make test` sets): its image cannot be pulled here. Every container,
+// network and volume a test creates is removed by the tests themselves.
+package containers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	mnet "github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
+	"github.com/testcontainers/testcontainers-go/network"
+	"github.com/testcontainers/testcontainers-go/wait"
+
+	"github.com/s3mesh/s3mesh/s3io"
+)
+
+// Image is the locally built image every container runs.
+const Image = "s3mesh:local"
+
+const bucket = "demo"
+
+var siteNames = []string{"a", "b", "c"}
+
+// The lab is shared by the tests of the package (starting it costs ~20 s)
+// and torn down by TestMain.
+var (
+	labOnce sync.Once
+	theLab  *lab
+	labErr  error
+	skipMsg string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if theLab != nil {
+		theLab.close()
+	}
+	os.Exit(code)
+}
+
+// getLab returns the shared lab, starting it on first use, or skips the
+// test loudly when no Docker engine answers.
+func getLab(t *testing.T) *lab {
+	t.Helper()
+	labOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+		if err == nil {
+			_, err = cli.Ping(ctx, client.PingOptions{})
+		}
+		if err != nil {
+			if cli != nil {
+				cli.Close()
+			}
+			skipMsg = fmt.Sprintf("SKIPPED: no Docker engine: the container tests did not run (%v)", err)
+			return
+		}
+		if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") != "true" {
+			// Ryuk's image would be pulled; nothing can be pulled here.
+			os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+		}
+		theLab, labErr = startLab(ctx, cli)
+	})
+	if skipMsg != "" {
+		fmt.Fprintln(os.Stderr, "\n*** "+skipMsg+" ***")
+		if os.Getenv("S3MESH_REQUIRE_DOCKER") == "1" {
+			t.Fatal(skipMsg + " (S3MESH_REQUIRE_DOCKER=1)")
+		}
+		t.Skip(skipMsg)
+	}
+	if labErr != nil {
+		t.Fatalf("start the container lab: %v", labErr)
+	}
+	return theLab
+}
+
+// site is one site's three long-running containers.
+type site struct {
+	name              string
+	nats, s3, agent   testcontainers.Container
+	natsReq, agentReq testcontainers.GenericContainerRequest
+}
+
+type lab struct {
+	cli     *testcontainers.DockerClient
+	run     string // random suffix of every name the lab creates
+	mesh    *testcontainers.DockerNetwork
+	nets    map[string]*testcontainers.DockerNetwork // per site
+	sites   map[string]*site
+	volumes []string
+	created []testcontainers.Container // every container, for close
+	root    string                     // the repository root
+	secrets map[string]string
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// ensureImage builds s3mesh:local with `make images` unless it exists. An
+// image is never pulled: testcontainers pulls only missing images.
+func ensureImage(ctx context.Context, cli *testcontainers.DockerClient, root string) error {
+	if _, err := cli.ImageInspect(ctx, Image); err == nil {
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, "make", "images")
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("image %s is missing and `make images` failed: %w", Image, err)
+	}
+	_, err := cli.ImageInspect(ctx, Image)
+	return err
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// loopbackPorts publishes the given container ports on 127.0.0.1 only, on
+// ports Docker picks.
+func loopbackPorts(ports ...string) func(*container.HostConfig) {
+	return func(hc *container.HostConfig) {
+		hc.PortBindings = mnet.PortMap{}
+		for _, p := range ports {
+			hc.PortBindings[mnet.MustParsePort(p)] = []mnet.PortBinding{{HostIP: mustAddr("127.0.0.1")}}
+		}
+	}
+}
+
+func startLab(ctx context.Context, cli *testcontainers.DockerClient) (l *lab, err error) {
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureImage(ctx, cli, root); err != nil {
+		return nil, err
+	}
+	l = &lab{cli: cli, run: randHex(4), nets: map[string]*testcontainers.DockerNetwork{},
+		sites: map[string]*site{}, root: root, secrets: map[string]string{}}
+	defer func() {
+		if err != nil {
+			l.close()
+			l = nil
+		}
+	}()
+	if l.mesh, err = network.New(ctx); err != nil {
+		return l, fmt.Errorf("network mesh: %w", err)
+	}
+	for _, s := range siteNames {
+		if l.nets[s], err = network.New(ctx); err != nil {
+			return l, fmt.Errorf("network site-%s: %w", s, err)
+		}
+		l.secrets[s] = "test-secret-" + s + "-" + randHex(8)
+		l.sites[s] = &site{name: s}
+	}
+	// Brokers first (versitygw needs its event sink at start), then the
+	// stores and their buckets, then the agents.
+	for _, s := range siteNames {
+		if err := l.startNATS(ctx, l.sites[s]); err != nil {
+			return l, err
+		}
+	}
+	for _, s := range siteNames {
+		if err := l.startS3(ctx, l.sites[s]); err != nil {
+			return l, err
+		}
+		if err := l.ensureBucket(ctx, s); err != nil {
+			return l, err
+		}
+	}
+	// Agents concurrently: each creates its streams and its mirrors of the
+	// peers' streams; started together, no mirror waits long for its origin.
+	var wg sync.WaitGroup
+	errs := make([]error, len(siteNames))
+	for i, s := range siteNames {
+		st := l.sites[s]
+		st.agentReq = l.agentRequest(s)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = l.startAgent(ctx, st)
+		}()
+	}
+	wg.Wait()
+	for _, e := range errs {
+		if e != nil {
+			return l, e
+		}
+	}
+	// Warm-up: one object written at every site must reach every site
+	// before the tests start (it proves every leaf link and mirror works).
+	if err := l.warmUp(ctx, 60*time.Second); err != nil {
+		l.dumpLogs(ctx)
+		return l, err
+	}
+	return l, nil
+}
+
+func (l *lab) warmUp(ctx context.Context, timeout time.Duration) error {
+	g := newLedger()
+	for _, s := range siteNames {
+		c, err := l.s3(ctx, s)
+		if err != nil {
+			return err
+		}
+		if err := g.put(ctx, c, "warm-up/"+s, []byte("warm-up written at "+s)); err != nil {
+			return fmt.Errorf("warm-up write at %s: %w", s, err)
+		}
+	}
+	start := time.Now()
+	for {
+		problem := l.divergence(ctx, g)
+		if problem == "" {
+			fmt.Fprintf(os.Stderr, "containers: lab up, warm-up replicated everywhere in %v\n", time.Since(start).Round(100*time.Millisecond))
+			return nil
+		}
+		if time.Since(start) > timeout {
+			return fmt.Errorf("warm-up: no convergence after %v: %s", timeout, problem)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// dumpLogs prints the last lines of every container's log (on failure).
+func (l *lab) dumpLogs(ctx context.Context) {
+	for _, c := range l.created {
+		rc, err := c.Logs(ctx)
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) > 40 {
+			lines = lines[len(lines)-40:]
+		}
+		name, _ := c.Name(ctx)
+		fmt.Fprintf(os.Stderr, "----- %s (last %d lines)\n%s\n", name, len(lines), strings.Join(lines, "\n"))
+	}
+}
+
+// aliases gives a container the compose service name on its site network
+// and on the mesh network (so the docker/ config files work unchanged).
+func (l *lab) aliases(s, name string) (nets []string, al map[string][]string) {
+	sn, mn := l.nets[s].Name, l.mesh.Name
+	// The site network first: published ports are bound through it, so a
+	// container cut off the mesh stays reachable from the test.
+	return []string{sn, mn}, map[string][]string{sn: {name}, mn: {name}}
+}
+
+func (l *lab) volume(name string) testcontainers.ContainerMount {
+	v := "s3mesh-test-" + l.run + "-" + name
+	l.volumes = append(l.volumes, v)
+	return testcontainers.VolumeMount(v, testcontainers.ContainerMountTarget("/data"))
+}
+
+func (l *lab) start(ctx context.Context, req testcontainers.GenericContainerRequest) (testcontainers.Container, error) {
+	req.Started = true
+	c, err := testcontainers.GenericContainer(ctx, req)
+	if c != nil {
+		l.created = append(l.created, c)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", req.Name, err)
+	}
+	return c, nil
+}
+
+func (l *lab) startNATS(ctx context.Context, st *site) error {
+	nets, al := l.aliases(st.name, "nats-"+st.name)
+	st.natsReq = testcontainers.GenericContainerRequest{ContainerRequest: testcontainers.ContainerRequest{
+		Image:          Image,
+		Name:           "s3mesh-test-" + l.run + "-nats-" + st.name,
+		Entrypoint:     []string{"/nats-server"},
+		Cmd:            []string{"-c", "/etc/nats/nats.conf"},
+		Networks:       nets,
+		NetworkAliases: al,
+		Mounts:         testcontainers.Mounts(l.volume("nats-" + st.name)),
+		Files: []testcontainers.ContainerFile{{
+			HostFilePath: filepath.Join(l.root, "docker", "nats-"+st.name+".conf"), ContainerFilePath: "/etc/nats/nats.conf", FileMode: 0o644}},
+		ExposedPorts:       []string{"4222/tcp"},
+		HostConfigModifier: loopbackPorts("4222/tcp"),
+		WaitingFor: wait.ForExec([]string{"/s3mesh", "probe", "--ok200", "http://127.0.0.1:8222/healthz"}).
+			WithPollInterval(300 * time.Millisecond).WithStartupTimeout(60 * time.Second),
+	}}
+	c, err := l.start(ctx, st.natsReq)
+	st.nats = c
+	return err
+}
+
+func (l *lab) startS3(ctx context.Context, st *site) error {
+	s := st.name
+	nets, al := l.aliases(s, "s3-"+s)
+	c, err := l.start(ctx, testcontainers.GenericContainerRequest{ContainerRequest: testcontainers.ContainerRequest{
+		Image:      Image,
+		Name:       "s3mesh-test-" + l.run + "-s3-" + s,
+		Entrypoint: []string{"/versitygw"},
+		Cmd: []string{"--port=:7070", "--region=us-east-1", "--keep-alive", "--quiet",
+			"--event-nats-url=nats://nats-" + s + ":4222", "--event-nats-topic=s3mesh.events." + s + ".nats",
+			"posix", "/data"},
+		Env:                map[string]string{"ROOT_ACCESS_KEY_ID": "s3mesh-" + s, "ROOT_SECRET_ACCESS_KEY": l.secrets[s]},
+		Networks:           nets,
+		NetworkAliases:     al,
+		Mounts:             testcontainers.Mounts(l.volume("s3-" + s)),
+		ExposedPorts:       []string{"7070/tcp"},
+		HostConfigModifier: loopbackPorts("7070/tcp"),
+		WaitingFor: wait.ForExec([]string{"/s3mesh", "probe", "http://127.0.0.1:7070/"}).
+			WithPollInterval(300 * time.Millisecond).WithStartupTimeout(60 * time.Second),
+	}})
+	st.s3 = c
+	return err
+}
+
+func (l *lab) agentRequest(s string) testcontainers.GenericContainerRequest {
+	nets, al := l.aliases(s, "agent-"+s)
+	env := map[string]string{}
+	for _, p := range siteNames {
+		env["S3_SECRET_"+string(rune(p[0]-'a'+'A'))] = l.secrets[p]
+	}
+	// The compose file's site config, with a short rescan so a lost event
+	// is repaired within the test's time.
+	return testcontainers.GenericContainerRequest{ContainerRequest: testcontainers.ContainerRequest{
+		Image:          Image,
+		Name:           "s3mesh-test-" + l.run + "-agent-" + s,
+		Cmd:            []string{"agent", "--config", "/etc/s3mesh/site.yaml"},
+		Env:            env,
+		Networks:       nets,
+		NetworkAliases: al,
+		Mounts: testcontainers.Mounts(testcontainers.VolumeMount(l.volName("agent-"+s),
+			testcontainers.ContainerMountTarget("/state"))),
+		Files: []testcontainers.ContainerFile{{
+			HostFilePath: filepath.Join(l.root, "docker", "site-"+s+".yaml"), ContainerFilePath: "/etc/s3mesh/site.yaml", FileMode: 0o644}},
+		ExposedPorts:       []string{"9090/tcp"},
+		HostConfigModifier: loopbackPorts("9090/tcp"),
+		WaitingFor: wait.ForExec([]string{"/s3mesh", "probe", "--ok200", "http://127.0.0.1:9090/healthz"}).
+			WithPollInterval(300 * time.Millisecond).WithStartupTimeout(90 * time.Second),
+	}}
+}
+
+func (l *lab) volName(name string) string {
+	v := "s3mesh-test-" + l.run + "-" + name
+	l.volumes = append(l.volumes, v)
+	return v
+}
+
+func (l *lab) startAgent(ctx context.Context, st *site) error {
+	c, err := l.start(ctx, st.agentReq)
+	st.agent = c
+	return err
+}
+
+// s3 returns a client for site s's store through its published port.
+func (l *lab) s3(ctx context.Context, s string) (*s3io.Client, error) {
+	// The ports are published on 127.0.0.1 (testcontainers' Host() may
+	// name another address of the engine, not bound here).
+	p, err := l.sites[s].s3.MappedPort(ctx, "7070/tcp")
+	if err != nil {
+		return nil, err
+	}
+	ep := fmt.Sprintf("http://127.0.0.1:%d", p.Num())
+	return s3io.New(s3io.Endpoint{URL: ep, AccessKey: "s3mesh-" + s, SecretKey: l.secrets[s], PathStyle: true},
+		s3io.WithMaxAttempts(1))
+}
+
+func (l *lab) ensureBucket(ctx context.Context, s string) error {
+	c, err := l.s3(ctx, s)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err = c.EnsureBucket(ctx, bucket)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// cut disconnects site s's containers from the mesh network; heal
+// reconnects them with their service names as aliases.
+func (l *lab) cut(ctx context.Context, s string) error {
+	st := l.sites[s]
+	for _, c := range []testcontainers.Container{st.nats, st.s3, st.agent} {
+		if _, err := l.cli.NetworkDisconnect(ctx, l.mesh.ID, client.NetworkDisconnectOptions{Container: c.GetContainerID(), Force: true}); err != nil {
+			return fmt.Errorf("disconnect %s: %w", c.GetContainerID()[:12], err)
+		}
+	}
+	return nil
+}
+
+func (l *lab) heal(ctx context.Context, s string) error {
+	st := l.sites[s]
+	for name, c := range map[string]testcontainers.Container{"nats-" + s: st.nats, "s3-" + s: st.s3, "agent-" + s: st.agent} {
+		if _, err := l.cli.NetworkConnect(ctx, l.mesh.ID, client.NetworkConnectOptions{
+			Container: c.GetContainerID(), EndpointConfig: &mnet.EndpointSettings{Aliases: []string{name}}}); err != nil {
+			return fmt.Errorf("connect %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// close removes every container, network and volume of the lab.
+func (l *lab) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for i := len(l.created) - 1; i >= 0; i-- {
+		if err := testcontainers.TerminateContainer(l.created[i], testcontainers.StopTimeout(0)); err != nil {
+			fmt.Fprintln(os.Stderr, "containers: terminate:", err)
+		}
+	}
+	for _, n := range append([]*testcontainers.DockerNetwork{l.mesh}, mapValues(l.nets)...) {
+		if n != nil {
+			if err := n.Remove(ctx); err != nil {
+				fmt.Fprintln(os.Stderr, "containers: remove network:", err)
+			}
+		}
+	}
+	for _, v := range l.volumes {
+		if _, err := l.cli.VolumeRemove(ctx, v, client.VolumeRemoveOptions{Force: true}); err != nil && !isNotFound(err) {
+			fmt.Fprintln(os.Stderr, "containers: remove volume:", err)
+		}
+	}
+	l.cli.Close()
+}
+
+func mapValues[K comparable, V any](m map[K]V) []V {
+	out := make([]V, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
