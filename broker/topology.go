@@ -215,6 +215,10 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, t Topology) erro
 
 // ensureStreams is EnsureStreams returning what it changed.
 func ensureStreams(ctx context.Context, js jetstream.JetStream, t Topology, log *slog.Logger) ([]string, error) {
+	return ensureStreamsOpt(ctx, js, t, log, false)
+}
+
+func ensureStreamsOpt(ctx context.Context, js jetstream.JetStream, t Topology, log *slog.Logger, originOnly bool) ([]string, error) {
 	if err := t.validate(); err != nil {
 		return nil, err
 	}
@@ -222,7 +226,19 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, t Topology, log 
 		log = slog.New(slog.DiscardHandler)
 	}
 	var changes []string
-	for _, want := range streamConfigs(t) {
+	cfgs := streamConfigs(t)
+	if originOnly {
+		cfgs = cfgs[:len(cfgs)-len(t.Peers)] // the mirrors come last
+	}
+	// The site's own streams and the consumers feeding its peers' mirrors
+	// first, the mirrors of its peers last: a mirror that asks for its
+	// origin's consumer before that exists backs off for up to minutes.
+	var mirrors []jetstream.StreamConfig
+	for _, want := range cfgs {
+		if want.Mirror != nil {
+			mirrors = append(mirrors, want)
+			continue
+		}
 		change, err := ensureStream(ctx, js, want)
 		if err != nil {
 			return changes, err
@@ -243,7 +259,27 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, t Topology, log 
 			changes = append(changes, ChangesStream(t.Site)+"/"+want.Durable+": "+change)
 		}
 	}
+	for _, want := range mirrors {
+		change, err := ensureStream(ctx, js, want)
+		if err != nil {
+			return changes, err
+		}
+		if change != "" {
+			log.Info("stream "+change, "stream", want.Name)
+			changes = append(changes, want.Name+": "+change)
+		}
+	}
 	return changes, nil
+}
+
+// EnsureOrigin is EnsureStreams without the mirrors of the peers: the site's
+// own streams and the consumers that feed its peers' mirrors. Run it at
+// every site before any site creates its mirrors (`s3mesh broker` does at
+// start; so does `s3mesh streams ensure`), and mirrors find their origin's
+// consumer at the first attempt.
+func EnsureOrigin(ctx context.Context, js jetstream.JetStream, t Topology) error {
+	_, err := ensureStreamsOpt(ctx, js, t, nil, true)
+	return err
 }
 
 // ensureStream creates want or brings an existing stream in line with it.

@@ -28,7 +28,9 @@ func ensureStreams(ctx context.Context, srv *broker.Server, cfg *config.Site) er
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return broker.EnsureStreams(ctx, js, broker.Topology{Site: cfg.Site, Peers: cfg.PeerNames()})
+	// Only the origin side: the agents create the mirrors once every broker
+	// of the lab has its consumers (see broker.EnsureOrigin).
+	return broker.EnsureOrigin(ctx, js, broker.Topology{Site: cfg.Site, Peers: cfg.PeerNames(), Replicas: cfg.NATS.StreamReplicas})
 }
 
 // newBrokerCmd: `s3mesh broker --config site.yaml` runs the site's NATS

@@ -15,7 +15,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCmd(), newBrokerCmd(), newLabCmd(), newBenchCmd(), newConflictsCmd(), newDLQCmd(), newStatusCmd(), newScanCmd(), newVerifyCmd(), newProbeCmd(), newBucketCmd(), newDeployCmd())
+	root.AddCommand(newAgentCmd(), newBrokerCmd(), newLabCmd(), newBenchCmd(), newConflictsCmd(), newDLQCmd(), newStatusCmd(), newScanCmd(), newVerifyCmd(), newStreamsCmd(), newProbeCmd(), newBucketCmd(), newDeployCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "s3mesh:", err)
 		os.Exit(1)
