@@ -538,6 +538,14 @@ func checkAcked(w *Workload, o *Observed) (probs, warns []string, st ackStats) {
 					st.noopDelete++
 					warns = append(warns, fmt.Sprintf("%s left no tombstone; a replica delete (%s) may have emptied the key first", what, racingReplicaDelete(op, byKey[op.Key])))
 					continue
+				case absorbingReplicaDelete(op, byKey[op.Key], finals[op.Key]) != nil:
+					// The site applied a remote delete of the key at the same
+					// moment (its conditional DELETE succeeds on a key already
+					// gone, versitygw answers 204): the two deletes merged into
+					// one, and the final version causally follows that delete.
+					st.noopDelete++
+					warns = append(warns, fmt.Sprintf("%s merged into the concurrent replica delete %s, which the final version follows", what, absorbingReplicaDelete(op, byKey[op.Key], finals[op.Key])))
+					continue
 				}
 			}
 			probs = append(probs, fmt.Sprintf("I2 acknowledged write lost: %s: no change record at %s, no later write at %s; final state %s (final version %s); versions of the key around it: %s",
@@ -757,6 +765,20 @@ func racingReplicaDelete(op Op, versions []obsVersion) *obsVersion {
 			return x.V.ID != t.V.ID && x.MadeAt > t.MadeAt && x.MadeAt < op.Start.UnixMilli()
 		})
 		if !later {
+			return &versions[i]
+		}
+	}
+	return nil
+}
+
+// absorbingReplicaDelete returns a remote tombstone of op's key made in the
+// 5 s before op ended that every final version causally follows, if any.
+func absorbingReplicaDelete(op Op, versions, finals []obsVersion) *obsVersion {
+	for i, t := range versions {
+		if !t.V.Deleted || t.V.Origin == op.Site || t.MadeAt > op.End.UnixMilli() || t.MadeAt < op.End.UnixMilli()-5000 || len(finals) == 0 {
+			continue
+		}
+		if !slices.ContainsFunc(finals, func(f obsVersion) bool { return f.V.Clock.Compare(t.V.Clock) != schema.After }) {
 			return &versions[i]
 		}
 	}

@@ -205,8 +205,12 @@ func startLab(ctx context.Context, cli *testcontainers.DockerClient) (l *lab, er
 			return l, err
 		}
 	}
-	// Agents concurrently: each creates its streams and its mirrors of the
-	// peers' streams; started together, no mirror waits long for its origin.
+	// Every site's own streams and mirror-feeding consumers before any agent
+	// creates a mirror (as compose's init-streams does).
+	if err := l.initStreams(ctx); err != nil {
+		return l, err
+	}
+	// Agents concurrently: each creates its mirrors of the peers' streams.
 	var wg sync.WaitGroup
 	errs := make([]error, len(siteNames))
 	for i, s := range siteNames {
@@ -467,4 +471,39 @@ func mapValues[K comparable, V any](m map[K]V) []V {
 		out = append(out, v)
 	}
 	return out
+}
+
+// initStreams runs `s3mesh streams ensure --origin-only` for all sites in a
+// one-shot container on the mesh network and waits for it to exit 0.
+func (l *lab) initStreams(ctx context.Context) error {
+	env := map[string]string{}
+	cmd := []string{"streams", "ensure", "--origin-only"}
+	var files []testcontainers.ContainerFile
+	for _, p := range siteNames {
+		env["S3_SECRET_"+string(rune(p[0]-'a'+'A'))] = l.secrets[p]
+		cmd = append(cmd, "--config", "/etc/s3mesh/site-"+p+".yaml")
+		files = append(files, testcontainers.ContainerFile{HostFilePath: filepath.Join(l.root, "docker", "site-"+p+".yaml"),
+			ContainerFilePath: "/etc/s3mesh/site-" + p + ".yaml", FileMode: 0o644})
+	}
+	c, err := l.start(ctx, testcontainers.GenericContainerRequest{ContainerRequest: testcontainers.ContainerRequest{
+		Image: Image, Name: "s3mesh-test-" + l.run + "-init-streams", Cmd: cmd, Env: env,
+		Networks: []string{l.mesh.Name}, Files: files,
+		WaitingFor: wait.ForExit().WithExitTimeout(90 * time.Second),
+	}})
+	if err != nil {
+		return err
+	}
+	st, err := c.State(ctx)
+	if err != nil {
+		return err
+	}
+	if st.ExitCode != 0 {
+		rc, _ := c.Logs(ctx)
+		var out []byte
+		if rc != nil {
+			out, _ = io.ReadAll(rc)
+		}
+		return fmt.Errorf("init-streams exited %d: %s", st.ExitCode, out)
+	}
+	return nil
 }
