@@ -131,17 +131,16 @@ func repoRoot() (string, error) {
 	}
 }
 
-// ensureImage builds s3mesh:local with `make images` unless it exists. An
-// image is never pulled: testcontainers pulls only missing images.
+// ensureImage builds s3mesh:local with `make images` every time, so the
+// containers run the code under test, never a stale image (the Go build
+// cache makes a rebuild quick). An image is never pulled: testcontainers
+// pulls only missing images, and this one exists once built.
 func ensureImage(ctx context.Context, cli *testcontainers.DockerClient, root string) error {
-	if _, err := cli.ImageInspect(ctx, Image); err == nil {
-		return nil
-	}
 	cmd := exec.CommandContext(ctx, "make", "images")
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("image %s is missing and `make images` failed: %w", Image, err)
+		return fmt.Errorf("`make images` failed (image %s): %w", Image, err)
 	}
 	_, err := cli.ImageInspect(ctx, Image)
 	return err
