@@ -46,20 +46,26 @@ func (c *Client) Head(ctx context.Context, bucket, key string) (ObjectInfo, erro
 		}
 		return ObjectInfo{Key: key}, err
 	}
+	return objectInfo(key, out.ETag, out.ContentLength, out.LastModified,
+		out.ContentType, out.CacheControl, out.ContentEncoding, out.ContentDisposition, out.Metadata), nil
+}
+
+// objectInfo builds an ObjectInfo from the fields HEAD and GET answers share.
+func objectInfo(key string, etag *string, size *int64, lm *time.Time, ct, cc, ce, cd *string, meta map[string]string) ObjectInfo {
 	return ObjectInfo{
 		Key:          key,
 		Exists:       true,
-		ETag:         unquote(aws.ToString(out.ETag)),
-		Size:         aws.ToInt64(out.ContentLength),
-		LastModified: aws.ToTime(out.LastModified),
+		ETag:         unquote(aws.ToString(etag)),
+		Size:         aws.ToInt64(size),
+		LastModified: aws.ToTime(lm),
 		Attrs: Attrs{
-			ContentType:        aws.ToString(out.ContentType),
-			CacheControl:       aws.ToString(out.CacheControl),
-			ContentEncoding:    aws.ToString(out.ContentEncoding),
-			ContentDisposition: aws.ToString(out.ContentDisposition),
-			Meta:               normMeta(out.Metadata),
+			ContentType:        aws.ToString(ct),
+			CacheControl:       aws.ToString(cc),
+			ContentEncoding:    aws.ToString(ce),
+			ContentDisposition: aws.ToString(cd),
+			Meta:               normMeta(meta),
 		},
-	}, nil
+	}
 }
 
 // Get opens the object for reading. The body is streamed; the caller must
@@ -78,20 +84,8 @@ func (c *Client) Get(ctx context.Context, bucket, key, ifMatch string) (io.ReadC
 	if err != nil {
 		return nil, ObjectInfo{Key: key}, wrap("get", bucket, key, err)
 	}
-	info := ObjectInfo{
-		Key:          key,
-		Exists:       true,
-		ETag:         unquote(aws.ToString(out.ETag)),
-		Size:         aws.ToInt64(out.ContentLength),
-		LastModified: aws.ToTime(out.LastModified),
-		Attrs: Attrs{
-			ContentType:        aws.ToString(out.ContentType),
-			CacheControl:       aws.ToString(out.CacheControl),
-			ContentEncoding:    aws.ToString(out.ContentEncoding),
-			ContentDisposition: aws.ToString(out.ContentDisposition),
-			Meta:               normMeta(out.Metadata),
-		},
-	}
+	info := objectInfo(key, out.ETag, out.ContentLength, out.LastModified,
+		out.ContentType, out.CacheControl, out.ContentEncoding, out.ContentDisposition, out.Metadata)
 	return &body{rc: out.Body, bucket: bucket, key: key}, info, nil
 }
 
