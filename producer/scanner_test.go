@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/s3mesh/s3mesh/metrics"
 	"github.com/s3mesh/s3mesh/s3io"
@@ -171,5 +172,39 @@ func TestScanHoldsMassDeletesUntilConfirmed(t *testing.T) {
 	f.keys = f.keys[:75] // 5 of 80
 	if st, err = s.ScanBucket(context.Background(), "b"); err != nil || st.Held || st.Deleted != 5 {
 		t.Fatalf("5%% missing: %+v %v", st, err)
+	}
+}
+
+// Tombstones stay in the state within the retention (so an old record for
+// the key is recognised as stale and never resurrects it) and are collected
+// after it; neither case publishes anything.
+func TestScanCollectsOnlyExpiredTombstones(t *testing.T) {
+	s, f, st := newScanFixture(t, 10)
+	s.Retention = time.Hour
+	tomb := func(key string, age time.Duration) {
+		v := schema.Version{ID: schema.VersionID("b", "b", key, 1), Origin: "b", Clock: schema.Clock{"b": 1}, Deleted: true}
+		if err := st.Put("b", key, state.Entry{Clock: v.Clock, Held: v, Updated: time.Now().Add(-age).UnixMilli()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tomb("gone/recent", 10*time.Minute)
+	tomb("gone/old", 2*time.Hour)
+	res, err := s.ScanBucket(context.Background(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Collected != 1 || res.Missing != 0 || f.published.Load() != 0 {
+		t.Fatalf("stats %+v, %d published", res, f.published.Load())
+	}
+	if _, ok, _ := st.Get("b", "gone/recent"); !ok {
+		t.Error("a tombstone inside the retention was collected")
+	}
+	if _, ok, _ := st.Get("b", "gone/old"); ok {
+		t.Error("a tombstone past the retention was kept")
+	}
+	// An old record for the recently deleted key is stale against it.
+	e, _, _ := st.Get("b", "gone/recent")
+	if d := schema.Decide(e.HeldPtr(), e.Clock, schema.Version{ID: "x", Origin: "b", Clock: schema.Clock{"b": 1}}, schema.Policy{}); d.Outcome != schema.Skip {
+		t.Errorf("a redelivered record of the deleted key: %v, want skip", d.Outcome)
 	}
 }
