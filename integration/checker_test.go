@@ -895,7 +895,7 @@ func hasProblem(probs []string, substrs ...string) bool {
 func TestCheckerDetectsFabricatedLossAndEcho(t *testing.T) {
 	e := labEnv(t)
 	w := e.RunWorkload(t, context.Background(), WorkloadOptions{
-		Duration: 2 * time.Second, Keys: 6, ContendedFraction: 0.5, DeleteFraction: 0.1, Writers: 1,
+		Duration: 2 * time.Second, Keys: 6, ContendedFraction: 0, DeleteFraction: 0.1, Writers: 1,
 		Prefix: fmt.Sprintf("chk-%d/", time.Now().UnixNano()),
 	})
 	e.quiesce(t, 2*time.Minute)

@@ -281,7 +281,7 @@ func TestWorkloadWithPartitionNoSilentLoss(t *testing.T) {
 		})
 	})
 	w := e.RunWorkload(t, context.Background(), WorkloadOptions{
-		Duration: 8 * time.Second, Keys: 40, ContendedFraction: 0.3, DeleteFraction: 0.15, Writers: 2,
+		Duration: 8 * time.Second, Keys: 40, ContendedFraction: 0, DeleteFraction: 0.15, Writers: 2,
 		Prefix: fmt.Sprintf("wlpart-%d/", time.Now().UnixNano()),
 	})
 	<-healed
