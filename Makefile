@@ -40,7 +40,7 @@ bench: build
 ## checker. SOAK sets the duration (default 5m), e.g. `make soak SOAK=10m`.
 .PHONY: soak
 soak: build
-	S3MESH_SOAK=$${SOAK:-5m} $(GO) test -count=1 -timeout 2h -run TestSoak -v ./integration/
+	S3MESH_SOAK=$${SOAK:-5m} $(GO) test -tags soak -count=1 -timeout 2h -run TestSoak -v ./integration/
 
 ## images: s3mesh:local, FROM scratch, with the static linux binaries of
 ## s3mesh, versitygw and nats-server (the versions pinned in go.mod). Nothing

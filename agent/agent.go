@@ -51,6 +51,9 @@ type Agent struct {
 // New connects everything; Run starts the work. On error nothing is left
 // running.
 func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err error) {
+	if err := checkEventSubjects(cfg); err != nil {
+		return nil, err
+	}
 	a = &Agent{cfg: cfg, log: log, M: metrics.New()}
 	defer func() {
 		if err != nil {
@@ -88,18 +91,19 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	topo := broker.Topology{Site: cfg.Site, Peers: cfg.PeerNames(), Replicas: cfg.NATS.StreamReplicas}
 	// Retried: a cluster that just lost a node answers only once it has
 	// elected new leaders. A configuration error is not retried.
+	var cfgErr error
 	err = broker.Retry(ctx, func(n int, err error) {
 		log.Warn("streams not ready yet, retrying", "attempt", n, "err", err)
 	}, func(ctx context.Context) error {
 		err := broker.EnsureStreams(ctx, a.js, topo)
-		var ce *broker.ConfigError
-		if errors.As(err, &ce) {
+		if ce := (*broker.ConfigError)(nil); errors.As(err, &ce) {
+			cfgErr = err // not retried
 			return nil
 		}
 		return err
 	})
 	if err == nil {
-		err = broker.EnsureStreams(ctx, a.js, topo) // reports a configuration error, if any
+		err = cfgErr
 	}
 	if err != nil {
 		return nil, fmt.Errorf("streams: %w", err)
@@ -224,9 +228,6 @@ func (a *Agent) Run(ctx context.Context) error {
 			hooks[e.Name] = producer.WebhookSource{Name: e.Name, Token: e.Token.MustValue(), Encoding: producer.KeyEncoding(e.KeyEncoding)}
 		}
 	}
-	if err := a.subscribeNATSSources(ctx); err != nil {
-		return err
-	}
 	subs, err := a.serveAdmin(ctx)
 	for _, s := range subs {
 		defer s.Unsubscribe()
@@ -276,17 +277,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
-// subscribeNATSSources makes sure every nats event source's subject is
-// captured by EVENTS_<site>: the store publishes to the configured subject,
-// which is routed to the source's events subject.
-func (a *Agent) subscribeNATSSources(ctx context.Context) error {
-	for _, e := range a.cfg.Events {
+// checkEventSubjects makes sure every nats event source's subject is one
+// EVENTS_<site> captures (the store publishes there).
+func checkEventSubjects(cfg *config.Site) error {
+	for _, e := range cfg.Events {
 		if e.Type != "nats" {
 			continue
 		}
-		want := broker.EventsSubject(a.cfg.Site, e.Name)
+		want := broker.EventsSubject(cfg.Site, e.Name)
 		if e.Subject != want {
-			return fmt.Errorf("events source %s: subject %q must be %q (captured by %s)", e.Name, e.Subject, want, broker.EventsStream(a.cfg.Site))
+			return fmt.Errorf("events source %s: subject %q must be %q (captured by %s)", e.Name, e.Subject, want, broker.EventsStream(cfg.Site))
 		}
 	}
 	return nil

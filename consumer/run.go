@@ -153,7 +153,8 @@ func (r *Runner) deadLetter(ctx context.Context, peer string, m jetstream.Msg, r
 	if md != nil {
 		dl.Stream, dl.Seq, dl.Attempts = md.Stream, md.Sequence.Stream, md.NumDelivered
 		dl.ID = fmt.Sprintf("%s:%d", md.Stream, md.Sequence.Stream)
-		dl.FirstFailure = md.Timestamp.UTC()
+		_, spent := attempts(m, r.MaxBackoff)
+		dl.FirstFailure = dl.LastFailure.Add(-spent)
 	}
 	if rec != nil {
 		dl.Bucket, dl.Key, dl.VersionID = rec.Bucket, rec.Key, rec.Version.ID

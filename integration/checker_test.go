@@ -16,7 +16,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/s3mesh/s3mesh/agent"
 	"github.com/s3mesh/s3mesh/broker"
@@ -310,7 +309,7 @@ func (e *env) observe(ctx context.Context, w *Workload) (*Observed, error) {
 	}
 	for _, s := range e.names {
 		js := e.sites[s].js
-		err := readStream(ctx, js, broker.ChangesStream(s), func(seq uint64, data []byte) error {
+		err := broker.ReadStream(ctx, js, broker.ChangesStream(s), time.Time{}, func(seq uint64, data []byte) error {
 			r, err := schema.Decode(data)
 			if err != nil {
 				// Not a record at all: the poison-record test publishes such
@@ -326,7 +325,7 @@ func (e *env) observe(ctx context.Context, w *Workload) (*Observed, error) {
 		if err != nil {
 			return nil, err
 		}
-		err = readStream(ctx, js, broker.ConflictsStream(s), func(seq uint64, data []byte) error {
+		err = broker.ReadStream(ctx, js, broker.ConflictsStream(s), time.Time{}, func(seq uint64, data []byte) error {
 			var c schema.ConflictEntry
 			if err := json.Unmarshal(data, &c); err != nil {
 				return fmt.Errorf("CONFLICTS_%s seq %d: %w", s, seq, err)
@@ -339,7 +338,7 @@ func (e *env) observe(ctx context.Context, w *Workload) (*Observed, error) {
 		if err != nil {
 			return nil, err
 		}
-		err = readStream(ctx, js, broker.DLQStream(s), func(seq uint64, data []byte) error {
+		err = broker.ReadStream(ctx, js, broker.DLQStream(s), time.Time{}, func(seq uint64, data []byte) error {
 			var d consumer.DeadLetter
 			if json.Unmarshal(data, &d) == nil && d.Bucket == bkt && mine(d.Key) {
 				o.Dead = append(o.Dead, d)
@@ -387,53 +386,6 @@ func (e *env) finalAt(ctx context.Context, site, bkt, key string) (finalState, e
 		via = "replica of " + vid
 	}
 	return finalState{Present: true, MD5: hex.EncodeToString(h.Sum(nil)), Size: n, Via: via}, nil
-}
-
-// readStream calls fn with every message of stream (from its first), read
-// by an ordered consumer, and returns when the last message present at the
-// start has been seen.
-func readStream(ctx context.Context, js jetstream.JetStream, stream string, fn func(seq uint64, data []byte) error) error {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", stream, err)
-	}
-	st := s.CachedInfo().State
-	if st.Msgs == 0 {
-		return nil
-	}
-	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		return fmt.Errorf("ordered consumer on %s: %w", stream, err)
-	}
-	for {
-		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return fmt.Errorf("fetch %s: %w", stream, err)
-		}
-		n, done := 0, false
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				return err
-			}
-			if err := fn(md.Sequence.Stream, m.Data()); err != nil {
-				return err
-			}
-			if md.Sequence.Stream >= st.LastSeq || md.NumPending == 0 {
-				done = true
-			}
-		}
-		if done {
-			return nil
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("fetch %s: %w", stream, err)
-		}
-		if n == 0 {
-			return fmt.Errorf("stream %s: no message after waiting (last seq %d)", stream, st.LastSeq)
-		}
-	}
 }
 
 // checkConvergence (I1): every site holds the same bytes for every key (or

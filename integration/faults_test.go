@@ -140,9 +140,7 @@ func TestFaultAgentCrashes(t *testing.T) {
 	}
 	w := <-done
 	cancel()
-	e.quiesce(t, 2*time.Minute)
-	e.CheckNoSilentLoss(t, w)
-	e.verifyConverged(t, bucket)
+	e.checkAfterFault(t, w)
 }
 
 // Fault 3: a site's S3 stops under load and comes back within the retry
@@ -150,14 +148,53 @@ func TestFaultAgentCrashes(t *testing.T) {
 func TestFaultS3Outage(t *testing.T) {
 	e := labEnv(t)
 	dlq := e.dlqTotal(t)
-	time.AfterFunc(2*time.Second, func() { e.lab.Ctl("stop-s3", "c") })
-	time.AfterFunc(6*time.Second, func() { e.lab.Ctl("start-s3", "c") })
+	stop := e.ctlAt(2*time.Second, "stop-s3", "c")
+	start := e.ctlAt(6*time.Second, "start-s3", "c")
 	w := e.RunWorkload(t, context.Background(), WorkloadOptions{Duration: 9 * time.Second, Keys: 40, ContendedFraction: 0,
 		DeleteFraction: 0.05, Prefix: prefix("s3out")})
+	e.mustHaveInjected(t, stop, start)
 	e.quiesce(t, 2*time.Minute)
 	if n := e.dlqTotal(t); n != dlq {
 		t.Errorf("%d records went to a DLQ during a short S3 outage", n-dlq)
 	}
+	e.checkAfterFault(t, w)
+}
+
+// ctlAt runs a lab control verb after d (a fault injected at a moment of
+// the workload) and reports its outcome on the returned channel.
+func (e *env) ctlAt(d time.Duration, verb string, args ...string) <-chan error {
+	done := make(chan error, 1)
+	time.AfterFunc(d, func() {
+		out, err := e.lab.Ctl(verb, args...)
+		if err != nil {
+			err = fmt.Errorf("%s %v: %w (%s)", verb, args, err, out)
+		}
+		done <- err
+	})
+	return done
+}
+
+// mustHaveInjected fails the test unless every scheduled fault ran and
+// succeeded: a fault test that injected nothing proves nothing.
+func (e *env) mustHaveInjected(t *testing.T, faults ...<-chan error) {
+	t.Helper()
+	for _, f := range faults {
+		select {
+		case err := <-f:
+			if err != nil {
+				t.Fatalf("fault not injected: %v", err)
+			}
+		case <-time.After(converge):
+			t.Fatal("a scheduled fault never ran")
+		}
+	}
+}
+
+// checkAfterFault waits for quiescence, then checks no silent loss (I2, I4)
+// and convergence (I1).
+func (e *env) checkAfterFault(t *testing.T, w *Workload) {
+	t.Helper()
+	e.quiesce(t, 2*time.Minute)
 	e.CheckNoSilentLoss(t, w)
 	e.verifyConverged(t, bucket)
 }
@@ -165,13 +202,12 @@ func TestFaultS3Outage(t *testing.T) {
 // Fault 4: a site's broker is killed with a backlog in flight and restarted.
 func TestFaultBrokerRestart(t *testing.T) {
 	e := labEnv(t)
-	time.AfterFunc(2*time.Second, func() { e.lab.Ctl("kill-broker", "b") })
-	time.AfterFunc(4*time.Second, func() { e.lab.Ctl("start-broker", "b") })
+	kill := e.ctlAt(2*time.Second, "kill-broker", "b")
+	start := e.ctlAt(4*time.Second, "start-broker", "b")
 	w := e.RunWorkload(t, context.Background(), WorkloadOptions{Duration: 8 * time.Second, Keys: 40, ContendedFraction: 0,
 		DeleteFraction: 0.05, Prefix: prefix("broker")})
-	e.quiesce(t, 2*time.Minute)
-	e.CheckNoSilentLoss(t, w)
-	e.verifyConverged(t, bucket)
+	e.mustHaveInjected(t, kill, start)
+	e.checkAfterFault(t, w)
 }
 
 // Fault 5: a site's event pipeline loses every event for a while; the
@@ -182,9 +218,7 @@ func TestFaultLostEvents(t *testing.T) {
 	w := e.RunWorkload(t, context.Background(), WorkloadOptions{Duration: 6 * time.Second, Keys: 40, ContendedFraction: 0,
 		Prefix: prefix("lost")})
 	e.setHooks(t, "a", "")
-	e.quiesce(t, 2*time.Minute)
-	e.CheckNoSilentLoss(t, w)
-	e.verifyConverged(t, bucket)
+	e.checkAfterFault(t, w)
 }
 
 // Fault 6: one site's S3 answers slowly; the others keep replicating among

@@ -267,24 +267,12 @@ func workloadBody(site string, wr, seq int, rng *rand.Rand, big bool) []byte {
 // acknowledged write is final, causally overwritten or a logged loser.
 func TestWorkloadWithPartitionNoSilentLoss(t *testing.T) {
 	e := labEnv(t)
-	healed := make(chan struct{})
-	t.Cleanup(func() { <-healed }) // never leave the shared lab cut
-	time.AfterFunc(2*time.Second, func() {
-		if out, err := e.lab.Ctl("cut", "a", "b"); err != nil {
-			t.Errorf("cut a b: %v %s", err, out)
-		}
-		time.AfterFunc(3*time.Second, func() {
-			defer close(healed)
-			if out, err := e.lab.Ctl("heal", "a", "b"); err != nil {
-				t.Errorf("heal a b: %v %s", err, out)
-			}
-		})
-	})
+	cut := e.ctlAt(2*time.Second, "cut", "a", "b")
+	heal := e.ctlAt(5*time.Second, "heal", "a", "b")
 	w := e.RunWorkload(t, context.Background(), WorkloadOptions{
 		Duration: 8 * time.Second, Keys: 40, ContendedFraction: 0, DeleteFraction: 0.15, Writers: 2,
 		Prefix: fmt.Sprintf("wlpart-%d/", time.Now().UnixNano()),
 	})
-	<-healed
-	e.quiesce(t, 2*time.Minute)
-	e.CheckNoSilentLoss(t, w)
+	e.mustHaveInjected(t, cut, heal)
+	e.checkAfterFault(t, w)
 }

@@ -121,9 +121,6 @@ func splitHostPort(hp string) (string, int, error) {
 // startFakeLab starts a lab with the real versitygw and the fake s3mesh.
 func startFakeLab(t *testing.T, o Options) (*Lab, *bytes.Buffer) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts real processes")
-	}
 	t.Setenv(fakeEnv, "1")
 	exe, err := os.Executable()
 	if err != nil {
@@ -385,9 +382,6 @@ func TestLabLinksResumeFresh(t *testing.T) {
 }
 
 func TestLabAgentFailureIsReported(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts real processes")
-	}
 	dir := t.TempDir()
 	t.Setenv(fakeEnv, "1")
 	exe, _ := os.Executable()

@@ -173,9 +173,6 @@ func (p *proc) stop(grace time.Duration) bool {
 	return true
 }
 
-// errExited is returned by waitReady when the process exits first.
-var errExited = errors.New("process exited")
-
 // waitReady polls check until it succeeds, the process exits, ctx ends or
 // timeout passes. The error names the process and its log, with the log's
 // last lines.

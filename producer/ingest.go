@@ -2,7 +2,6 @@ package producer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -151,6 +150,3 @@ func backoff(m jetstream.Msg) time.Duration {
 	d := time.Second << min(n-1, 5)
 	return min(d, 30*time.Second)
 }
-
-// ErrUnauthorized is returned by the webhook for a missing or wrong token.
-var ErrUnauthorized = errors.New("unauthorized")

@@ -35,6 +35,9 @@ type Webhook struct {
 	OnBad   func(source string) // counts rejected bodies
 }
 
+// ErrUnauthorized is the webhook's answer to a missing or wrong token.
+var ErrUnauthorized = errors.New("unauthorized")
+
 // MaxEventBytes bounds one webhook request body.
 const MaxEventBytes = 1 << 20
 

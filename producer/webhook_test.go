@@ -229,7 +229,6 @@ func TestWebhookStoresEvent(t *testing.T) {
 func TestWebhookBrokerDown(t *testing.T) {
 	tests := []struct {
 		name string
-		slow bool // waits for the webhook's publish timeout
 		opts func(down chan<- struct{}) []nats.Option
 	}{
 		{
@@ -239,8 +238,7 @@ func TestWebhookBrokerDown(t *testing.T) {
 			},
 		},
 		{
-			name: "connection reconnecting",
-			slow: true,
+			name: "connection reconnecting", // waits for the webhook's 10 s publish timeout
 			opts: func(down chan<- struct{}) []nats.Option {
 				var once sync.Once
 				return []nats.Option{nats.MaxReconnects(-1), nats.DisconnectErrHandler(func(*nats.Conn, error) { once.Do(func() { close(down) }) })}
@@ -249,9 +247,6 @@ func TestWebhookBrokerDown(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.slow && testing.Short() {
-				t.Skip("waits for the 10 s publish timeout")
-			}
 			down := make(chan struct{})
 			env := newWebhookEnv(t, tc.opts(down)...)
 			env.srv.Shutdown()

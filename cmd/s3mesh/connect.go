@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/s3mesh/s3mesh/agent"
+	"github.com/s3mesh/s3mesh/broker"
 	"github.com/s3mesh/s3mesh/config"
 	"github.com/s3mesh/s3mesh/lab"
 )
@@ -115,51 +116,7 @@ func (s *site) admin(verb string, req agent.AdminRequest) (string, error) {
 	return rep.Outcome, nil
 }
 
-// readAll calls fn with every message of stream from start (or from since,
-// if not zero), in order, and returns once it reached the stream's end as
-// it was when reading began.
+// readAll calls fn with every message of stream (see broker.ReadStream).
 func (s *site) readAll(ctx context.Context, stream string, since time.Time, fn func(seq uint64, data []byte) error) error {
-	st, err := s.js.Stream(ctx, stream)
-	if err != nil {
-		return fmt.Errorf("%s: %w", stream, err)
-	}
-	last := st.CachedInfo().State.LastSeq
-	if st.CachedInfo().State.Msgs == 0 {
-		return nil
-	}
-	cfg := jetstream.OrderedConsumerConfig{}
-	if !since.IsZero() {
-		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
-		cfg.OptStartTime = &since
-	}
-	cons, err := st.OrderedConsumer(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	for {
-		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			return err
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				return err
-			}
-			if err := fn(md.Sequence.Stream, m.Data()); err != nil {
-				return err
-			}
-			if md.Sequence.Stream >= last || md.NumPending == 0 {
-				return nil
-			}
-		}
-		if err := batch.Error(); err != nil {
-			return err
-		}
-		if n == 0 {
-			return nil // nothing after since
-		}
-	}
+	return broker.ReadStream(ctx, s.js, stream, since, fn)
 }

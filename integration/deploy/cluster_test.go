@@ -181,9 +181,6 @@ func connect(t *testing.T, res *gen.Result, r gen.Region) (*nats.Conn, jetstream
 }
 
 func TestDeployClusterTwoRegions(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts six nats-server processes")
-	}
 	bin := natsServerBin(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "deploy")
