@@ -276,8 +276,7 @@ func TestDeployClusterTwoRegions(t *testing.T) {
 	})
 	t.Logf("six nodes up, routes and leaf links established in %v", time.Since(start).Round(time.Millisecond))
 
-	ctx, cancel := context.WithTimeout(context.Background(), 80*time.Second)
-	defer cancel()
+	ctx := t.Context()
 	regA, regB := res.Regions[0], res.Regions[1]
 	_, jsA := connect(t, res, regA)
 	_, jsB := connect(t, res, regB)
@@ -330,50 +329,80 @@ func TestDeployClusterTwoRegions(t *testing.T) {
 			}
 		}
 	}
+	// mirrorState describes the mirror of CHANGES_a in b and the durable
+	// consumer in a that feeds it: what a failure report needs.
+	mirrorState := func(cctx context.Context) (uint64, string) {
+		s, err := jsB.Stream(cctx, broker.ChangesStream("a"))
+		if err != nil {
+			return 0, "mirror stream: " + err.Error()
+		}
+		info := s.CachedInfo()
+		desc := fmt.Sprintf("mirror msgs=%d", info.State.Msgs)
+		if info.Cluster != nil {
+			desc += " leader=" + info.Cluster.Leader
+		}
+		if mi := info.Mirror; mi != nil {
+			desc += fmt.Sprintf(" lag=%d active=%v", mi.Lag, mi.Active.Round(time.Millisecond))
+			if mi.Error != nil {
+				desc += " error=" + mi.Error.Error()
+			}
+		}
+		c, err := jsA.Consumer(cctx, broker.ChangesStream("a"), broker.MirrorConsumer("b"))
+		if err != nil {
+			return info.State.Msgs, desc + "; feeding consumer in a: " + err.Error()
+		}
+		ci := c.CachedInfo()
+		desc += fmt.Sprintf("; feeding consumer in a: delivered=%d ack_floor=%d pending=%d push_bound=%v",
+			ci.Delivered.Stream, ci.AckFloor.Stream, ci.NumPending, ci.PushBound)
+		if ci.Cluster != nil {
+			desc += " leader=" + ci.Cluster.Leader
+		}
+		return info.State.Msgs, desc
+	}
 	// checkMirror waits until the mirror of CHANGES_a in b holds want
 	// records and checks they are record-0..record-(want-1) in order.
+	//
+	// After both leaders are lost, the new mirror leader in b asks the
+	// consumer in a (itself electing a leader) to reset; when that request
+	// fails nats-server retries with a growing backoff capped at 2 minutes
+	// (retryMaximum in server/stream.go). The wait covers that cap: a
+	// mirror that takes longer is wedged, not slow.
 	checkMirror := func(want int) time.Duration {
 		t.Helper()
 		t0 := time.Now()
-		poll(t, fmt.Sprintf("mirror in b holds %d records", want), 40*time.Second, func() error {
+		lastLog := t0
+		poll(t, fmt.Sprintf("mirror in b holds %d records", want), 150*time.Second, func() error {
 			cctx, ccancel := context.WithTimeout(ctx, 3*time.Second)
 			defer ccancel()
-			s, err := jsB.Stream(cctx, broker.ChangesStream("a"))
-			if err != nil {
-				return err
+			n, desc := mirrorState(cctx)
+			if n == uint64(want) {
+				return nil
 			}
-			if n := s.CachedInfo().State.Msgs; n != uint64(want) {
-				return fmt.Errorf("mirror has %d", n)
+			if time.Since(lastLog) >= 10*time.Second {
+				lastLog = time.Now()
+				t.Logf("after %v: %s", time.Since(t0).Round(time.Second), desc)
 			}
-			return nil
+			return fmt.Errorf("%s", desc)
 		})
 		took := time.Since(t0)
-		s, err := jsB.Stream(ctx, broker.ChangesStream("a"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := 0
-		for got < want {
-			batch, err := c.Fetch(want-got, jetstream.FetchMaxWait(3*time.Second))
-			if err != nil {
-				t.Fatal(err)
-			}
-			n := 0
-			for m := range batch.Messages() {
-				if string(m.Data()) != "record-"+strconv.Itoa(got) {
-					t.Fatalf("mirror message %d is %q", got, m.Data())
+		// Read it back in order. Reads go to the stream's leader, which
+		// may still be settling: a failed read is retried from the start.
+		poll(t, fmt.Sprintf("read %d records from the mirror in b", want), 30*time.Second, func() error {
+			cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+			defer ccancel()
+			got := 0
+			err := broker.ReadStream(cctx, jsB, broker.ChangesStream("a"), time.Time{}, func(_ uint64, data []byte) error {
+				if string(data) != "record-"+strconv.Itoa(got) {
+					return fmt.Errorf("mirror message %d is %q", got, data)
 				}
 				got++
-				n++
+				return nil
+			})
+			if err == nil && got != want {
+				err = fmt.Errorf("read %d records, want %d", got, want)
 			}
-			if n == 0 {
-				t.Fatalf("mirror read stalled at %d of %d: %v", got, want, batch.Error())
-			}
-		}
+			return err
+		})
 		return took
 	}
 
@@ -478,8 +507,20 @@ func runAgents(t *testing.T, ctx context.Context, res *gen.Result, dir string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := c.EnsureBucket(ctx, bucket); err != nil {
-			t.Fatal(err)
+		// Bounded attempts: one hung request must not eat the test's
+		// budget, and a failure shows what the gateway logged.
+		var err2 error
+		for attempt := 0; attempt < 3; attempt++ {
+			cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+			err2 = c.EnsureBucket(cctx, bucket)
+			ccancel()
+			if err2 == nil {
+				break
+			}
+			t.Logf("region %s: create bucket (attempt %d): %v", r.Name, attempt+1, err2)
+		}
+		if err2 != nil {
+			t.Fatalf("region %s: create bucket: %v\n--- versitygw log ---\n%s", r.Name, err2, v.LogTail(4096))
 		}
 		clients[r.Name] = c
 	}
@@ -513,11 +554,15 @@ scan: {interval: 1s}
 		supervise(t, "agent-"+r.Name, dir, bin, "agent", "--config", path)
 	}
 	body := []byte("hello from region a over TLS")
-	if _, err := clients["a"].Put(ctx, s3io.PutInput{Bucket: bucket, Key: "dir/obj.txt", Body: bytes.NewReader(body), Size: int64(len(body))}); err != nil {
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer pcancel()
+	if _, err := clients["a"].Put(pctx, s3io.PutInput{Bucket: bucket, Key: "dir/obj.txt", Body: bytes.NewReader(body), Size: int64(len(body))}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "object replicated to b", 40*time.Second, func() error {
-		rc, _, err := clients["b"].Get(ctx, bucket, "dir/obj.txt", "")
+	poll(t, "object replicated to b", 60*time.Second, func() error {
+		gctx, gcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer gcancel()
+		rc, _, err := clients["b"].Get(gctx, bucket, "dir/obj.txt", "")
 		if err != nil {
 			return err
 		}

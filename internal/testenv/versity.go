@@ -164,6 +164,10 @@ func StartVersity(t testing.TB, extraArgs ...string) *Versity {
 	return nil
 }
 
+// LogTail returns the last n bytes of the gateway's log (stdout and
+// stderr of every run), for failure reports.
+func (v *Versity) LogTail(n int) string { return tail(v.logPath, n) }
+
 // Port returns the TCP port the gateway listens on.
 func (v *Versity) Port() int { return v.port }
 
