@@ -154,6 +154,7 @@ func (l *lab) converge(ctx context.Context, t *testing.T, g *ledger, timeout tim
 			break
 		}
 		if time.Now().After(deadline) {
+			l.diagnose(ctx)
 			t.Fatalf("no convergence after %v: %s", timeout, problem)
 		}
 		time.Sleep(time.Second)
