@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -404,4 +405,56 @@ func TestCutHealRestart(t *testing.T) {
 	m.waitSeq(ctx, "b", ChangesStream("c"), 20, 20*time.Second)
 	m.sameRecords(ctx, "a")
 	m.sameRecords(ctx, "c")
+}
+
+// A blackholed leaf link (no byte passes, nobody is told: dropped packets,
+// or a peer whose address changed) is closed by the ping check and
+// redialled, and the mirror catches up once traffic flows again. With
+// nats-server's default pings (2 min, 2 out) the link would stay "up" for
+// minutes; the test runs the same check with short pings.
+func TestBlackholedLeafLinkIsClosedAndRedialled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Second)
+	defer cancel()
+	const ping = 300 * time.Millisecond
+	m := newMeshWith(t, func(c *ServerConfig) { c.PingInterval, c.MaxPingsOut = ping, 2 }, "a", "b")
+	m.ensureAll(ctx)
+	m.publish(ctx, "a", 0, 10)
+	m.waitSeq(ctx, "b", ChangesStream("a"), 10, 10*time.Second)
+
+	p := m.proxies["a-b"]
+	p.Stall()
+	stalled := time.Now()
+	m.publish(ctx, "a", 10, 50) // a keeps taking writes
+	eventually(t, 10*time.Second, "a closes the silent link to b", func() error {
+		if links := m.sites["a"].srv.LeafLinks(); len(links) != 0 {
+			return fmt.Errorf("a still has links %+v", links)
+		}
+		return nil
+	})
+	closed := time.Since(stalled)
+	if closed < ping {
+		t.Fatalf("link closed after %v, before a single ping interval: not by the ping check", closed)
+	}
+	if got, _ := lastSeq(ctx, m.sites["b"].js, ChangesStream("a")); got != 10 {
+		t.Fatalf("b got records through a blackholed link: seq %d", got)
+	}
+	p.Unstall()
+	m.waitLinks("a")
+	took := m.waitSeq(ctx, "b", ChangesStream("a"), 60, 20*time.Second)
+	t.Logf("blackholed link closed %v after the stall (ping %v × 2); b caught up %v after traffic resumed",
+		closed.Round(10*time.Millisecond), ping, took.Round(10*time.Millisecond))
+	m.sameRecords(ctx, "a")
+}
+
+func TestServerPingDefaults(t *testing.T) {
+	opts, err := serverOptions(ServerConfig{Site: "a", Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.PingInterval != DefaultPingInterval || opts.MaxPingsOut != DefaultMaxPingsOut {
+		t.Fatalf("ping %v × %d, want %v × %d", opts.PingInterval, opts.MaxPingsOut, DefaultPingInterval, DefaultMaxPingsOut)
+	}
+	if _, err := serverOptions(ServerConfig{Site: "a", Listen: "127.0.0.1:0", StoreDir: t.TempDir(), PingInterval: -time.Second}); err == nil {
+		t.Fatal("negative ping interval accepted")
+	}
 }

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -54,7 +55,23 @@ type ServerConfig struct {
 	// ReadyTimeout bounds the wait for the server (including JetStream
 	// recovery of the store) to accept connections (0 = 30 s).
 	ReadyTimeout time.Duration
+
+	// PingInterval and MaxPingsOut decide how soon a connection that went
+	// silent is closed (0 = DefaultPingInterval, DefaultMaxPingsOut).
+	PingInterval time.Duration
+	MaxPingsOut  int
 }
+
+// DefaultPingInterval and DefaultMaxPingsOut close a leaf link (or client
+// connection) whose peer stopped answering within 30–40 s. nats-server's
+// own defaults (2 min, 2) keep a blackholed link — packets dropped, or the
+// peer's address changed, with no reset reaching this end — "up" for 4–6
+// minutes, and nothing is redialled or replicated meanwhile. A ping every
+// 10 s costs nothing.
+const (
+	DefaultPingInterval = 10 * time.Second
+	DefaultMaxPingsOut  = 3
+)
 
 // leafReconnectInterval is how often a cut leaf link is redialled. The
 // server default (1 s) is fine, but set it explicitly: the lab's cut/heal
@@ -135,6 +152,9 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 	if cfg.StoreDir == "" {
 		return nil, fmt.Errorf("broker: site %s: empty store directory", cfg.Site)
 	}
+	if cfg.PingInterval < 0 || cfg.MaxPingsOut < 0 {
+		return nil, fmt.Errorf("broker: site %s: negative ping interval %v or max pings out %d", cfg.Site, cfg.PingInterval, cfg.MaxPingsOut)
+	}
 	if cfg.SyncInterval < 0 {
 		return nil, fmt.Errorf("broker: site %s: negative sync interval %v", cfg.Site, cfg.SyncInterval)
 	}
@@ -158,6 +178,8 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 		StoreDir:        cfg.StoreDir,
 		SyncAlways:      cfg.SyncAlways,
 		SyncInterval:    cfg.SyncInterval,
+		PingInterval:    cmp.Or(cfg.PingInterval, DefaultPingInterval),
+		MaxPingsOut:     cmp.Or(cfg.MaxPingsOut, DefaultMaxPingsOut),
 	}
 	if cfg.User != "" {
 		opts.Users = []*server.User{{Username: cfg.User, Password: cfg.Password}}

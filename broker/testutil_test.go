@@ -74,6 +74,12 @@ func linkKey(x, y string) string {
 // through a proxy; the lexically smaller site of each pair dials.
 func newMesh(t testing.TB, names ...string) *mesh {
 	t.Helper()
+	return newMeshWith(t, nil, names...)
+}
+
+// newMeshWith is newMesh with every server's config passed through tune.
+func newMeshWith(t testing.TB, tune func(*ServerConfig), names ...string) *mesh {
+	t.Helper()
 	m := &mesh{t: t, sites: map[string]*site{}, names: names, proxies: map[string]*proxy.Proxy{}}
 	for _, n := range names {
 		m.sites[n] = &site{name: n, cfg: ServerConfig{
@@ -89,6 +95,9 @@ func newMesh(t testing.TB, names ...string) *mesh {
 			}
 		}
 		m.sites[n].topo = Topology{Site: n, Peers: peers}
+		if tune != nil {
+			tune(&m.sites[n].cfg)
+		}
 	}
 	for i, x := range names {
 		for _, y := range names[i+1:] {

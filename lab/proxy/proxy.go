@@ -26,6 +26,11 @@ type Proxy struct {
 
 	delay atomic.Int64 // time.Duration added before each chunk is written
 
+	// stall, while set, holds every byte in flight without closing
+	// anything: a blackholed link (dropped packets, a peer whose address
+	// changed) that neither end is told about. Closed and replaced by Unstall.
+	stall atomic.Pointer[chan struct{}]
+
 	mu     sync.Mutex
 	cut    bool
 	closed bool
@@ -87,6 +92,22 @@ func (p *Proxy) Heal() {
 	p.log.Info("link healed")
 }
 
+// Stall makes the link a blackhole: connections stay open at both ends,
+// new ones are accepted, but no byte is forwarded until Unstall. Unlike
+// Cut, nobody learns that the link is gone; only a timeout of the
+// endpoints (NATS pings) ends the connections.
+func (p *Proxy) Stall() {
+	ch := make(chan struct{})
+	p.stall.CompareAndSwap(nil, &ch)
+}
+
+// Unstall forwards the bytes held by Stall and lets traffic through again.
+func (p *Proxy) Unstall() {
+	if ch := p.stall.Swap(nil); ch != nil {
+		close(*ch)
+	}
+}
+
 // IsCut reports whether the link is currently cut.
 func (p *Proxy) IsCut() bool {
 	p.mu.Lock()
@@ -106,6 +127,7 @@ func (p *Proxy) SetDelay(d time.Duration) {
 // Close stops listening, closes every connection and waits for the
 // proxy's goroutines to end. It is safe to call more than once.
 func (p *Proxy) Close() error {
+	p.Unstall() // release pipes held by a stall so that they can end
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -218,6 +240,9 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
+			if ch := p.stall.Load(); ch != nil {
+				<-*ch // held until Unstall; Close unstalls too
+			}
 			if d := time.Duration(p.delay.Load()); d > 0 {
 				time.Sleep(d)
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -228,5 +229,41 @@ func TestNewErrors(t *testing.T) {
 	p := newProxy(t, "127.0.0.1:1")
 	if _, err := New(p.Addr(), "127.0.0.1:1", nil); err == nil {
 		t.Fatal("listening on a used port succeeded")
+	}
+}
+
+// A stalled proxy forwards nothing and closes nothing; Unstall delivers
+// what was held and the link works again.
+func TestStallHoldsBytesWithoutClosing(t *testing.T) {
+	p := newProxy(t, echoServer(t))
+	c := dial(t, p.Addr())
+	if got, err := roundTrip(c, "before"); err != nil || got != "before" {
+		t.Fatalf("before stall: %q %v", got, err)
+	}
+	p.Stall()
+	if _, err := io.WriteString(c, "held\n"); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if got, err := r.ReadString('\n'); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("stalled link answered %q, %v (want a read timeout, not data or a close)", got, err)
+	}
+	p.Unstall()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if got, err := r.ReadString('\n'); err != nil || got != "held\n" {
+		t.Fatalf("after unstall: %q %v", got, err)
+	}
+	// Close must not hang on a stalled pipe.
+	p.Stall()
+	if _, err := io.WriteString(c, "x\n"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { p.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hung on a stalled connection")
 	}
 }
