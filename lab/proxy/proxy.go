@@ -28,7 +28,7 @@ type Proxy struct {
 
 	// stall, while set, holds every byte in flight without closing
 	// anything: a blackholed link (dropped packets, a peer whose address
-	// changed) that neither end is told about. Closed and replaced by Unstall.
+	// changed) that neither end is told about. Unstall closes and clears it.
 	stall atomic.Pointer[chan struct{}]
 
 	mu     sync.Mutex
