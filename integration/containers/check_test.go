@@ -95,7 +95,22 @@ func md5hex(b []byte) string { h := md5.Sum(b); return hex.EncodeToString(h[:]) 
 // writer writes unique keys at site s (and overwrites the hot keys when
 // hot is true) every interval until stop is closed. Failed writes are
 // recorded (not acknowledged) and the writer goes on.
-func (l *lab) writer(ctx context.Context, t *testing.T, g *ledger, s, tag string, hot bool, stop <-chan struct{}, wg *sync.WaitGroup) {
+// writers starts one writer per site (site a also rewrites three hot keys,
+// so that there are conflicts) and returns the function that stops them
+// and waits until they are done.
+func (l *lab) writers(ctx context.Context, g *ledger, tag string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, s := range siteNames {
+		l.writer(ctx, g, s, tag, s == "a", done, &wg)
+	}
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+func (l *lab) writer(ctx context.Context, g *ledger, s, tag string, hot bool, stop <-chan struct{}, wg *sync.WaitGroup) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -2,7 +2,6 @@ package containers
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 )
@@ -16,11 +15,7 @@ func TestPartitionSiteC(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	g := newLedger()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, s := range siteNames {
-		l.writer(ctx, t, g, s, "part", s == "a", stop, &wg)
-	}
+	stopWriters := l.writers(ctx, g, "part")
 	time.Sleep(3 * time.Second)
 
 	if err := l.cut(ctx, "c"); err != nil {
@@ -47,8 +42,7 @@ func TestPartitionSiteC(t *testing.T) {
 	}
 	t.Log("site c reconnected")
 	time.Sleep(2 * time.Second)
-	close(stop)
-	wg.Wait()
+	stopWriters()
 	l.converge(ctx, t, g, 90*time.Second)
 }
 
@@ -61,11 +55,7 @@ func TestRestartAgentAndNATSB(t *testing.T) {
 	defer cancel()
 	b := l.sites["b"]
 	g := newLedger()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, s := range siteNames {
-		l.writer(ctx, t, g, s, "restart", s == "a", stop, &wg)
-	}
+	stopWriters := l.writers(ctx, g, "restart")
 	time.Sleep(2 * time.Second)
 
 	kill := time.Duration(0) // docker stop -t 0: SIGKILL at once
@@ -96,7 +86,6 @@ func TestRestartAgentAndNATSB(t *testing.T) {
 	}
 	t.Log("nats-b, s3-b and agent-b started again")
 	time.Sleep(3 * time.Second)
-	close(stop)
-	wg.Wait()
+	stopWriters()
 	l.converge(ctx, t, g, 90*time.Second)
 }

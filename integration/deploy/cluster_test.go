@@ -332,24 +332,14 @@ func TestDeployClusterTwoRegions(t *testing.T) {
 	// mirrorState describes the mirror of CHANGES_a in b and the durable
 	// consumer in a that feeds it: what a failure report needs.
 	mirrorState := func(cctx context.Context) (uint64, string) {
-		s, err := jsB.Stream(cctx, broker.ChangesStream("a"))
+		ms, err := broker.Mirrors(cctx, jsB, broker.Topology{Site: "b", Peers: []string{"a"}})
 		if err != nil {
-			return 0, "mirror stream: " + err.Error()
+			return 0, "mirror in b: " + err.Error()
 		}
-		info := s.CachedInfo()
-		desc := fmt.Sprintf("mirror msgs=%d", info.State.Msgs)
-		if info.Cluster != nil {
-			desc += " leader=" + info.Cluster.Leader
-		}
-		if mi := info.Mirror; mi != nil {
-			desc += fmt.Sprintf(" lag=%d active=%v", mi.Lag, mi.Active.Round(time.Millisecond))
-			if mi.Error != nil {
-				desc += " error=" + mi.Error.Error()
-			}
-		}
+		desc := fmt.Sprintf("mirror in b: %s msgs=%d", ms[0], ms[0].Msgs)
 		c, err := jsA.Consumer(cctx, broker.ChangesStream("a"), broker.MirrorConsumer("b"))
 		if err != nil {
-			return info.State.Msgs, desc + "; feeding consumer in a: " + err.Error()
+			return ms[0].Msgs, desc + "; feeding consumer in a: " + err.Error()
 		}
 		ci := c.CachedInfo()
 		desc += fmt.Sprintf("; feeding consumer in a: delivered=%d ack_floor=%d pending=%d push_bound=%v",
@@ -357,7 +347,7 @@ func TestDeployClusterTwoRegions(t *testing.T) {
 		if ci.Cluster != nil {
 			desc += " leader=" + ci.Cluster.Leader
 		}
-		return info.State.Msgs, desc
+		return ms[0].Msgs, desc
 	}
 	// checkMirror waits until the mirror of CHANGES_a in b holds want
 	// records and checks they are record-0..record-(want-1) in order.
