@@ -4,7 +4,8 @@
 // containers, and checks convergence and that no acknowledged write is lost.
 //
 // The tests need a Docker engine. Without one they are skipped with a loud
-// message; set S3MESH_REQUIRE_DOCKER=1 to make that a failure instead (CI).
+// message on a developer machine; with CI=true (or S3MESH_REQUIRE_DOCKER=1)
+// they fail instead, so CI never passes without having run them.
 // The reaper (Ryuk) must stay disabled (TESTCONTAINERS_RYUK_DISABLED=true, as
 // `make test` sets): its image cannot be pulled here. Every container,
 // network and volume a test creates is removed by the tests themselves.
@@ -44,10 +45,10 @@ var siteNames = []string{"a", "b", "c"}
 // The lab is shared by the tests of the package (starting it costs ~20 s)
 // and torn down by TestMain.
 var (
-	labOnce sync.Once
-	theLab  *lab
-	labErr  error
-	skipMsg string
+	labOnce  sync.Once
+	theLab   *lab
+	labErr   error
+	noDocker string // why the tests cannot run, when no Docker engine answers
 )
 
 func TestMain(m *testing.M) {
@@ -73,7 +74,7 @@ func getLab(t *testing.T) *lab {
 			if cli != nil {
 				cli.Close()
 			}
-			skipMsg = fmt.Sprintf("SKIPPED: no Docker engine: the container tests did not run (%v)", err)
+			noDocker = fmt.Sprintf("no Docker engine: the container tests did not run (%v)", err)
 			return
 		}
 		if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") != "true" {
@@ -82,17 +83,31 @@ func getLab(t *testing.T) *lab {
 		}
 		theLab, labErr = startLab(ctx, cli)
 	})
-	if skipMsg != "" {
-		fmt.Fprintln(os.Stderr, "\n*** "+skipMsg+" ***")
-		if os.Getenv("S3MESH_REQUIRE_DOCKER") == "1" {
-			t.Fatal(skipMsg + " (S3MESH_REQUIRE_DOCKER=1)")
+	if noDocker != "" {
+		if why := dockerRequired(); why != "" {
+			fmt.Fprintln(os.Stderr, "\n*** FAILED: "+noDocker+" ***")
+			t.Fatalf("%s; with %s that is a failure, not a skip: start Docker (`docker version` must answer)", noDocker, why)
 		}
-		t.Skip(skipMsg)
+		fmt.Fprintln(os.Stderr, "\n*** SKIPPED: "+noDocker+" ***")
+		t.Skip("SKIPPED: " + noDocker)
 	}
 	if labErr != nil {
 		t.Fatalf("start the container lab: %v", labErr)
 	}
 	return theLab
+}
+
+// dockerRequired says why a missing Docker engine must fail the tests
+// rather than skip them (CI=true, or S3MESH_REQUIRE_DOCKER=1), or "" when a
+// skip is allowed (a developer machine).
+func dockerRequired() string {
+	if ci := os.Getenv("CI"); strings.EqualFold(ci, "true") || ci == "1" {
+		return "CI=" + ci
+	}
+	if os.Getenv("S3MESH_REQUIRE_DOCKER") == "1" {
+		return "S3MESH_REQUIRE_DOCKER=1"
+	}
+	return ""
 }
 
 // site is one site's three long-running containers.
