@@ -330,12 +330,8 @@ func (l localAdapter) Reconcile(ctx context.Context, bucket, key string) error {
 	return err
 }
 
-func (l localAdapter) FlushPendingLocked(ctx context.Context, bucket, key string, e *state.Entry) error {
-	return l.p.FlushPendingLocked(ctx, bucket, key, e)
-}
-
-func (l localAdapter) SettleApplyingLocked(ctx context.Context, bucket, key string, e *state.Entry) (bool, error) {
-	return l.p.SettleApplyingLocked(ctx, bucket, key, e)
+func (l localAdapter) RecoverLocked(ctx context.Context, bucket, key string, e *state.Entry) error {
+	return l.p.RecoverLocked(ctx, bucket, key, e)
 }
 
 // terminal returns f if it is a terminal (the scanner then draws progress).

@@ -29,8 +29,30 @@ func (s *Scanner) ScanBucket(ctx context.Context, bucket string) (ScanStats, err
 	prog := s.progress(bucket, &st)
 	defer prog.stop()
 
-	// Pass 1: publish what is new or changed, count what is missing.
-	err := s.mergePass(ctx, bucket, cur.After,
+	if err := s.changesPass(ctx, bucket, cur.After, &st); err != nil {
+		return st, err
+	}
+	if err := s.Store.PutMeta(cursorKey(bucket), nil); err != nil {
+		return st, err
+	}
+	defer s.setStatus(bucket, func(b *BucketStatus) { b.LastScan, b.Last = time.Now().UTC(), st })
+	if st.Missing == 0 {
+		return st, s.release(bucket, st)
+	}
+	if held, err := s.holdDeletes(bucket, &st); err != nil || held {
+		return st, err
+	}
+	if err := s.deletesPass(ctx, bucket, &st); err != nil {
+		return st, err
+	}
+	return st, s.release(bucket, st)
+}
+
+// changesPass (pass 1) publishes what is new or changed from startAfter on,
+// counts what is missing and collects expired tombstones, saving a cursor
+// after every page.
+func (s *Scanner) changesPass(ctx context.Context, bucket, startAfter string, st *ScanStats) error {
+	return s.mergePass(ctx, bucket, startAfter,
 		func(le s3io.ListEntry) {
 			st.Listed++
 			if s.P.Ignored(le.Key) {
@@ -47,78 +69,70 @@ func (s *Scanner) ScanBucket(ctx context.Context, bucket string) (ScanStats, err
 			if ok && e.Present() && e.LocalETag == le.ETag && e.Pending == nil {
 				return
 			}
-			res, err := s.P.Reconcile(ctx, bucket, le.Key)
-			if err != nil {
-				st.Errors++
-				s.Log.Warn("scan: reconcile failed", "bucket", bucket, "key", le.Key, "err", err)
-			} else if res == Published {
-				st.Published++
-			}
+			s.reconcile(ctx, bucket, le.Key, st, &st.Published)
 		},
 		func(key string, e state.Entry) {
 			if e.Present() || e.Pending != nil {
 				st.Known++
 				st.Missing++
 			} else if s.collectable(e) {
-				s.collect(bucket, key, &st)
+				s.collect(bucket, key, st)
 			}
 		},
 		func(after string) error {
 			return s.Store.PutMeta(cursorKey(bucket), &cursor{After: after, Listed: st.Listed, Missing: st.Missing, Known: st.Known})
 		})
-	if err != nil {
-		return st, err
-	}
-	if err := s.Store.PutMeta(cursorKey(bucket), nil); err != nil {
-		return st, err
-	}
-	defer s.setStatus(bucket, func(b *BucketStatus) { b.LastScan, b.Last = time.Now().UTC(), st })
-	if st.Missing == 0 {
-		return st, s.release(bucket, st)
-	}
-	// Deletes: only when the share of known keys missing is plausible, or an
-	// operator confirmed.
+}
+
+// holdDeletes holds the bucket's deletes when the share of known keys
+// missing is implausible and no operator confirmed them.
+func (s *Scanner) holdDeletes(bucket string, st *ScanStats) (bool, error) {
 	var h Hold
 	held, err := s.Store.GetMeta(holdKey(bucket), &h)
 	if err != nil {
-		return st, err
+		return false, err
 	}
 	frac := float64(st.Missing) / float64(max(st.Known, 1))
-	if frac > s.MaxDeleteFraction && !(held && h.Confirmed) {
-		st.Held = true
-		if !held {
-			h = Hold{Since: time.Now().UTC()}
-		}
-		h.Missing, h.Known, h.Confirmed = st.Missing, st.Known, false
-		if err := s.Store.PutMeta(holdKey(bucket), &h); err != nil {
-			return st, err
-		}
-		s.P.setHeld(bucket, true)
-		s.setStatus(bucket, func(b *BucketStatus) { hh := h; b.Held = &hh })
-		s.P.m.HeldBuckets.WithLabelValues(bucket).Set(1)
-		s.Log.Error("deletes HELD: too many keys missing from the bucket (wiped, replaced or misconfigured store?); nothing deleted at other sites. "+
-			"Confirm with `s3mesh scan confirm-deletes --bucket B` or rebuild the site from its peers",
-			"bucket", bucket, "missing", st.Missing, "known", st.Known, "fraction", fmt.Sprintf("%.3f", frac), "max", s.MaxDeleteFraction)
-		return st, nil
+	if frac <= s.MaxDeleteFraction || (held && h.Confirmed) {
+		return false, nil
 	}
-	// Pass 2: publish the deletes (Reconcile HEADs each key again first).
+	st.Held = true
+	if !held {
+		h = Hold{Since: time.Now().UTC()}
+	}
+	h.Missing, h.Known, h.Confirmed = st.Missing, st.Known, false
+	if err := s.Store.PutMeta(holdKey(bucket), &h); err != nil {
+		return true, err
+	}
+	s.P.setHeld(bucket, true)
+	s.setStatus(bucket, func(b *BucketStatus) { hh := h; b.Held = &hh })
+	s.P.m.HeldBuckets.WithLabelValues(bucket).Set(1)
+	s.Log.Error("deletes HELD: too many keys missing from the bucket (wiped, replaced or misconfigured store?); nothing deleted at other sites. "+
+		"Confirm with `s3mesh scan confirm-deletes --bucket B` or rebuild the site from its peers",
+		"bucket", bucket, "missing", st.Missing, "known", st.Known, "fraction", fmt.Sprintf("%.3f", frac), "max", s.MaxDeleteFraction)
+	return true, nil
+}
+
+// deletesPass (pass 2) publishes the deletes; Reconcile HEADs each key
+// again first.
+func (s *Scanner) deletesPass(ctx context.Context, bucket string, st *ScanStats) error {
 	s.P.setHeld(bucket, false)
-	err = s.mergePass(ctx, bucket, "", func(s3io.ListEntry) {}, func(key string, e state.Entry) {
-		if !e.Present() && e.Pending == nil {
-			return
-		}
-		res, err := s.P.Reconcile(ctx, bucket, key)
-		if err != nil {
-			st.Errors++
-			s.Log.Warn("scan: reconcile failed", "bucket", bucket, "key", key, "err", err)
-		} else if res == Published {
-			st.Deleted++
+	return s.mergePass(ctx, bucket, "", func(s3io.ListEntry) {}, func(key string, e state.Entry) {
+		if e.Present() || e.Pending != nil {
+			s.reconcile(ctx, bucket, key, st, &st.Deleted)
 		}
 	}, nil)
+}
+
+// reconcile reconciles one key for the scan, counting a publish in counter.
+func (s *Scanner) reconcile(ctx context.Context, bucket, key string, st *ScanStats, counter *int) {
+	res, err := s.P.Reconcile(ctx, bucket, key)
 	if err != nil {
-		return st, err
+		st.Errors++
+		s.Log.Warn("scan: reconcile failed", "bucket", bucket, "key", key, "err", err)
+	} else if res == Published {
+		(*counter)++
 	}
-	return st, s.release(bucket, st)
 }
 
 // release clears a hold after a scan that published its deletes or found
@@ -136,6 +150,29 @@ func (s *Scanner) release(bucket string, st ScanStats) error {
 	return s.Store.PutMeta(holdKey(bucket), nil)
 }
 
+// mergePage merges one page of the listing (keys after prev) with the state
+// entries in its key range.
+func (s *Scanner) mergePage(bucket, prev string, page []s3io.ListEntry, onListed func(s3io.ListEntry), onMissing func(string, state.Entry)) error {
+	i := 0
+	err := s.Store.ScanRange(bucket, prev, page[len(page)-1].Key, func(key string, e state.Entry) error {
+		for i < len(page) && page[i].Key < key {
+			i++
+		}
+		if i < len(page) && page[i].Key == key {
+			return nil
+		}
+		onMissing(key, e)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, le := range page {
+		onListed(le)
+	}
+	return nil
+}
+
 // mergePass walks the listing of bucket after startAfter page by page and
 // the state alongside it: onListed for each listed object, onMissing for
 // each state entry whose key was not listed, saved(after) after each page.
@@ -151,25 +188,10 @@ func (s *Scanner) mergePass(ctx context.Context, bucket, startAfter string, onLi
 		if len(page) == 0 {
 			return nil
 		}
-		last := page[len(page)-1].Key
-		i := 0
-		err := s.Store.ScanRange(bucket, prev, last, func(key string, e state.Entry) error {
-			for i < len(page) && page[i].Key < key {
-				i++
-			}
-			if i < len(page) && page[i].Key == key {
-				return nil
-			}
-			onMissing(key, e)
-			return nil
-		})
-		if err != nil {
+		if err := s.mergePage(bucket, prev, page, onListed, onMissing); err != nil {
 			return err
 		}
-		for _, le := range page {
-			onListed(le)
-		}
-		prev, page = last, page[:0]
+		prev, page = page[len(page)-1].Key, page[:0]
 		if saved != nil {
 			return saved(prev)
 		}
@@ -208,8 +230,7 @@ func (s *Scanner) mergePass(ctx context.Context, bucket, startAfter string, onLi
 
 // collectable reports whether e is a tombstone past the retention.
 func (s *Scanner) collectable(e state.Entry) bool {
-	return s.Retention > 0 && e.Held.Deleted && e.Pending == nil && e.Applying == nil &&
-		time.Since(time.UnixMilli(e.Updated)) > s.Retention
+	return e.Collectable(time.Now().UnixMilli(), s.Retention.Milliseconds())
 }
 
 func (s *Scanner) collect(bucket, key string, st *ScanStats) {

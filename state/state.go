@@ -10,45 +10,12 @@ import (
 	"github.com/cockroachdb/pebble"
 	"github.com/vmihailenco/msgpack/v5"
 
-	"github.com/s3mesh/s3mesh/schema"
+	"github.com/s3mesh/s3mesh/lifecycle"
 )
 
-// Entry is the state of one key at this site.
-type Entry struct {
-	Clock     schema.Clock   `msgpack:"clock"` // merged clock of everything seen for the key
-	Held      schema.Version `msgpack:"held"`  // the version this site holds (may be a tombstone)
-	LocalETag string         `msgpack:"etag"`  // ETag of the object in the local store ("" if absent)
-	// Attrs is the digest (schema.Attrs.Digest) of the held version's
-	// attributes: a metadata-only overwrite keeps the ETag, not the digest.
-	Attrs string `msgpack:"attrs,omitempty"`
-	// Pending is a change record the producer is about to publish (body
-	// omitted). It is written before the publish and cleared after, so a
-	// crash in between republishes the same record instead of inventing
-	// another with the same clock.
-	Pending *schema.Record `msgpack:"pending,omitempty"`
-	// Applying is the version the consumer is writing to the local store. It
-	// is written before the S3 write, so the producer recognises the write
-	// (including a delete, which leaves no marker) as a replica write even
-	// after a crash.
-	Applying *schema.Version `msgpack:"applying,omitempty"`
-	// Dead lists versions of this key that went to the dead-letter queue. A
-	// later version applied over them is logged as superseding them, so a
-	// record never overtakes a dead letter silently.
-	Dead    []string `msgpack:"dead,omitempty"`
-	Updated int64    `msgpack:"upd"` // unix ms of the last change
-}
-
-// Present reports whether the site holds a live object for the key.
-func (e *Entry) Present() bool { return e.Held.ID != "" && !e.Held.Deleted }
-
-// HeldPtr returns the held version, or nil if the site never saw the key.
-func (e *Entry) HeldPtr() *schema.Version {
-	if e == nil || e.Held.ID == "" {
-		return nil
-	}
-	v := e.Held
-	return &v
-}
+// Entry is the state of one key at this site; its meaning and every change
+// to it belong to the per-key state machine in package lifecycle.
+type Entry = lifecycle.Entry
 
 // Store is the pebble-backed state of one site.
 type Store struct {

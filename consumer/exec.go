@@ -1,0 +1,135 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/s3mesh/s3mesh/lifecycle"
+	"github.com/s3mesh/s3mesh/s3io"
+	"github.com/s3mesh/s3mesh/schema"
+)
+
+// errRefused: the local store refused a conditional effect (a local write
+// got there first).
+var errRefused = errors.New("the local store refused a conditional write")
+
+// execute carries out the effects the state machine asks of a consumer for
+// record rec, in order, and returns their outcome: Written when every write
+// succeeded, Refused when the store refused a conditional one.
+func (a *Applier) execute(ctx context.Context, k lifecycle.Key, rec *schema.Record, effs []lifecycle.Effect) (lifecycle.Input, error) {
+	var etag string
+	wrote := false
+	for _, ef := range effs {
+		var err error
+		switch ef := ef.(type) {
+		case lifecycle.LogConflict:
+			if a.Conflict != nil {
+				err = a.Conflict.Conflict(ctx, ef.Entry)
+			}
+		case lifecycle.CopyLoser:
+			err = a.copyLoser(ctx, k, ef)
+		case lifecycle.Put:
+			etag, err = a.put(ctx, k, ef)
+			wrote = true
+		case lifecycle.Delete:
+			err = a.delete(ctx, k, ef)
+			wrote = true
+		case lifecycle.CheckAbsent:
+			err = a.checkAbsent(ctx, k)
+			wrote = true
+		case lifecycle.Park:
+			return nil, fmt.Errorf("apply %s/%s: %s concurrent with held %s: %w", k.Bucket, k.Key, ef.Parked.ID, ef.Held.ID, ErrParked)
+		case lifecycle.Note:
+			lvl := slog.LevelInfo
+			if ef.Warn {
+				lvl = slog.LevelWarn
+			}
+			a.Log.Log(ctx, lvl, ef.Msg, append([]any{"bucket", k.Bucket, "key", k.Key}, ef.Args...)...)
+		default:
+			err = fmt.Errorf("consumer: unexpected effect %T for %s/%s", ef, k.Bucket, k.Key)
+		}
+		if errors.Is(err, errRefused) {
+			return lifecycle.Refused{}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !wrote {
+		return nil, nil
+	}
+	if h := a.Hooks.AfterWrite; h != nil {
+		h(k.Bucket, k.Key)
+	}
+	return lifecycle.Written{Record: rec, ETag: etag}, nil
+}
+
+// refusal maps a conditional write's 412 or 404 to errRefused.
+func refusal(err error) error {
+	if c := s3io.Classify(err); err != nil && (c == s3io.Precondition || c == s3io.NotFound) {
+		return errRefused
+	}
+	return err
+}
+
+// put writes the record's body (inline or fetched from a site holding the
+// version) with its replica marker, conditionally.
+func (a *Applier) put(ctx context.Context, k lifecycle.Key, p lifecycle.Put) (string, error) {
+	rec := p.Record
+	body, err := a.OpenBody(ctx, rec)
+	if err != nil {
+		return "", err
+	}
+	defer body.Close()
+	at := rec.Attrs
+	etag, err := a.S3.Put(ctx, s3io.PutInput{
+		Bucket: k.Bucket, Key: k.Key, Body: body, Size: rec.Version.Size, PartSize: a.PartSize,
+		IfMatch: p.IfMatch, IfNoneMatch: p.IfNoneMatch,
+		Attrs: s3io.Attrs{ContentType: at.ContentType, CacheControl: at.CacheControl,
+			ContentEncoding: at.ContentEncoding, ContentDisposition: at.ContentDisposition, Meta: p.Meta},
+	})
+	return etag, refusal(err)
+}
+
+// delete removes the local object if it is the one the entry says. A
+// conditional DELETE of an absent key succeeds on some stores (versitygw
+// answers 204), which would absorb an unrecorded local delete: look first.
+func (a *Applier) delete(ctx context.Context, k lifecycle.Key, d lifecycle.Delete) error {
+	info, err := a.S3.Head(ctx, k.Bucket, k.Key)
+	if err != nil {
+		return err
+	}
+	if !info.Exists || info.ETag != d.IfMatch {
+		return errRefused
+	}
+	return refusal(a.S3.Delete(ctx, k.Bucket, k.Key, d.IfMatch))
+}
+
+// checkAbsent confirms the local store holds nothing for the key: an object
+// there is a local write nobody has recorded yet.
+func (a *Applier) checkAbsent(ctx context.Context, k lifecycle.Key) error {
+	info, err := a.S3.Head(ctx, k.Bucket, k.Key)
+	if err != nil {
+		return err
+	}
+	if info.Exists {
+		return errRefused
+	}
+	return nil
+}
+
+// copyLoser keeps a conflict loser's bytes under its loser key before the
+// winner replaces it. The copy is a local write and replicates like any
+// object.
+func (a *Applier) copyLoser(ctx context.Context, k lifecycle.Key, c lifecycle.CopyLoser) error {
+	err := refusal(a.S3.CopyIfMatch(ctx, k.Bucket, k.Key, c.To, c.IfMatch))
+	if err != nil && !errors.Is(err, errRefused) {
+		return fmt.Errorf("keep loser %s as %s: %w", c.Loser, c.To, err)
+	}
+	if err == nil {
+		a.Log.Info("conflict loser kept", "bucket", k.Bucket, "key", k.Key, "loser", c.Loser, "kept_as", c.To)
+	}
+	return err
+}

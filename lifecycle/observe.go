@@ -1,0 +1,109 @@
+package lifecycle
+
+import "github.com/s3mesh/s3mesh/schema"
+
+// observe confirms a hint that the key may have changed locally: a replica
+// write is adopted, never published (I4); a version the state does not know
+// becomes a new change record.
+func (m Machine) observe(k Key, e Entry, in Observe, now int64) Step {
+	if e.Outstanding() {
+		return done(e, Unchanged, ErrOutstanding)
+	}
+	o := in.Object
+	if in.Force {
+		e.Clock = e.Clock.Merge(in.Over)
+		return m.publish(k, e, o, in.Policy, now)
+	}
+	if !o.Exists {
+		switch {
+		case !e.Present():
+			return done(e, Unchanged, nil) // a delete of a key the site does not hold
+		case in.BucketGone:
+			return done(e, Unchanged, ErrNoBucket)
+		case in.DeletesHeld && !in.DeleteEvent:
+			s := done(e, Held, nil)
+			s.Effects = []Effect{Note{Warn: true, Msg: "delete not published: the bucket's deletes are held"}}
+			return s
+		}
+		return m.publish(k, e, o, in.Policy, now)
+	}
+	if v, ok := o.replica(k); ok {
+		if e.Held.ID == v.ID && e.LocalETag == o.ETag {
+			return done(e, Replica, nil)
+		}
+		// The state lost track of a replica write (state rebuilt, or a crash
+		// after an apply's S3 write): adopt it, publish nothing.
+		e.Held, e.LocalETag, e.Attrs = v, o.ETag, o.Attrs.Digest()
+		e.Clock = e.Clock.Merge(v.Clock)
+		return saved(e, now, Done, Replica)
+	}
+	// Same bytes and same attributes: nothing new (a metadata-only
+	// overwrite keeps the ETag but not the attributes).
+	if e.Present() && e.LocalETag == o.ETag && e.Attrs == o.Attrs.Digest() {
+		return done(e, Unchanged, nil)
+	}
+	return m.publish(k, e, o, in.Policy, now)
+}
+
+// publish makes the record of the local version o (a tombstone when absent)
+// and returns it as a pending intent plus the Publish effect.
+func (m Machine) publish(k Key, e Entry, o Object, pol schema.Policy, now int64) Step {
+	clock := e.Clock.Bump(m.Site)
+	wall := now
+	if o.Exists && o.LastModified != 0 {
+		wall = o.LastModified
+	}
+	v := schema.Version{
+		ID:      schema.VersionID(m.Site, k.Bucket, k.Key, clock[m.Site]),
+		Origin:  m.Site,
+		Clock:   clock,
+		TS:      schema.NextTS(wall+m.SkewMillis, e.HeldPtr()),
+		Rank:    pol.Rank(m.Site, !o.Exists, e.HeldPtr()),
+		Deleted: !o.Exists,
+	}
+	rec := schema.Record{Schema: schema.RecordSchema, Bucket: k.Bucket, Key: k.Key, MadeAt: now}
+	if o.Exists {
+		v.Size, v.ETag = o.Size, o.ETag
+		rec.Attrs = o.Attrs
+	}
+	rec.Version = v
+	// The intent (without the body) is durable before the publish: after a
+	// crash past the publish, a later write must not reuse this clock for
+	// other content, so Recover republishes this record first.
+	pending, send := rec, rec
+	e.Pending = &pending
+	return saved(e, now, Feed, Unchanged, Publish{Record: &send, ReadInline: o.Exists && o.Size <= m.InlineThreshold})
+}
+
+// published commits the pending record once the broker stored it.
+func (m Machine) published(e Entry, in PublishAcked, now int64) Step {
+	p := e.Pending
+	if p == nil || in.Publish.Record == nil || p.Version.ID != in.Publish.Record.Version.ID {
+		return done(e, Unchanged, ErrUnexpected)
+	}
+	e.Clock = e.Clock.Merge(p.Version.Clock)
+	e.Held = p.Version
+	e.LocalETag = p.Version.ETag
+	if p.Version.Deleted {
+		e.LocalETag = ""
+	}
+	e.Attrs = p.Attrs.Digest()
+	e.Pending = nil
+	if in.Publish.Republish {
+		return saved(e, now, Done, Recovered,
+			Note{Msg: "republished an interrupted record", Args: []any{"id", p.Version.ID}})
+	}
+	return saved(e, now, Done, Published)
+}
+
+// publishChanged drops a pending record that was never sent: the object
+// changed before its body could be read, so the next observation makes the
+// record of what the store holds now (reusing the clock is safe, nothing
+// with it left the site).
+func (m Machine) publishChanged(e Entry, now int64) Step {
+	if e.Pending == nil {
+		return done(e, Unchanged, ErrUnexpected)
+	}
+	e.Pending = nil
+	return saved(e, now, Again, Unchanged)
+}

@@ -1,0 +1,135 @@
+package lifecycle
+
+import (
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/s3mesh/s3mesh/schema"
+)
+
+// receive decides an incoming record against the held version and returns
+// the writes that carry the decision out.
+func (m Machine) receive(k Key, e Entry, in Receive, now int64) Step {
+	if e.Outstanding() {
+		return done(e, Unchanged, ErrOutstanding)
+	}
+	rec, pol := in.Record, in.Policy
+	d := schema.Decide(e.HeldPtr(), e.Clock, rec.Version, pol.Policy)
+	var effs []Effect
+	if d.Conflict {
+		effs = append(effs, LogConflict{Entry: m.conflictEntry(k, d, pol, now)})
+	}
+	with := func(s Step) Step { s.Decision = d; return s }
+	switch d.Outcome {
+	case schema.Skip:
+		return with(done(e, Skipped, nil))
+	case schema.Park:
+		s := done(e, Parked, nil)
+		s.Effects = append(effs, Park{Held: *d.Winner, Parked: *d.Loser})
+		return with(s)
+	case schema.KeepLocal:
+		e.Clock = d.Merged
+		return with(saved(e, now, Done, KeptLocal, effs...))
+	}
+	v := rec.Version
+	if !e.Present() && v.Deleted {
+		// Nothing to delete: the store must hold nothing either (an object
+		// there is a local write nobody has recorded yet). No intent: no
+		// write happens.
+		return with(Step{Entry: e, Effects: append(effs, CheckAbsent{}), Next: Feed})
+	}
+	if d.Outcome == schema.ApplyWinner {
+		if c, ok := m.loserCopy(k, e, d, pol); ok {
+			effs = append(effs, c)
+		}
+	}
+	if v.Deleted {
+		effs = append(effs, Delete{IfMatch: e.LocalETag})
+	} else {
+		meta := maps.Clone(rec.Attrs.Meta)
+		if meta == nil {
+			meta = map[string]string{}
+		}
+		maps.Copy(meta, schema.ReplicaMeta(k.Bucket, k.Key, v))
+		p := Put{Record: rec, Meta: meta, IfNoneMatch: !e.Present()}
+		if e.Present() {
+			p.IfMatch = e.LocalETag
+		}
+		effs = append(effs, p)
+	}
+	// The intent is durable before any write, so a crash in between leaves
+	// an entry that Recover settles against the store.
+	e.Applying = &v
+	return with(saved(e, now, Feed, Unchanged, effs...))
+}
+
+// loserCopy is the copy of the held version's bytes to its loser key before
+// the winner replaces it, made only at the loser's origin (it holds the
+// bytes), so identical copies made at several sites never conflict in turn.
+func (m Machine) loserCopy(k Key, e Entry, d schema.Decision, pol BucketPolicy) (CopyLoser, bool) {
+	l := d.Loser
+	if !pol.KeepLosers || l.Deleted || l.Origin != m.Site || !e.Present() || e.Held.ID != l.ID {
+		return CopyLoser{}, false
+	}
+	return CopyLoser{To: schema.LoserKey(pol.LosersPrefix, k.Bucket, k.Key, *l), IfMatch: e.LocalETag, Loser: l.ID}, true
+}
+
+func (m Machine) conflictEntry(k Key, d schema.Decision, pol BucketPolicy, now int64) schema.ConflictEntry {
+	ce := schema.ConflictEntry{
+		Site: m.Site, Bucket: k.Bucket, Key: k.Key, Policy: pol.Policy.String(), Outcome: d.Outcome.String(),
+		Winner: schema.InfoOf(*d.Winner), Loser: schema.InfoOf(*d.Loser), DecidedAt: time.UnixMilli(now).UTC(),
+	}
+	if pol.KeepLosers && !d.Loser.Deleted && d.Outcome != schema.Park {
+		ce.LoserKeptAs = schema.LoserKey(pol.LosersPrefix, k.Bucket, k.Key, *d.Loser)
+	}
+	return ce
+}
+
+// written commits an apply whose effects all succeeded.
+func (m Machine) written(e Entry, in Written, now int64) Step {
+	if in.Record == nil {
+		return done(e, Unchanged, ErrUnexpected)
+	}
+	v := in.Record.Version
+	switch {
+	case e.Applying != nil && e.Applying.ID != v.ID:
+		return done(e, Unchanged, fmt.Errorf("%w: wrote %s while applying %s", ErrUnexpected, v.ID, e.Applying.ID))
+	case e.Applying == nil && !(v.Deleted && !e.Present()):
+		return done(e, Unchanged, fmt.Errorf("%w: wrote %s with no apply intent", ErrUnexpected, v.ID))
+	}
+	var effs []Effect
+	if len(e.Dead) > 0 {
+		effs = append(effs, Note{Warn: true, Msg: "a dead-lettered version of this key is superseded; its DLQ entry stays until retried (it will report skip) or dropped",
+			Args: []any{"dead", e.Dead, "by", v.ID}})
+		e.Dead = nil
+	}
+	e.Clock = e.Clock.Merge(v.Clock)
+	e.Held = v
+	e.LocalETag = in.ETag
+	e.Attrs = in.Record.Attrs.Digest()
+	e.Applying = nil
+	return saved(e, now, Done, Applied, effs...)
+}
+
+// refused drops the apply intent after the store refused a conditional
+// write: a local write got there first. The executor records it as its own
+// version, then receives the record again (it is then decided against it).
+func (m Machine) refused(e Entry, now int64) Step {
+	if e.Applying == nil {
+		return Step{Entry: e, Next: Again, Result: LocalChanged}
+	}
+	e.Applying = nil
+	return saved(e, now, Again, LocalChanged)
+}
+
+// deadLettered remembers that version id went to the dead-letter queue.
+func (m Machine) deadLettered(e Entry, id string, now int64) Step {
+	for _, d := range e.Dead {
+		if d == id {
+			return done(e, Unchanged, nil)
+		}
+	}
+	e.Dead = append(e.Dead, id)
+	return saved(e, now, Done, Unchanged)
+}

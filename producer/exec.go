@@ -1,0 +1,137 @@
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/s3mesh/s3mesh/lifecycle"
+	"github.com/s3mesh/s3mesh/s3io"
+	"github.com/s3mesh/s3mesh/schema"
+	"github.com/s3mesh/s3mesh/state"
+)
+
+// errChanged means the object changed while it was being read; Reconcile
+// starts again.
+var errChanged = errors.New("object changed while reading")
+
+// drive runs the per-key state machine from in until it is handled, with
+// the producer as its executor. The caller holds the key's lock.
+func (p *Producer) drive(ctx context.Context, k lifecycle.Key, e state.Entry, in lifecycle.Input) (lifecycle.Step, error) {
+	st, err := lifecycle.Drive(p.core, k, e, in, lifecycle.Executor{
+		Persist: func(e lifecycle.Entry) error { return p.store.Put(k.Bucket, k.Key, e) },
+		Execute: func(effs []lifecycle.Effect) (lifecycle.Input, error) { return p.execute(ctx, k, effs) },
+		Now:     func() int64 { return p.cfg.Now().UnixMilli() },
+	})
+	switch {
+	case err != nil:
+		return st, err
+	case st.Err != nil:
+		return st, fmt.Errorf("reconcile %s/%s: %w", k.Bucket, k.Key, st.Err)
+	case st.Next == lifecycle.Again:
+		return st, errChanged
+	}
+	return st, nil
+}
+
+// execute carries out the effects the state machine asks of a producer.
+func (p *Producer) execute(ctx context.Context, k lifecycle.Key, effs []lifecycle.Effect) (lifecycle.Input, error) {
+	var next lifecycle.Input
+	for _, ef := range effs {
+		switch ef := ef.(type) {
+		case lifecycle.Publish:
+			in, err := p.publish(ctx, k, ef)
+			if err != nil {
+				return nil, err
+			}
+			next = in
+		case lifecycle.Inspect:
+			info, err := p.s3.Head(ctx, k.Bucket, k.Key)
+			if err != nil {
+				return nil, fmt.Errorf("settle %s/%s: %w", k.Bucket, k.Key, err)
+			}
+			next = lifecycle.Inspected{Object: ObjectOf(info)}
+		case lifecycle.Note:
+			note(p.log, k, ef)
+		default:
+			return nil, fmt.Errorf("producer: unexpected effect %T for %s/%s", ef, k.Bucket, k.Key)
+		}
+	}
+	return next, nil
+}
+
+// publish sends the record of a Publish effect, with its body inline if
+// asked (PublishChanged if the object changed before it could be read).
+func (p *Producer) publish(ctx context.Context, k lifecycle.Key, ef lifecycle.Publish) (lifecycle.Input, error) {
+	rec := *ef.Record
+	if ef.ReadInline {
+		body, err := p.readInline(ctx, k, rec.Version)
+		if errors.Is(err, errChanged) {
+			return lifecycle.PublishChanged{}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		rec.Inline, rec.Body = true, body
+	}
+	if err := p.send(ctx, &rec); err != nil {
+		return nil, err
+	}
+	if h := p.Hooks.AfterPublish; h != nil && !ef.Republish {
+		h(k.Bucket, k.Key)
+	}
+	p.log.Debug("published", "bucket", k.Bucket, "key", k.Key, "id", rec.Version.ID, "deleted", rec.Version.Deleted, "clock", rec.Version.Clock.String())
+	return lifecycle.PublishAcked{Publish: ef}, nil
+}
+
+func (p *Producer) readInline(ctx context.Context, k lifecycle.Key, v schema.Version) ([]byte, error) {
+	rc, got, err := p.s3.Get(ctx, k.Bucket, k.Key, v.ETag)
+	if err != nil {
+		if c := s3io.Classify(err); c == s3io.Precondition || c == s3io.NotFound {
+			return nil, errChanged
+		}
+		return nil, fmt.Errorf("read %s/%s: %w", k.Bucket, k.Key, err)
+	}
+	defer rc.Close()
+	body, err := io.ReadAll(io.LimitReader(rc, p.cfg.InlineThreshold+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s/%s: %w", k.Bucket, k.Key, err)
+	}
+	if int64(len(body)) != v.Size || got.ETag != v.ETag {
+		return nil, errChanged
+	}
+	return body, nil
+}
+
+func (p *Producer) send(ctx context.Context, rec *schema.Record) error {
+	data, err := rec.Encode()
+	if err != nil {
+		return fmt.Errorf("encode record %s: %w", rec.Version.ID, err)
+	}
+	part := schema.Partition(rec.Bucket, rec.Key, p.cfg.Partitions)
+	if err := p.pub.PublishRecord(ctx, part, data, rec.Version.ID); err != nil {
+		return fmt.Errorf("publish %s: %w", rec.Version.ID, err)
+	}
+	p.m.RecordsPublished.Inc()
+	return nil
+}
+
+// ObjectOf is what the state machine sees of a HEAD answer.
+func ObjectOf(info s3io.ObjectInfo) lifecycle.Object {
+	o := lifecycle.Object{Exists: info.Exists, ETag: info.ETag, Size: info.Size, Meta: info.Meta, Attrs: attrsOf(info)}
+	if !info.LastModified.IsZero() {
+		o.LastModified = info.LastModified.UnixMilli()
+	}
+	return o
+}
+
+// attrsOf is the replicated attributes of an object (s3mesh's own metadata
+// removed).
+func attrsOf(info s3io.ObjectInfo) schema.Attrs {
+	return schema.Attrs{
+		ContentType: info.ContentType, CacheControl: info.CacheControl,
+		ContentEncoding: info.ContentEncoding, ContentDisposition: info.ContentDisposition,
+		Meta: schema.UserMeta(info.Meta),
+	}
+}
