@@ -23,10 +23,64 @@ build: tools
 lab: build
 	$(BIN)/s3mesh lab --sites 3 --dir .lab
 
-## test: unit + integration tests against real versitygw and NATS
-test: build
-	$(GO) vet ./...
+## test: the cheap checks first (they fail fast), then the race detector on
+## the packages that start no child process of their own, then every unit and
+## integration test against real versitygw and NATS.
+test: check build race
 	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -count=1 -timeout 20m ./...
+
+## check: gofmt, go mod tidy, go vet and the layering test; each failure says
+## what to run to fix it.
+.PHONY: check fmt tidy vet layering race
+check: fmt tidy vet layering
+
+GOFMT ?= $(shell $(GO) env GOROOT)/bin/gofmt
+
+fmt:
+	@files=$$( { git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*' -not -path './.lab/*'; } | \
+		while read -r f; do [ ! -f "$$f" ] || echo "$$f"; done); \
+	[ -n "$$files" ] || { echo "make test: found no .go files to check with gofmt"; exit 1; }; \
+	bad=$$($(GOFMT) -l $$files) || { echo "make test: gofmt could not parse the files above"; exit 1; }; \
+	if [ -n "$$bad" ]; then \
+		echo "make test: gofmt would reformat:"; echo "$$bad" | sed 's/^/  /'; \
+		echo "fix: gofmt -w" $$bad; exit 1; \
+	fi
+
+tidy:
+	@diff=$$($(GO) mod tidy -diff) || { \
+		printf '%s\n' "$$diff" | head -n 60; \
+		echo "make test: go.mod/go.sum are not what go mod tidy makes them (diff above, first 60 lines)"; \
+		echo "fix: go mod tidy, then commit go.mod and go.sum"; exit 1; }
+
+vet:
+	@$(GO) vet ./... || { echo "make test: go vet found the problems above; fix them and rerun: go vet ./..."; exit 1; }
+
+layering:
+	@$(GO) test -count=1 ./internal/layering/ || { \
+		echo "make test: an import breaks the layering (above); remove it, or change the rule in internal/layering/layering_test.go"; \
+		echo "rerun: go test ./internal/layering/"; exit 1; }
+
+## race: go test -race on the pure and in-process packages (producer's tests
+## embed NATS in-process; verify's start versitygw children but take seconds,
+## so verify is in too). The race detector needs cgo,
+## so this step alone sets CGO_ENABLED=1 (every binary stays static) and
+## needs a C compiler with libc headers: if none works and we are root on
+## Debian/Ubuntu, it installs gcc and libc6-dev with apt-get.
+RACE_PKGS := ./schema/... ./lifecycle/... ./state/... ./consumer/... ./producer/... ./config/... ./verify/...
+
+race:
+	@cc=$$(CGO_ENABLED=1 $(GO) env CC); \
+	probe() { printf '#include <stdlib.h>\nint main(void){return 0;}\n' | $$cc -x c -o /dev/null - >/dev/null 2>&1; }; \
+	if ! probe; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "make test: go test -race needs a C compiler and there is none ($$cc); installing gcc and libc6-dev"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null; \
+		fi; \
+		probe || { echo "make test: go test -race needs cgo and a working C compiler ($$cc cannot build a C program)"; \
+			echo "fix: install one, e.g. apt-get install gcc libc6-dev (or set CC)"; exit 1; }; \
+	fi
+	@CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m $(RACE_PKGS) || { \
+		echo "make test: go test -race failed (above); rerun: CGO_ENABLED=1 go test -race $(RACE_PKGS)"; exit 1; }
 
 clean:
 	rm -rf $(BIN) .lab
