@@ -135,9 +135,16 @@ func (l *memLocal) RecoverLocked(context.Context, string, string, *state.Entry) 
 	return nil
 }
 
-type memConflicts struct{ entries []schema.ConflictEntry }
+type memConflicts struct {
+	entries []schema.ConflictEntry
+	fail    error // returned once
+}
 
 func (c *memConflicts) Conflict(_ context.Context, e schema.ConflictEntry) error {
+	if err := c.fail; err != nil {
+		c.fail = nil
+		return err
+	}
 	c.entries = append(c.entries, e)
 	return nil
 }
@@ -355,5 +362,25 @@ func TestApplyRecoversFirstAndSupersedesDeadLetters(t *testing.T) {
 	r.apply(t, inline("b", schema.Clock{"b": 2}, 100, "two"))
 	if r.local.recovers != 1 || wrote != 1 || r.entry(t).Dead != nil {
 		t.Fatalf("recovers %d, AfterWrite %d, dead %v", r.local.recovers, wrote, r.entry(t).Dead)
+	}
+}
+
+func TestKeptLocalConflictIsLoggedEvenIfTheFirstLogFails(t *testing.T) {
+	r := newRig(t, BucketPolicy{})
+	r.s3.objs["k"] = memObject{etag: "mine", body: "mine"}
+	if err := r.local.Reconcile(context.Background(), "bkt", "k"); err != nil {
+		t.Fatal(err)
+	}
+	older := inline("b", schema.Clock{"b": 1}, 10, "theirs")
+	r.log.fail = errors.New("broker unavailable")
+	if _, err := r.a.Apply(context.Background(), older); err == nil {
+		t.Fatal("a conflict log failure must fail the apply (it is retried)")
+	}
+	if r.entry(t).Clock["b"] != 0 {
+		t.Fatal("the clock merged before the conflict was logged: a retry would skip the record and the conflict would never be logged")
+	}
+	d, err := r.a.Apply(context.Background(), older)
+	if err != nil || d.Outcome != schema.KeepLocal || len(r.log.entries) != 1 || r.entry(t).Clock["b"] != 1 {
+		t.Fatalf("retry: %v %v, %d conflict entries, clock %s", d.Outcome, err, len(r.log.entries), r.entry(t).Clock)
 	}
 }

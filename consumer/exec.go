@@ -17,10 +17,11 @@ var errRefused = errors.New("the local store refused a conditional write")
 
 // execute carries out the effects the state machine asks of a consumer for
 // record rec, in order, and returns their outcome: Written when every write
-// succeeded, Refused when the store refused a conditional one.
+// succeeded, Refused when the store refused a conditional one, Logged when
+// a conflict was logged and nothing written.
 func (a *Applier) execute(ctx context.Context, k lifecycle.Key, rec *schema.Record, effs []lifecycle.Effect) (lifecycle.Input, error) {
 	var etag string
-	wrote := false
+	wrote, logged := false, false
 	for _, ef := range effs {
 		var err error
 		switch ef := ef.(type) {
@@ -28,6 +29,7 @@ func (a *Applier) execute(ctx context.Context, k lifecycle.Key, rec *schema.Reco
 			if a.Conflict != nil {
 				err = a.Conflict.Conflict(ctx, ef.Entry)
 			}
+			logged = true
 		case lifecycle.CopyLoser:
 			err = a.copyLoser(ctx, k, ef)
 		case lifecycle.Put:
@@ -58,6 +60,9 @@ func (a *Applier) execute(ctx context.Context, k lifecycle.Key, rec *schema.Reco
 		}
 	}
 	if !wrote {
+		if logged {
+			return lifecycle.Logged{Record: rec}, nil
+		}
 		return nil, nil
 	}
 	if h := a.Hooks.AfterWrite; h != nil {

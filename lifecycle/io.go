@@ -59,6 +59,10 @@ type Written struct {
 // local write got there first.
 type Refused struct{}
 
+// Logged is the outcome of a step whose only changing effect was
+// LogConflict (a conflict the held version won): the conflict is durable.
+type Logged struct{ Record *schema.Record }
+
 // DeadLettered says the record of version ID went to the dead-letter queue.
 type DeadLettered struct{ ID string }
 
@@ -70,6 +74,7 @@ func (PublishChanged) input() {}
 func (Inspected) input()      {}
 func (Written) input()        {}
 func (Refused) input()        {}
+func (Logged) input()         {}
 func (DeadLettered) input()   {}
 
 // Effect is one thing an executor must do, in the order given.

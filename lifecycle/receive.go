@@ -29,8 +29,9 @@ func (m Machine) receive(k Key, e Entry, in Receive, now int64) Step {
 		s.Effects = append(effs, Park{Held: *d.Winner, Parked: *d.Loser})
 		return with(s)
 	case schema.KeepLocal:
-		e.Clock = d.Merged
-		return with(saved(e, now, Done, KeptLocal, effs...))
+		// The conflict is logged before the merged clock is persisted: once
+		// the clock covers the record, it would be skipped, never logged.
+		return with(Step{Entry: e, Effects: effs, Next: Feed})
 	}
 	v := rec.Version
 	if !e.Present() && v.Deleted {
@@ -110,6 +111,20 @@ func (m Machine) written(e Entry, in Written, now int64) Step {
 	e.Attrs = in.Record.Attrs.Digest()
 	e.Applying = nil
 	return saved(e, now, Done, Applied, effs...)
+}
+
+// logged merges the clock of a conflict the held version won, once the
+// conflict log holds it.
+func (m Machine) logged(e Entry, in Logged, now int64) Step {
+	if in.Record == nil || e.Outstanding() {
+		return done(e, Unchanged, ErrUnexpected)
+	}
+	d := schema.Decide(e.HeldPtr(), e.Clock, in.Record.Version, schema.Policy{})
+	if d.Outcome != schema.KeepLocal {
+		return done(e, Unchanged, fmt.Errorf("%w: %s is not a conflict the held version wins", ErrUnexpected, in.Record.Version.ID))
+	}
+	e.Clock = d.Merged
+	return saved(e, now, Done, KeptLocal)
 }
 
 // refused drops the apply intent after the store refused a conditional

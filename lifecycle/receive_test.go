@@ -60,7 +60,7 @@ func TestReceive(t *testing.T) {
 		{"delete of a held object", holding(mine), tomb, BucketPolicy{}, schema.Apply, []string{"delete"}, true, Feed, Unchanged},
 		{"delete of an absent key", Entry{}, tomb, BucketPolicy{}, schema.Apply, []string{"check-absent"}, false, Feed, Unchanged},
 		{"conflict won by the record", holding(mine), newer, BucketPolicy{}, schema.ApplyWinner, []string{"log", "put"}, true, Feed, Unchanged},
-		{"conflict won by the held version", holding(mine), older, BucketPolicy{}, schema.KeepLocal, []string{"log"}, true, Done, KeptLocal},
+		{"conflict won by the held version", holding(mine), older, BucketPolicy{}, schema.KeepLocal, []string{"log"}, false, Feed, Unchanged},
 		{"conflict won, loser kept at its origin", holding(mine), newer, keep, schema.ApplyWinner, []string{"log", "copy", "put"}, true, Feed, Unchanged},
 		{"conflict parked", holding(mine), newer, manual, schema.Park, []string{"log", "park"}, false, Done, Parked},
 	}
@@ -77,8 +77,16 @@ func TestReceive(t *testing.T) {
 					t.Fatalf("effects %v, want %v", got, c.effects)
 				}
 			}
-			if c.result == KeptLocal && st.Entry.Clock.Compare(c.e.Clock.Merge(c.v.Clock)) != schema.Equal {
-				t.Fatalf("keep-local must merge the clock: %s", st.Entry.Clock)
+			if c.outcome == schema.KeepLocal {
+				// The clock merges only once the conflict is logged: merged
+				// first, a redelivery would be skipped and never logged.
+				lg := step(t, ma, st.Entry, Logged{Record: rec(c.v)})
+				if !lg.Persist || lg.Result != KeptLocal || lg.Entry.Clock.Compare(c.e.Clock.Merge(c.v.Clock)) != schema.Equal || lg.Entry.Held.ID != c.e.Held.ID {
+					t.Fatalf("after the conflict is logged: %+v", lg)
+				}
+				if again := step(t, ma, lg.Entry, Logged{Record: rec(c.v)}); !errors.Is(again.Err, ErrUnexpected) || again.Persist {
+					t.Fatalf("a second Logged for a covered record: %+v", again)
+				}
 			}
 			for _, ef := range st.Effects {
 				switch ef := ef.(type) {

@@ -98,6 +98,8 @@ func (m Machine) Step(k Key, e Entry, in Input, now int64) Step {
 		return m.written(e, in, now)
 	case Refused:
 		return m.refused(e, now)
+	case Logged:
+		return m.logged(e, in, now)
 	case DeadLettered:
 		return m.deadLettered(e, in.ID, now)
 	}

@@ -208,12 +208,22 @@ func (p *Producer) Resolve(ctx context.Context, bucket, key string, over schema.
 // a pending record is published again, an apply intent is checked against
 // the store. The caller holds the key's lock; e is updated in place.
 func (p *Producer) RecoverLocked(ctx context.Context, bucket, key string, e *state.Entry) error {
-	if !e.Outstanding() {
-		return nil
+	// An entry holds at most one intent in practice (each executor recovers
+	// before it makes one), but recovering until none is left costs nothing.
+	for range 2 {
+		if !e.Outstanding() {
+			return nil
+		}
+		st, err := p.drive(ctx, lifecycle.Key{Bucket: bucket, Key: key}, *e, lifecycle.Recover{})
+		*e = st.Entry
+		if err != nil {
+			return err
+		}
 	}
-	st, err := p.drive(ctx, lifecycle.Key{Bucket: bucket, Key: key}, *e, lifecycle.Recover{})
-	*e = st.Entry
-	return err
+	if e.Outstanding() {
+		return fmt.Errorf("recover %s/%s: %w", bucket, key, lifecycle.ErrOutstanding)
+	}
+	return nil
 }
 
 // load reads the key's entry and settles any outstanding intent. The caller
