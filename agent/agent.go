@@ -46,6 +46,7 @@ type Agent struct {
 	js       jetstream.JetStream
 	http     *http.Server
 	httpLn   net.Listener
+	running  sync.WaitGroup // Run in progress
 }
 
 // New connects everything; Run starts the work. On error nothing is left
@@ -207,6 +208,8 @@ func (a *Agent) connect() error {
 // Run does the work until ctx ends: event ingestion, scanner, appliers and
 // the HTTP endpoint. It returns the first fatal error.
 func (a *Agent) Run(ctx context.Context) error {
+	a.running.Add(1)
+	defer a.running.Done()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 4)
@@ -238,9 +241,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	ingest := &producer.Ingest{P: a.Producer, Sources: sources, Kick: a.Scanner.Kick, Log: a.log.With("part", "events"), Drop: a.hooks.dropEvents}
 	run("events", func() error { return ingest.Run(ctx, a.js) })
 	run("scanner", func() error { a.Scanner.Run(ctx); return nil })
-	runner := &consumer.Runner{A: a.Applier, Peers: a.cfg.PeerNames(), Workers: a.cfg.Workers,
+	runner := &consumer.Runner{A: a.Applier, Site: a.cfg.Site, Peers: a.cfg.PeerNames(), Workers: a.cfg.Workers,
 		Budget: a.cfg.Retry.Budget, MaxBackoff: a.cfg.Retry.MaxBackoff,
 		DLQ: &consumer.DLQ{Site: a.cfg.Site, JS: a.js}, M: a.M, Log: a.log.With("part", "consumer")}
+	// Runner.Run returns only after its workers and Consume callbacks have,
+	// and wg.Wait below waits for it, so Close never closes the state store
+	// under an apply.
 	run("consumer", func() error { return runner.Run(ctx, a.js) })
 	if a.httpLn != nil {
 		mux := http.NewServeMux()
@@ -292,8 +298,11 @@ func checkEventSubjects(cfg *config.Site) error {
 	return nil
 }
 
-// Close releases everything New acquired.
+// Close releases everything New acquired. It first waits for Run to return
+// (cancel Run's context before), so nothing uses the state store after it
+// is closed.
 func (a *Agent) Close() {
+	a.running.Wait()
 	if a.httpLn != nil && a.http == nil {
 		a.httpLn.Close()
 	}

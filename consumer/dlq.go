@@ -27,7 +27,9 @@ const (
 )
 
 // DeadLetter is one entry of DLQ_<site>: the original record bytes, why it
-// could not be applied, and where it came from.
+// could not be applied, and where it came from. Attempts, FirstFailure and
+// LastFailure are the failed apply attempts of the agent process that
+// dead-lettered it (a restart starts them again; see failures).
 type DeadLetter struct {
 	ID           string    `json:"id"` // <stream>:<seq>
 	Reason       string    `json:"reason"`
@@ -65,6 +67,13 @@ func ReasonFor(err error) string {
 	}
 	return ""
 }
+
+// deadLetterQueue stores dead letters durably.
+type deadLetterQueue interface {
+	Put(ctx context.Context, dl DeadLetter) error
+}
+
+var _ deadLetterQueue = (*DLQ)(nil)
 
 // DLQ publishes dead letters to DLQ_<site>.
 type DLQ struct {

@@ -4,15 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/s3mesh/s3mesh/broker"
 	"github.com/s3mesh/s3mesh/metrics"
-	"github.com/s3mesh/s3mesh/s3io"
 	"github.com/s3mesh/s3mesh/schema"
 )
 
@@ -23,172 +22,202 @@ import (
 // same consumer name would acknowledge each other's records.
 func ApplyConsumer(site string) string { return "apply_" + site }
 
-// Runner consumes every peer's CHANGES mirror and applies the records.
+// maxAckPending is how many records of one peer may be delivered and not
+// yet acknowledged.
+const maxAckPending = 1024
+
+// applier is what the runner needs of the Applier.
+type applier interface {
+	// Apply applies rec and returns the decision taken (see Applier.Apply).
+	Apply(ctx context.Context, rec *schema.Record) (schema.Decision, error)
+	// MarkDead records in the state that a version went to the DLQ.
+	MarkDead(bucket, key, id string) error
+	// Replicated reports whether bucket is replicated at this site.
+	Replicated(bucket string) bool
+}
+
+var _ applier = (*Applier)(nil)
+
+// Runner consumes every peer's CHANGES mirror and applies the records. Each
+// message goes through a chain of small steps (see chain): decode, check
+// origin, apply, retry or dead-letter, acknowledge.
 type Runner struct {
-	A          *Applier
+	A          applier
+	Site       string // this site; names the durable consumers (ApplyConsumer)
 	Peers      []string
 	Workers    int
-	Budget     time.Duration // transient failures retry this long before the DLQ
+	Budget     time.Duration // transient failures retry this long after the first before the DLQ
 	MaxBackoff time.Duration
-	DLQ        *DLQ
+	DLQ        deadLetterQueue
 	M          *metrics.Metrics
 	Log        *slog.Logger
+	Now        func() time.Time // nil: time.Now
+
+	once     sync.Once
+	failures *failures
 }
 
-type job struct {
-	peer string
-	msg  jetstream.Msg
-	rec  *schema.Record
-}
-
-// Run consumes until ctx ends.
-func (r *Runner) Run(ctx context.Context, js jetstream.JetStream) error {
-	workers := make([]chan job, max(r.Workers, 1))
-	for i := range workers {
-		workers[i] = make(chan job, 32)
-		go r.work(ctx, workers[i])
-	}
-	for _, peer := range r.Peers {
-		var cons jetstream.Consumer
-		err := broker.Retry(ctx, func(n int, err error) {
-			r.Log.Warn("apply consumer not ready yet, retrying", "stream", broker.ChangesStream(peer), "attempt", n, "err", err)
-		}, func(ctx context.Context) (err error) {
-			cons, err = js.CreateOrUpdateConsumer(ctx, broker.ChangesStream(peer), jetstream.ConsumerConfig{
-				Durable:       ApplyConsumer(r.A.Site),
-				AckPolicy:     jetstream.AckExplicitPolicy,
-				AckWait:       broker.AckWait, // kept alive with InProgress during long applies
-				MaxAckPending: 1024,
-				MaxDeliver:    -1,
-			})
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("consumer on %s: %w", broker.ChangesStream(peer), err)
+func (r *Runner) init() {
+	r.once.Do(func() {
+		if r.Now == nil {
+			r.Now = time.Now
 		}
-		cc, err := cons.Consume(func(m jetstream.Msg) { r.dispatch(ctx, peer, m, workers) },
-			jetstream.PullMaxMessages(256))
+		// At most maxAckPending messages per peer are outstanding, so more
+		// entries than twice that are for messages that will not come back.
+		r.failures = newFailures(2 * maxAckPending * max(len(r.Peers), 1))
+	})
+}
+
+// consumable is the part of jetstream.Consumer the runner uses.
+type consumable interface {
+	Consume(handler jetstream.MessageHandler, opts ...jetstream.PullConsumeOpt) (jetstream.ConsumeContext, error)
+}
+
+// Run consumes until ctx ends. It returns only after every Consume callback
+// and every worker has finished, so nothing it started uses the state store
+// once it returned.
+func (r *Runner) Run(ctx context.Context, js jetstream.JetStream) error {
+	if r.Site == "" {
+		return errors.New("consumer runner: no site")
+	}
+	return r.run(ctx, func(ctx context.Context, peer string) (consumable, error) {
+		return r.ensureConsumer(ctx, js, peer)
+	})
+}
+
+// run starts the workers, then consumes each peer's stream from the
+// consumer open returns, and joins everything before it returns.
+func (r *Runner) run(ctx context.Context, open func(context.Context, string) (consumable, error)) error {
+	r.init()
+	ctx, cancel := context.WithCancel(ctx)
+	p := r.startPool(ctx)
+	var g gate
+	var stops []func()
+	defer func() {
+		cancel() // releases callbacks waiting for a worker's queue, and the workers
+		for _, stop := range stops {
+			stop()
+		}
+		g.close() // waits for callbacks in flight; later ones return at once
+		p.wait()
+	}()
+	for _, peer := range r.Peers {
+		cons, err := open(ctx, peer)
+		if err != nil {
+			return err
+		}
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			if g.enter() {
+				defer g.leave()
+				r.receive(ctx, peer, m, p)
+			}
+		}, jetstream.PullMaxMessages(256))
 		if err != nil {
 			return fmt.Errorf("consume %s: %w", broker.ChangesStream(peer), err)
 		}
-		defer cc.Stop()
+		stops = append(stops, cc.Stop)
 	}
 	<-ctx.Done()
 	return nil
 }
 
-func (r *Runner) dispatch(ctx context.Context, peer string, m jetstream.Msg, workers []chan job) {
-	rec, err := schema.Decode(m.Data())
+// ensureConsumer creates (or updates) the durable consumer on peer's
+// stream, retrying until the broker answers or ctx ends.
+func (r *Runner) ensureConsumer(ctx context.Context, js jetstream.JetStream, peer string) (jetstream.Consumer, error) {
+	stream := broker.ChangesStream(peer)
+	var cons jetstream.Consumer
+	err := broker.Retry(ctx, func(n int, err error) {
+		r.Log.Warn("apply consumer not ready yet, retrying", "stream", stream, "attempt", n, "err", err)
+	}, func(ctx context.Context) (err error) {
+		cons, err = js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+			Durable:       ApplyConsumer(r.Site),
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       broker.AckWait, // kept alive with InProgress during long applies
+			MaxAckPending: maxAckPending,
+			MaxDeliver:    -1,
+		})
+		return err
+	})
 	if err != nil {
-		r.deadLetter(ctx, peer, m, nil, ReasonFor(err), err)
-		return
+		return nil, fmt.Errorf("consumer on %s: %w", stream, err)
 	}
-	if rec.Version.Origin != peer {
-		err := fmt.Errorf("record %s claims origin %q but came from %s: %w", rec.Version.ID, rec.Version.Origin, broker.ChangesStream(peer), ErrUnauthorized)
-		r.deadLetter(ctx, peer, m, rec, ReasonUnauthorized, err)
-		return
+	return cons, nil
+}
+
+// receive decodes m (to find its key) and queues it on its key's worker.
+func (r *Runner) receive(ctx context.Context, peer string, m jetstream.Msg, p *pool) {
+	d := newDelivery(peer, m)
+	d.parse() // a failure is kept in d; the chain's decode step reports it
+	p.submit(ctx, d)
+}
+
+// pool is the set of workers; records of one key go to one worker, so they
+// apply in order, and different keys apply in parallel.
+type pool struct {
+	queues []chan *delivery
+	wg     sync.WaitGroup
+}
+
+func (r *Runner) startPool(ctx context.Context) *pool {
+	h := r.chain()
+	p := &pool{queues: make([]chan *delivery, max(r.Workers, 1))}
+	for i := range p.queues {
+		q := make(chan *delivery, 32)
+		p.queues[i] = q
+		p.wg.Go(func() { work(ctx, q, h) })
 	}
-	h := fnv.New32a()
-	h.Write([]byte(rec.Bucket))
-	h.Write([]byte{0})
-	h.Write([]byte(rec.Key))
+	return p
+}
+
+// submit queues d on its worker, or gives up when ctx ends (d is left
+// unacknowledged and comes back after the ack wait).
+func (p *pool) submit(ctx context.Context, d *delivery) {
 	select {
-	case workers[h.Sum32()%uint32(len(workers))] <- job{peer, m, rec}:
+	case p.queues[d.shard(len(p.queues))] <- d:
 	case <-ctx.Done():
 	}
 }
 
-func (r *Runner) work(ctx context.Context, jobs chan job) {
+// wait returns once every worker has returned.
+func (p *pool) wait() { p.wg.Wait() }
+
+func work(ctx context.Context, q <-chan *delivery, h func(context.Context, *delivery)) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case j := <-jobs:
-			r.handle(ctx, j)
-		}
-	}
-}
-
-func (r *Runner) handle(ctx context.Context, j job) {
-	stop := broker.KeepAlive(ctx, j.msg)
-	d, err := r.A.Apply(ctx, j.rec)
-	stop()
-	if err == nil {
-		_ = j.msg.Ack()
-		r.M.RecordsApplied.WithLabelValues(j.peer, d.Outcome.String()).Inc()
-		if d.Outcome == schema.Apply || d.Outcome == schema.ApplyWinner {
-			r.M.ApplyLag.Observe(time.Since(time.UnixMilli(j.rec.MadeAt)).Seconds())
-		}
-		if d.Conflict {
-			r.M.Conflicts.Inc()
-		}
-		return
-	}
-	if ctx.Err() != nil {
-		return // shutting down: redelivered later
-	}
-	class := s3io.Classify(err)
-	r.M.ApplyErrors.WithLabelValues(j.peer, class.String()).Inc()
-	if reason := ReasonFor(err); reason != "" {
-		r.deadLetter(ctx, j.peer, j.msg, j.rec, reason, err)
-		return
-	}
-	n, spent := attempts(j.msg, r.MaxBackoff)
-	if spent >= r.Budget {
-		reason := ReasonRetryBudget
-		if errors.Is(err, ErrBodyUnavailable) {
-			reason = ReasonBodyUnavail
-		}
-		r.deadLetter(ctx, j.peer, j.msg, j.rec, reason, err)
-		return
-	}
-	delay := backoffDelay(n, r.MaxBackoff)
-	r.Log.Warn("apply failed, will retry", "peer", j.peer, "bucket", j.rec.Bucket, "key", j.rec.Key,
-		"version", j.rec.Version.ID, "attempt", n, "retry_in", delay, "err", err)
-	_ = j.msg.NakWithDelay(delay)
-}
-
-func (r *Runner) deadLetter(ctx context.Context, peer string, m jetstream.Msg, rec *schema.Record, reason string, cause error) {
-	md, _ := m.Metadata()
-	dl := DeadLetter{Reason: reason, Error: cause.Error(), Peer: peer, Record: m.Data(), LastFailure: time.Now().UTC()}
-	if md != nil {
-		dl.Stream, dl.Seq, dl.Attempts = md.Stream, md.Sequence.Stream, md.NumDelivered
-		dl.ID = fmt.Sprintf("%s:%d", md.Stream, md.Sequence.Stream)
-		_, spent := attempts(m, r.MaxBackoff)
-		dl.FirstFailure = dl.LastFailure.Add(-spent)
-	}
-	if rec != nil {
-		dl.Bucket, dl.Key, dl.VersionID = rec.Bucket, rec.Key, rec.Version.ID
-		if _, ok := r.A.Buckets[rec.Bucket]; ok && reason != ReasonUnauthorized {
-			if err := r.A.MarkDead(rec.Bucket, rec.Key, rec.Version.ID); err != nil {
-				r.Log.Error("dead letter not marked in the state", "err", err)
+		case d := <-q:
+			if ctx.Err() != nil {
+				return // d is left unacknowledged: redelivered after the ack wait
 			}
+			h(ctx, d)
 		}
 	}
-	if err := r.DLQ.Put(ctx, dl); err != nil {
-		r.Log.Error("dead letter not stored; will retry the record", "id", dl.ID, "err", err)
-		_ = m.NakWithDelay(5 * time.Second)
-		return
-	}
-	r.M.DeadLettered.WithLabelValues(reason).Inc()
-	r.Log.Error("record sent to the dead-letter queue", "id", dl.ID, "reason", reason, "bucket", dl.Bucket, "key", dl.Key, "err", cause)
-	_ = m.Ack()
 }
 
-// attempts returns how many times the message was delivered and the total
-// backoff already spent on it.
-func attempts(m jetstream.Msg, maxBackoff time.Duration) (uint64, time.Duration) {
-	n := uint64(1)
-	if md, err := m.Metadata(); err == nil {
-		n = md.NumDelivered
-	}
-	var spent time.Duration
-	for i := uint64(1); i < n; i++ {
-		spent += backoffDelay(i, maxBackoff)
-	}
-	return n, spent
+// gate counts the Consume callbacks in flight so that shutdown can wait for
+// them; once closed it turns later callbacks away.
+type gate struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
 }
 
-func backoffDelay(n uint64, maxBackoff time.Duration) time.Duration {
-	d := time.Second << min(n-1, 16)
-	return min(d, maxBackoff)
+func (g *gate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.wg.Add(1)
+	return true
+}
+
+func (g *gate) leave() { g.wg.Done() }
+
+func (g *gate) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
+	g.wg.Wait()
 }

@@ -18,6 +18,7 @@ type Metrics struct {
 	ApplyErrors      *prometheus.CounterVec // by peer, class
 	Conflicts        prometheus.Counter
 	DeadLettered     *prometheus.CounterVec // by reason
+	AckFailures      *prometheus.CounterVec // by op: ack, nak, in_progress
 	Scans            *prometheus.CounterVec // by bucket
 	ApplyLag         prometheus.Histogram   // seconds from record made to applied
 	HeldBuckets      *prometheus.GaugeVec   // 1 while a bucket's deletes are held
@@ -36,13 +37,14 @@ func New() *Metrics {
 		ApplyErrors:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_apply_errors_total", Help: "Failed apply attempts, by peer and error class."}, []string{"peer", "class"}),
 		Conflicts:        prometheus.NewCounter(prometheus.CounterOpts{Name: "s3mesh_conflicts_total", Help: "Concurrent versions decided at this site."}),
 		DeadLettered:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_dead_lettered_total", Help: "Records sent to the dead-letter queue, by reason."}, []string{"reason"}),
+		AckFailures:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_ack_failures_total", Help: "Acknowledgements of peer records that could not be sent, by op (ack, nak, in_progress); the record is redelivered after the ack wait."}, []string{"op"}),
 		Scans:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_scans_total", Help: "Completed bucket scans."}, []string{"bucket"}),
 		HeldBuckets:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "s3mesh_bucket_deletes_held", Help: "1 while a scan holds a bucket's deletes for an operator (too many keys missing)."}, []string{"bucket"}),
 		ApplyLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "s3mesh_apply_lag_seconds", Help: "Time from a record being made at its origin to being applied here.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}),
 	}
 	r.MustRegister(m.EventsReceived, m.EventsMalformed, m.Reconciles, m.RecordsPublished, m.RecordsApplied,
-		m.ApplyErrors, m.Conflicts, m.DeadLettered, m.Scans, m.ApplyLag, m.HeldBuckets,
+		m.ApplyErrors, m.Conflicts, m.DeadLettered, m.AckFailures, m.Scans, m.ApplyLag, m.HeldBuckets,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -1,0 +1,56 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// retryError asks for the delivery to come back after delay.
+type retryError struct {
+	delay time.Duration
+	err   error
+}
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+// retry counts every failed attempt in the message's failure record and
+// decides what a transient failure leads to: another attempt after a capped
+// exponential backoff, or, once the retry budget is spent, the DLQ.
+// Permanent failures pass on unchanged (poison dead-letters them).
+//
+// The budget is the time since the message's first failure, not a figure
+// derived from how often it was delivered: a message redelivered because it
+// waited in a queue past the ack wait has spent no backoff.
+func (r *Runner) retry(next handler) handler {
+	return func(ctx context.Context, d *delivery) error {
+		err := next(ctx, d)
+		if err == nil || errors.Is(err, errShutdown) {
+			return err
+		}
+		now := r.Now()
+		d.fail = r.failures.record(d.id, now)
+		if ReasonFor(err) != "" {
+			return err
+		}
+		if spent := now.Sub(d.fail.first); spent >= r.Budget {
+			reason := ReasonRetryBudget
+			if errors.Is(err, ErrBodyUnavailable) {
+				reason = ReasonBodyUnavail
+			}
+			return &deadError{reason: reason, err: err}
+		}
+		delay := backoffDelay(d.fail.attempts, r.MaxBackoff)
+		r.Log.Warn("apply failed, will retry", append(d.logArgs(),
+			"attempt", d.fail.attempts, "failing_for", now.Sub(d.fail.first), "retry_in", delay, "err", err)...)
+		return &retryError{delay: delay, err: err}
+	}
+}
+
+// backoffDelay is the wait after the n-th failed attempt: 1 s, 2 s, 4 s, …
+// up to maxBackoff.
+func backoffDelay(n uint64, maxBackoff time.Duration) time.Duration {
+	d := time.Second << min(max(n, 1)-1, 16)
+	return min(d, maxBackoff)
+}
