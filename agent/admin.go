@@ -49,6 +49,15 @@ func (a *Agent) serveAdmin(ctx context.Context) ([]*nats.Subscription, error) {
 		sub, err := a.nc.Subscribe(AdminSubject(a.cfg.Site, verb), func(m *nats.Msg) {
 			var req AdminRequest
 			var rep AdminReply
+			// A request that arrives while Run is returning is refused: Run
+			// takes the gate's write lock after unsubscribing, so no handler
+			// touches the state store once Close may close it.
+			if !a.adminGate.TryRLock() {
+				b, _ := json.Marshal(AdminReply{Error: "agent is shutting down"})
+				_ = m.Respond(b)
+				return
+			}
+			defer a.adminGate.RUnlock()
 			if err := json.Unmarshal(m.Data, &req); err != nil {
 				rep.Error = "bad request: " + err.Error()
 			} else {

@@ -47,6 +47,9 @@ type Agent struct {
 	http     *http.Server
 	httpLn   net.Listener
 	running  sync.WaitGroup // Run in progress
+	// adminGate: admin handlers hold it for reading; Run takes it for
+	// writing when it returns (see serveAdmin).
+	adminGate sync.RWMutex
 }
 
 // New connects everything; Run starts the work. On error nothing is left
@@ -231,6 +234,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			hooks[e.Name] = producer.WebhookSource{Name: e.Name, Token: e.Token.MustValue(), Encoding: producer.KeyEncoding(e.KeyEncoding)}
 		}
 	}
+	// Deferred first, so it runs after the unsubscribes: waits for admin
+	// requests in progress (they use the state store) and refuses later ones.
+	defer a.adminGate.Lock()
 	subs, err := a.serveAdmin(ctx)
 	for _, s := range subs {
 		defer s.Unsubscribe()

@@ -18,7 +18,7 @@ type Metrics struct {
 	ApplyErrors      *prometheus.CounterVec // by peer, class
 	Conflicts        prometheus.Counter
 	DeadLettered     *prometheus.CounterVec // by reason
-	AckFailures      *prometheus.CounterVec // by op: ack, nak, in_progress
+	AckFailures      *prometheus.CounterVec // by op: ack, nak, in_progress, term
 	Scans            *prometheus.CounterVec // by bucket
 	ApplyLag         prometheus.Histogram   // seconds from record made to applied
 	HeldBuckets      *prometheus.GaugeVec   // 1 while a bucket's deletes are held
@@ -37,7 +37,7 @@ func New() *Metrics {
 		ApplyErrors:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_apply_errors_total", Help: "Failed apply attempts, by peer and error class."}, []string{"peer", "class"}),
 		Conflicts:        prometheus.NewCounter(prometheus.CounterOpts{Name: "s3mesh_conflicts_total", Help: "Concurrent versions decided at this site."}),
 		DeadLettered:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_dead_lettered_total", Help: "Records sent to the dead-letter queue, by reason."}, []string{"reason"}),
-		AckFailures:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_ack_failures_total", Help: "Acknowledgements of peer records that could not be sent, by op (ack, nak, in_progress); the record is redelivered after the ack wait."}, []string{"op"}),
+		AckFailures:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_ack_failures_total", Help: "Acknowledgements of peer records and storage events that could not be sent, by op (ack, nak, in_progress, term); the message is redelivered after the ack wait."}, []string{"op"}),
 		Scans:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_scans_total", Help: "Completed bucket scans."}, []string{"bucket"}),
 		HeldBuckets:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "s3mesh_bucket_deletes_held", Help: "1 while a scan holds a bucket's deletes for an operator (too many keys missing)."}, []string{"bucket"}),
 		ApplyLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "s3mesh_apply_lag_seconds", Help: "Time from a record being made at its origin to being applied here.",

@@ -106,7 +106,7 @@ func (in *Ingest) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	if in.Drop {
-		_ = m.Ack()
+		in.settled(m, "ack", m.Ack())
 		return
 	}
 	for _, h := range hints {
@@ -121,7 +121,7 @@ func (in *Ingest) handle(ctx context.Context, m jetstream.Msg) {
 			}
 			delay := backoff(m)
 			in.Log.Warn("event: reconcile failed, will retry", "bucket", h.Bucket, "key", h.Key, "err", err, "class", s3io.Classify(err).String(), "retry_in", delay)
-			_ = m.NakWithDelay(delay)
+			in.settled(m, "nak", m.NakWithDelay(delay))
 			return
 		}
 		if res == Unchanged && in.Kick != nil {
@@ -129,7 +129,17 @@ func (in *Ingest) handle(ctx context.Context, m jetstream.Msg) {
 			in.Kick(h.Bucket)
 		}
 	}
-	_ = m.Ack()
+	in.settled(m, "ack", m.Ack())
+}
+
+// settled counts and logs an acknowledgement that could not be sent (the
+// event is redelivered after the ack wait).
+func (in *Ingest) settled(m jetstream.Msg, op string, err error) {
+	if err == nil {
+		return
+	}
+	in.P.m.AckFailures.WithLabelValues(op).Inc()
+	in.Log.Warn("event acknowledgement failed; it will be redelivered", "op", op, "subject", m.Subject(), "err", err)
 }
 
 func (in *Ingest) reject(m jetstream.Msg, source string, err error) {
@@ -139,7 +149,7 @@ func (in *Ingest) reject(m jetstream.Msg, source string, err error) {
 	if len(reason) > 200 {
 		reason = reason[:200]
 	}
-	_ = m.TermWithReason(reason)
+	in.settled(m, "term", m.TermWithReason(reason))
 }
 
 func backoff(m jetstream.Msg) time.Duration {
