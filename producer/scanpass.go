@@ -27,9 +27,9 @@ func (s *Scanner) ScanBucket(ctx context.Context, bucket string) (ScanStats, err
 	s.setStatus(bucket, func(b *BucketStatus) { b.Scanning, b.Listed = true, st.Listed })
 	defer s.setStatus(bucket, func(b *BucketStatus) { b.Scanning = false })
 	prog := s.progress(bucket, &st)
-	defer prog.stop()
+	defer prog.stop(&st)
 
-	if err := s.changesPass(ctx, bucket, cur.After, &st); err != nil {
+	if err := s.changesPass(ctx, bucket, cur.After, &st, prog); err != nil {
 		return st, err
 	}
 	if err := s.Store.PutMeta(cursorKey(bucket), nil); err != nil {
@@ -51,7 +51,7 @@ func (s *Scanner) ScanBucket(ctx context.Context, bucket string) (ScanStats, err
 // changesPass (pass 1) publishes what is new or changed from startAfter on,
 // counts what is missing and collects expired tombstones, saving a cursor
 // after every page.
-func (s *Scanner) changesPass(ctx context.Context, bucket, startAfter string, st *ScanStats) error {
+func (s *Scanner) changesPass(ctx context.Context, bucket, startAfter string, st *ScanStats, prog *progress) error {
 	return s.mergePass(ctx, bucket, startAfter,
 		func(le s3io.ListEntry) {
 			st.Listed++
@@ -80,6 +80,7 @@ func (s *Scanner) changesPass(ctx context.Context, bucket, startAfter string, st
 			}
 		},
 		func(after string) error {
+			prog.report(st)
 			return s.Store.PutMeta(cursorKey(bucket), &cursor{After: after, Listed: st.Listed, Missing: st.Missing, Known: st.Known})
 		})
 }
