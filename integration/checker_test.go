@@ -25,15 +25,16 @@ import (
 	"github.com/s3mesh/s3mesh/verify"
 )
 
-// losersPrefix is the default conflicts.losers_prefix.
-const losersPrefix = ".s3mesh-conflicts/"
-
 // The no-silent-loss checker. CheckNoSilentLoss reads what the lab shows
 // after quiescence (every site's bytes, every CHANGES_<site> record at its
 // origin, every CONFLICTS_<site> entry, the DLQs) into an Observed, then the
-// pure functions checkConvergence (I1), checkAcked (I2) and checkNoEcho (I4)
-// turn a Workload and an Observed into a list of problems. They never call
-// t.Fatal, so tests can feed them fabricated input and assert that they fail.
+// pure functions checkConvergence (I1), checkAcked (I2), checkNoEcho (I4),
+// matchTombstones (every tombstone made by one DELETE at its site),
+// checkDuplicates (one record per write), checkRanks and checkConflicts
+// (every conflict real, decided by the bucket's policy, its loser kept) turn
+// a Workload and an Observed into a list of problems. They never call
+// t.Fatal, so tests can feed them fabricated input and assert that they fail
+// (checker_self_test.go).
 
 // finalState is what one site holds for one key.
 type finalState struct {
@@ -80,6 +81,7 @@ func (v obsVersion) String() string {
 // Observed is what a lab shows for one workload after quiescence.
 type Observed struct {
 	Bucket    string
+	Policy    checkPolicy // the bucket's conflict policy
 	Sites     []string
 	Final     map[string]map[string]finalState // key → site → state (workload keys and every listed key)
 	Versions  []obsVersion                     // records of the workload's keys and of their kept losers
@@ -183,10 +185,11 @@ func (e *env) runVerify(ctx context.Context, w *Workload) (probs, warns []string
 		return nil, nil, nil
 	}
 	others := 0
+	lp := policyOf(e.conflicts[w.Opts.Bucket]).LosersPrefix
 	for _, d := range r.Differences {
 		msg := fmt.Sprintf("verify: %s/%s: %s %s %v", d.Bucket, d.Key, d.Kind, d.Detail, d.Sites)
 		switch {
-		case strings.HasPrefix(d.Key, w.Opts.Prefix) || strings.HasPrefix(d.Key, losersPrefix+w.Opts.Prefix):
+		case strings.HasPrefix(d.Key, w.Opts.Prefix) || strings.HasPrefix(d.Key, lp+w.Opts.Prefix):
 			probs = append(probs, "I1 "+msg)
 		case e != shared:
 			probs = append(probs, "I1 "+msg)
@@ -252,13 +255,20 @@ func runChecks(w *Workload, o *Observed) *CheckReport {
 	rep := &CheckReport{}
 	rep.Problems = append(rep.Problems, checkAckedETags(w)...)
 	rep.Problems = append(rep.Problems, checkConvergence(o)...)
-	p, warn, st := checkAcked(w, o)
+	all := w.all()
+	dm := matchTombstones(all, o)
+	rep.Problems = append(rep.Problems, dm.probs...)
+	p, warn, st := checkAcked(w, all, dm, o)
 	rep.Problems = append(rep.Problems, p...)
 	rep.Warnings = append(rep.Warnings, warn...)
-	p, warn, echoSt := checkNoEcho(w, o)
+	p, echoSt := checkNoEcho(w, all, dm, o)
 	rep.Problems = append(rep.Problems, p...)
-	rep.Warnings = append(rep.Warnings, warn...)
-	puts, dels, failed := w.Counts()
+	p, echoSt.duplicates = checkDuplicates(o)
+	rep.Problems = append(rep.Problems, p...)
+	rep.Problems = append(rep.Problems, checkRanks(o)...)
+	p, conflSt := checkConflicts(o)
+	rep.Problems = append(rep.Problems, p...)
+	puts, dels, failed, refused := w.Counts()
 	losers := map[string]bool{}
 	for _, c := range o.Conflicts {
 		losers[c.Loser.ID] = true
@@ -269,25 +279,26 @@ func runChecks(w *Workload, o *Observed) *CheckReport {
 			finalKeys++
 		}
 	}
-	rep.Summary = fmt.Sprintf("no-silent-loss %s: writes acked %d (%d puts, %d deletes; %d failed calls unchecked), versions %d, conflicts %d, losers %d, final keys %d/%d present, DLQ %d | acked writes: %s | records: %s | problems %d",
-		w.Opts.Prefix, puts+dels, puts, dels, failed, len(o.Versions), len(o.Conflicts), len(losers), finalKeys, len(w.Keys), len(o.Dead),
-		st, echoSt, len(rep.Problems))
+	rep.Summary = fmt.Sprintf("no-silent-loss %s: writes acked %d (%d puts, %d deletes; %d failed calls unchecked, %d of them refused conditional writes), versions %d, conflicts %d, losers %d, final keys %d/%d present, DLQ %d | acked writes: %s | records: %s | conflicts: %s | problems %d",
+		w.Opts.Prefix, puts+dels, puts, dels, failed, refused, len(o.Versions), len(o.Conflicts), len(losers), finalKeys, len(w.Keys), len(o.Dead),
+		st, echoSt, conflSt, len(rep.Problems))
 	return rep
 }
 
 // observe reads every site's bytes, CHANGES, CONFLICTS and DLQ for w's keys.
 func (e *env) observe(ctx context.Context, w *Workload) (*Observed, error) {
 	bkt := w.Opts.Bucket
-	o := &Observed{Bucket: bkt, Sites: append([]string(nil), e.names...), Final: map[string]map[string]finalState{}}
+	o := &Observed{Bucket: bkt, Policy: policyOf(e.conflicts[bkt]), Sites: append([]string(nil), e.names...), Final: map[string]map[string]finalState{}}
+	lp := o.Policy.LosersPrefix
 	mine := func(key string) bool {
-		return strings.HasPrefix(key, w.Opts.Prefix) || strings.HasPrefix(key, losersPrefix+w.Opts.Prefix)
+		return strings.HasPrefix(key, w.Opts.Prefix) || strings.HasPrefix(key, lp+w.Opts.Prefix)
 	}
 	keys := map[string]bool{}
 	for _, k := range w.Keys {
 		keys[k] = true
 	}
 	for _, s := range e.names {
-		for _, p := range []string{w.Opts.Prefix, losersPrefix + w.Opts.Prefix} {
+		for _, p := range []string{w.Opts.Prefix, lp + w.Opts.Prefix} {
 			ks, err := e.listKeys(ctx, s, bkt, p)
 			if err != nil {
 				return nil, err
@@ -295,16 +306,6 @@ func (e *env) observe(ctx context.Context, w *Workload) (*Observed, error) {
 			for _, k := range ks {
 				keys[k] = true
 			}
-		}
-	}
-	for k := range keys {
-		o.Final[k] = map[string]finalState{}
-		for _, s := range e.names {
-			st, err := e.finalAt(ctx, s, bkt, k)
-			if err != nil {
-				return nil, err
-			}
-			o.Final[k][s] = st
 		}
 	}
 	for _, s := range e.names {
@@ -347,6 +348,25 @@ func (e *env) observe(ctx context.Context, w *Workload) (*Observed, error) {
 		})
 		if err != nil {
 			return nil, err
+		}
+	}
+	// The kept copies the conflicts call for, wherever they are.
+	for _, c := range o.Conflicts {
+		if c.LoserKeptAs != "" {
+			keys[c.LoserKeptAs] = true
+		}
+		if v := c.Loser; !v.Deleted {
+			keys[schema.LoserKey(lp, bkt, c.Key, schema.Version{Origin: v.Origin, TS: v.OriginTime.UnixMilli()})] = true
+		}
+	}
+	for k := range keys {
+		o.Final[k] = map[string]finalState{}
+		for _, s := range e.names {
+			st, err := e.finalAt(ctx, s, bkt, k)
+			if err != nil {
+				return nil, err
+			}
+			o.Final[k][s] = st
 		}
 	}
 	return o, nil
@@ -421,7 +441,7 @@ func (s ackStats) String() string {
 // checkAcked (I2): every acknowledged write ends as the final value,
 // overwritten by a write that causally followed it, or a logged conflict
 // loser (whose bytes are kept).
-func checkAcked(w *Workload, o *Observed) (probs, warns []string, st ackStats) {
+func checkAcked(w *Workload, all []Op, dm deleteMatch, o *Observed) (probs, warns []string, st ackStats) {
 	byKey := map[string][]obsVersion{}
 	for _, v := range o.Versions {
 		byKey[v.Key] = append(byKey[v.Key], v)
@@ -450,23 +470,22 @@ func checkAcked(w *Workload, o *Observed) (probs, warns []string, st ackStats) {
 			probs = append(probs, fmt.Sprintf("I2: key %q: the sites hold bytes %s that no change record carries", k, fs))
 		}
 	}
-	ops := w.Acked()
 	bySiteKey := map[[2]string][]Op{}
-	for _, op := range w.all() {
+	for _, op := range all {
 		bySiteKey[[2]string{op.Site, op.Key}] = append(bySiteKey[[2]string{op.Site, op.Key}], op)
 	}
-	for _, op := range ops {
+	for i, op := range all {
+		if !op.Acked {
+			continue
+		}
 		var cands []obsVersion
 		for _, v := range byKey[op.Key] {
-			if v.Stream != op.Site || v.V.Origin != op.Site {
-				continue
-			}
-			if op.Kind == OpPut && !v.V.Deleted && v.etag() == op.MD5 {
+			if op.Kind == OpPut && v.Stream == op.Site && v.V.Origin == op.Site && !v.V.Deleted && v.etag() == op.MD5 {
 				cands = append(cands, v)
 			}
-			if op.Kind == OpDelete && v.V.Deleted && v.MadeAt >= op.Start.UnixMilli() {
-				cands = append(cands, v)
-			}
+		}
+		if t, ok := dm.tombOf[i]; ok {
+			cands = append(cands, t) // the tombstone this DELETE made
 		}
 		fs := o.final(op.Key)
 		what := fmt.Sprintf("acknowledged %s of %q at %s (writer %d seq %d, %s, %s..%s)", op.Kind, op.Key, op.Site, op.Writer, op.Seq,
@@ -504,14 +523,8 @@ func checkAcked(w *Workload, o *Observed) (probs, warns []string, st ackStats) {
 				what, op.Site, op.Site, fs, describe(finals[op.Key]), describe(around(byKey[op.Key], op.Start.UnixMilli()))))
 			continue
 		}
-		if op.Kind == OpDelete {
-			// The first tombstone after the delete started is its version.
-			sort.Slice(cands, func(i, j int) bool { return cands[i].Seq < cands[j].Seq })
-			cands = cands[:1]
-		}
-		if len(cands) > 1 {
-			warns = append(warns, fmt.Sprintf("%s has %d change records: %s", what, len(cands), describe(cands)))
-		}
+		// More than one record of a PUT is a problem of checkDuplicates;
+		// the write is kept if any of them is.
 		var why []string
 		ok := false
 		for _, v := range cands {
@@ -523,9 +536,10 @@ func checkAcked(w *Workload, o *Observed) (probs, warns []string, st ackStats) {
 				st.byFinal++
 				ok = true
 			case len(losers[v.V.ID]) > 0:
+				// A logged loser; checkConflicts checks the conflict is real
+				// and the loser kept.
 				st.loser++
 				ok = true
-				probs = append(probs, checkKept(v, losers[v.V.ID], byKey[op.Key], o)...)
 			case dominated(v, byKey[op.Key]):
 				// Overwritten by a write that causally followed it, which
 				// itself lost a conflict or was overwritten (checked on its own).
@@ -554,57 +568,30 @@ func checkAcked(w *Workload, o *Observed) (probs, warns []string, st ackStats) {
 	return probs, warns, st
 }
 
-// checkKept: a conflict loser whose policy keeps losers must be held at
-// every site under its kept-as key with its bytes, unless a later write
-// overwrote it causally anyway.
-func checkKept(v obsVersion, entries []schema.ConflictEntry, versions []obsVersion, o *Observed) []string {
-	if v.V.Deleted {
-		return nil
-	}
-	kept := ""
-	for _, c := range entries {
-		if c.LoserKeptAs != "" {
-			kept = c.LoserKeptAs
-		}
-	}
-	if kept == "" || dominated(v, versions) {
-		return nil
-	}
-	for _, s := range o.Sites {
-		if got := o.Final[kept][s]; !got.Present || got.MD5 != v.etag() {
-			return []string{fmt.Sprintf("I2 conflict loser not kept: %s of %q lost a conflict (decided by %s) and is logged as kept at %q, but %s holds %s there",
-				v, v.Key, entries[0].Site, kept, s, got)}
-		}
-	}
-	return nil
-}
-
 // echoStats counts how every change record is explained.
 type echoStats struct {
-	byAcked, byFailed, keptLosers, duplicates int
+	byAcked, byFailed, keptLosers, tombstones, duplicates int
 }
 
 func (s echoStats) String() string {
-	return fmt.Sprintf("%d from acked writes, %d from failed calls that did happen, %d kept-loser copies, %d duplicates",
-		s.byAcked, s.byFailed, s.keptLosers, s.duplicates)
+	return fmt.Sprintf("%d from acked writes, %d from failed calls that did happen, %d kept-loser copies, %d tombstones each made by its own DELETE, %d duplicates",
+		s.byAcked, s.byFailed, s.keptLosers, s.tombstones, s.duplicates)
 }
 
 // checkNoEcho (I4): every record in CHANGES_<s> is a local write at s: its
-// (key, ETag) is a write the workload made at s, a tombstone of a delete the
-// workload made at s, or a kept copy of a conflict loser from s.
-func checkNoEcho(w *Workload, o *Observed) (probs, warns []string, st echoStats) {
+// (key, ETag) is a write the workload made at s (not one the store
+// refused), a kept copy of a conflict loser from s, or a tombstone that
+// matchTombstones paired with a DELETE the workload made at s (which
+// reports the tombstones it cannot pair).
+func checkNoEcho(w *Workload, all []Op, dm deleteMatch, o *Observed) (probs []string, st echoStats) {
 	type kv struct{ site, key, etag string }
 	puts := map[kv]Op{}
-	dels := map[[2]string][]Op{}
-	for _, op := range w.all() {
-		switch op.Kind {
-		case OpPut:
+	for _, op := range all {
+		if op.Kind == OpPut && op.mayHaveHappened() {
 			k := kv{op.Site, op.Key, op.MD5}
 			if prev, ok := puts[k]; !ok || !prev.Acked {
 				puts[k] = op
 			}
-		case OpDelete:
-			dels[[2]string{op.Site, op.Key}] = append(dels[[2]string{op.Site, op.Key}], op)
 		}
 	}
 	kept := map[kv]bool{}
@@ -617,41 +604,31 @@ func checkNoEcho(w *Workload, o *Observed) (probs, warns []string, st echoStats)
 	for _, v := range o.Versions {
 		byKeyAll[v.Key] = append(byKeyAll[v.Key], v)
 	}
-	seen := map[kv]string{}
 	for _, v := range o.Versions {
 		if v.V.Origin != v.Stream {
 			probs = append(probs, fmt.Sprintf("I4: CHANGES_%s seq %d carries a record of origin %s: %s", v.Stream, v.Seq, v.V.Origin, v))
 			continue
 		}
 		if v.V.Deleted {
-			ok := slices.ContainsFunc(dels[[2]string{v.Stream, v.Key}], func(op Op) bool { return op.Start.UnixMilli() <= v.MadeAt })
-			if !ok {
-				probs = append(probs, fmt.Sprintf("I4 echo or invented change: CHANGES_%s seq %d: tombstone of %q but no DELETE of it at %s before: %s; %s; versions of the key around it: %s",
-					v.Stream, v.Seq, v.Key, v.Stream, v, inventedContext(v, byKeyAll[v.Key], o.Conflicts), describe(around(byKeyAll[v.Key], v.MadeAt))))
-			} else {
-				st.byAcked++
+			if _, ok := dm.opOf[v.ref()]; ok {
+				st.tombstones++
 			}
 			continue
 		}
 		k := kv{v.Stream, v.Key, v.etag()}
-		if prev, dup := seen[k]; dup {
-			st.duplicates++
-			warns = append(warns, fmt.Sprintf("CHANGES_%s: two records for one write of %q (etag %s): %s and %s", v.Stream, v.Key, short(v.etag()), prev, v))
-		}
-		seen[k] = v.String()
 		switch op, ok := puts[k]; {
 		case ok && op.Acked:
 			st.byAcked++
 		case ok:
 			st.byFailed++
-		case strings.HasPrefix(v.Key, losersPrefix) && kept[k]:
+		case strings.HasPrefix(v.Key, o.Policy.LosersPrefix) && kept[k]:
 			st.keptLosers++
 		default:
 			probs = append(probs, fmt.Sprintf("I4 echo or invented change: CHANGES_%s seq %d: %q etag %s matches no write at %s and no kept loser: %s (writes of that etag elsewhere: %s); %s; versions of the key around it: %s",
 				v.Stream, v.Seq, v.Key, short(v.etag()), v.Stream, v, writesOf(w, v.etag()), inventedContext(v, byKeyAll[v.Key], o.Conflicts), describe(around(byKeyAll[v.Key], v.MadeAt))))
 		}
 	}
-	return probs, warns, st
+	return probs, st
 }
 
 // inventedContext describes what an unexplained record v grew from and
@@ -698,7 +675,7 @@ func laterWrite(op Op, all []Op, versions []obsVersion, final finalState) *Op {
 		if l.Acked {
 			return l
 		}
-		if l.Kind == OpPut && (final.MD5 == l.MD5 || slices.ContainsFunc(versions, func(v obsVersion) bool { return v.etag() == l.MD5 })) {
+		if l.Kind == OpPut && l.mayHaveHappened() && (final.MD5 == l.MD5 || slices.ContainsFunc(versions, func(v obsVersion) bool { return v.etag() == l.MD5 })) {
 			return l
 		}
 	}
@@ -818,127 +795,4 @@ func checkAckedETags(w *Workload) []string {
 		}
 	}
 	return probs
-}
-
-// ---- tests of the checker itself ----
-
-// cloneWorkload copies w's record (for fabricated variants).
-func cloneWorkload(w *Workload) *Workload {
-	c := &Workload{Opts: w.Opts, Sites: w.Sites, Keys: w.Keys, Contended: w.Contended, Start: w.Start, End: w.End}
-	c.Ops = w.all()
-	return c
-}
-
-func hasProblem(probs []string, substrs ...string) bool {
-	return slices.ContainsFunc(probs, func(p string) bool {
-		for _, s := range substrs {
-			if !strings.Contains(p, s) {
-				return false
-			}
-		}
-		return true
-	})
-}
-
-// The checker must be able to fail: against a real lab, a workload record
-// with an acknowledged write that never happened is reported as lost, and a
-// record with a real write left out is reported as an echo or invented
-// change, while the true record passes.
-func TestCheckerDetectsFabricatedLossAndEcho(t *testing.T) {
-	e := labEnv(t)
-	w := e.RunWorkload(t, context.Background(), WorkloadOptions{
-		Duration: 2 * time.Second, Keys: 6, ContendedFraction: 0, DeleteFraction: 0.1, Writers: 1,
-		Prefix: fmt.Sprintf("chk-%d/", time.Now().UnixNano()),
-	})
-	e.quiesce(t, 2*time.Minute)
-	ctx := ctxT(t)
-	o, err := e.observe(ctx, w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep := runChecks(w, o); len(rep.Problems) > 0 {
-		t.Fatalf("the true workload record fails the checker:\n%s", strings.Join(rep.Problems, "\n"))
-	}
-
-	// An acknowledged PUT that never happened: a made-up MD5 at a real key,
-	// after every real write (an earlier one would count as overwritten
-	// locally by the next real write at that site, which the rule allows).
-	lost := cloneWorkload(w)
-	key := w.Keys[0]
-	fake := "0123456789abcdef0123456789abcdef"
-	lost.Ops = append(lost.Ops, Op{Site: "b", Key: key, Kind: OpPut, Writer: 99, MD5: fake, ETag: fake, Size: 5,
-		Start: w.End, End: w.End.Add(time.Millisecond), Acked: true})
-	rep := runChecks(lost, o)
-	if !hasProblem(rep.Problems, "acknowledged write lost", fmt.Sprintf("%q", key), "md5 01234567") {
-		t.Fatalf("the checker did not report the fabricated lost write; problems:\n%s", strings.Join(rep.Problems, "\n"))
-	}
-	if len(rep.Problems) != 1 {
-		t.Errorf("want exactly one problem, got:\n%s", strings.Join(rep.Problems, "\n"))
-	}
-
-	// A real acknowledged PUT left out of the record: its change record is
-	// then unexplained (as an echo would be).
-	echo := cloneWorkload(w)
-	var dropped Op
-	for i, op := range echo.Ops {
-		if op.Acked && op.Kind == OpPut && slices.ContainsFunc(o.Versions, func(v obsVersion) bool { return v.etag() == op.MD5 }) {
-			dropped = op
-			echo.Ops = slices.Delete(echo.Ops, i, i+1)
-			break
-		}
-	}
-	if dropped.MD5 == "" {
-		t.Fatal("no published acked PUT to drop")
-	}
-	rep = runChecks(echo, o)
-	if !hasProblem(rep.Problems, "echo or invented change", fmt.Sprintf("%q", dropped.Key), short(dropped.MD5)) {
-		t.Fatalf("the checker did not report the unexplained record of %q; problems:\n%s", dropped.Key, strings.Join(rep.Problems, "\n"))
-	}
-}
-
-// Unit-style, no lab: fabricated observations that break I1 and I2 in the
-// ways the checker must catch.
-func TestCheckerUnitFabricated(t *testing.T) {
-	t0 := time.Now()
-	w := &Workload{Opts: WorkloadOptions{Prefix: "u/", Bucket: bucket}, Sites: []string{"a", "b"}, Keys: []string{"u/k1", "u/k2"}}
-	ver := func(site, key string, clock schema.Clock, etag string, n uint64) obsVersion {
-		return obsVersion{Stream: site, Seq: n, Key: key, MadeAt: t0.Add(time.Second).UnixMilli(),
-			V: schema.Version{ID: schema.VersionID(site, bucket, key, clock[site]), Origin: site, Clock: clock, ETag: etag, Deleted: etag == ""}}
-	}
-	put := func(site, key, md5 string) Op {
-		return Op{Site: site, Key: key, Kind: OpPut, MD5: md5, Start: t0, End: t0.Add(time.Millisecond), Acked: true}
-	}
-	w.Ops = []Op{put("a", "u/k1", "aaaa1111"), put("b", "u/k1", "bbbb2222"), put("a", "u/k2", "cccc3333")}
-	held := finalState{Present: true, MD5: "bbbb2222", Size: 3}
-	o := &Observed{Bucket: bucket, Sites: []string{"a", "b"},
-		Final: map[string]map[string]finalState{
-			"u/k1": {"a": held, "b": held},
-			"u/k2": {"a": {Present: true, MD5: "cccc3333"}, "b": {}}, // not converged
-		},
-		Versions: []obsVersion{
-			ver("a", "u/k1", schema.Clock{"a": 1}, "aaaa1111", 1),
-			ver("b", "u/k1", schema.Clock{"b": 1}, "bbbb2222", 1), // concurrent with a's
-			ver("a", "u/k2", schema.Clock{"a": 1}, "cccc3333", 2),
-		},
-	}
-	rep := runChecks(w, o)
-	if !hasProblem(rep.Problems, "I1 not converged", `"u/k2"`) {
-		t.Errorf("divergent key not reported: %q", rep.Problems)
-	}
-	if !hasProblem(rep.Problems, "acknowledged write lost", `"u/k1"`, "a.", "in no conflict log") {
-		t.Errorf("concurrent, unlogged loser not reported: %q", rep.Problems)
-	}
-	// Logged as a conflict loser (and kept): no longer a loss.
-	o.Conflicts = []schema.ConflictEntry{{Site: "a", Bucket: bucket, Key: "u/k1", Winner: schema.InfoOf(o.Versions[1].V), Loser: schema.InfoOf(o.Versions[0].V), LoserKeptAs: losersPrefix + "u/k1/a-x"}}
-	o.Final[losersPrefix+"u/k1/a-x"] = map[string]finalState{"a": {Present: true, MD5: "aaaa1111"}, "b": {Present: true, MD5: "aaaa1111"}}
-	rep = runChecks(w, o)
-	if hasProblem(rep.Problems, "acknowledged write lost") {
-		t.Errorf("logged loser reported as lost: %q", rep.Problems)
-	}
-	// The kept copy missing at b: the loser's bytes are gone.
-	o.Final[losersPrefix+"u/k1/a-x"]["b"] = finalState{}
-	rep = runChecks(w, o)
-	if !hasProblem(rep.Problems, "conflict loser not kept") {
-		t.Errorf("missing kept loser not reported: %q", rep.Problems)
-	}
 }

@@ -32,10 +32,11 @@ const bucket = "demo"
 
 // env is a running three-site lab with clients for every site.
 type env struct {
-	lab   *lab.Lab
-	info  lab.Info
-	names []string
-	sites map[string]*siteClients
+	lab       *lab.Lab
+	info      lab.Info
+	names     []string
+	sites     map[string]*siteClients
+	conflicts map[string]config.Conflicts // the buckets' conflict policies (missing: the defaults)
 }
 
 type siteClients struct {
@@ -122,7 +123,7 @@ func startEnv(dir, s3meshBin, versity string, mod func(*lab.Options)) (*env, err
 	if err != nil {
 		return nil, err
 	}
-	e := &env{lab: l, info: l.Info(), sites: map[string]*siteClients{}}
+	e := &env{lab: l, info: l.Info(), sites: map[string]*siteClients{}, conflicts: o.Conflicts}
 	for _, s := range e.info.Sites {
 		c, err := s3io.New(s3io.Endpoint{URL: s.S3Endpoint, Region: s.Region, AccessKey: s.AccessKey, SecretKey: s.SecretKey, PathStyle: true})
 		if err != nil {

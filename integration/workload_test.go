@@ -20,6 +20,18 @@ type WorkloadOptions struct {
 	Duration          time.Duration // stop after this long (0: only when ctx ends)
 	Keys              int           // distinct keys (default 40)
 	ContendedFraction float64       // share of keys written at every site; the others at one site only
+	// Careful: contended keys are written the way a careful user writes a
+	// shared key: read its ETag first, then PUT If-Match that ETag (If-None-
+	// Match: * when absent) or DELETE If-Match it. A refused write (412, or
+	// 404 for a key gone meanwhile) is not acknowledged; the writer reads
+	// again and retries. Single-site keys stay unconditional.
+	Careful bool
+	// ContendedPutsOnly: contended keys are never deleted (DeleteFraction
+	// applies to single-site keys only). versitygw does not serialise a
+	// DELETE with a PUT of the same key, conditional or not (README, Failure
+	// modes), so a DELETE racing a PUT inside the store can silently undo
+	// either; PUTs are serialised.
+	ContendedPutsOnly bool
 	DeleteFraction    float64       // share of operations that are DELETEs
 	BigFraction       float64       // share of PUTs with a body above the inline threshold (default 0.03)
 	Writers           int           // writers per site (default 2); each key has one writer per site
@@ -41,18 +53,26 @@ const (
 // Op is one S3 call made by the workload. Only Acked operations are checked:
 // a call that failed may or may not have happened.
 type Op struct {
-	Site, Key  string
-	Kind       OpKind
-	Writer     int
-	Seq        int    // per writer
-	MD5        string // hex MD5 of the body (the ETag of a single-part PUT); "" for DELETE
-	ETag       string // what the store answered (PUT)
-	Size       int
-	PreExisted bool // DELETE: a HEAD just before it found the key at the site
-	Start, End time.Time
-	Acked      bool
-	Err        string
+	Site, Key   string
+	Kind        OpKind
+	Writer      int
+	Seq         int    // per writer
+	MD5         string // hex MD5 of the body (the ETag of a single-part PUT); "" for DELETE
+	ETag        string // what the store answered (PUT)
+	Size        int
+	PreExisted  bool   // DELETE: a HEAD just before it found the key at the site
+	IfMatch     string // conditional write: the ETag it required ("" = none)
+	IfNoneMatch bool   // conditional PUT: the key had to be absent
+	Start, End  time.Time
+	Acked       bool
+	Refused     bool // the store refused the condition (412/404): it did not happen
+	Err         string
 }
+
+// mayHaveHappened reports whether op may have changed the store: it was
+// acknowledged, or it failed in a way that does not say (a timeout, a site
+// down). A refused conditional write did not happen.
+func (op Op) mayHaveHappened() bool { return op.Acked || !op.Refused }
 
 // Workload is the record of what a workload did.
 type Workload struct {
@@ -85,11 +105,15 @@ func (w *Workload) Acked() []Op {
 	return out
 }
 
-// Counts returns (acked puts, acked deletes, failed calls).
-func (w *Workload) Counts() (puts, dels, failed int) {
+// Counts returns (acked puts, acked deletes, failed calls, of which refused
+// conditional writes).
+func (w *Workload) Counts() (puts, dels, failed, refused int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, op := range w.Ops {
+		if op.Refused {
+			refused++
+		}
 		switch {
 		case !op.Acked:
 			failed++
@@ -185,54 +209,89 @@ func (e *env) RunWorkload(t *testing.T, ctx context.Context, opts WorkloadOption
 	}
 	wg.Wait()
 	w.End = time.Now()
-	puts, dels, failed := w.Counts()
-	t.Logf("workload %s: %v, %d keys (%d contended), %d acked puts, %d acked deletes, %d failed calls",
-		opts.Prefix, w.End.Sub(w.Start).Round(time.Millisecond), len(keys), len(contended), puts, dels, failed)
+	puts, dels, failed, refused := w.Counts()
+	how := ""
+	if opts.Careful && len(contended) > 0 {
+		how = ", written conditionally"
+	}
+	t.Logf("workload %s: %v, %d keys (%d contended%s), %d acked puts, %d acked deletes, %d failed calls (%d refused conditional writes)",
+		opts.Prefix, w.End.Sub(w.Start).Round(time.Millisecond), len(keys), len(contended), how, puts, dels, failed, refused)
 	return w
 }
 
 func (e *env) writer(ctx context.Context, w *Workload, site string, wr int, keys []string, rng *rand.Rand) {
-	c := e.sites[site].s3
 	o := w.Opts
+	retry := "" // a careful write refused: the key to read and write again
 	for seq := 0; ctx.Err() == nil; seq++ {
 		key := keys[rng.IntN(len(keys))]
-		op := Op{Site: site, Key: key, Writer: wr, Seq: seq}
-		// Each call gets its own deadline, not the workload's: a call in
-		// flight when the workload ends completes and is recorded.
-		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if rng.Float64() < o.DeleteFraction {
-			op.Kind = OpDelete
-			if info, err := c.Head(cctx, o.Bucket, key); err == nil && info.Exists {
-				op.PreExisted = true
-			}
-			op.Start = time.Now()
-			err := c.Delete(cctx, o.Bucket, key, "")
-			op.End = time.Now()
-			op.Acked = err == nil
-			if err != nil {
-				op.Err = err.Error()
-			}
-		} else {
-			op.Kind = OpPut
-			body := workloadBody(site, wr, seq, rng, rng.Float64() < o.BigFraction)
-			sum := md5.Sum(body)
-			op.MD5, op.Size = hex.EncodeToString(sum[:]), len(body)
-			op.Start = time.Now()
-			etag, err := c.Put(cctx, s3io.PutInput{Bucket: o.Bucket, Key: key, Body: bytes.NewReader(body), Size: int64(len(body))})
-			op.End = time.Now()
-			op.Acked, op.ETag = err == nil, etag
-			if err != nil {
-				op.Err = err.Error()
-			}
+		if retry != "" {
+			key, retry = retry, ""
 		}
-		cancel()
+		op := Op{Site: site, Key: key, Writer: wr, Seq: seq, Kind: OpPut}
+		if rng.Float64() < o.DeleteFraction && !(o.ContendedPutsOnly && w.Contended[key]) {
+			op.Kind = OpDelete
+		}
+		// A body even for a DELETE: a careful DELETE of an absent key
+		// becomes a PUT.
+		body := workloadBody(site, wr, seq, rng, rng.Float64() < o.BigFraction)
+		e.writeOnce(w, &op, body, o.Careful && w.Contended[key])
 		w.add(op)
-		if !op.Acked {
+		switch {
+		case op.Refused:
+			retry = key // lost the race to another write: read again, retry
+		case !op.Acked:
 			// The site is probably down (fault injection): don't spin.
 			sleepCtx(ctx, 200*time.Millisecond)
-		} else {
+		default:
 			sleepCtx(ctx, o.Pause)
 		}
+	}
+}
+
+// writeOnce makes op's call (a PUT of body, or a DELETE) and records its
+// outcome in op. careful: read the key's ETag first and make the write
+// conditional on it; a DELETE of a key found absent becomes a PUT
+// If-None-Match, since no condition can make a DELETE of nothing safe.
+func (e *env) writeOnce(w *Workload, op *Op, body []byte, careful bool) {
+	c := e.sites[op.Site].s3
+	bkt := w.Opts.Bucket
+	// Each call gets its own deadline, not the workload's: a call in
+	// flight when the workload ends completes and is recorded.
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var info s3io.ObjectInfo
+	if op.Kind == OpDelete || careful {
+		var err error
+		if info, err = c.Head(cctx, bkt, op.Key); err != nil && careful {
+			op.Start, op.End, op.Err = time.Now(), time.Now(), "read before write: "+err.Error()
+			return
+		}
+		op.PreExisted = info.Exists
+	}
+	if careful && op.Kind == OpDelete && !info.Exists {
+		op.Kind = OpPut
+	}
+	if careful {
+		op.IfMatch, op.IfNoneMatch = info.ETag, !info.Exists
+	}
+	var err error
+	if op.Kind == OpDelete {
+		op.Start = time.Now()
+		err = c.Delete(cctx, bkt, op.Key, op.IfMatch)
+		op.End = time.Now()
+	} else {
+		sum := md5.Sum(body)
+		op.MD5, op.Size = hex.EncodeToString(sum[:]), len(body)
+		op.Start = time.Now()
+		op.ETag, err = c.Put(cctx, s3io.PutInput{Bucket: bkt, Key: op.Key, Body: bytes.NewReader(body), Size: int64(len(body)),
+			IfMatch: op.IfMatch, IfNoneMatch: op.IfNoneMatch})
+		op.End = time.Now()
+	}
+	op.Acked = err == nil
+	if err != nil {
+		op.Err = err.Error()
+		cl := s3io.Classify(err)
+		op.Refused = careful && (cl == s3io.Precondition || cl == s3io.NotFound)
 	}
 }
 
@@ -261,16 +320,17 @@ func workloadBody(site string, wr, seq int, rng *rand.Rand, big bool) []byte {
 	return b
 }
 
-// A mixed workload at all three sites (30% of keys written everywhere, 15%
-// deletes, a few bodies above the inline threshold) while the a–b link is
-// cut for 3 s: afterwards every site holds the same bytes and every
-// acknowledged write is final, causally overwritten or a logged loser.
+// A mixed workload at all three sites (30% of keys written everywhere,
+// carefully, before, during and after the cut; 15% deletes; a few bodies
+// above the inline threshold) while the a–b link is cut for 3 s:
+// afterwards every site holds the same bytes and every acknowledged write
+// is final, causally overwritten or a logged (and kept) conflict loser.
 func TestWorkloadWithPartitionNoSilentLoss(t *testing.T) {
 	e := labEnv(t)
 	cut := e.ctlAt(2*time.Second, "cut", "a", "b")
 	heal := e.ctlAt(5*time.Second, "heal", "a", "b")
 	w := e.RunWorkload(t, context.Background(), WorkloadOptions{
-		Duration: 8 * time.Second, Keys: 40, ContendedFraction: 0, DeleteFraction: 0.15, Writers: 2,
+		Duration: 8 * time.Second, Keys: 40, ContendedFraction: 0.3, Careful: true, ContendedPutsOnly: true, DeleteFraction: 0.15, Writers: 2,
 		Prefix: fmt.Sprintf("wlpart-%d/", time.Now().UnixNano()),
 	})
 	e.mustHaveInjected(t, cut, heal)
