@@ -171,6 +171,21 @@ func (w *simWorld) checkConflictLogged(x *simExec, e lifecycle.Entry) {
 	}
 }
 
+// checkReflected checks, when s persists e, that a replica version becomes
+// the held one only when the store shows it (I5: a record is acknowledged
+// only once the local S3 and the state reflect it): a tombstone over an
+// absent key, a put as an object carrying its marker.
+func (w *simWorld) checkReflected(x *simExec, e lifecycle.Entry) {
+	v := e.Held
+	if v.ID == "" || v.ID == x.e.Held.ID || v.Origin == x.s.name {
+		return
+	}
+	o := x.s.store.objs[x.k.Key]
+	if v.Deleted && o != nil || !v.Deleted && (o == nil || o.meta[schema.MetaVID] != v.ID) {
+		w.t.Fatalf("%s took %s for %s, but its store holds %v", x.s.name, simV(v), x.k.Key, o != nil)
+	}
+}
+
 // checkDriveEnd checks a Drive that neither crashed nor failed.
 func (w *simWorld) checkDriveEnd(x *simExec, st lifecycle.Step, start lifecycle.Entry, in lifecycle.Input) {
 	w.results[st.Result]++

@@ -76,6 +76,7 @@ func (x *simExec) persist(e lifecycle.Entry) error {
 	x.s.entries[x.k.Key] = b
 	x.persisted = &e
 	x.w.checkConflictLogged(x, e)
+	x.w.checkReflected(x, e)
 	// A tombstone taken while the key is absent because of a user's delete
 	// nobody has published absorbs that delete (Recover finishing a replica
 	// delete: versitygw answers a conditional DELETE of an absent key with

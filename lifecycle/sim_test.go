@@ -40,7 +40,9 @@ package lifecycle_test
 //     Drive persists and runs exactly what Step returns; an entry survives
 //     its encoding; on every Drive: no intent outlives a drive that neither
 //     crashed nor failed; on every persist: a conflict takes effect (clock
-//     merged, or winner held) only once the site's conflict log holds it;
+//     merged, or winner held) only once the site's conflict log holds it,
+//     and a replica version becomes the held one only when the store shows
+//     it;
 //   - conflicts: only concurrent versions are logged as conflicts, the
 //     winner sorts above the loser, every pair is decided the same way at
 //     every site; under manual a record concurrent with the held version is
