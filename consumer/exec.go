@@ -61,7 +61,7 @@ func (a *Applier) execute(ctx context.Context, k lifecycle.Key, rec *schema.Reco
 	}
 	if !wrote {
 		if logged {
-			return lifecycle.Logged{Record: rec}, nil
+			return lifecycle.Logged{Record: rec, Policy: a.Buckets[k.Bucket]}, nil
 		}
 		return nil, nil
 	}

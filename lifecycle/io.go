@@ -60,8 +60,11 @@ type Written struct {
 type Refused struct{}
 
 // Logged is the outcome of a step whose only changing effect was
-// LogConflict (a conflict the held version won): the conflict is durable.
-type Logged struct{ Record *schema.Record }
+// LogConflict: the conflict of Record (received under Policy) is durable.
+type Logged struct {
+	Record *schema.Record
+	Policy BucketPolicy
+}
 
 // DeadLettered says the record of version ID went to the dead-letter queue.
 type DeadLettered struct{ ID string }

@@ -16,30 +16,57 @@ func (m Machine) receive(k Key, e Entry, in Receive, now int64) Step {
 	}
 	rec, pol := in.Record, in.Policy
 	d := schema.Decide(e.HeldPtr(), e.Clock, rec.Version, pol.Policy)
-	var effs []Effect
-	if d.Conflict {
-		effs = append(effs, LogConflict{Entry: m.conflictEntry(k, d, pol, now)})
-	}
 	with := func(s Step) Step { s.Decision = d; return s }
-	switch d.Outcome {
-	case schema.Skip:
-		return with(done(e, Skipped, nil))
-	case schema.Park:
-		s := done(e, Parked, nil)
-		s.Effects = append(effs, Park{Held: *d.Winner, Parked: *d.Loser})
-		return with(s)
-	case schema.KeepLocal:
-		// The conflict is logged before the merged clock is persisted: once
-		// the clock covers the record, it would be skipped, never logged.
-		return with(Step{Entry: e, Effects: effs, Next: Feed})
+	var logIt Effect
+	if d.Conflict {
+		logIt = LogConflict{Entry: m.conflictEntry(k, d, pol, now)}
 	}
+	switch {
+	case d.Outcome == schema.Skip:
+		return with(done(e, Skipped, nil))
+	case d.Outcome == schema.Park:
+		s := done(e, Parked, nil)
+		s.Effects = []Effect{logIt, Park{Held: *d.Winner, Parked: *d.Loser}}
+		return with(s)
+	case d.Conflict:
+		// A conflict is logged in a step of its own, before anything it
+		// decides takes effect: a merged clock would make a retry skip the
+		// record, and an apply intent settled after a crash would adopt the
+		// winner, either way with the conflict never logged. The outcome is
+		// Logged.
+		return with(Step{Entry: e, Effects: []Effect{logIt}, Next: Feed})
+	}
+	return with(m.apply(k, e, rec, d, pol, now))
+}
+
+// logged carries out a conflict once the conflict log holds it: the clock
+// merges (the held version won) or the winner is applied.
+func (m Machine) logged(k Key, e Entry, in Logged, now int64) Step {
+	if in.Record == nil || e.Outstanding() {
+		return done(e, Unchanged, ErrUnexpected)
+	}
+	d := schema.Decide(e.HeldPtr(), e.Clock, in.Record.Version, in.Policy.Policy)
+	switch d.Outcome {
+	case schema.KeepLocal:
+		e.Clock = d.Merged
+		return saved(e, now, Done, KeptLocal)
+	case schema.ApplyWinner:
+		return m.apply(k, e, in.Record, d, in.Policy, now)
+	}
+	return done(e, Unchanged, fmt.Errorf("%w: %s is not a conflict to carry out (%v)", ErrUnexpected, in.Record.Version.ID, d.Outcome))
+}
+
+// apply returns the writes that make the local store hold rec, with the
+// apply intent that covers them.
+func (m Machine) apply(k Key, e Entry, rec *schema.Record, d schema.Decision, pol BucketPolicy, now int64) Step {
 	v := rec.Version
 	if !e.Present() && v.Deleted {
 		// Nothing to delete: the store must hold nothing either (an object
 		// there is a local write nobody has recorded yet). No intent: no
 		// write happens.
-		return with(Step{Entry: e, Effects: append(effs, CheckAbsent{}), Next: Feed})
+		return Step{Entry: e, Effects: []Effect{CheckAbsent{}}, Next: Feed}
 	}
+	var effs []Effect
 	if d.Outcome == schema.ApplyWinner {
 		if c, ok := m.loserCopy(k, e, d, pol); ok {
 			effs = append(effs, c)
@@ -62,7 +89,7 @@ func (m Machine) receive(k Key, e Entry, in Receive, now int64) Step {
 	// The intent is durable before any write, so a crash in between leaves
 	// an entry that Recover settles against the store.
 	e.Applying = &v
-	return with(saved(e, now, Feed, Unchanged, effs...))
+	return saved(e, now, Feed, Unchanged, effs...)
 }
 
 // loserCopy is the copy of the held version's bytes to its loser key before
@@ -111,20 +138,6 @@ func (m Machine) written(e Entry, in Written, now int64) Step {
 	e.Attrs = in.Record.Attrs.Digest()
 	e.Applying = nil
 	return saved(e, now, Done, Applied, effs...)
-}
-
-// logged merges the clock of a conflict the held version won, once the
-// conflict log holds it.
-func (m Machine) logged(e Entry, in Logged, now int64) Step {
-	if in.Record == nil || e.Outstanding() {
-		return done(e, Unchanged, ErrUnexpected)
-	}
-	d := schema.Decide(e.HeldPtr(), e.Clock, in.Record.Version, schema.Policy{})
-	if d.Outcome != schema.KeepLocal {
-		return done(e, Unchanged, fmt.Errorf("%w: %s is not a conflict the held version wins", ErrUnexpected, in.Record.Version.ID))
-	}
-	e.Clock = d.Merged
-	return saved(e, now, Done, KeptLocal)
 }
 
 // refused drops the apply intent after the store refused a conditional

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/s3mesh/s3mesh/schema"
@@ -59,9 +60,9 @@ func TestReceive(t *testing.T) {
 		{"stale", holding(after), mine, BucketPolicy{}, schema.Skip, nil, false, Done, Skipped},
 		{"delete of a held object", holding(mine), tomb, BucketPolicy{}, schema.Apply, []string{"delete"}, true, Feed, Unchanged},
 		{"delete of an absent key", Entry{}, tomb, BucketPolicy{}, schema.Apply, []string{"check-absent"}, false, Feed, Unchanged},
-		{"conflict won by the record", holding(mine), newer, BucketPolicy{}, schema.ApplyWinner, []string{"log", "put"}, true, Feed, Unchanged},
+		{"conflict won by the record", holding(mine), newer, BucketPolicy{}, schema.ApplyWinner, []string{"log"}, false, Feed, Unchanged},
 		{"conflict won by the held version", holding(mine), older, BucketPolicy{}, schema.KeepLocal, []string{"log"}, false, Feed, Unchanged},
-		{"conflict won, loser kept at its origin", holding(mine), newer, keep, schema.ApplyWinner, []string{"log", "copy", "put"}, true, Feed, Unchanged},
+		{"conflict won, loser kept at its origin", holding(mine), newer, keep, schema.ApplyWinner, []string{"log"}, false, Feed, Unchanged},
 		{"conflict parked", holding(mine), newer, manual, schema.Park, []string{"log", "park"}, false, Done, Parked},
 	}
 	for _, c := range cases {
@@ -80,13 +81,26 @@ func TestReceive(t *testing.T) {
 			if c.outcome == schema.KeepLocal {
 				// The clock merges only once the conflict is logged: merged
 				// first, a redelivery would be skipped and never logged.
-				lg := step(t, ma, st.Entry, Logged{Record: rec(c.v)})
+				lg := step(t, ma, st.Entry, Logged{Record: rec(c.v), Policy: c.pol})
 				if !lg.Persist || lg.Result != KeptLocal || lg.Entry.Clock.Compare(c.e.Clock.Merge(c.v.Clock)) != schema.Equal || lg.Entry.Held.ID != c.e.Held.ID {
 					t.Fatalf("after the conflict is logged: %+v", lg)
 				}
-				if again := step(t, ma, lg.Entry, Logged{Record: rec(c.v)}); !errors.Is(again.Err, ErrUnexpected) || again.Persist {
+				if again := step(t, ma, lg.Entry, Logged{Record: rec(c.v), Policy: c.pol}); !errors.Is(again.Err, ErrUnexpected) || again.Persist {
 					t.Fatalf("a second Logged for a covered record: %+v", again)
 				}
+			}
+			if c.outcome == schema.ApplyWinner {
+				// The winner is written only once the conflict is logged, so
+				// no intent can be settled with the conflict unlogged.
+				lg := step(t, ma, st.Entry, Logged{Record: rec(c.v), Policy: c.pol})
+				want := []string{"put"}
+				if c.pol.KeepLosers {
+					want = []string{"copy", "put"}
+				}
+				if got := kinds(lg.Effects); fmt.Sprint(got) != fmt.Sprint(want) || !lg.Persist || lg.Next != Feed {
+					t.Fatalf("after the conflict is logged: effects %v, want %v (%+v)", got, want, lg)
+				}
+				st = lg
 			}
 			for _, ef := range st.Effects {
 				switch ef := ef.(type) {
@@ -118,12 +132,14 @@ func TestReceive(t *testing.T) {
 func TestReceiveLoserCopiedOnlyAtItsOrigin(t *testing.T) {
 	theirs := ver("c", schema.Clock{"c": 1}, 500, false)
 	newer := ver("b", schema.Clock{"b": 1}, 900, false)
-	st := step(t, ma, holding(theirs), Receive{Record: rec(newer), Policy: BucketPolicy{KeepLosers: true}})
-	if got := kinds(st.Effects); len(got) != 2 || got[0] != "log" || got[1] != "put" {
-		t.Fatalf("a site that is not the loser's origin must not copy it: %v", got)
-	}
+	pol := BucketPolicy{KeepLosers: true}
+	st := step(t, ma, holding(theirs), Receive{Record: rec(newer), Policy: pol})
 	if le := st.Effects[0].(LogConflict).Entry; le.LoserKeptAs == "" {
 		t.Fatalf("the conflict log must name where the loser is kept: %+v", le)
+	}
+	lg := step(t, ma, st.Entry, Logged{Record: rec(newer), Policy: pol})
+	if got := kinds(lg.Effects); len(got) != 1 || got[0] != "put" {
+		t.Fatalf("a site that is not the loser's origin must not copy it: %v", got)
 	}
 }
 

@@ -27,17 +27,6 @@ import (
 // silently undone. Set it to false to see the simulation catch it.
 const simExemptInDoubtDelete = true
 
-// simExemptSettledTombstoneLog exempts a second known gap (reported with
-// issue 8, not fixed): a crash after an apply intent for a tombstone that
-// wins a conflict is persisted but before its LogConflict runs, then the
-// key is found absent at recovery (the user deleted the object meanwhile):
-// Recover takes the absence as the finished delete and adopts the
-// tombstone, so the site's conflict log never gets the conflict (nor, with
-// keep-losers, was the loser copied), and the record, delivered again, is
-// skipped. A put's intent is settled only on its marker, which proves the
-// effects before it ran. Set it to false to see the simulation catch it.
-const simExemptSettledTombstoneLog = true
-
 func simSameClock(a, b schema.Clock) bool { return a.Compare(b) == schema.Equal }
 
 func simSameEffect(a, b lifecycle.Effect) bool { return reflect.DeepEqual(a, b) }
@@ -161,11 +150,6 @@ func (w *simWorld) checkConflictLogged(x *simExec, e lifecycle.Entry) {
 	}
 	if e.Held.ID != "" && e.Held.ID != x.e.Held.ID {
 		if d, ok := w.decisions[simDecisionKey{x.s.i, x.k.Key, e.Held.ID}]; ok && d.Conflict && !logged(d.Winner.ID, d.Loser.ID) {
-			if _, settling := x.in.(lifecycle.Inspected); settling && e.Held.Deleted && simExemptSettledTombstoneLog {
-				w.knownLoss++
-				w.t.Logf("KNOWN LOSS (simExemptSettledTombstoneLog): %s settled %s, the winner of a conflict with %s, never logged", x.s.name, e.Held.ID, d.Loser.ID)
-				return
-			}
 			w.t.Fatalf("%s took %s, the winner of a conflict with %s, before logging the conflict", x.s.name, e.Held.ID, d.Loser.ID)
 		}
 	}

@@ -188,7 +188,7 @@ func (x *simExec) run(effs []lifecycle.Effect) (lifecycle.Input, error) {
 	if x.role == simConsumer {
 		if !wrote {
 			if logged {
-				return lifecycle.Logged{Record: x.rec}, nil
+				return lifecycle.Logged{Record: x.rec, Policy: x.w.pol}, nil
 			}
 			return nil, nil
 		}

@@ -99,7 +99,7 @@ func (m Machine) Step(k Key, e Entry, in Input, now int64) Step {
 	case Refused:
 		return m.refused(e, now)
 	case Logged:
-		return m.logged(e, in, now)
+		return m.logged(k, e, in, now)
 	case DeadLettered:
 		return m.deadLettered(e, in.ID, now)
 	}
