@@ -234,9 +234,14 @@ func (e *env) writer(ctx context.Context, w *Workload, site string, wr int, keys
 		// A body even for a DELETE: a careful DELETE of an absent key
 		// becomes a PUT.
 		body := workloadBody(site, wr, seq, rng, rng.Float64() < o.BigFraction)
-		e.writeOnce(w, &op, body, o.Careful && w.Contended[key])
-		w.add(op)
+		sent := e.writeOnce(w, &op, body, o.Careful && w.Contended[key])
+		if sent {
+			w.add(op)
+		}
 		switch {
+		case !sent:
+			retry = key // the read before a careful write failed: nothing was written
+			sleepCtx(ctx, 200*time.Millisecond)
 		case op.Refused:
 			retry = key // lost the race to another write: read again, retry
 		case !op.Acked:
@@ -251,8 +256,9 @@ func (e *env) writer(ctx context.Context, w *Workload, site string, wr int, keys
 // writeOnce makes op's call (a PUT of body, or a DELETE) and records its
 // outcome in op. careful: read the key's ETag first and make the write
 // conditional on it; a DELETE of a key found absent becomes a PUT
-// If-None-Match, since no condition can make a DELETE of nothing safe.
-func (e *env) writeOnce(w *Workload, op *Op, body []byte, careful bool) {
+// If-None-Match, since no condition can make a DELETE of nothing safe. It
+// reports false when it sent no write (the careful read failed).
+func (e *env) writeOnce(w *Workload, op *Op, body []byte, careful bool) (sent bool) {
 	c := e.sites[op.Site].s3
 	bkt := w.Opts.Bucket
 	// Each call gets its own deadline, not the workload's: a call in
@@ -263,8 +269,7 @@ func (e *env) writeOnce(w *Workload, op *Op, body []byte, careful bool) {
 	if op.Kind == OpDelete || careful {
 		var err error
 		if info, err = c.Head(cctx, bkt, op.Key); err != nil && careful {
-			op.Start, op.End, op.Err = time.Now(), time.Now(), "read before write: "+err.Error()
-			return
+			return false
 		}
 		op.PreExisted = info.Exists
 	}
@@ -293,6 +298,7 @@ func (e *env) writeOnce(w *Workload, op *Op, body []byte, careful bool) {
 		cl := s3io.Classify(err)
 		op.Refused = careful && (cl == s3io.Precondition || cl == s3io.NotFound)
 	}
+	return true
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {
