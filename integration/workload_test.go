@@ -326,9 +326,10 @@ func workloadBody(site string, wr, seq int, rng *rand.Rand, big bool) []byte {
 	return b
 }
 
-// A mixed workload at all three sites (30% of keys written everywhere,
-// carefully, before, during and after the cut; 15% deletes; a few bodies
-// above the inline threshold) while the a–b link is cut for 3 s:
+// A mixed workload at all three sites (30% of keys PUT everywhere,
+// carefully, before, during and after the cut; 15% deletes of the keys
+// written at one site; a few bodies above the inline threshold) while the
+// a–b link is cut for 3 s:
 // afterwards every site holds the same bytes and every acknowledged write
 // is final, causally overwritten or a logged (and kept) conflict loser.
 func TestWorkloadWithPartitionNoSilentLoss(t *testing.T) {
