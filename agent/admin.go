@@ -26,7 +26,9 @@ func AdminSubject(site, verb string) string { return "s3mesh.admin." + site + ".
 type AdminRequest struct {
 	Seq    uint64 `json:"seq"`              // DLQ_<site> sequence of the entry
 	Pick   string `json:"pick,omitempty"`   // resolve: the site whose version wins
-	Bucket string `json:"bucket,omitempty"` // scan.confirm
+	Bucket string `json:"bucket,omitempty"` // scan.confirm, state.page
+	After  string `json:"after,omitempty"`  // state.page: keys after this one
+	Limit  int    `json:"limit,omitempty"`  // state.page: at most this many keys
 }
 
 // AdminReply is the answer to an admin request.
@@ -42,6 +44,7 @@ func (a *Agent) serveAdmin(ctx context.Context) ([]*nats.Subscription, error) {
 		"dlq.resolve":  a.resolveDead,
 		"status":       a.status,
 		"scan.confirm": a.confirmDeletes,
+		"state.page":   a.statePage,
 	}
 	var subs []*nats.Subscription
 	for verb, h := range handlers {
