@@ -36,6 +36,9 @@ const CtlUsage = `verbs (X, Y are site names):
   start-s3 X           start X's versitygw again
   kill-broker X        SIGKILL X's broker (NATS server)
   start-broker X       start X's broker again, then restart X's versitygw so its event sink reconnects
+  wipe X [--broker]    lose X's disk: SIGKILL X's agent, delete every bucket and object of X's store
+                       and X's per-key state; --broker: X's JetStream store too (its broker restarts
+                       empty). X's store keeps serving, empty; the agent stays stopped until start X
   help                 this text`
 
 // ctlRequest and ctlResponse are the socket protocol: POST /v1/ctl with a
@@ -122,7 +125,7 @@ func (s *ctlServer) close() {
 }
 
 // ctlTimeout bounds one request from CtlClient (start X waits for the
-// agent's health, start-broker for the broker and versitygw).
+// agent's health, start-broker and wipe for the broker and versitygw).
 const ctlTimeout = 5 * time.Minute
 
 // CtlClient runs verb with args in the lab running in dir, over its
@@ -174,10 +177,19 @@ func (l *Lab) Ctl(verb string, args ...string) (string, error) {
 	nargs := map[string]int{
 		"help": 0, "status": 0, "cut": 2, "heal": 2, "delay": 3,
 		"kill": 1, "start": 1, "stop-s3": 1, "start-s3": 1, "kill-broker": 1, "start-broker": 1,
+		"wipe": 1, // and an optional --broker
 	}
 	n, ok := nargs[verb]
 	if !ok {
 		return "", fmt.Errorf("unknown verb %q (see help)", verb)
+	}
+	var wipeBroker bool
+	if verb == "wipe" {
+		site, withBroker, err := parseWipeArgs(args)
+		if err != nil {
+			return "", err
+		}
+		args, wipeBroker = []string{site}, withBroker
 	}
 	if len(args) != n {
 		return "", fmt.Errorf("%s takes %d argument(s), got %d (see help)", verb, n, len(args))
@@ -263,6 +275,8 @@ func (l *Lab) Ctl(verb string, args ...string) (string, error) {
 			return msg, fmt.Errorf("%s, but versitygw did not restart: %w", msg, err)
 		}
 		return fmt.Sprintf("%s; versitygw restarted (pid %d)", msg, s.s3.pid()), nil
+	case "wipe":
+		return l.wipeSite(s, wipeBroker)
 	}
 	return "", fmt.Errorf("verb %q not handled", verb) // unreachable
 }

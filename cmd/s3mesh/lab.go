@@ -67,13 +67,23 @@ Endpoints and keys are in <dir>/lab.json; see "s3mesh lab ctl help".`,
 }
 
 func newLabCtlCmd() *cobra.Command {
-	var dir string
+	var (
+		dir        string
+		wipeBroker bool
+	)
 	c := &cobra.Command{
 		Use:   "ctl VERB [ARGS...]",
-		Short: "Control a running lab: status, cut/heal links, kill/start agents, brokers, versitygw",
+		Short: "Control a running lab: status, cut/heal links, kill/start agents, brokers, versitygw, wipe a site",
 		Long:  "Control the lab running in --dir over its control socket.\n\n" + lab.CtlUsage,
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if wipeBroker {
+				// `wipe X --broker`: the flag is the verb's, passed on as an argument.
+				if args[0] != "wipe" {
+					return fmt.Errorf("--broker applies to wipe only (wipe X --broker)")
+				}
+				args = append(args, "--broker")
+			}
 			out, err := lab.CtlClient(dir, args[0], args[1:]...)
 			if out != "" {
 				fmt.Fprintln(cmd.OutOrStdout(), out)
@@ -82,5 +92,6 @@ func newLabCtlCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&dir, "dir", ".lab", "lab directory")
+	c.Flags().BoolVar(&wipeBroker, "broker", false, "with wipe: delete the site's JetStream store too and restart its broker empty")
 	return c
 }
