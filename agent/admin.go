@@ -29,6 +29,14 @@ type AdminRequest struct {
 	Bucket string `json:"bucket,omitempty"` // scan.confirm, state.page
 	After  string `json:"after,omitempty"`  // state.page: keys after this one
 	Limit  int    `json:"limit,omitempty"`  // state.page: at most this many keys
+	// replay (see ReplayResult, and Bucket): records of the mirror of Peer's
+	// CHANGES stream from FromSeq, or from the first stored at or after
+	// Since, up to ToSeq (0: the stream's last now); DryRun applies nothing.
+	Peer    string    `json:"peer,omitempty"`
+	FromSeq uint64    `json:"from_seq,omitempty"`
+	ToSeq   uint64    `json:"to_seq,omitempty"`
+	Since   time.Time `json:"since,omitzero"`
+	DryRun  bool      `json:"dry_run,omitempty"`
 }
 
 // AdminReply is the answer to an admin request.
@@ -45,6 +53,7 @@ func (a *Agent) serveAdmin(ctx context.Context) ([]*nats.Subscription, error) {
 		"status":       a.status,
 		"scan.confirm": a.confirmDeletes,
 		"state.page":   a.statePage,
+		"replay":       a.replay,
 	}
 	var subs []*nats.Subscription
 	for verb, h := range handlers {
