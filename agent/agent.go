@@ -59,9 +59,10 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		return nil, err
 	}
 	a = &Agent{cfg: cfg, log: log, M: metrics.New()}
+	opened := a // the error returns below set a to nil
 	defer func() {
 		if err != nil {
-			a.Close()
+			opened.Close()
 		}
 	}()
 	if a.Store, err = state.Open(cfg.StateDir, state.Options{Sync: true}); err != nil {
@@ -112,6 +113,10 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	if err != nil {
 		return nil, fmt.Errorf("streams: %w", err)
 	}
+	floor, err := a.startIncarnation(ctx)
+	if err != nil {
+		return nil, err
+	}
 	pub := &publisher{site: cfg.Site, js: a.js}
 	var ignore []*regexp.Regexp
 	for _, re := range cfg.IgnoreKeys {
@@ -127,7 +132,7 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	}
 	a.Producer = producer.New(producer.Config{
 		Site: cfg.Site, Buckets: cfg.BucketNames(), InlineThreshold: cfg.InlineThreshold, Partitions: Partitions,
-		Policies: policies, Skew: hooks.clockSkew, Ignore: ignore,
+		Policies: policies, Skew: hooks.clockSkew, Ignore: ignore, CounterFloor: floor,
 	}, a.Store, local, pub, a.M, log.With("part", "producer"))
 	if hooks.crashAfterPublish > 0 {
 		a.Producer.Hooks.AfterPublish = crashAt(hooks.crashAfterPublish)

@@ -49,6 +49,9 @@ func (m Machine) observe(k Key, e Entry, in Observe, now int64) Step {
 // and returns it as a pending intent plus the Publish effect.
 func (m Machine) publish(k Key, e Entry, o Object, pol schema.Policy, now int64) Step {
 	clock := e.Clock.Bump(m.Site)
+	if clock[m.Site] <= m.Floor {
+		clock[m.Site] = m.Floor + 1
+	}
 	wall := now
 	if o.Exists && o.LastModified != 0 {
 		wall = o.LastModified

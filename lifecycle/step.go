@@ -13,7 +13,24 @@ type Machine struct {
 	Site            string
 	InlineThreshold int64 // bodies up to this size travel inside the record
 	SkewMillis      int64 // shifts every origin time the site stamps (test hook)
+	// Floor is the lowest counter a new local write may take, minus one:
+	// IncarnationFloor of the site's current incarnation. A write over a
+	// clock whose entry for the site is below it jumps above it, so a site
+	// that lost its state never reuses a counter its peers may have seen.
+	Floor uint64
 }
+
+// IncarnationShift places the incarnation in a site's clock counters: the
+// n-th write of a key in incarnation i has a counter of at least
+// i<<IncarnationShift + 1. 2^24 writes of one key fit in one incarnation;
+// more spill into the incarnation bits, which keeps counters increasing.
+const IncarnationShift = 24
+
+// IncarnationFloor is the Machine.Floor of incarnation i.
+func IncarnationFloor(i uint64) uint64 { return i << IncarnationShift }
+
+// IncarnationOf is the incarnation a counter was made in.
+func IncarnationOf(counter uint64) uint64 { return counter >> IncarnationShift }
 
 // Next says what an executor does after carrying out a Step's effects.
 type Next int

@@ -214,3 +214,22 @@ func TestRecoverApplyIntent(t *testing.T) {
 		t.Fatalf("recover with nothing outstanding: %+v", st)
 	}
 }
+
+func TestIncarnationFloor(t *testing.T) {
+	m := ma
+	m.Floor = IncarnationFloor(7)
+	old := holding(ver("a", schema.Clock{"a": 5, "b": 2}, 500, false))
+	st := step(t, m, old, Observe{Object: obj("e2", 10)})
+	v := st.Effects[0].(Publish).Record.Version
+	if v.Clock["a"] != m.Floor+1 || IncarnationOf(v.Clock["a"]) != 7 || v.Clock["b"] != 2 {
+		t.Fatalf("a write over a clock of an older incarnation: clock %s, want a:%d", v.Clock, m.Floor+1)
+	}
+	if v.Clock.Compare(old.Clock) != schema.After {
+		t.Fatalf("the new version must follow the held one: %s vs %s", v.Clock, old.Clock)
+	}
+	cur := holding(ver("a", schema.Clock{"a": m.Floor + 3}, 500, false))
+	st = step(t, m, cur, Observe{Object: obj("e3", 10)})
+	if got := st.Effects[0].(Publish).Record.Version.Clock["a"]; got != m.Floor+4 {
+		t.Fatalf("within an incarnation counters grow by one: got %d, want %d", got, m.Floor+4)
+	}
+}

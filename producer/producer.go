@@ -42,6 +42,8 @@ type Config struct {
 	// Skew shifts every origin time this site stamps (test hook modelling a
 	// site whose clocks run ahead or behind).
 	Skew time.Duration
+	// CounterFloor is the current incarnation's lifecycle.Machine.Floor.
+	CounterFloor uint64
 }
 
 // Result says what Reconcile found (see lifecycle.Result).
@@ -111,7 +113,7 @@ func New(cfg Config, store *state.Store, s3 ObjectStore, pub Publisher, m *metri
 	if m == nil {
 		m = metrics.New()
 	}
-	core := lifecycle.Machine{Site: cfg.Site, InlineThreshold: cfg.InlineThreshold, SkewMillis: cfg.Skew.Milliseconds()}
+	core := lifecycle.Machine{Site: cfg.Site, InlineThreshold: cfg.InlineThreshold, SkewMillis: cfg.Skew.Milliseconds(), Floor: cfg.CounterFloor}
 	return &Producer{cfg: cfg, core: core, store: store, s3: s3, pub: pub, log: log, buckets: b, m: m}
 }
 

@@ -166,6 +166,52 @@ func (s *Store) scan(bucket, startAfter string, upper []byte, fn func(key string
 
 const metaPrefix = 'm'
 
+// SiteMeta is what the state knows of its own site: which site it belongs
+// to and the last incarnation the agent started (see
+// lifecycle.IncarnationShift). A state without it was never started by an
+// agent, or was lost.
+type SiteMeta struct {
+	Site        string `msgpack:"site"`
+	Incarnation uint64 `msgpack:"inc"`
+	RebuiltAt   int64  `msgpack:"rebuilt,omitempty"` // unix ms of the last `s3mesh rebuild`
+}
+
+const siteMetaKey = "site"
+
+// SiteMeta returns the state's site record; ok is false if it has none.
+func (s *Store) SiteMeta() (m SiteMeta, ok bool, err error) {
+	ok, err = s.GetMeta(siteMetaKey, &m)
+	return m, ok, err
+}
+
+// PutSiteMeta stores the state's site record (synced).
+func (s *Store) PutSiteMeta(m SiteMeta) error { return s.PutMeta(siteMetaKey, &m) }
+
+// MarkRebuilt records that `s3mesh rebuild` restored this state for site at
+// unix ms now, so the agent accepts it as present (keeping the last
+// incarnation, if any: the agent starts a higher one).
+func (s *Store) MarkRebuilt(site string, now int64) error {
+	m, _, err := s.SiteMeta()
+	if err != nil {
+		return err
+	}
+	if m.Site != "" && m.Site != site {
+		return fmt.Errorf("state belongs to site %q, not %q", m.Site, site)
+	}
+	m.Site, m.RebuiltAt = site, now
+	return s.PutSiteMeta(m)
+}
+
+// Empty reports whether the store holds no per-key entry at all.
+func (s *Store) Empty() (bool, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{entryPrefix}, UpperBound: []byte{entryPrefix + 1}})
+	if err != nil {
+		return false, fmt.Errorf("state: %w", err)
+	}
+	defer it.Close()
+	return !it.First(), it.Error()
+}
+
 // GetMeta reads a small record the agent keeps beside the per-key state
 // (scan cursors, held buckets) into v; ok is false if absent.
 func (s *Store) GetMeta(name string, v any) (ok bool, err error) {

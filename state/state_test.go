@@ -98,3 +98,41 @@ func TestLockSerialisesOneKey(t *testing.T) {
 		t.Fatalf("lost updates: counter %d, want 800", e.Clock["a"])
 	}
 }
+
+func TestSiteMetaAndEmpty(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{Sync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if empty, err := s.Empty(); err != nil || !empty {
+		t.Fatalf("a new store is empty: %v %v", empty, err)
+	}
+	if _, ok, err := s.SiteMeta(); ok || err != nil {
+		t.Fatalf("a new store has no site record: %v %v", ok, err)
+	}
+	if err := s.PutMeta("cursor", 1); err != nil {
+		t.Fatal(err)
+	}
+	if empty, _ := s.Empty(); !empty {
+		t.Fatal("meta records are not per-key entries")
+	}
+	if err := s.Put("b", "k", Entry{LocalETag: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if empty, _ := s.Empty(); empty {
+		t.Fatal("a store with an entry is not empty")
+	}
+	if err := s.PutSiteMeta(SiteMeta{Site: "a", Incarnation: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkRebuilt("a", 123); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok, _ := s.SiteMeta(); !ok || m.Incarnation != 9 || m.RebuiltAt != 123 {
+		t.Fatalf("site record %+v", m)
+	}
+	if err := s.MarkRebuilt("b", 124); err == nil {
+		t.Fatal("a state of site a must not be marked rebuilt for site b")
+	}
+}

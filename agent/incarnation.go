@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/lifecycle"
+	"github.com/s3mesh/s3mesh/schema"
+)
+
+// ErrStateLost means the per-key state is missing while the site's own
+// records or its store show it was in use: starting would publish clocks
+// from zero (see startIncarnation).
+var ErrStateLost = errors.New("per-key state lost")
+
+// startIncarnation makes sure this run never publishes a clock the site's
+// peers may already dominate. Every start is a new incarnation, numbered
+// above the last one the state recorded, above the one of the last record
+// in the site's own CHANGES stream, and at least the wall clock in seconds;
+// the returned floor (lifecycle.IncarnationFloor) lifts every counter a
+// write makes in this run above every counter made before, whatever the
+// state remembers. It is persisted before anything is published.
+//
+// A state with no site record and no entry, at a site whose own stream
+// holds records, was lost: the agent refuses to start rather than
+// republish every object as a new write; `s3mesh rebuild` restores it.
+func (a *Agent) startIncarnation(ctx context.Context) (uint64, error) {
+	site := a.cfg.Site
+	meta, ok, err := a.Store.SiteMeta()
+	if err != nil {
+		return 0, err
+	}
+	if ok && meta.Site != "" && meta.Site != site {
+		return 0, fmt.Errorf("state_dir %s belongs to site %q, not %q", a.cfg.StateDir, meta.Site, site)
+	}
+	records, lastInc, err := a.ownRecords(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		if err := a.checkNotLost(records); err != nil {
+			return 0, err
+		}
+	}
+	inc := max(meta.Incarnation+1, lastInc+1, uint64(time.Now().Unix()))
+	meta.Site, meta.Incarnation = site, inc
+	if err := a.Store.PutSiteMeta(meta); err != nil {
+		return 0, err
+	}
+	a.log.Info("incarnation started", "incarnation", inc, "own_records", records)
+	return lifecycle.IncarnationFloor(inc), nil
+}
+
+// ownRecords returns how many records the site's own CHANGES stream holds
+// and the incarnation of the last one (0 if none can be read).
+func (a *Agent) ownRecords(ctx context.Context) (uint64, uint64, error) {
+	site := a.cfg.Site
+	var info *jetstream.StreamInfo
+	var last *jetstream.RawStreamMsg
+	err := broker.Retry(ctx, func(n int, err error) {
+		a.log.Warn("own change stream not readable yet, retrying", "attempt", n, "err", err)
+	}, func(ctx context.Context) error {
+		s, err := a.js.Stream(ctx, broker.ChangesStream(site))
+		if err != nil {
+			return err
+		}
+		if info, err = s.Info(ctx); err != nil || info.State.Msgs == 0 {
+			return err
+		}
+		last, err = s.GetMsg(ctx, info.State.LastSeq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			last, err = nil, nil
+		}
+		return err
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("read %s: %w", broker.ChangesStream(site), err)
+	}
+	var inc uint64
+	if last != nil {
+		if rec, err := schema.Decode(last.Data); err == nil && rec.Version.Origin == site {
+			inc = lifecycle.IncarnationOf(rec.Version.Clock[site])
+		}
+	}
+	return info.State.Msgs, inc, nil
+}
+
+// checkNotLost refuses a state that has no site record and no entry while
+// the site's own stream shows it published before. (An empty state over a
+// store that already holds objects is a new deployment: the scanner's
+// initial sync publishes them, in a new incarnation.)
+func (a *Agent) checkNotLost(records uint64) error {
+	empty, err := a.Store.Empty()
+	if err != nil || !empty || records == 0 {
+		return err // entries without a site record: a state from before site records
+	}
+	return fmt.Errorf("%w: state_dir %s is empty but %s holds %d records this site published: "+
+		"run `s3mesh rebuild --site %s` with this site's configuration while the agent is stopped "+
+		"(it restores the state from the peers), then start the agent again",
+		ErrStateLost, a.cfg.StateDir, broker.ChangesStream(a.cfg.Site), records, a.cfg.Site)
+}
