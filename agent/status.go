@@ -34,6 +34,22 @@ type PeerStatus struct {
 	Stalled      bool    `json:"stalled"`
 	Error        string  `json:"error,omitempty"`
 	PendingApply uint64  `json:"pending_apply"`
+	// NeedsRebuild: the peer has been silent for longer than its change
+	// records and this site's tombstones are kept, so what this site missed
+	// may be gone: rebuild it from its peers.
+	NeedsRebuild bool `json:"needs_rebuild,omitempty"`
+}
+
+// needsRebuild reports whether a peer silent for silent may have dropped
+// records this site never received: beyond the CHANGES retention (records
+// trimmed) or the tombstone retention (deletes forgotten), only a rebuild
+// from the peers' stores makes the site whole again.
+func needsRebuild(silent, changesMaxAge, tombstones time.Duration) bool {
+	limit := changesMaxAge
+	if tombstones > 0 && tombstones < limit {
+		limit = tombstones
+	}
+	return silent > limit
 }
 
 // ConsumerState is a durable consumer's backlog.
@@ -62,8 +78,11 @@ func (a *Agent) status(ctx context.Context, _ AdminRequest) (string, error) {
 		if m.Stalled {
 			st.Warnings = append(st.Warnings, fmt.Sprintf("nothing heard from %s for %s: link cut, peer down or mirror stuck", m.Peer, m.Active.Round(time.Second)))
 		}
-		if m.Active > a.cfg.Tombstones.Retention {
-			st.Warnings = append(st.Warnings, fmt.Sprintf("cut off from %s for longer than the tombstone retention (%s): this site must resync from its peers", m.Peer, a.cfg.Tombstones.Retention))
+		if needsRebuild(m.Active, broker.DefaultChangesMaxAge, a.cfg.Tombstones.Retention) {
+			ps.NeedsRebuild = true
+			st.Warnings = append(st.Warnings, fmt.Sprintf("cut off from %s for %s, longer than change records (%s) and tombstones (%s) are kept: "+
+				"records this site missed may be gone; once the link is back, stop this agent and run `s3mesh rebuild --site %s` (README: Disaster recovery)",
+				m.Peer, m.Active.Round(time.Second), broker.DefaultChangesMaxAge, a.cfg.Tombstones.Retention, a.cfg.Site))
 		}
 		st.Peers = append(st.Peers, ps)
 	}

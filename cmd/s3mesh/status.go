@@ -45,6 +45,9 @@ func newStatusCmd() *cobra.Command {
 				if p.Stalled {
 					state = "STALLED"
 				}
+				if p.NeedsRebuild {
+					state = "NEEDS REBUILD"
+				}
 				silent := fmt.Sprintf("%.1fs", p.SilentFor)
 				if p.SilentFor < 0 {
 					silent = "never heard"
