@@ -52,6 +52,7 @@ var mayImport = map[string]layer{
 	"metrics": {},
 	// What builds on the edges.
 	"verify":   {uses: []string{"schema", "s3io"}},
+	"rebuild":  {uses: []string{"schema", "lifecycle", "state", "s3io", "broker"}},
 	"producer": {uses: core},
 	"consumer": {uses: core},
 	"agent":    {uses: append(slices.Clone(core), "config", "producer", "consumer")},
