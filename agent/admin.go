@@ -37,6 +37,7 @@ type AdminRequest struct {
 	ToSeq   uint64    `json:"to_seq,omitempty"`
 	Since   time.Time `json:"since,omitzero"`
 	DryRun  bool      `json:"dry_run,omitempty"`
+	Max     int       `json:"max,omitempty"` // replay: records this request reads at most (0: ReplayMaxRecords)
 }
 
 // AdminReply is the answer to an admin request.

@@ -224,6 +224,9 @@ func (r *replayer) read(ctx context.Context, c jetstream.Consumer) error {
 	if r.req.DryRun {
 		limit = replayMaxDryRecords
 	}
+	if r.req.Max > 0 {
+		limit = min(limit, r.req.Max)
+	}
 	deadline := time.Now().Add(replayBudget)
 	for r.res.Read < limit && time.Now().Before(deadline) {
 		batch, err := c.Fetch(min(256, limit-r.res.Read), jetstream.FetchMaxWait(replayFetchWait))
@@ -458,7 +461,10 @@ func (r *replayer) deadLetter(ctx context.Context, p *replayed, reason string, c
 }
 
 // interrupted is the error of a request cut short (the agent stopping, or
-// the admin deadline): records before seq are handled.
+// the admin deadline) at seq: it names the first record not handled.
 func (r *replayer) interrupted(seq uint64, err error) error {
+	if len(r.failed) > 0 { // records read before seq wait for their retry
+		seq = min(seq, r.failed[0].seq)
+	}
 	return fmt.Errorf("replay interrupted at %s:%d (%w): the records before it are handled; run again with --from-seq %d", r.stream, seq, err, seq)
 }

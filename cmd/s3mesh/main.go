@@ -16,6 +16,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newAgentCmd(), newBrokerCmd(), newLabCmd(), newBenchCmd(), newConflictsCmd(), newDLQCmd(), newStatusCmd(), newScanCmd(), newVerifyCmd(), newStreamsCmd(), newProbeCmd(), newBucketCmd(), newDeployCmd())
+	root.AddCommand(newReplayCmd())
 	root.AddCommand(newRebuildCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "s3mesh:", err)
