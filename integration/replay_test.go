@@ -139,7 +139,12 @@ func TestReplayAfterWrongBucketConfiguration(t *testing.T) {
 	if dry := replay("--dry-run"); !reflect.DeepEqual(dry.Counts, agent.ReplayCounts{Skipped: records}) {
 		t.Errorf("second dry run: %+v, want %d skipped", dry.Counts, records)
 	}
-	out, errOut, code := dlqcliRun(t, args...)
+	out, errOut, code := dlqcliRun(t, "replay", "--lab", lj, "--site", "c", "--peer", "a", "--since", "1h", "--dry-run", "--json")
+	var since agent.ReplayResult
+	if err := json.Unmarshal([]byte(out), &since); code != 0 || err != nil || since.FromSeq != from || !reflect.DeepEqual(since.Counts, agent.ReplayCounts{Skipped: records}) {
+		t.Errorf("dry run --since 1h: exit %d, %+v (%v), stderr %s; want the %d records from seq %d, skipped", code, since, err, errOut, records, from)
+	}
+	out, errOut, code = dlqcliRun(t, args...)
 	for _, row := range []string{`applied\s+0`, `skipped\s+` + strconv.Itoa(records), `dead-lettered\s+0`} {
 		if !regexp.MustCompile(`(?m)^\s+` + row + `$`).MatchString(out) {
 			t.Errorf("second replay: exit %d, output lacks %q:\n%s%s", code, row, out, errOut)
