@@ -11,6 +11,7 @@ import (
 	"github.com/s3mesh/s3mesh/broker"
 	"github.com/s3mesh/s3mesh/lifecycle"
 	"github.com/s3mesh/s3mesh/schema"
+	"github.com/s3mesh/s3mesh/state"
 )
 
 // ErrStateLost means the per-key state is missing while the site's own
@@ -37,6 +38,13 @@ func (a *Agent) startIncarnation(ctx context.Context) (uint64, error) {
 	}
 	if ok && meta.Site != "" && meta.Site != site {
 		return 0, fmt.Errorf("state_dir %s belongs to site %q, not %q", a.cfg.StateDir, meta.Site, site)
+	}
+	if partial, err := a.Store.HasMeta(state.RebuildRunningMeta); err != nil || partial {
+		if err == nil {
+			err = fmt.Errorf("%w: a rebuild of this site into state_dir %s did not finish: run `s3mesh rebuild --site %s` again (it resumes), then start the agent",
+				ErrStateLost, a.cfg.StateDir, site)
+		}
+		return 0, err
 	}
 	records, lastInc, err := a.ownRecords(ctx)
 	if err != nil {

@@ -141,7 +141,21 @@ func TestIncarnationsAndLostState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A rebuild that did not finish leaves a partial state: refused.
+	if err := st.PutMeta(state.RebuildRunningMeta, map[string]string{"site": "a"}); err != nil {
+		t.Fatal(err)
+	}
 	if err := st.MarkRebuilt("a", time.Now().UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if _, err := New(ctx, parsed, log); !errors.Is(err, ErrStateLost) || !strings.Contains(err.Error(), "did not finish") {
+		t.Fatalf("an agent must refuse a state whose rebuild did not finish: %v", err)
+	}
+	if st, err = state.Open(parsed.StateDir, state.Options{Sync: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutMeta(state.RebuildRunningMeta, nil); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()

@@ -128,7 +128,7 @@ type cursor struct {
 
 // RunningMeta is the state meta record present while a rebuild is under
 // way or was interrupted: the state is partial until it is gone.
-const RunningMeta = "rebuild.running"
+const RunningMeta = state.RebuildRunningMeta
 
 func cursorMeta(bucket string) string { return "rebuild.cursor/" + bucket }
 

@@ -202,6 +202,23 @@ func (s *Store) MarkRebuilt(site string, now int64) error {
 	return s.PutSiteMeta(m)
 }
 
+// RebuildRunningMeta is the meta record `s3mesh rebuild` keeps while a
+// rebuild is under way or was interrupted: the state is partial until it
+// is gone, and the agent refuses to start on it.
+const RebuildRunningMeta = "rebuild.running"
+
+// HasMeta reports whether the meta record name exists.
+func (s *Store) HasMeta(name string) (bool, error) {
+	_, closer, err := s.db.Get(append([]byte{metaPrefix}, name...))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("state meta %s: %w", name, err)
+	}
+	return true, closer.Close()
+}
+
 // Empty reports whether the store holds no per-key entry at all.
 func (s *Store) Empty() (bool, error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{entryPrefix}, UpperBound: []byte{entryPrefix + 1}})
