@@ -87,6 +87,9 @@ clean:
 
 ## bench: a fresh lab of its own; lag and throughput next to raw S3 baselines
 bench: build
+	@command -v rclone >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ echo "installing rclone (the rebuild benchmark's baseline) with apt-get"; apt-get update -qq && apt-get install -y -qq rclone >/dev/null; }; } || \
+		echo "rclone is missing and cannot be installed here: the rebuild benchmark is skipped"
 	$(BIN)/s3mesh bench all
 
 ## soak: the mixed workload under rotating faults (cut link, killed agent,

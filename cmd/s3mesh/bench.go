@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,25 +104,21 @@ func benchAll(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	l, err := lab.Start(ctx, lab.Options{Dir: dir, Sites: 3, Buckets: []string{"demo"},
+	l, err := lab.Start(ctx, lab.Options{Dir: dir, Sites: 3, Buckets: []string{"demo", rebuildBucket},
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err
 	}
 	defer l.Stop()
-	var src, dst *s3io.Client
+	sites := map[string]*s3io.Client{}
 	for _, s := range l.Info().Sites {
 		cl, err := s3io.New(s3io.Endpoint{URL: s.S3Endpoint, Region: s.Region, AccessKey: s.AccessKey, SecretKey: s.SecretKey, PathStyle: true})
 		if err != nil {
 			return err
 		}
-		switch s.Name {
-		case "a":
-			src = cl
-		case "c":
-			dst = cl
-		}
+		sites[s.Name] = cl
 	}
+	src, dst := sites["a"], sites["c"]
 	fmt.Fprintf(w, "s3mesh bench: 3-site lab on loopback, %d CPUs, writes at a, reads at c\n\n", runtime.NumCPU())
 	if err := benchLag(ctx, w, src, dst, "demo", 300, 1024); err != nil {
 		return err
@@ -131,7 +128,22 @@ func benchAll(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(w)
-	return benchThroughput(ctx, w, src, dst, "demo", 24, 8<<20, 4)
+	if err := benchThroughput(ctx, w, src, dst, "demo", 24, 8<<20, 4); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	return benchRebuild(ctx, w, l, sites, rebuildObjects)
+}
+
+// rebuildObjects is the size of the rebuild benchmark (S3MESH_BENCH_REBUILD
+// overrides it; 0 skips it).
+var rebuildObjects = envInt("S3MESH_BENCH_REBUILD", 20000)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
 }
 
 func randomBody(size int) []byte {
