@@ -17,6 +17,7 @@ import (
 
 	"github.com/s3mesh/s3mesh/config"
 	"github.com/s3mesh/s3mesh/internal/testenv"
+	"github.com/s3mesh/s3mesh/rebuild"
 	"github.com/s3mesh/s3mesh/s3io"
 )
 
@@ -219,6 +220,16 @@ func TestRebuildLostStateOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.mustCtl(t, "kill", "b")
+	// Two objects at b that differ from the peers' version and are no
+	// replica of it, written while b's agent is down: a newer local write
+	// of a key of a's (it must win everywhere), and b's own older write of
+	// one of its keys that a overwrote meanwhile (a's version must win, and
+	// b's bytes are kept under a new key).
+	newerKey, olderKey := pfx+"k000", pfx+"k001"
+	overA := object{body: []byte("a overwrote b's key while b was down")}
+	e.put(t, "a", olderKey, overA)
+	newer := object{body: []byte("b wrote this while its agent was down")}
+	e.put(t, "b", newerKey, newer)
 	ents, _ := os.ReadDir(cfg.StateDir)
 	for _, de := range ents {
 		if err := os.RemoveAll(filepath.Join(cfg.StateDir, de.Name())); err != nil {
@@ -236,10 +247,24 @@ func TestRebuildLostStateOnly(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("rebuild failed: %s", r.stderr)
 	}
-	if r.copied != 0 || r.adopted == 0 {
-		t.Fatalf("store intact: want everything adopted, nothing copied; got %s", r.stdout)
+	if r.copied != 1 || r.adopted == 0 {
+		t.Fatalf("store intact: want everything adopted but the one key a overwrote; got %s", r.stdout)
 	}
 	e.mustCtl(t, "start", "b")
+	e.waitObject(t, newerKey, newer, converge)
+	e.waitObject(t, olderKey, overA, converge)
+	kept := 0
+	if err := e.sites["a"].s3.List(ctxT(t), bucket, rebuild.KeptPrefix, 0, func(le s3io.ListEntry) error {
+		if strings.HasPrefix(le.Key, rebuild.KeptPrefix+olderKey+"/b-") {
+			kept++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if kept != 1 {
+		t.Fatalf("b's older write of %s must be kept under %s and replicate: found %d copies at a", olderKey, rebuild.KeptPrefix, kept)
+	}
 	for i := range 3 {
 		o := object{body: []byte(fmt.Sprintf("b after its state was rebuilt %d", i))}
 		key := fmt.Sprintf("%sk%03d", pfx, 1+3*i) // keys of b in the workload (i%3 == 1)

@@ -54,6 +54,7 @@ type Store interface {
 	Delete(ctx context.Context, bucket, key, ifMatch string) error
 	BucketExists(ctx context.Context, bucket string) (bool, error)
 	EnsureBucket(ctx context.Context, bucket string) error
+	CopyIfMatch(ctx context.Context, bucket, srcKey, dstKey, srcETag string) error
 }
 
 // Peer is one site to rebuild from.
@@ -93,7 +94,7 @@ type Stats struct {
 	Replaced   int64 `json:"replaced" msgpack:"replaced"`     // stale replicas overwritten (or deleted, for a tombstone)
 	Tombstones int64 `json:"tombstones" msgpack:"tombstones"` // tombstone entries written
 	LocalOnly  int64 `json:"local_only" msgpack:"local_only"` // objects no peer knows: kept, published by the agent
-	Differing  int64 `json:"differing" msgpack:"differing"`   // objects differing from the peers' version: kept, published as conflicts
+	Differing  int64 `json:"differing" msgpack:"differing"`   // objects differing from the peers' version: the newer one kept (see differing)
 	Changed    int64 `json:"changed" msgpack:"changed"`       // changed at every holder while copying: they arrive through the mirrors
 	Buckets    int   `json:"buckets_created" msgpack:"buckets_created"`
 }
@@ -370,10 +371,7 @@ func (o *Options) settle(ctx context.Context, bucket string, k key, st *Stats) e
 			}
 			return o.copy(ctx, bucket, k, v, e, local.ETag, st)
 		default:
-			st.Differing++
-			o.Log.Warn("object differs from the peers' version and is not a stale replica: kept; the agent will publish it as a local write, decided as a conflict",
-				"bucket", bucket, "key", k.name, "etag", local.ETag, "peers_version", v.ID)
-			return nil
+			return o.differing(ctx, bucket, k, v, e, local, st)
 		}
 	}
 	if v.Deleted {
@@ -382,6 +380,41 @@ func (o *Options) settle(ctx context.Context, bucket string, k key, st *Stats) e
 	}
 	return o.copy(ctx, bucket, k, v, e, "", st)
 }
+
+// differing settles an object at the site that is neither the peers'
+// version nor a stale replica of it: a local write whose history the lost
+// state knew. Its history is unknown, so the two are ordered by time, as
+// lww orders concurrent versions, and both converge everywhere: a newer
+// object stays, and the entry (the peers' version, their merged clock)
+// makes the agent publish it as a write over that version; an older one
+// is kept under KeptPrefix (a new key, which the agent publishes) and the
+// peers' version replaces it. Either way the log names both.
+func (o *Options) differing(ctx context.Context, bucket string, k key, v schema.Version, e state.Entry, local s3io.ObjectInfo, st *Stats) error {
+	st.Differing++
+	if local.LastModified.UnixMilli() > v.TS {
+		o.Log.Warn("object newer than the peers' version kept: the agent publishes it over that version",
+			"bucket", bucket, "key", k.name, "etag", local.ETag, "replaces", v.ID)
+		return o.put(bucket, k.name, e)
+	}
+	kept := schema.LoserKey(KeptPrefix, bucket, k.name, schema.Version{Origin: o.Site, TS: local.LastModified.UnixMilli()})
+	if err := o.Local.CopyIfMatch(ctx, bucket, k.name, kept, local.ETag); err != nil {
+		return o.raced(bucket, k.name, fmt.Errorf("site %s: keep %s as %s: %w", o.Site, k.name, kept, err), st)
+	}
+	o.Log.Warn("object older than the peers' version kept under a new key and replaced by that version",
+		"bucket", bucket, "key", k.name, "etag", local.ETag, "kept_as", kept, "by", v.ID)
+	if v.Deleted {
+		if err := o.Local.Delete(ctx, bucket, k.name, local.ETag); err != nil {
+			return o.raced(bucket, k.name, err, st)
+		}
+		st.Tombstones++
+		return o.put(bucket, k.name, e)
+	}
+	return o.copy(ctx, bucket, k, v, e, local.ETag, st)
+}
+
+// KeptPrefix is where rebuild keeps a site's object that is older than the
+// peers' version of its key (see differing).
+const KeptPrefix = ".s3mesh-rebuild-kept/"
 
 // covered reports whether a version with clock c is covered by merged (it
 // happened before, or is, what the peers know).
@@ -472,7 +505,7 @@ func (s Stats) Describe() string {
 		n    int64
 		what string
 	}{{s.Replaced, "stale replaced"}, {s.LocalOnly, "local only (kept, to publish)"},
-		{s.Differing, "differing (kept, to publish as conflicts)"}, {s.Changed, "changed meanwhile (via mirrors)"}, {int64(s.Buckets), "bucket(s) created"}} {
+		{s.Differing, "differing (ordered by time: see the log)"}, {s.Changed, "changed meanwhile (via mirrors)"}, {int64(s.Buckets), "bucket(s) created"}} {
 		if c.n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", c.n, c.what))
 		}
