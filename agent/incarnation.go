@@ -89,17 +89,60 @@ func (a *Agent) ownRecords(ctx context.Context) (uint64, uint64, error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("read %s: %w", broker.ChangesStream(site), err)
 	}
-	var inc uint64
-	if last != nil {
-		if rec, err := schema.Decode(last.Data); err == nil && rec.Version.Origin == site {
-			inc = lifecycle.IncarnationOf(rec.Version.Clock[site])
-		}
+	records, inc := info.State.Msgs, incarnationOf(site, last)
+	if records == 0 {
+		// The site's own stream is empty: new, or its JetStream store was
+		// lost too. Its peers' mirrors of it tell.
+		records, inc = a.peerRecords(ctx)
 	}
-	return info.State.Msgs, inc, nil
+	return records, inc, nil
+}
+
+// peerRecords asks every peer's mirror of this site's CHANGES stream (in
+// the peer's JetStream domain) how many of this site's records it holds and
+// reads the incarnation of the last one. A peer that does not answer within
+// a few seconds is left out: this is evidence, not a requirement.
+func (a *Agent) peerRecords(ctx context.Context) (records, inc uint64) {
+	site := a.cfg.Site
+	for _, p := range a.cfg.PeerNames() {
+		js, err := jetstream.NewWithDomain(a.nc, p)
+		if err != nil {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		s, err := js.Stream(pctx, broker.ChangesStream(site))
+		var info *jetstream.StreamInfo
+		if err == nil {
+			info, err = s.Info(pctx)
+		}
+		if err == nil && info.State.Msgs > 0 {
+			records = max(records, info.State.Msgs)
+			if last, err := s.GetMsg(pctx, info.State.LastSeq); err == nil {
+				inc = max(inc, incarnationOf(site, last))
+			}
+		} else if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			a.log.Info("peer's mirror of this site's records not readable; left out of the start-up check", "peer", p, "err", err)
+		}
+		cancel()
+	}
+	return records, inc
+}
+
+// incarnationOf is the incarnation of site's record m (0 if m is not one).
+func incarnationOf(site string, m *jetstream.RawStreamMsg) uint64 {
+	if m == nil {
+		return 0
+	}
+	rec, err := schema.Decode(m.Data)
+	if err != nil || rec.Version.Origin != site {
+		return 0
+	}
+	return lifecycle.IncarnationOf(rec.Version.Clock[site])
 }
 
 // checkNotLost refuses a state that has no site record and no entry while
-// the site's own stream shows it published before. (An empty state over a
+// the site's own stream, or its peers' mirrors of it, show it published
+// before. (An empty state over a
 // store that already holds objects is a new deployment: the scanner's
 // initial sync publishes them, in a new incarnation.)
 func (a *Agent) checkNotLost(records uint64) error {
@@ -107,7 +150,7 @@ func (a *Agent) checkNotLost(records uint64) error {
 	if err != nil || !empty || records == 0 {
 		return err // entries without a site record: a state from before site records
 	}
-	return fmt.Errorf("%w: state_dir %s is empty but %s holds %d records this site published: "+
+	return fmt.Errorf("%w: state_dir %s is empty but %s (here or at its peers) holds %d records this site published: "+
 		"run `s3mesh rebuild --site %s` with this site's configuration while the agent is stopped "+
 		"(it restores the state from the peers), then start the agent again",
 		ErrStateLost, a.cfg.StateDir, broker.ChangesStream(a.cfg.Site), records, a.cfg.Site)

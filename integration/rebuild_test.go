@@ -135,6 +135,19 @@ func testRebuildWiped(t *testing.T, withBroker bool) {
 		args = append(args, "--broker")
 	}
 	t.Log(e.mustCtl(t, "wipe", args...))
+	// Started as it is, b's agent refuses: its own CHANGES_b (or, with the
+	// broker's store lost too, its peers' mirrors of it) hold its records.
+	for _, s := range e.info.Sites {
+		if s.Name != "b" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, err := exec.CommandContext(ctx, testenv.S3meshBin(t), "agent", "--config", s.Config).CombinedOutput()
+		cancel()
+		if err == nil || !strings.Contains(string(out), "s3mesh rebuild --site b") {
+			t.Fatalf("agent of a wiped site: err %v, want a refusal naming `s3mesh rebuild`; output:\n%s", err, out)
+		}
+	}
 	r := e.rebuild(t, "b", nil)
 	if r.code != 0 {
 		t.Fatalf("rebuild failed: %s", r.stderr)
