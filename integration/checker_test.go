@@ -310,7 +310,11 @@ func (e *env) observe(ctx context.Context, w *Workload) (*Observed, error) {
 	}
 	for _, s := range e.names {
 		js := e.sites[s].js
-		err := broker.ReadStream(ctx, js, broker.ChangesStream(s), time.Time{}, func(seq uint64, data []byte) error {
+		records := js
+		if p, ok := e.recordsAt[s]; ok {
+			records = e.sites[p].js
+		}
+		err := broker.ReadStream(ctx, records, broker.ChangesStream(s), time.Time{}, func(seq uint64, data []byte) error {
 			r, err := schema.Decode(data)
 			if err != nil {
 				// Not a record at all: the poison-record test publishes such

@@ -37,6 +37,10 @@ type env struct {
 	names     []string
 	sites     map[string]*siteClients
 	conflicts map[string]config.Conflicts // the buckets' conflict policies (missing: the defaults)
+	// recordsAt names, for a site whose JetStream store was lost, a peer
+	// whose mirror of its CHANGES stream (same name, same sequences) the
+	// checker reads instead.
+	recordsAt map[string]string
 }
 
 type siteClients struct {
