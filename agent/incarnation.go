@@ -64,8 +64,10 @@ func (a *Agent) startIncarnation(ctx context.Context) (uint64, error) {
 	return lifecycle.IncarnationFloor(inc), nil
 }
 
-// ownRecords returns how many records the site's own CHANGES stream holds
-// and the incarnation of the last one (0 if none can be read).
+// ownRecords returns how many records the site's own CHANGES stream (or,
+// if it is empty, its peers' mirrors of it) holds, and the incarnation of
+// the last one. A stream whose last message is not a record of this site
+// counts as holding none.
 func (a *Agent) ownRecords(ctx context.Context) (uint64, uint64, error) {
 	site := a.cfg.Site
 	var info *jetstream.StreamInfo
@@ -89,7 +91,11 @@ func (a *Agent) ownRecords(ctx context.Context) (uint64, uint64, error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("read %s: %w", broker.ChangesStream(site), err)
 	}
-	records, inc := info.State.Msgs, incarnationOf(site, last)
+	inc, own := incarnationOf(site, last)
+	records := info.State.Msgs
+	if !own {
+		records = 0 // bytes that are not this site's records are no evidence
+	}
 	if records == 0 {
 		// The site's own stream is empty: new, or its JetStream store was
 		// lost too. Its peers' mirrors of it tell.
@@ -116,9 +122,10 @@ func (a *Agent) peerRecords(ctx context.Context) (records, inc uint64) {
 			info, err = s.Info(pctx)
 		}
 		if err == nil && info.State.Msgs > 0 {
-			records = max(records, info.State.Msgs)
 			if last, err := s.GetMsg(pctx, info.State.LastSeq); err == nil {
-				inc = max(inc, incarnationOf(site, last))
+				if i, own := incarnationOf(site, last); own {
+					records, inc = max(records, info.State.Msgs), max(inc, i)
+				}
 			}
 		} else if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			a.log.Info("peer's mirror of this site's records not readable; left out of the start-up check", "peer", p, "err", err)
@@ -128,16 +135,17 @@ func (a *Agent) peerRecords(ctx context.Context) (records, inc uint64) {
 	return records, inc
 }
 
-// incarnationOf is the incarnation of site's record m (0 if m is not one).
-func incarnationOf(site string, m *jetstream.RawStreamMsg) uint64 {
+// incarnationOf is the incarnation of m; own is false if m is not a record
+// of site.
+func incarnationOf(site string, m *jetstream.RawStreamMsg) (inc uint64, own bool) {
 	if m == nil {
-		return 0
+		return 0, false
 	}
 	rec, err := schema.Decode(m.Data)
 	if err != nil || rec.Version.Origin != site {
-		return 0
+		return 0, false
 	}
-	return lifecycle.IncarnationOf(rec.Version.Clock[site])
+	return lifecycle.IncarnationOf(rec.Version.Clock[site]), true
 }
 
 // checkNotLost refuses a state that has no site record and no entry while
