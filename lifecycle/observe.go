@@ -2,9 +2,9 @@ package lifecycle
 
 import "github.com/s3mesh/s3mesh/schema"
 
-// observe confirms a hint that the key may have changed locally: a replica
-// write is adopted, never published (I4); a version the state does not know
-// becomes a new change record.
+// observe confirms a hint that the key may have changed locally: the
+// replica write the state recorded is never published (I4); a version the
+// state does not know, marked or not, becomes a new change record.
 func (m Machine) observe(k Key, e Entry, in Observe, now int64) Step {
 	if e.Outstanding() {
 		return done(e, Unchanged, ErrOutstanding)
@@ -27,15 +27,17 @@ func (m Machine) observe(k Key, e Entry, in Observe, now int64) Step {
 		}
 		return m.publish(k, e, o, in.Policy, now)
 	}
-	if v, ok := o.replica(k); ok {
-		if e.Held.ID == v.ID && e.LocalETag == o.ETag {
-			return done(e, Replica, nil)
-		}
-		// The state lost track of a replica write (state rebuilt, or a crash
-		// after an apply's S3 write): adopt it, publish nothing.
-		e.Held, e.LocalETag, e.Attrs = v, o.ETag, o.Attrs.Digest()
-		e.Clock = e.Clock.Merge(v.Clock)
-		return saved(e, now, Done, Replica)
+	// A replica marker is metadata any S3 user of the site can write, so it
+	// is trusted only when it names the version the entry holds, on the
+	// very object (local ETag) the apply or a rebuild recorded for it. The
+	// other way a replica write is known, the version being applied, is
+	// settled by Recover (settle) before any observation (ErrOutstanding
+	// above). Any other object carrying a marker (a user copied one, with
+	// new bytes; or the state lost track of a replica write without a
+	// rebuild) is a local write and is published like any other; its
+	// marker stays s3mesh's own metadata (schema.UserMeta drops it).
+	if v, ok := o.replica(k); ok && e.Held.ID == v.ID && e.LocalETag == o.ETag {
+		return done(e, Replica, nil)
 	}
 	// Same bytes and same attributes: nothing new (a metadata-only
 	// overwrite keeps the ETag but not the attributes).

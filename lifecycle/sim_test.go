@@ -259,6 +259,17 @@ func (w *simWorld) userWrite(s *simSite, key string, del bool) {
 		if w.chance(2, "meta") {
 			o.meta["color"] = rapid.SampledFrom([]string{"red", "blue"}).Draw(w.t, "color")
 		}
+		// A user may copy the replica marker of the object it overwrites (a
+		// HEAD's metadata sent back with new bytes): still a local write.
+		if cur := s.store.objs[key]; cur != nil && cur.meta[schema.MetaVID] != "" && w.chance(3, "forge") {
+			for k, v := range cur.meta {
+				if schema.IsOwnMeta(k) {
+					o.meta[k] = v
+				}
+			}
+			w.t.Logf("  (the write carries the marker of %s)", simID(cur.meta[schema.MetaVID]))
+			w.stat("copied marker")
+		}
 		_ = s.store.put(key, o, "", false)
 		attrs := schema.Attrs{ContentType: o.ctype, Meta: schema.UserMeta(o.meta)}
 		w.writes = append(w.writes, &simWrite{site: s.i, key: key, etag: o.etag, attrs: attrs.Digest()})

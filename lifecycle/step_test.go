@@ -78,6 +78,10 @@ func TestObserve(t *testing.T) {
 	replica := ver("b", schema.Clock{"a": 1, "b": 1}, 600, false)
 	replicaObj := obj("etag-local", 10)
 	replicaObj.Meta = schema.ReplicaMeta(tk.Bucket, tk.Key, replica)
+	forged := obj("etag-forged", 20) // a user's PUT with the replica's marker copied
+	forged.Meta = schema.ReplicaMeta(tk.Bucket, tk.Key, replica)
+	otherMarker := obj("etag-local", 10) // a marker of a version the site never held, on its bytes
+	otherMarker.Meta = schema.ReplicaMeta(tk.Bucket, tk.Key, ver("b", schema.Clock{"a": 1, "b": 2}, 700, false))
 	metaChanged := obj(held.ETag, 10)
 	metaChanged.Attrs = schema.Attrs{Meta: map[string]string{"color": "red"}}
 	cases := []struct {
@@ -99,8 +103,15 @@ func TestObserve(t *testing.T) {
 		{name: "deleted but bucket gone", e: holding(held), in: Observe{BucketGone: true}, err: ErrNoBucket},
 		{name: "deleted while deletes held", e: holding(held), in: Observe{DeletesHeld: true}, result: Held},
 		{name: "delete event while deletes held", e: holding(held), in: Observe{DeletesHeld: true, DeleteEvent: true}, persist: true, publish: true, deleted: true},
-		{name: "replica the state lost", e: holding(held), in: Observe{Object: replicaObj}, persist: true, result: Replica},
+		// A marker is trusted only on the object the state recorded for the
+		// version it names: any other marked object is a local write (a user
+		// copied a marker), published like any other, its clock not merged.
+		{name: "replica the state lost", e: holding(held), in: Observe{Object: replicaObj}, persist: true, publish: true},
 		{name: "replica the state knows", e: Entry{Clock: replica.Clock, Held: replica, LocalETag: "etag-local"}, in: Observe{Object: replicaObj}, result: Replica},
+		{name: "copied marker of the held version, new bytes", e: Entry{Clock: replica.Clock, Held: replica, LocalETag: "etag-local"}, in: Observe{Object: forged}, persist: true, publish: true},
+		{name: "copied marker of the held version, never recorded", e: Entry{Clock: replica.Clock, Held: replica}, in: Observe{Object: replicaObj}, persist: true, publish: true},
+		{name: "copied marker of a version not held", e: Entry{Clock: replica.Clock, Held: replica, LocalETag: "etag-local"}, in: Observe{Object: otherMarker}, persist: true, publish: true},
+		{name: "replica being applied", e: Entry{Clock: held.Clock, Held: held, LocalETag: held.ETag, Applying: &replica}, in: Observe{Object: replicaObj}, err: ErrOutstanding},
 		{name: "intent outstanding", e: Entry{Pending: rec(held)}, in: Observe{Object: obj("e1", 10)}, err: ErrOutstanding},
 		{name: "forced over a clock", e: holding(held), in: Observe{Object: obj(held.ETag, 10), Force: true, Over: schema.Clock{"b": 4}}, persist: true, publish: true},
 	}
@@ -127,6 +138,9 @@ func TestObserve(t *testing.T) {
 			}
 			if v.TS <= c.e.Held.TS {
 				t.Fatalf("origin time %d does not follow the replaced version's %d", v.TS, c.e.Held.TS)
+			}
+			if !c.deleted && (v.ETag != c.in.Object.ETag || v.Size != c.in.Object.Size) {
+				t.Fatalf("record %+v is not of the observed object %+v", v, c.in.Object)
 			}
 			if pub.ReadInline != !c.deleted {
 				t.Fatalf("ReadInline %v for a 10-byte object under a 100-byte threshold", pub.ReadInline)
