@@ -2,6 +2,7 @@ package schema
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -79,10 +80,15 @@ func (c Clock) Merge(o Clock) Clock {
 }
 
 // Bump returns a copy of c with site's entry incremented: the clock of a new
-// local write at site.
+// local write at site. It never wraps: a counter at the largest uint64
+// stays there. (A counter over MaxCounter is refused long before: Validate,
+// and so Encode, fail on it, so a producer refuses to publish such a clock
+// with an error naming it rather than publish what its peers reject.)
 func (c Clock) Bump(site string) Clock {
 	m := c.Merge(nil)
-	m[site]++
+	if m[site] < math.MaxUint64 {
+		m[site]++
+	}
 	return m
 }
 

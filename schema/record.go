@@ -53,8 +53,13 @@ func (r *Record) Encode() ([]byte, error) {
 }
 
 // Decode parses and validates a record. Errors wrap ErrMalformed or
-// ErrUnknownVersion.
+// ErrUnknownVersion; a record that breaks a bound (see limits.go) wraps
+// ErrBadRecord too. Map and array lengths are bounded before anything is
+// decoded (checkShape). A receiving site checks ValidateFor as well.
 func Decode(b []byte) (*Record, error) {
+	if err := checkShape(b); err != nil {
+		return nil, err
+	}
 	var probe struct {
 		Schema int `msgpack:"v"`
 	}
@@ -74,7 +79,9 @@ func Decode(b []byte) (*Record, error) {
 	return &r, nil
 }
 
-// Validate checks the invariants every record must hold.
+// Validate checks the invariants every record must hold, the bounds of
+// limits.go among them (Encode checks them too, so a producer refuses to
+// publish what its peers would refuse to apply).
 func (r *Record) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, a...))
@@ -105,7 +112,7 @@ func (r *Record) Validate() error {
 			return bad("user metadata carries s3mesh's own key %q", k)
 		}
 	}
-	return nil
+	return r.checkBounds()
 }
 
 // Metadata keys s3mesh writes on replica objects (lower-case, without the

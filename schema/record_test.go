@@ -51,8 +51,9 @@ func recordGen() *rapid.Generator[Record] {
 			Origin: origin,
 			Clock:  clock,
 			TS:     rapid.Int64().Draw(t, "ts"),
-			Rank:   rapid.Uint64().Draw(t, "rank"),
-			ETag:   rapid.StringMatching(`[0-9a-f]{0,32}(-[0-9]{1,4})?`).Draw(t, "etag"),
+			Rank: rapid.Uint64Range(0, MaxRankEpoch).Draw(t, "epoch")<<16 |
+				rapid.Uint64Range(0, 1).Draw(t, "flag")<<8 | rapid.Uint64Range(0, 255).Draw(t, "level"),
+			ETag: rapid.StringMatching(`[0-9a-f]{0,32}(-[0-9]{1,4})?`).Draw(t, "etag"),
 		}
 		r := Record{Schema: RecordSchema, Bucket: bucket, Key: key, MadeAt: rapid.Int64().Draw(t, "made")}
 		switch rapid.IntRange(0, 2).Draw(t, "kind") {
@@ -67,7 +68,7 @@ func recordGen() *rapid.Generator[Record] {
 			}
 			v.Size = int64(len(r.Body))
 		default: // body fetched separately
-			v.Size = rapid.Int64Range(0, 1<<50).Draw(t, "size")
+			v.Size = rapid.Int64Range(0, MaxSize).Draw(t, "size")
 		}
 		r.Version = v
 		r.Attrs = Attrs{

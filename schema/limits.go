@@ -1,0 +1,202 @@
+package schema
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Bounds every record must keep, whoever made it (Validate checks them, so
+// a producer refuses to publish a record outside them and a consumer
+// refuses to apply one). A record from a peer is hostile until checked: a
+// signed record only proves who made it, not that it is sane.
+const (
+	// MaxSize is S3's largest object, 5 TiB. Sizes size buffers and
+	// transfers, so a larger one is never believed.
+	MaxSize int64 = 5 << 40
+
+	// MaxCounter bounds every clock counter. Counters embed the site's
+	// incarnation (lifecycle.IncarnationShift = 24 bits of writes above
+	// an incarnation of about unix seconds), so an honest counter is about
+	// 2^55 today and reaches 2^56 in 2106 (unix seconds 2^32). The bound is
+	// far below 2^64, so a counter at the bound can still be bumped 2^63
+	// times without wrapping, and any sum or +1 of counters in the code
+	// stays exact.
+	MaxCounter uint64 = 1 << 56
+
+	// MaxRankEpoch bounds the epoch of a policy rank (Policy.Rank: epoch
+	// << 16 | flag << 8 | level). An epoch grows by at most one per write
+	// of the key, so 2^40 is more writes of one key than any store makes.
+	MaxRankEpoch uint64 = 1 << 40
+
+	// DefaultMaxFuture is how far ahead of the receiver's clock a record's
+	// origin time (Version.TS) and MadeAt may be, unless configured.
+	DefaultMaxFuture = 24 * time.Hour
+
+	// MaxEntries bounds every msgpack map and array header of a record, and
+	// MaxDepth their nesting, before anything is decoded. A record has a
+	// handful of fields, one clock entry per site and user metadata (which
+	// S3 limits to 2 KB), so both are generous.
+	MaxEntries = 4096
+	MaxDepth   = 16
+)
+
+// ErrBadRecord is the sentinel of a record that decodes but breaks a bound
+// (a *FieldError names the field). It wraps ErrMalformed, so callers that
+// only know ErrMalformed still refuse it.
+var ErrBadRecord = fmt.Errorf("%w: bad record", ErrMalformed)
+
+// FieldError is a bound a record breaks, naming the field.
+type FieldError struct {
+	Field string // Go path of the field: "Version.Size", "Version.Clock", "Key", ...
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return "bad record: field " + e.Field + ": " + e.Msg }
+
+// Unwrap makes errors.Is(err, ErrBadRecord) (and ErrMalformed) hold.
+func (e *FieldError) Unwrap() error { return ErrBadRecord }
+
+func badField(field, format string, a ...any) error {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, a...)}
+}
+
+// Limits is what a receiving site knows that a record cannot tell it: the
+// sites of the mesh and its own clock.
+type Limits struct {
+	// Sites are the sites a clock may name: this site, its peers and any
+	// former sites whose entries remain in old keys' clocks. Empty: not
+	// checked.
+	Sites map[string]bool
+	// Now is the receiver's clock, unix ms.
+	Now int64
+	// MaxFuture is how far past Now Version.TS and MadeAt may be (0:
+	// DefaultMaxFuture).
+	MaxFuture time.Duration
+}
+
+// NewLimits builds Limits for the given sites.
+func NewLimits(sites []string, now time.Time, maxFuture time.Duration) Limits {
+	l := Limits{Sites: make(map[string]bool, len(sites)), Now: now.UnixMilli(), MaxFuture: maxFuture}
+	for _, s := range sites {
+		l.Sites[s] = true
+	}
+	return l
+}
+
+// ValidateFor checks r as a receiving site must before acting on it: the
+// invariants of Validate, plus that its clock names only known sites, that
+// its times are not absurdly far in the future, and that its key (and the
+// name its loser copy would get) can be stored safely.
+func (r *Record) ValidateFor(l Limits) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	v := r.Version
+	if len(l.Sites) > 0 {
+		for s := range v.Clock {
+			if !l.Sites[s] {
+				return badField("Version.Clock", "entry for site %q, which is not a site of this mesh", trunc(s))
+			}
+		}
+		if !l.Sites[v.Origin] {
+			return badField("Version.Origin", "%q is not a site of this mesh", trunc(v.Origin))
+		}
+	}
+	maxFuture := l.MaxFuture
+	if maxFuture <= 0 {
+		maxFuture = DefaultMaxFuture
+	}
+	limit := l.Now + maxFuture.Milliseconds()
+	if v.TS > limit {
+		return badField("Version.TS", "origin time %d is more than %s after this site's clock (%d)", v.TS, maxFuture, l.Now)
+	}
+	if r.MadeAt > limit {
+		return badField("MadeAt", "%d is more than %s after this site's clock (%d)", r.MadeAt, maxFuture, l.Now)
+	}
+	if err := CheckKey(r.Key); err != nil {
+		return err
+	}
+	// The loser copy's name is <prefix><key>/<origin>-<time>: it stays
+	// under the prefix when the key has no "." or ".." segment (above) and
+	// the origin no "/" or NUL (a configured site name has neither).
+	if strings.ContainsAny(v.Origin, "/\x00\\") {
+		return badField("Version.Origin", "%q would put the loser copy's name outside the losers prefix", trunc(v.Origin))
+	}
+	return nil
+}
+
+// CheckKey refuses a key a store cannot hold safely: not UTF-8, a NUL
+// byte, a "." or ".." path segment, or an empty segment ("//", a leading
+// "/"), which a posix-backed store (versitygw) maps to another path or out
+// of the bucket. A trailing "/" (a folder marker) is allowed.
+func CheckKey(key string) error {
+	switch {
+	case key == "" || len(key) > 1024:
+		return badField("Key", "length %d not in 1..1024", len(key))
+	case !utf8.ValidString(key):
+		return badField("Key", "not UTF-8")
+	case strings.IndexByte(key, 0) >= 0:
+		return badField("Key", "holds a NUL byte")
+	}
+	segs := strings.Split(strings.TrimSuffix(key, "/"), "/")
+	for i, s := range segs {
+		switch s {
+		case ".", "..":
+			return badField("Key", "%q has a %q path segment", trunc(key), s)
+		case "":
+			if i == 0 && len(segs) == 1 {
+				continue // the key "/" itself: TrimSuffix left ""
+			}
+			return badField("Key", "%q has an empty path segment (// or a leading /)", trunc(key))
+		}
+	}
+	return nil
+}
+
+// checkBounds is the part of Validate that bounds sizes, counters and
+// ranks (the same at every site, so a producer refuses what its peers
+// would).
+func (r *Record) checkBounds() error {
+	v := r.Version
+	if v.Size > MaxSize {
+		return badField("Version.Size", "%d bytes, over S3's maximum of 5 TiB (%d)", v.Size, MaxSize)
+	}
+	for s, n := range v.Clock {
+		if n > MaxCounter {
+			return badField("Version.Clock", "counter of site %q is %d, over the bound 2^56 (the key's clock is exhausted)", trunc(s), n)
+		}
+	}
+	if err := CheckRank(v.Rank); err != nil {
+		return err
+	}
+	return nil
+}
+
+// CheckRank refuses a rank no policy produces: Policy.Rank lays it out as
+// epoch << 16 | flag << 8 | level with a flag of 0 or 1, a level of at most
+// maxPriority and an epoch of at most MaxRankEpoch.
+func CheckRank(rank uint64) error {
+	flag := rank >> rankLevelBits & (1<<rankFlagBits - 1)
+	epoch := rank >> (rankLevelBits + rankFlagBits)
+	switch {
+	case flag > 1:
+		return badField("Version.Rank", "%#x: flag %d, a policy sets 0 or 1", rank, flag)
+	case epoch > MaxRankEpoch:
+		return badField("Version.Rank", "%#x: epoch %d over the bound 2^40", rank, epoch)
+	}
+	// The level is 8 bits and every value up to maxPriority (255) occurs.
+	return nil
+}
+
+func trunc(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	cut := 64
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}

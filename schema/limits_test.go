@@ -1,0 +1,286 @@
+package schema
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+var testNow = time.UnixMilli(1_700_000_000_000)
+
+func testLimits() Limits { return NewLimits([]string{"a", "b", "c"}, testNow, 0) }
+
+// withCounter sets the origin's counter (and the id that goes with it).
+func withCounter(r *Record, n uint64) {
+	r.Version.Clock[r.Version.Origin] = n
+	r.Version.ID = VersionID(r.Version.Origin, r.Bucket, r.Key, n)
+}
+
+func withKey(r *Record, k string) {
+	r.Key = k
+	r.Version.ID = VersionID(r.Version.Origin, r.Bucket, k, r.Version.Clock[r.Version.Origin])
+}
+
+func streamed(r *Record, size int64) { r.Inline, r.Body, r.Version.Size = false, nil, size }
+
+// TestBounds: for every bound, a record just inside passes, just outside
+// fails with ErrBadRecord naming the field.
+func TestBounds(t *testing.T) {
+	day := DefaultMaxFuture.Milliseconds()
+	now := testNow.UnixMilli()
+	cases := []struct {
+		name  string
+		field string // "" = passes
+		mut   func(*Record)
+	}{
+		{"size at 5 TiB", "", func(r *Record) { streamed(r, MaxSize) }},
+		{"size over 5 TiB", "Version.Size", func(r *Record) { streamed(r, MaxSize+1) }},
+		{"size 2^62", "Version.Size", func(r *Record) { streamed(r, 1<<62) }},
+		{"origin counter at 2^56", "", func(r *Record) { withCounter(r, MaxCounter) }},
+		{"origin counter over 2^56", "Version.Clock", func(r *Record) { withCounter(r, MaxCounter+1) }},
+		{"origin counter 2^64-1", "Version.Clock", func(r *Record) { withCounter(r, math.MaxUint64) }},
+		{"real counter of today's incarnation", "", func(r *Record) { withCounter(r, uint64(testNow.Unix())<<24+1) }},
+		{"real counter in 2105", "", func(r *Record) { withCounter(r, uint64(4_290_000_000)<<24+1<<23) }},
+		{"other counter at 2^56", "", func(r *Record) { r.Version.Clock["b"] = MaxCounter }},
+		{"other counter over 2^56", "Version.Clock", func(r *Record) { r.Version.Clock["b"] = MaxCounter + 1 }},
+		{"clock names only known sites", "", func(r *Record) { r.Version.Clock["c"] = 7 }},
+		{"clock names an unknown site", "Version.Clock", func(r *Record) { r.Version.Clock["mallory"] = 1 }},
+		{"rank top of range", "", func(r *Record) { r.Version.Rank = MaxRankEpoch<<16 | 1<<8 | 255 }},
+		{"rank flag 2", "Version.Rank", func(r *Record) { r.Version.Rank = 2 << 8 }},
+		{"rank epoch over 2^40", "Version.Rank", func(r *Record) { r.Version.Rank = (MaxRankEpoch + 1) << 16 }},
+		{"rank 2^64-1", "Version.Rank", func(r *Record) { r.Version.Rank = math.MaxUint64 }},
+		{"ts at now+24h", "", func(r *Record) { r.Version.TS = now + day }},
+		{"ts past now+24h", "Version.TS", func(r *Record) { r.Version.TS = now + day + 1 }},
+		{"ts far future", "Version.TS", func(r *Record) { r.Version.TS = math.MaxInt64 }},
+		{"ts long ago", "", func(r *Record) { r.Version.TS = 0 }},
+		{"made at now+24h", "", func(r *Record) { r.MadeAt = now + day }},
+		{"made past now+24h", "MadeAt", func(r *Record) { r.MadeAt = now + day + 1 }},
+		{"key with dots in a name", "", func(r *Record) { withKey(r, "a/..b/c../.d/e.") }},
+		{"folder marker", "", func(r *Record) { streamed(r, 0); withKey(r, "dir/sub/") }},
+		{"key ..", "Key", func(r *Record) { withKey(r, "..") }},
+		{"key ../ escape", "Key", func(r *Record) { withKey(r, "../../etc/passwd") }},
+		{"key /.. segment", "Key", func(r *Record) { withKey(r, "a/../b") }},
+		{"key trailing ..", "Key", func(r *Record) { withKey(r, "a/..") }},
+		{"key . segment", "Key", func(r *Record) { withKey(r, "a/./b") }},
+		{"key //", "Key", func(r *Record) { withKey(r, "a//b") }},
+		{"key leading /", "Key", func(r *Record) { withKey(r, "/a") }},
+		{"key NUL", "Key", func(r *Record) { withKey(r, "a\x00b") }},
+		{"key not UTF-8", "Key", func(r *Record) { withKey(r, "a\xffb") }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := validRecord()
+			r.Version.Clock = r.Version.Clock.Clone()
+			tc.mut(&r)
+			err := r.ValidateFor(testLimits())
+			if tc.field == "" {
+				if err != nil {
+					t.Fatalf("ValidateFor: %v", err)
+				}
+				b, err := r.Encode()
+				if err != nil {
+					t.Fatalf("Encode: %v", err)
+				}
+				if _, err := Decode(b); err != nil {
+					t.Fatalf("Decode: %v", err)
+				}
+				return
+			}
+			var fe *FieldError
+			if !errors.Is(err, ErrBadRecord) || !errors.Is(err, ErrMalformed) || !errors.As(err, &fe) {
+				t.Fatalf("ValidateFor = %v, want a FieldError (ErrBadRecord)", err)
+			}
+			if fe.Field != tc.field || !strings.Contains(err.Error(), tc.field) {
+				t.Fatalf("error %q names field %q, want %q", err, fe.Field, tc.field)
+			}
+		})
+	}
+}
+
+// TestBoundsAtEncodeAndDecode: the site-independent bounds are refused by
+// Encode (a producer does not publish them) and by Decode (hand-made bytes).
+func TestBoundsAtEncodeAndDecode(t *testing.T) {
+	for name, mut := range map[string]func(*Record){
+		"size":    func(r *Record) { streamed(r, MaxSize+1) },
+		"counter": func(r *Record) { withCounter(r, MaxCounter+1) },
+		"rank":    func(r *Record) { r.Version.Rank = 3 << 8 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := validRecord()
+			r.Version.Clock = r.Version.Clock.Clone()
+			mut(&r)
+			if _, err := r.Encode(); !errors.Is(err, ErrBadRecord) {
+				t.Fatalf("Encode = %v, want ErrBadRecord", err)
+			}
+			b, err := msgpack.Marshal(&r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Decode(b); !errors.Is(err, ErrBadRecord) {
+				t.Fatalf("Decode = %v, want ErrBadRecord", err)
+			}
+		})
+	}
+}
+
+func TestValidateForLimits(t *testing.T) {
+	r := validRecord()
+	if err := r.ValidateFor(Limits{Now: testNow.UnixMilli()}); err != nil {
+		t.Fatalf("no sites configured: sites not checked, got %v", err)
+	}
+	r.Version.TS = testNow.Add(2 * time.Hour).UnixMilli()
+	l := NewLimits([]string{"a", "b"}, testNow, time.Hour)
+	if err := r.ValidateFor(l); !errors.Is(err, ErrBadRecord) {
+		t.Fatalf("1h window, 2h ahead: got %v", err)
+	}
+	l.MaxFuture = 3 * time.Hour
+	if err := r.ValidateFor(l); err != nil {
+		t.Fatalf("3h window, 2h ahead: %v", err)
+	}
+	r = validRecord()
+	r.Version.Origin, r.Version.Clock = "../x", Clock{"../x": 3}
+	r.Version.ID = VersionID("../x", r.Bucket, r.Key, 3)
+	if err := r.ValidateFor(Limits{Now: testNow.UnixMilli()}); !errors.Is(err, ErrBadRecord) || !strings.Contains(err.Error(), "Version.Origin") {
+		t.Fatalf("origin with a slash (loser copy outside the prefix): got %v", err)
+	}
+	r = validRecord()
+	if err := r.ValidateFor(NewLimits([]string{"b", "c"}, testNow, 0)); !errors.Is(err, ErrBadRecord) {
+		t.Fatalf("origin not a known site: got %v", err)
+	}
+}
+
+// TestLoserKeyStaysUnderPrefix: for keys CheckKey accepts and site-name
+// origins, the loser copy's name is under the prefix and storable too.
+func TestLoserKeyStaysUnderPrefix(t *testing.T) {
+	for _, k := range []string{"a", "a/b", "dir/", "x.", "..x", strings.Repeat("k", 1024)} {
+		v := Version{Origin: "site-1", TS: testNow.UnixMilli()}
+		lk := LoserKey(".s3mesh-conflicts/", "b", k, v)
+		if !strings.HasPrefix(lk, ".s3mesh-conflicts/") {
+			t.Fatalf("%q: loser key %q leaves the prefix", k, lk)
+		}
+		if CheckKey(k) == nil && CheckKey(lk) != nil && !strings.HasSuffix(k, "/") {
+			t.Fatalf("%q: loser key %q is not storable: %v", k, lk, CheckKey(lk))
+		}
+	}
+}
+
+func TestBumpNeverWraps(t *testing.T) {
+	c := Clock{"a": math.MaxUint64, "b": 1}
+	if got := c.Bump("a"); got["a"] != math.MaxUint64 || got["b"] != 1 {
+		t.Fatalf("Bump at the top = %v", got)
+	}
+	// A clock bumped past the bound is refused by Encode, naming it.
+	r := validRecord()
+	r.Version.Clock = Clock{"a": MaxCounter}.Bump("a")
+	r.Version.ID = VersionID("a", r.Bucket, r.Key, r.Version.Clock["a"])
+	if _, err := r.Encode(); !errors.Is(err, ErrBadRecord) || !strings.Contains(err.Error(), "Version.Clock") {
+		t.Fatalf("Encode of a clock past the bound = %v", err)
+	}
+}
+
+// TestShape: map and array headers are bounded before decoding.
+func TestShape(t *testing.T) {
+	good, err := func() ([]byte, error) { r := validRecord(); return r.Encode() }()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nest := func(n int) []byte {
+		b := make([]byte, n+1)
+		for i := range n {
+			b[i] = 0x91 // fixarray of one
+		}
+		return b // innermost: 0x00
+	}
+	mapHeader := func(n uint32) []byte {
+		return []byte{0xdf, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+	}
+	cases := []struct {
+		name string
+		b    []byte
+		bad  bool // ErrBadRecord (else ErrMalformed only, or nil)
+		ok   bool
+	}{
+		{"a record", good, false, true},
+		{"map of 2^32-1 entries", mapHeader(math.MaxUint32), true, false},
+		{"map of MaxEntries+1", append(mapHeader(MaxEntries+1), make([]byte, 2*MaxEntries+2)...), true, false},
+		{"array32 of 2^31", []byte{0xdd, 0x80, 0, 0, 0}, true, false},
+		{"map of MaxEntries, truncated", mapHeader(MaxEntries), false, false},
+		{"str32 claiming 4 GiB", []byte{0xdb, 0xff, 0xff, 0xff, 0xff}, false, false},
+		{"bin32 claiming 4 GiB", []byte{0xc6, 0xff, 0xff, 0xff, 0xff}, false, false},
+		{"ext32 claiming 4 GiB", []byte{0xc9, 0xff, 0xff, 0xff, 0xff, 1}, false, false},
+		{"nesting at MaxDepth", nest(MaxDepth), false, true},
+		{"nesting over MaxDepth", nest(MaxDepth + 1), true, false},
+		{"never-used code", []byte{0xc1}, false, false},
+		{"empty", nil, false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := checkShape(tc.b)
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("checkShape: %v", err)
+			case tc.ok:
+			case err == nil:
+				t.Fatal("checkShape accepted it")
+			case tc.bad != errors.Is(err, ErrBadRecord), !errors.Is(err, ErrMalformed):
+				t.Fatalf("checkShape = %v, want bad-record %v", err, tc.bad)
+			}
+			if !tc.ok {
+				if _, err := Decode(tc.b); err == nil {
+					t.Fatal("Decode accepted it")
+				}
+			}
+		})
+	}
+}
+
+// FuzzValidateFor: whatever the bytes, Decode and ValidateFor return an
+// error wrapping a sentinel or a record within every bound.
+func FuzzValidateFor(f *testing.F) {
+	r := validRecord()
+	b, _ := r.Encode()
+	f.Add(b)
+	for _, mut := range []func(*Record){
+		func(r *Record) { r.Version.Clock["mallory"] = 1 },
+		func(r *Record) { withKey(r, "a/../b") },
+		func(r *Record) { r.Version.TS = math.MaxInt64 },
+		func(r *Record) { streamed(r, 1<<62) },
+		func(r *Record) { withCounter(r, math.MaxUint64) },
+	} {
+		r := validRecord()
+		r.Version.Clock = r.Version.Clock.Clone()
+		mut(&r)
+		if b, err := msgpack.Marshal(&r); err == nil {
+			f.Add(b)
+		}
+	}
+	l := testLimits()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := Decode(data)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnknownVersion) {
+				t.Fatalf("error %v wraps neither sentinel", err)
+			}
+			return
+		}
+		if err := r.ValidateFor(l); err != nil {
+			if !errors.Is(err, ErrBadRecord) {
+				t.Fatalf("ValidateFor error %v is not ErrBadRecord", err)
+			}
+			return
+		}
+		v := r.Version
+		if v.Size > MaxSize || v.TS > l.Now+DefaultMaxFuture.Milliseconds() || CheckKey(r.Key) != nil {
+			t.Fatalf("accepted out of bounds: %+v", v)
+		}
+		for s, n := range v.Clock {
+			if !l.Sites[s] || n > MaxCounter {
+				t.Fatalf("accepted clock %v", v.Clock)
+			}
+		}
+	})
+}
