@@ -254,6 +254,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	run("scanner", func() error { a.Scanner.Run(ctx); return nil })
 	runner := &consumer.Runner{A: a.Applier, Site: a.cfg.Site, Peers: a.cfg.PeerNames(), Workers: a.cfg.Workers,
 		Budget: a.cfg.Retry.Budget, MaxBackoff: a.cfg.Retry.MaxBackoff,
+		FormerSites: a.cfg.Records.FormerSites, MaxFuture: a.cfg.Records.MaxFuture,
 		DLQ: &consumer.DLQ{Site: a.cfg.Site, JS: a.js}, M: a.M, Log: a.log.With("part", "consumer")}
 	// Runner.Run returns only after its workers and Consume callbacks have,
 	// and wg.Wait below waits for it, so Close never closes the state store

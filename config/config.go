@@ -33,7 +33,23 @@ type Site struct {
 	Scan       Scan       `yaml:"scan"`
 	Tombstones Tombstones `yaml:"tombstones"`
 	Retry      Retry      `yaml:"retry"`
+	Records    Records    `yaml:"records"`
 	Log        Log        `yaml:"log"`
+}
+
+// Records bounds what this site accepts in its peers' change records
+// beyond the fixed bounds (schema/limits.go); a record outside goes to the
+// DLQ with reason bad-record.
+type Records struct {
+	// MaxFuture is how far ahead of this site's clock a record's origin
+	// time and creation time may be (default 24h). It absorbs clock skew
+	// between sites; an origin time further ahead would win every lww
+	// conflict of its key for that long.
+	MaxFuture time.Duration `yaml:"max_future"`
+	// FormerSites are sites removed from the mesh: their entries remain in
+	// the clocks of keys they wrote, which are accepted. A clock naming any
+	// other site that is not this site or a peer is refused.
+	FormerSites []string `yaml:"former_sites"`
 }
 
 // S3 is an S3 endpoint and its credentials.
@@ -177,6 +193,7 @@ const (
 	DefaultScanDebounce    = 500 * time.Millisecond
 	DefaultRetryBudget     = 10 * time.Minute
 	DefaultMaxBackoff      = 30 * time.Second
+	DefaultMaxFuture       = 24 * time.Hour // schema.DefaultMaxFuture
 )
 
 // Error is a configuration error naming the offending field.
@@ -246,6 +263,9 @@ func (s *Site) applyDefaults() {
 	}
 	if s.Retry.MaxBackoff == 0 {
 		s.Retry.MaxBackoff = DefaultMaxBackoff
+	}
+	if s.Records.MaxFuture == 0 {
+		s.Records.MaxFuture = DefaultMaxFuture
 	}
 	if s.S3.Region == "" {
 		s.S3.Region = "us-east-1"
@@ -360,6 +380,17 @@ func (s *Site) Validate() error {
 		peers[p.Name] = true
 		if err := p.S3.validate(f + ".s3"); err != nil {
 			return err
+		}
+	}
+	if s.Records.MaxFuture < time.Minute {
+		return fieldErr("records.max_future", "%s: want at least 1m (clocks of sites skew)", s.Records.MaxFuture)
+	}
+	for i, f := range s.Records.FormerSites {
+		if err := ValidSiteName(f); err != nil {
+			return fieldErr(fmt.Sprintf("records.former_sites[%d]", i), "%v", err)
+		}
+		if peers[f] {
+			return fieldErr(fmt.Sprintf("records.former_sites[%d]", i), "%q is this site or a peer", f)
 		}
 	}
 	names := map[string]bool{}

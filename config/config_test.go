@@ -301,3 +301,29 @@ state_dir:`, 1)
 		t.Errorf("explicit values not kept: %+v", s)
 	}
 }
+
+func TestRecordsLimits(t *testing.T) {
+	base := setup(t)
+	s, err := Parse([]byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Records.MaxFuture != DefaultMaxFuture || len(s.Records.FormerSites) != 0 {
+		t.Fatalf("records default %+v, want max_future 24h and no former sites", s.Records)
+	}
+	y := strings.Replace(base, "state_dir:", "records: {max_future: 2h, former_sites: [d]}\nstate_dir:", 1)
+	if s, err = Parse([]byte(y)); err != nil || s.Records.MaxFuture != 2*time.Hour || len(s.Records.FormerSites) != 1 {
+		t.Fatalf("records %+v, err %v", s.Records, err)
+	}
+	for field, rec := range map[string]string{
+		"records.max_future":      "{max_future: 1s}",
+		"records.former_sites[0]": "{former_sites: [b]}",
+		"records.former_sites[1]": "{former_sites: [d, D]}",
+	} {
+		y := strings.Replace(base, "state_dir:", "records: "+rec+"\nstate_dir:", 1)
+		var ce *Error
+		if _, err := Parse([]byte(y)); !errors.As(err, &ce) || ce.Field != field {
+			t.Errorf("records: %s: err %v, want field %s", rec, err, field)
+		}
+	}
+}

@@ -98,6 +98,24 @@ func TestDeadLetterReasons(t *testing.T) {
 			data: func(t *testing.T) []byte { _, d := recordOf(t, "a", "other", "k", 3); return d }},
 		{name: "unauthorized origin", reason: ReasonUnauthorized,
 			data: func(t *testing.T) []byte { _, d := recordOf(t, "c", "bkt", "k", 3); return d }},
+		{name: "bad record: size over 5 TiB", reason: ReasonBadRecord, data: hostile(func(r *schema.Record) {
+			r.Inline, r.Body, r.Version.Size = false, nil, 1<<62
+		})},
+		{name: "bad record: counter past the bound", reason: ReasonBadRecord, data: hostile(func(r *schema.Record) {
+			r.Version.Clock["b"] = 1<<64 - 1
+		})},
+		{name: "bad record: unknown site in the clock", reason: ReasonBadRecord, data: hostile(func(r *schema.Record) {
+			r.Version.Clock["mallory"] = 1
+		})},
+		{name: "bad record: origin time far ahead", reason: ReasonBadRecord, data: hostile(func(r *schema.Record) {
+			r.Version.TS = 1 << 62
+		})},
+		{name: "bad record: .. key", reason: ReasonBadRecord, data: hostile(func(r *schema.Record) {
+			r.Key = "a/../../etc"
+			r.Version.ID = schema.VersionID("a", r.Bucket, r.Key, 3)
+		})},
+		{name: "bad record: map header of 2^32 entries", reason: ReasonBadRecord,
+			data: func(*testing.T) []byte { return []byte{0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'v', 1} }},
 		{name: "rejected invalid key", reason: ReasonRejected, applies: 1, markDead: true, data: valid,
 			errs: []error{fmt.Errorf("put bkt/k: %w", s3io.ErrInvalidKey)}},
 		{name: "rejected no such bucket", reason: ReasonRejected, applies: 1, markDead: true, data: valid,
@@ -174,6 +192,15 @@ func TestDeadLetterReasons(t *testing.T) {
 				t.Errorf("failure records left after the dead letter: %v", tr.failures.m)
 			}
 		})
+	}
+}
+
+// hostile is a record of a, changed by mut, encoded without validation.
+func hostile(mut func(*schema.Record)) func(*testing.T) []byte {
+	return func(t *testing.T) []byte {
+		rec, _ := recordOf(t, "a", "bkt", "k", 3)
+		mut(rec)
+		return mustMsgpack(t, rec)
 	}
 }
 

@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -24,6 +23,7 @@ const (
 	ReasonRetryBudget    = "retry-budget" // transient failures outlasted the budget
 	ReasonManual         = "manual-conflict"
 	ReasonUnauthorized   = "unauthorized" // a record claiming another origin than its stream's
+	ReasonBadRecord      = "bad-record"   // a record that breaks a bound (schema.ErrBadRecord: size, clock, rank, time, key)
 )
 
 // DeadLetter is one entry of DLQ_<site>: the original record bytes, why it
@@ -44,6 +44,13 @@ type DeadLetter struct {
 	Key          string    `json:"key,omitempty"`
 	VersionID    string    `json:"version_id,omitempty"`
 	Record       []byte    `json:"record"` // raw message, base64 in JSON
+	// Truncated marks an entry too large for the broker's payload limit:
+	// Record holds only the start of the record, RecordSize and
+	// RecordSHA256 describe all of it, and retry reads it from the mirror
+	// (Stream, Seq). See encodeDeadLetter.
+	Truncated    bool   `json:"truncated,omitempty"`
+	RecordSize   int    `json:"record_size,omitempty"`
+	RecordSHA256 string `json:"record_sha256,omitempty"`
 }
 
 // ReasonFor maps an apply or decode error to a dead-letter reason, or ""
@@ -52,6 +59,8 @@ func ReasonFor(err error) string {
 	switch {
 	case errors.Is(err, schema.ErrUnknownVersion):
 		return ReasonUnknownVersion
+	case errors.Is(err, schema.ErrBadRecord): // before ErrMalformed, which it wraps
+		return ReasonBadRecord
 	case errors.Is(err, schema.ErrMalformed):
 		return ReasonDecode
 	case errors.Is(err, ErrNotReplicated):
@@ -81,9 +90,14 @@ type DLQ struct {
 	JS   jetstream.JetStream
 }
 
-// Put stores a dead letter durably (deduplicated by stream and sequence).
+// Put stores a dead letter durably (deduplicated by stream and sequence),
+// truncated if it does not fit the broker's payload limit.
 func (q *DLQ) Put(ctx context.Context, dl DeadLetter) error {
-	data, err := json.Marshal(dl)
+	limit := DefaultMaxPayload
+	if nc := q.JS.Conn(); nc != nil && nc.MaxPayload() > 0 {
+		limit = int(nc.MaxPayload())
+	}
+	data, dl, err := encodeDeadLetter(dl, limit)
 	if err != nil {
 		return fmt.Errorf("dead letter: %w", err)
 	}

@@ -26,13 +26,13 @@ var errShutdown = errors.New("shutting down")
 
 // chain builds the path of every delivery, outermost step first:
 //
-//	acknowledge → poison → retry → decode → checkOrigin → apply
+//	acknowledge → poison → retry → decode → checkOrigin → validate → apply
 //
 // Each step is a small function in its own file; an outer step sees what
 // the inner ones returned and decides one thing about it.
 func (r *Runner) chain() func(context.Context, *delivery) {
 	r.init()
-	return r.acknowledge(r.poison(r.retry(decode(checkOrigin(r.apply)))))
+	return r.acknowledge(r.poison(r.retry(decode(checkOrigin(r.validate(r.apply))))))
 }
 
 // delivery is one message on its way through the chain.
@@ -106,6 +106,21 @@ func checkOrigin(next handler) handler {
 		if o := d.rec.Version.Origin; o != d.peer {
 			return fmt.Errorf("record %s claims origin %q but came from %s: %w",
 				d.rec.Version.ID, o, broker.ChangesStream(d.peer), ErrUnauthorized)
+		}
+		return next(ctx, d)
+	}
+}
+
+// validate fails a record this site must not act on (schema.ValidateFor):
+// a clock naming a site that is not this site, a peer or a former site, an
+// origin time or MadeAt too far ahead of this site's clock, or a key the
+// store cannot hold safely. (Decode already refused sizes, counters, ranks
+// and msgpack lengths out of bounds.) The error wraps schema.ErrBadRecord:
+// dead-lettered at once as bad-record, never retried.
+func (r *Runner) validate(next handler) handler {
+	return func(ctx context.Context, d *delivery) error {
+		if err := d.rec.ValidateFor(r.limits()); err != nil {
+			return fmt.Errorf("record %s from %s: %w", d.id, d.peer, err)
 		}
 		return next(ctx, d)
 	}

@@ -52,9 +52,21 @@ type Runner struct {
 	M          *metrics.Metrics
 	Log        *slog.Logger
 	Now        func() time.Time // nil: time.Now
+	// FormerSites are sites no longer in the mesh whose entries may remain
+	// in old keys' clocks (with Site and Peers, the sites a clock may name).
+	FormerSites []string
+	// MaxFuture is how far ahead of this site's clock a record's origin
+	// time may be (0: schema.DefaultMaxFuture).
+	MaxFuture time.Duration
 
 	once     sync.Once
 	failures *failures
+	sites    map[string]bool
+}
+
+// limits is what schema.ValidateFor checks records against now.
+func (r *Runner) limits() schema.Limits {
+	return schema.Limits{Sites: r.sites, Now: r.Now().UnixMilli(), MaxFuture: r.MaxFuture}
 }
 
 func (r *Runner) init() {
@@ -65,6 +77,12 @@ func (r *Runner) init() {
 		// At most maxAckPending messages per peer are outstanding, so more
 		// entries than twice that are for messages that will not come back.
 		r.failures = newFailures(2 * maxAckPending * max(len(r.Peers), 1))
+		r.sites = map[string]bool{}
+		for _, s := range append(append([]string{r.Site}, r.Peers...), r.FormerSites...) {
+			if s != "" {
+				r.sites[s] = true
+			}
+		}
 	})
 }
 

@@ -106,6 +106,12 @@ func (p *Producer) readInline(ctx context.Context, k lifecycle.Key, v schema.Ver
 
 func (p *Producer) send(ctx context.Context, rec *schema.Record) error {
 	data, err := rec.Encode()
+	if errors.Is(err, schema.ErrBadRecord) {
+		// Out of a bound every peer enforces (a clock counter bumped past
+		// schema.MaxCounter, ...): refused here rather than published and
+		// dead-lettered at every peer.
+		return fmt.Errorf("refusing to publish %s/%s version %s, its peers would reject it: %w", rec.Bucket, rec.Key, rec.Version.ID, err)
+	}
 	if err != nil {
 		return fmt.Errorf("encode record %s: %w", rec.Version.ID, err)
 	}
