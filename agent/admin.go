@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,6 +39,10 @@ type AdminRequest struct {
 	Since   time.Time `json:"since,omitzero"`
 	DryRun  bool      `json:"dry_run,omitempty"`
 	Max     int       `json:"max,omitempty"` // replay: records this request reads at most (0: ReplayMaxRecords)
+	// TrustEntry (dlq retry, resolve): when the mirror no longer holds the
+	// entry's record (retention), apply the bytes the entry carries, if they
+	// decode and validate. Without it such an entry is refused.
+	TrustEntry bool `json:"trust_entry,omitempty"`
 }
 
 // AdminReply is the answer to an admin request.
@@ -93,8 +98,13 @@ func (a *Agent) serveAdmin(ctx context.Context) ([]*nats.Subscription, error) {
 	return subs, nil
 }
 
-// deadLetter loads DLQ entry seq and its record.
-func (a *Agent) deadLetter(ctx context.Context, seq uint64) (jetstream.Stream, consumer.DeadLetter, *schema.Record, error) {
+// deadLetter loads DLQ entry seq and its record. Anyone who may publish
+// into DLQ_<site> could plant an entry, so the record is read again from
+// the mirror the entry names (its Stream and Seq, at this site) and must be
+// the entry's (consumer.DeadLetter.Verify); the entry's own bytes are used
+// only when the mirror no longer holds the record and the operator said to
+// trust them (trust), and only if they decode and validate.
+func (a *Agent) deadLetter(ctx context.Context, seq uint64, trust bool) (jetstream.Stream, consumer.DeadLetter, *schema.Record, error) {
 	var dl consumer.DeadLetter
 	s, err := a.js.Stream(ctx, broker.DLQStream(a.cfg.Site))
 	if err != nil {
@@ -107,21 +117,64 @@ func (a *Agent) deadLetter(ctx context.Context, seq uint64) (jetstream.Stream, c
 	if err := json.Unmarshal(m.Data, &dl); err != nil {
 		return nil, dl, nil, fmt.Errorf("dead letter %d: %w", seq, err)
 	}
-	rec, err := schema.Decode(dl.Record)
+	data, err := a.deadRecord(ctx, seq, dl, trust)
+	if err != nil {
+		return s, dl, nil, err
+	}
+	rec, err := schema.Decode(data)
 	if err != nil {
 		return s, dl, nil, fmt.Errorf("dead letter %d cannot be applied: %w", seq, err)
 	}
 	if rec.Version.Origin != dl.Peer {
 		return s, dl, nil, fmt.Errorf("dead letter %d: %w", seq, consumer.ErrUnauthorized)
 	}
+	if (dl.Bucket != "" && dl.Bucket != rec.Bucket) || (dl.Key != "" && dl.Key != rec.Key) || (dl.VersionID != "" && dl.VersionID != rec.Version.ID) {
+		return s, dl, nil, fmt.Errorf("dead letter %d names %s/%s version %s, its record is %s/%s version %s: %w",
+			seq, dl.Bucket, dl.Key, dl.VersionID, rec.Bucket, rec.Key, rec.Version.ID, consumer.ErrDeadLetterMismatch)
+	}
+	if err := rec.ValidateFor(schema.NewLimits(append([]string{a.cfg.Site}, a.cfg.PeerNames()...), time.Now(), 0)); err != nil {
+		return s, dl, nil, fmt.Errorf("dead letter %d cannot be applied: %w", seq, err)
+	}
 	return s, dl, rec, nil
+}
+
+// deadRecord returns the bytes of dead letter seq's record: the record of
+// the peer's mirror at this site that the entry names, verified against the
+// entry; or, with trust, the entry's own copy when the mirror lost it.
+func (a *Agent) deadRecord(ctx context.Context, seq uint64, dl consumer.DeadLetter, trust bool) ([]byte, error) {
+	ref := fmt.Sprintf("%s:%d", dl.Stream, dl.Seq)
+	if !slices.Contains(a.cfg.PeerNames(), dl.Peer) || dl.Stream != broker.ChangesStream(dl.Peer) || dl.Seq == 0 {
+		return nil, fmt.Errorf("dead letter %d names no record of a peer's mirror (peer %q, %s): refused; drop it", seq, dl.Peer, ref)
+	}
+	mirror, err := a.js.Stream(ctx, dl.Stream)
+	var m *jetstream.RawStreamMsg
+	if err == nil {
+		m, err = mirror.GetMsg(ctx, dl.Seq)
+	}
+	switch {
+	case err == nil:
+		if err := dl.Verify(m.Data); err != nil {
+			return nil, fmt.Errorf("dead letter %d refused (forged, or not made from that record): %w", seq, err)
+		}
+		return m.Data, nil
+	case !errors.Is(err, jetstream.ErrMsgNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil, fmt.Errorf("dead letter %d: read its record %s: %w", seq, ref, err)
+	case !trust:
+		return nil, fmt.Errorf("dead letter %d: its record %s is gone from the mirror (retention): the entry's own bytes are unverified; "+
+			"retry with --trust-entry to apply them if they decode and validate, or drop it", seq, ref)
+	case dl.Truncated:
+		return nil, fmt.Errorf("dead letter %d: its record %s is gone from the mirror and the entry holds only the start of it (%d of %d bytes): drop it",
+			seq, ref, len(dl.Record), dl.RecordSize)
+	}
+	a.log.Warn("dead letter's record gone from the mirror: applying the entry's own bytes (--trust-entry)", "seq", seq, "record", ref)
+	return dl.Record, nil
 }
 
 // retryDead applies a dead letter again; on success the entry is removed
 // (also when the record turns out to be superseded: outcome "skip"), on
 // failure it stays.
 func (a *Agent) retryDead(ctx context.Context, req AdminRequest) (string, error) {
-	s, dl, rec, err := a.deadLetter(ctx, req.Seq)
+	s, dl, rec, err := a.deadLetter(ctx, req.Seq, req.TrustEntry)
 	if err != nil {
 		return "", err
 	}
@@ -140,7 +193,7 @@ func (a *Agent) retryDead(ctx context.Context, req AdminRequest) (string, error)
 // is written here as a new local version whose clock dominates both, so every
 // site converges on the picked content.
 func (a *Agent) resolveDead(ctx context.Context, req AdminRequest) (string, error) {
-	s, dl, rec, err := a.deadLetter(ctx, req.Seq)
+	s, dl, rec, err := a.deadLetter(ctx, req.Seq, req.TrustEntry)
 	if err != nil {
 		return "", err
 	}

@@ -101,7 +101,7 @@ func newDLQCmd() *cobra.Command {
 			return fmt.Errorf("no dead letter %d at site %s", id, s.name)
 		},
 	}
-	var all, yes bool
+	var all, yes, trust bool
 	var pick string
 	admin := func(cmd *cobra.Command, s *site, verb string, req agent.AdminRequest) error {
 		out, err := s.admin(verb, req)
@@ -140,7 +140,7 @@ func newDLQCmd() *cobra.Command {
 			}
 			var failed int
 			for _, id := range ids {
-				if err := admin(cmd, s, "dlq.retry", agent.AdminRequest{Seq: id}); err != nil {
+				if err := admin(cmd, s, "dlq.retry", agent.AdminRequest{Seq: id, TrustEntry: trust}); err != nil {
 					fmt.Fprintln(cmd.ErrOrStderr(), err)
 					failed++
 				}
@@ -152,6 +152,8 @@ func newDLQCmd() *cobra.Command {
 		},
 	}
 	retry.Flags().BoolVar(&all, "all", false, "every entry (a parked conflict that is still a conflict stays parked)")
+	const trustHelp = "when the mirror no longer holds an entry's record (retention), apply the entry's own bytes if they decode and validate (they are otherwise unverified: anyone who may publish into the DLQ could have written them)"
+	retry.Flags().BoolVar(&trust, "trust-entry", false, trustHelp)
 	drop := &cobra.Command{
 		Use: "drop ID", Short: "Remove a dead letter for good (needs --yes)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -194,10 +196,11 @@ func newDLQCmd() *cobra.Command {
 				return err
 			}
 			defer s.close()
-			return admin(cmd, s, "dlq.resolve", agent.AdminRequest{Seq: id, Pick: pick})
+			return admin(cmd, s, "dlq.resolve", agent.AdminRequest{Seq: id, Pick: pick, TrustEntry: trust})
 		},
 	}
 	resolve.Flags().StringVar(&pick, "pick", "", "the site whose version wins")
+	resolve.Flags().BoolVar(&trust, "trust-entry", false, trustHelp)
 	c.AddCommand(list, show, retry, drop, resolve)
 	return c
 }
