@@ -132,7 +132,8 @@ func (a *Agent) deadLetter(ctx context.Context, seq uint64, trust bool) (jetstre
 		return s, dl, nil, fmt.Errorf("dead letter %d names %s/%s version %s, its record is %s/%s version %s: %w",
 			seq, dl.Bucket, dl.Key, dl.VersionID, rec.Bucket, rec.Key, rec.Version.ID, consumer.ErrDeadLetterMismatch)
 	}
-	if err := rec.ValidateFor(schema.NewLimits(append([]string{a.cfg.Site}, a.cfg.PeerNames()...), time.Now(), 0)); err != nil {
+	sites := append(append([]string{a.cfg.Site}, a.cfg.PeerNames()...), a.cfg.Records.FormerSites...)
+	if err := rec.ValidateFor(schema.NewLimits(sites, time.Now(), a.cfg.Records.MaxFuture)); err != nil {
 		return s, dl, nil, fmt.Errorf("dead letter %d cannot be applied: %w", seq, err)
 	}
 	return s, dl, rec, nil
