@@ -233,13 +233,16 @@ func TestRebuildLostStateOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	newerKey, olderKey := pfx+"k000", pfx+"k001"
+	bOwn := object{body: []byte("b's own write, replicated before b's agent went down")}
+	e.put(t, "b", olderKey, bOwn)
+	e.waitObject(t, olderKey, bOwn, converge)
 	e.mustCtl(t, "kill", "b")
 	// Two objects at b that differ from the peers' version and are no
 	// replica of it, written while b's agent is down: a newer local write
 	// of a key of a's (it must win everywhere), and b's own older write of
 	// one of its keys that a overwrote meanwhile (a's version must win, and
 	// b's bytes are kept under a new key).
-	newerKey, olderKey := pfx+"k000", pfx+"k001"
 	overA := object{body: []byte("a overwrote b's key while b was down")}
 	e.put(t, "a", olderKey, overA)
 	newer := object{body: []byte("b wrote this while its agent was down")}
