@@ -252,6 +252,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	ingest := &producer.Ingest{P: a.Producer, Sources: sources, Kick: a.Scanner.Kick, Log: a.log.With("part", "events"), Drop: a.hooks.dropEvents}
 	run("events", func() error { return ingest.Run(ctx, a.js) })
 	run("scanner", func() error { a.Scanner.Run(ctx); return nil })
+	run("peer-keys", func() error { a.checkPeerKeys(ctx); return nil }) // warns only
 	runner := &consumer.Runner{A: a.Applier, Site: a.cfg.Site, Peers: a.cfg.PeerNames(), Workers: a.cfg.Workers,
 		Budget: a.cfg.Retry.Budget, MaxBackoff: a.cfg.Retry.MaxBackoff,
 		FormerSites: a.cfg.Records.FormerSites, MaxFuture: a.cfg.Records.MaxFuture,
