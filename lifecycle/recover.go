@@ -1,6 +1,10 @@
 package lifecycle
 
-import "github.com/s3mesh/s3mesh/schema"
+import (
+	"strings"
+
+	"github.com/s3mesh/s3mesh/schema"
+)
 
 // recover settles an outstanding intent: a pending publish is published
 // again (same record, same id: the broker drops a duplicate, consumers skip
@@ -27,7 +31,7 @@ func (m Machine) settle(e Entry, o Object, now int64) Step {
 		return done(e, Unchanged, nil)
 	}
 	e.Applying = nil
-	if (a.Deleted && !o.Exists) || (!a.Deleted && o.Exists && o.Meta[schema.MetaVID] == a.ID) {
+	if (a.Deleted && !o.Exists) || (!a.Deleted && landed(*a, o)) {
 		e.Clock = e.Clock.Merge(a.Clock)
 		e.Held = *a
 		e.LocalETag, e.Attrs = "", ""
@@ -39,4 +43,29 @@ func (m Machine) settle(e Entry, o Object, now int64) Step {
 	}
 	return saved(e, now, Done, Recovered,
 		Note{Msg: "dropped an apply intent the store does not show", Args: []any{"version", a.ID}})
+}
+
+// landed reports whether o is the replica write of v: it carries v's marker
+// and v's bytes. The marker alone proves nothing (any S3 user can copy it
+// onto a write of its own, for example from the object it overwrites), so
+// the size must match, and the ETag too where both are plain MD5s (a
+// multipart ETag depends on the part size of whoever uploaded it).
+func landed(v schema.Version, o Object) bool {
+	if !o.Exists || o.Meta[schema.MetaVID] != v.ID || o.Size != v.Size {
+		return false
+	}
+	return !plainMD5(v.ETag) || !plainMD5(o.ETag) || strings.EqualFold(v.ETag, o.ETag)
+}
+
+// plainMD5 reports whether etag is a single-part ETag (the MD5 of the bytes).
+func plainMD5(etag string) bool {
+	if len(etag) != 32 {
+		return false
+	}
+	for _, c := range etag {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
 }

@@ -195,6 +195,8 @@ func TestRecoverApplyIntent(t *testing.T) {
 	del := ver("b", schema.Clock{"b": 2}, 800, true)
 	marked := obj("local-etag", 10)
 	marked.Meta = schema.ReplicaMeta(tk.Bucket, tk.Key, put)
+	copiedMarker := obj("0123456789abcdef0123456789abcdef", 12) // other bytes, the marker copied
+	copiedMarker.Meta = marked.Meta
 	cases := []struct {
 		name     string
 		applying schema.Version
@@ -204,6 +206,7 @@ func TestRecoverApplyIntent(t *testing.T) {
 		{"put landed", put, marked, true},
 		{"put never landed", put, Object{}, false},
 		{"put overtaken by a local write", put, obj("other", 3), false},
+		{"put overtaken by a user write carrying its marker", put, copiedMarker, false},
 		{"delete landed", del, Object{}, true},
 		{"delete never landed", del, marked, false},
 	}
