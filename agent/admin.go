@@ -132,8 +132,7 @@ func (a *Agent) deadLetter(ctx context.Context, seq uint64, trust bool) (jetstre
 		return s, dl, nil, fmt.Errorf("dead letter %d names %s/%s version %s, its record is %s/%s version %s: %w",
 			seq, dl.Bucket, dl.Key, dl.VersionID, rec.Bucket, rec.Key, rec.Version.ID, consumer.ErrDeadLetterMismatch)
 	}
-	sites := append(append([]string{a.cfg.Site}, a.cfg.PeerNames()...), a.cfg.Records.FormerSites...)
-	if err := rec.ValidateFor(schema.NewLimits(sites, time.Now(), a.cfg.Records.MaxFuture)); err != nil {
+	if err := rec.ValidateFor(a.recordLimits()); err != nil {
 		return s, dl, nil, fmt.Errorf("dead letter %d cannot be applied: %w", seq, err)
 	}
 	return s, dl, rec, nil
@@ -169,6 +168,13 @@ func (a *Agent) deadRecord(ctx context.Context, seq uint64, dl consumer.DeadLett
 	}
 	a.log.Warn("dead letter's record gone from the mirror: applying the entry's own bytes (--trust-entry)", "seq", seq, "record", ref)
 	return dl.Record, nil
+}
+
+// recordLimits is what a record from a peer is validated against now (the
+// consumer's limits: this site, its peers, former sites, the future window).
+func (a *Agent) recordLimits() schema.Limits {
+	sites := append(append([]string{a.cfg.Site}, a.cfg.PeerNames()...), a.cfg.Records.FormerSites...)
+	return schema.NewLimits(sites, time.Now(), a.cfg.Records.MaxFuture)
 }
 
 // retryDead applies a dead letter again; on success the entry is removed

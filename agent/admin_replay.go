@@ -295,6 +295,10 @@ func (r *replayer) one(ctx context.Context, seq uint64, data []byte) error {
 		p.err = fmt.Errorf("record %s claims origin %q but came from %s: %w", rec.Version.ID, o, r.stream, consumer.ErrUnauthorized)
 		return r.deadLetter(ctx, p, consumer.ReasonUnauthorized, false)
 	}
+	if err := rec.ValidateFor(r.a.recordLimits()); err != nil {
+		p.err = fmt.Errorf("record %s: %w", rec.Version.ID, err)
+		return r.deadLetter(ctx, p, consumer.ReasonFor(err), false)
+	}
 	if r.req.DryRun {
 		return r.decide(ctx, p)
 	}
