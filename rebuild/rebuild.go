@@ -142,7 +142,7 @@ type Running struct {
 // Run rebuilds every bucket of o.Buckets and marks the state rebuilt. An
 // interrupted Run resumes from its cursors when run again.
 func Run(ctx context.Context, o Options) (Stats, error) {
-	var total Stats
+	var total Stats // this run's
 	if o.Workers <= 0 {
 		o.Workers = 16
 	}
@@ -174,9 +174,11 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 	} else {
 		o.Log.Info("resuming an interrupted rebuild", "started", time.UnixMilli(run.Started).UTC().Format(time.RFC3339))
 	}
+	var sofar Stats // every bucket so far, earlier runs included (progress)
 	for _, b := range o.Buckets {
-		st, err := o.bucket(ctx, b, &total)
+		st, done, err := o.bucket(ctx, b, &sofar)
 		total.add(&st)
+		sofar.add(&done)
 		if err != nil {
 			return total, err
 		}
@@ -192,24 +194,23 @@ func Run(ctx context.Context, o Options) (Stats, error) {
 	return total, o.State.PutMeta(RunningMeta, nil)
 }
 
-// bucket rebuilds one bucket from its cursor on; the Stats it returns are
-// this run's (total holds the earlier buckets').
-func (o *Options) bucket(ctx context.Context, bucket string, total *Stats) (Stats, error) {
-	var st Stats
+// bucket rebuilds one bucket from its cursor on. It returns this run's
+// Stats (what it did, an interrupted batch included) and the bucket's
+// with the earlier runs' (for progress; sofar holds the earlier buckets').
+func (o *Options) bucket(ctx context.Context, bucket string, sofar *Stats) (st, done Stats, err error) {
 	var cur cursor
 	if _, err := o.State.GetMeta(cursorMeta(bucket), &cur); err != nil {
-		return st, err
+		return st, done, err
 	}
 	if cur.Done {
 		o.Log.Info("bucket already rebuilt by an earlier run", "bucket", bucket)
-		total.add(&cur.Stats)
-		return st, nil
+		return st, cur.Stats, nil
 	}
 	held := 0
 	for _, p := range o.Peers {
 		ok, err := p.S3.BucketExists(ctx, bucket)
 		if err != nil {
-			return st, fmt.Errorf("peer %s: bucket %s: %w", p.Name, bucket, err)
+			return st, done, fmt.Errorf("peer %s: bucket %s: %w", p.Name, bucket, err)
 		}
 		if ok {
 			held++
@@ -218,15 +219,15 @@ func (o *Options) bucket(ctx context.Context, bucket string, total *Stats) (Stat
 		}
 	}
 	if held == 0 {
-		return st, fmt.Errorf("bucket %s is missing at every peer: nothing to rebuild it from (is it replicated?)", bucket)
+		return st, done, fmt.Errorf("bucket %s is missing at every peer: nothing to rebuild it from (is it replicated?)", bucket)
 	}
 	exists, err := o.Local.BucketExists(ctx, bucket)
 	if err != nil {
-		return st, fmt.Errorf("site %s: bucket %s: %w", o.Site, bucket, err)
+		return st, done, fmt.Errorf("site %s: bucket %s: %w", o.Site, bucket, err)
 	}
 	if !exists {
 		if err := o.Local.EnsureBucket(ctx, bucket); err != nil {
-			return st, fmt.Errorf("site %s: create bucket %s: %w", o.Site, bucket, err)
+			return st, done, fmt.Errorf("site %s: create bucket %s: %w", o.Site, bucket, err)
 		}
 		st.Buckets = 1
 		o.Log.Info("bucket created", "bucket", bucket)
@@ -234,7 +235,7 @@ func (o *Options) bucket(ctx context.Context, bucket string, total *Stats) (Stat
 	if cur.After != "" {
 		o.Log.Info("resuming bucket", "bucket", bucket, "after", cur.After, "keys_done", cur.Stats.Keys)
 	}
-	done := cur.Stats // this bucket, earlier runs included
+	done = cur.Stats // this bucket, earlier runs included
 	done.add(&st)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -254,24 +255,25 @@ func (o *Options) bucket(ctx context.Context, bucket string, total *Stats) (Stat
 	for {
 		k, ok, err := m.next()
 		if err != nil {
-			return st, err
+			return st, done, err
 		}
 		if ok {
 			batch = append(batch, k)
 		}
 		if len(batch) == batchSize || (!ok && len(batch) > 0) {
 			var bs Stats
-			if err := o.runBatch(ctx, bucket, batch, &bs); err != nil {
-				return st, err
+			err := o.runBatch(ctx, bucket, batch, &bs)
+			st.add(&bs) // done, when interrupted too: this run did it
+			if err != nil {
+				return st, done, err
 			}
-			st.add(&bs)
 			done.add(&bs)
 			after := batch[len(batch)-1].name
 			if err := o.State.PutMeta(cursorMeta(bucket), &cursor{After: after, Stats: done}); err != nil {
-				return st, err
+				return st, done, err
 			}
 			if o.Progress != nil {
-				t := *total
+				t := *sofar
 				t.add(&done)
 				o.Progress(Progress{Bucket: bucket, After: after, InBucket: done, Total: t})
 			}
@@ -281,7 +283,7 @@ func (o *Options) bucket(ctx context.Context, bucket string, total *Stats) (Stat
 			break
 		}
 	}
-	return st, o.State.PutMeta(cursorMeta(bucket), &cursor{After: cur.After, Done: true, Stats: done})
+	return st, done, o.State.PutMeta(cursorMeta(bucket), &cursor{After: cur.After, Done: true, Stats: done})
 }
 
 // runBatch settles every key of batch with o.Workers workers and returns
@@ -358,18 +360,33 @@ func (o *Options) settle(ctx context.Context, bucket string, k key, st *Stats) e
 		case marked && rv.ID == v.ID && !v.Deleted,
 			!marked && v.Origin == o.Site && !v.Deleted && local.ETag == v.ETag:
 			e.LocalETag, e.Attrs = local.ETag, attrsOf(local).Digest()
+			if !marked && target.Attrs != "" {
+				// The site's own version, known by its ETag: the entry takes
+				// the version's attributes, so that a metadata-only
+				// overwrite the lost state never published is seen by the
+				// agent and published, not taken for the version.
+				e.Attrs = target.Attrs
+			}
 			st.Adopted++
 			return o.put(bucket, k.name, e)
 		case marked && covered(rv.Clock, merged):
-			st.Replaced++ // a stale replica: the peers' version follows it
+			// A stale replica: the peers' version follows it (counted as
+			// replaced once it did, not when the key was left for the
+			// agent or the mirrors).
 			if v.Deleted {
 				if err := o.Local.Delete(ctx, bucket, k.name, local.ETag); err != nil {
 					return o.raced(bucket, k.name, err, st)
 				}
+				st.Replaced++
 				st.Tombstones++
 				return o.put(bucket, k.name, e)
 			}
-			return o.copy(ctx, bucket, k, v, e, local.ETag, st)
+			copied := st.Copied
+			err := o.copy(ctx, bucket, k, v, e, local.ETag, st)
+			if st.Copied > copied {
+				st.Replaced++
+			}
+			return err
 		default:
 			return o.differing(ctx, bucket, k, v, e, local, st)
 		}
@@ -390,8 +407,9 @@ func (o *Options) settle(ctx context.Context, bucket string, k key, st *Stats) e
 // is kept under KeptPrefix (a new key, which the agent publishes) and the
 // peers' version replaces it. Either way the log names both.
 func (o *Options) differing(ctx context.Context, bucket string, k key, v schema.Version, e state.Entry, local s3io.ObjectInfo, st *Stats) error {
-	st.Differing++
+	// Counted once: where a conditional write is refused, raced counts it.
 	if local.LastModified.UnixMilli() > v.TS {
+		st.Differing++
 		o.Log.Warn("object newer than the peers' version kept: the agent publishes it over that version",
 			"bucket", bucket, "key", k.name, "etag", local.ETag, "replaces", v.ID)
 		return o.put(bucket, k.name, e)
@@ -406,10 +424,16 @@ func (o *Options) differing(ctx context.Context, bucket string, k key, v schema.
 		if err := o.Local.Delete(ctx, bucket, k.name, local.ETag); err != nil {
 			return o.raced(bucket, k.name, err, st)
 		}
+		st.Differing++
 		st.Tombstones++
 		return o.put(bucket, k.name, e)
 	}
-	return o.copy(ctx, bucket, k, v, e, local.ETag, st)
+	counted := st.Differing
+	err := o.copy(ctx, bucket, k, v, e, local.ETag, st)
+	if st.Differing == counted {
+		st.Differing++
+	}
+	return err
 }
 
 // KeptPrefix is where rebuild keeps a site's object that is older than the
