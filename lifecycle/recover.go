@@ -1,10 +1,6 @@
 package lifecycle
 
-import (
-	"strings"
-
-	"github.com/s3mesh/s3mesh/schema"
-)
+import "github.com/s3mesh/s3mesh/schema"
 
 // recover settles an outstanding intent: a pending publish is published
 // again (same record, same id: the broker drops a duplicate, consumers skip
@@ -46,26 +42,9 @@ func (m Machine) settle(e Entry, o Object, now int64) Step {
 }
 
 // landed reports whether o is the replica write of v: it carries v's marker
-// and v's bytes. The marker alone proves nothing (any S3 user can copy it
-// onto a write of its own, for example from the object it overwrites), so
-// the size must match, and the ETag too where both are plain MD5s (a
-// multipart ETag depends on the part size of whoever uploaded it).
+// and, as far as size and ETag tell, v's bytes (schema.Version.Matches).
+// The marker alone proves nothing: any S3 user can copy it onto a write of
+// its own, for example from the object it overwrites.
 func landed(v schema.Version, o Object) bool {
-	if !o.Exists || o.Meta[schema.MetaVID] != v.ID || o.Size != v.Size {
-		return false
-	}
-	return !plainMD5(v.ETag) || !plainMD5(o.ETag) || strings.EqualFold(v.ETag, o.ETag)
-}
-
-// plainMD5 reports whether etag is a single-part ETag (the MD5 of the bytes).
-func plainMD5(etag string) bool {
-	if len(etag) != 32 {
-		return false
-	}
-	for _, c := range etag {
-		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
-			return false
-		}
-	}
-	return true
+	return o.Exists && o.Meta[schema.MetaVID] == v.ID && v.Matches(o.Size, o.ETag)
 }

@@ -357,7 +357,9 @@ func (o *Options) settle(ctx context.Context, bucket string, k key, st *Stats) e
 	if local.Exists {
 		rv, marked := schema.Replica(bucket, k.name, local.Meta, local.Size)
 		switch {
-		case marked && rv.ID == v.ID && !v.Deleted,
+		// A marker is trusted only with the bytes it names (any S3 user
+		// can copy one): size and, where both are plain MD5s, the ETag.
+		case marked && rv.ID == v.ID && !v.Deleted && v.Matches(local.Size, local.ETag),
 			!marked && v.Origin == o.Site && !v.Deleted && local.ETag == v.ETag:
 			e.LocalETag, e.Attrs = local.ETag, attrsOf(local).Digest()
 			if !marked && target.Attrs != "" {
@@ -369,7 +371,7 @@ func (o *Options) settle(ctx context.Context, bucket string, k key, st *Stats) e
 			}
 			st.Adopted++
 			return o.put(bucket, k.name, e)
-		case marked && covered(rv.Clock, merged):
+		case marked && covered(rv.Clock, merged) && rv.Matches(local.Size, local.ETag):
 			// A stale replica: the peers' version follows it (counted as
 			// replaced once it did, not when the key was left for the
 			// agent or the mirrors).

@@ -497,6 +497,16 @@ func TestDiffering(t *testing.T) {
 			m.site.put(t, bucket, key, local, localAttrs)
 			return v
 		}},
+		{name: "the target's marker copied onto other bytes", newer: true, setup: func(bucket, key string) schema.Version {
+			v := version("b", bucket, key, c("b", 1), past)
+			b.hold(t, bucket, key, v)
+			cc.hold(t, bucket, key, v)
+			// Any S3 user can write s3mesh's metadata: a marker on bytes
+			// that are not the version's is no replica of it.
+			localAttrs = s3io.Attrs{Meta: schema.ReplicaMeta(bucket, key, v)}
+			m.site.put(t, bucket, key, local, localAttrs)
+			return v
+		}},
 		{name: "a plain object older than the target", newer: false, setup: func(bucket, key string) schema.Version {
 			v := version("b", bucket, key, c("b", 1), future)
 			b.hold(t, bucket, key, v)

@@ -90,3 +90,28 @@ func Partition(bucket, key string, n int) int {
 	h.Write([]byte(key))
 	return int(h.Sum32() % uint32(n))
 }
+
+// Matches reports whether an object of size bytes with ETag etag can hold
+// v's bytes: the size must be v's, and the ETag too where both are plain
+// MD5s (a multipart ETag depends on the part size of whoever uploaded it).
+// A replica marker on an object proves nothing by itself (any S3 user can
+// copy it), so code that trusts a marker checks this as well.
+func (v Version) Matches(size int64, etag string) bool {
+	if size != v.Size {
+		return false
+	}
+	return !plainMD5(v.ETag) || !plainMD5(etag) || strings.EqualFold(v.ETag, etag)
+}
+
+// plainMD5 reports whether etag is a single-part ETag (the MD5 of the bytes).
+func plainMD5(etag string) bool {
+	if len(etag) != 32 {
+		return false
+	}
+	for _, c := range etag {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
+}
