@@ -163,3 +163,12 @@ func (a *Agent) checkNotLost(records uint64) error {
 		"(it restores the state from the peers), then start the agent again",
 		ErrStateLost, a.cfg.StateDir, broker.ChangesStream(a.cfg.Site), records, a.cfg.Site)
 }
+
+// selfMax is the highest counter this site can have made: every counter of
+// this run is above the floor and, unless one key is written more than 2^24
+// times in this run, below the next incarnation's floor; the headroom of
+// 2^10 incarnations covers such keys and costs nothing (schema.MaxCounter
+// is far above).
+func (a *Agent) selfMax() uint64 {
+	return a.floor + lifecycle.IncarnationFloor(1024)
+}

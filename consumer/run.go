@@ -58,6 +58,9 @@ type Runner struct {
 	// MaxFuture is how far ahead of this site's clock a record's origin
 	// time may be (0: schema.DefaultMaxFuture).
 	MaxFuture time.Duration
+	// SelfMax is the highest counter this site can have made (see
+	// schema.Limits.SelfMax; 0: not checked).
+	SelfMax uint64
 
 	once     sync.Once
 	failures *failures
@@ -66,7 +69,7 @@ type Runner struct {
 
 // limits is what schema.ValidateFor checks records against now.
 func (r *Runner) limits() schema.Limits {
-	return schema.Limits{Sites: r.sites, Now: r.Now().UnixMilli(), MaxFuture: r.MaxFuture}
+	return schema.Limits{Sites: r.sites, Now: r.Now().UnixMilli(), MaxFuture: r.MaxFuture, Self: r.Site, SelfMax: r.SelfMax}
 }
 
 func (r *Runner) init() {

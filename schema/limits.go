@@ -74,6 +74,13 @@ type Limits struct {
 	// MaxFuture is how far past Now Version.TS and MadeAt may be (0:
 	// DefaultMaxFuture).
 	MaxFuture time.Duration
+	// Self is the receiving site and SelfMax the highest counter it can
+	// have made (0: not checked). A peer's record whose clock holds a
+	// higher entry for Self is forged: accepted, it would lift Self's own
+	// next counter for the key towards MaxCounter, where Self could no
+	// longer write the key.
+	Self    string
+	SelfMax uint64
 }
 
 // NewLimits builds Limits for the given sites.
@@ -103,6 +110,9 @@ func (r *Record) ValidateFor(l Limits) error {
 		if !l.Sites[v.Origin] {
 			return badField("Version.Origin", "%q is not a site of this mesh", trunc(v.Origin))
 		}
+	}
+	if l.Self != "" && l.SelfMax > 0 && v.Clock[l.Self] > l.SelfMax {
+		return badField("Version.Clock", "entry for this site %s is %d, above any counter it has made (%d)", l.Self, v.Clock[l.Self], l.SelfMax)
 	}
 	maxFuture := l.MaxFuture
 	if maxFuture <= 0 {

@@ -284,3 +284,23 @@ func FuzzValidateFor(f *testing.F) {
 		}
 	})
 }
+
+// A peer's record may carry the receiving site's entry only up to the
+// highest counter that site can have made: a higher one is forged (it would
+// lift the site's own next counter for the key towards MaxCounter).
+func TestValidateForSelfEntry(t *testing.T) {
+	r := validRecord() // origin a, clock a:3 b:1; received at b
+	l := NewLimits([]string{"a", "b"}, time.UnixMilli(r.Version.TS), 0)
+	l.Self, l.SelfMax = "b", 1
+	if err := r.ValidateFor(l); err != nil {
+		t.Fatalf("b's entry at its maximum: %v", err)
+	}
+	r.Version.Clock["b"] = 2
+	if err := r.ValidateFor(l); !errors.Is(err, ErrBadRecord) || !strings.Contains(err.Error(), "Version.Clock") {
+		t.Fatalf("b's entry above any counter b made: got %v", err)
+	}
+	l.SelfMax = 0
+	if err := r.ValidateFor(l); err != nil {
+		t.Fatalf("SelfMax 0 checks nothing: %v", err)
+	}
+}
