@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/s3mesh/s3mesh/s3io"
+	"github.com/s3mesh/s3mesh/schema"
 )
 
 // ErrUnsorted: a peer's state page or the site's listing is not in strictly
@@ -44,6 +45,10 @@ func startPeer(ctx context.Context, wg *sync.WaitGroup, p Peer, bucket, after st
 				return
 			}
 			for i := range items {
+				if err := checkItem(bucket, items[i]); err != nil {
+					s.err = fmt.Errorf("peer %s: state of bucket %s: key %q: %w", p.Name, bucket, items[i].Key, err)
+					return
+				}
 				select {
 				case s.ch <- entry{key: items[i].Key, item: &items[i]}:
 				case <-ctx.Done():
@@ -141,4 +146,25 @@ func (m *merger) next() (key, bool, error) {
 		}
 	}
 	return k, true, nil
+}
+
+// checkItem validates a peer's state entry as a record from that peer would
+// be before anything is copied by it: the version must be a well-formed
+// version of that very key (id, origin, clock and size bounds) and the
+// merged clock must keep the counter bound. A peer's state is as hostile as
+// its records.
+func checkItem(bucket string, it Item) error {
+	if err := schema.CheckKey(it.Key); err != nil {
+		return err
+	}
+	r := schema.Record{Schema: schema.RecordSchema, Bucket: bucket, Key: it.Key, Version: it.Held}
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("held version: %w", err)
+	}
+	for site, n := range it.Clock {
+		if n > schema.MaxCounter {
+			return fmt.Errorf("merged clock entry %s:%d over the bound %d: %w", site, n, schema.MaxCounter, schema.ErrBadRecord)
+		}
+	}
+	return nil
 }

@@ -994,6 +994,38 @@ func TestRunErrors(t *testing.T) {
 			t.Errorf("rebuild from an unsorted page: %v, want ErrUnsorted", err)
 		}
 	})
+	t.Run("a peer's page is hostile", func(t *testing.T) {
+		forge := map[string]func(*Item){
+			"a version of another key": func(it *Item) { it.Held.ID = schema.VersionID("b", "other", it.Key, 1) },
+			"a size over 5 TiB":        func(it *Item) { it.Held.Size = schema.MaxSize + 1 },
+			"a merged counter over the bound": func(it *Item) {
+				it.Clock = schema.Clock{"b": schema.MaxCounter + 1}
+			},
+			"a key with a .. segment": func(it *Item) { it.Key = "x/../y" },
+		}
+		for name, f := range forge {
+			t.Run(name, func(t *testing.T) {
+				bucket := m.bucket(t, false)
+				b.hold(t, bucket, "k", version("b", bucket, "k", c("b", 1), t0))
+				st := freshState(t)
+				o := m.options(st, bucket)
+				page := o.Peers[0].Page
+				o.Peers[0].Page = func(ctx context.Context, bucket, after string, limit int) ([]Item, bool, error) {
+					items, more, err := page(ctx, bucket, after, limit)
+					for i := range items {
+						f(&items[i])
+					}
+					return items, more, err
+				}
+				if _, err := Run(testCtx(t), o); !errors.Is(err, schema.ErrMalformed) {
+					t.Errorf("rebuild from a hostile page: %v, want a refusal", err)
+				}
+				if keys := m.site.keys(t, bucket); len(keys) != 0 {
+					t.Errorf("a hostile page made the site write %q", keys)
+				}
+			})
+		}
+	})
 	t.Run("a peer's page fails", func(t *testing.T) {
 		bucket := m.bucket(t, false)
 		o := m.options(freshState(t), bucket)
