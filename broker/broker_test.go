@@ -297,9 +297,12 @@ func TestEnsureStreamsReconcile(t *testing.T) {
 // TestMeshReplication: three sites in a full mesh of proxied leaf links;
 // each site's CHANGES reaches the other two intact and in order.
 func TestMeshReplication(t *testing.T) {
+	checkMeshReplication(t, newMesh(t, "a", "b", "c"))
+}
+
+func checkMeshReplication(t *testing.T, m *mesh) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	m := newMesh(t, "a", "b", "c")
 	// Exactly one link per pair, dialled by the smaller name.
 	for _, n := range m.names {
 		for _, l := range m.sites[n].srv.LeafLinks() {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,6 +53,14 @@ type ServerConfig struct {
 	// otherwise check leaf connections against the client users.
 	LeafUser, LeafPassword string
 
+	// Links, when set, authenticate every leaf link and confine it to an
+	// account of its own (see links.go): one entry per peer. LeafRemotes,
+	// LeafUser and LeafPassword must then be empty, and User must be set.
+	Links []Link
+	// Users are further clients of the site account with restricted
+	// permissions, such as a store's event sink (only with Links).
+	Users []User
+
 	// ReadyTimeout bounds the wait for the server (including JetStream
 	// recovery of the store) to accept connections (0 = 30 s).
 	ReadyTimeout time.Duration
@@ -60,6 +69,24 @@ type ServerConfig struct {
 	// silent is closed (0 = DefaultPingInterval, DefaultMaxPingsOut).
 	PingInterval time.Duration
 	MaxPingsOut  int
+}
+
+// Link is the leaf link to one peer.
+type Link struct {
+	Peer string
+	// Password is shared by the two sites of the link. The site that dials
+	// logs in as the user named like itself.
+	Password string
+	// URL is the peer's leaf listener (nats-leaf://, nats:// or tls://) if
+	// this site dials the link, "" if the peer dials this site.
+	URL string
+}
+
+// User is a client of the site account. Publish and Subscribe, when not
+// nil, are the only subjects it may publish or subscribe to.
+type User struct {
+	Name, Password     string
+	Publish, Subscribe []string
 }
 
 // DefaultPingInterval and DefaultMaxPingsOut close a leaf link (or client
@@ -168,7 +195,18 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: site %s: %w", cfg.Site, err)
 	}
-	opts := &server.Options{
+	if err := checkExposure(cfg, host); err != nil {
+		return nil, fmt.Errorf("broker: site %s: %w", cfg.Site, err)
+	}
+	opts := &server.Options{}
+	if len(cfg.Links) > 0 {
+		if err := linkAccounts(cfg, opts); err != nil {
+			return nil, fmt.Errorf("broker: site %s: %w", cfg.Site, err)
+		}
+	}
+	*opts = server.Options{
+		Accounts:        opts.Accounts, // from linkAccounts, with their users
+		Users:           opts.Users,
 		ServerName:      cfg.Site,
 		Host:            host,
 		Port:            port,
@@ -181,8 +219,16 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 		PingInterval:    cmp.Or(cfg.PingInterval, DefaultPingInterval),
 		MaxPingsOut:     cmp.Or(cfg.MaxPingsOut, DefaultMaxPingsOut),
 	}
-	if cfg.User != "" {
+	if cfg.User != "" && len(cfg.Links) == 0 {
 		opts.Users = []*server.User{{Username: cfg.User, Password: cfg.Password}}
+	}
+	if len(cfg.Links) > 0 {
+		lo, err := linkLeafOptions(cfg, opts.Accounts)
+		if err != nil {
+			return nil, fmt.Errorf("broker: site %s: %w", cfg.Site, err)
+		}
+		opts.LeafNode = lo
+		return opts, nil
 	}
 	leaf, err := leafNodeOptions(cfg)
 	if err != nil {
@@ -190,6 +236,132 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 	}
 	opts.LeafNode = leaf
 	return opts, nil
+}
+
+// checkExposure refuses to listen on a non-loopback address without
+// authentication: clients need User, leaf links need Links.
+func checkExposure(cfg ServerConfig, clientHost string) error {
+	if !isLoopback(clientHost) && cfg.User == "" {
+		return fmt.Errorf("client listener %s is not on loopback: set a user and password (or listen on 127.0.0.1)", cfg.Listen)
+	}
+	if cfg.LeafListen != "" && len(cfg.Links) == 0 {
+		host, _, err := splitHostPort("leaf", cfg.LeafListen)
+		if err != nil {
+			return err
+		}
+		if !isLoopback(host) {
+			return fmt.Errorf("leaf listener %s is not on loopback: configure authenticated links (or listen on 127.0.0.1)", cfg.LeafListen)
+		}
+	}
+	return nil
+}
+
+// isLoopback reports whether host is a loopback IP or "localhost"; an
+// empty host or 0.0.0.0 (every interface) is not.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// linkAccounts lays out the accounts of links.go in opts: the site account
+// with the agent (User) and Users, one account per peer with the user the
+// peer dials in as (for links this site does not dial).
+func linkAccounts(cfg ServerConfig, opts *server.Options) error {
+	if cfg.User == "" {
+		return errors.New("links need a client User for the agent")
+	}
+	if len(cfg.LeafRemotes) > 0 || cfg.LeafUser != "" {
+		return errors.New("links replace LeafRemotes and LeafUser: set one or the other")
+	}
+	q := strconv.Quote
+	siteUsers := []AccountUser{fmt.Sprintf("{user: %s, password: %s}", q(cfg.User), q(cfg.Password))}
+	for _, u := range cfg.Users {
+		if u.Name == "" || u.Password == "" || u.Name == cfg.User {
+			return fmt.Errorf("client user %q: needs a name of its own and a password", u.Name)
+		}
+		e := fmt.Sprintf("{user: %s, password: %s", q(u.Name), q(u.Password))
+		if u.Publish != nil || u.Subscribe != nil {
+			e += fmt.Sprintf(", permissions: {publish: %s, subscribe: %s}", subjectList(u.Publish), subjectList(u.Subscribe))
+		}
+		siteUsers = append(siteUsers, e+"}")
+	}
+	var peers []string
+	peerUsers := map[string][]AccountUser{}
+	seen := map[string]bool{}
+	for _, l := range cfg.Links {
+		if err := ValidSiteName(l.Peer); err != nil {
+			return fmt.Errorf("link: %w", err)
+		}
+		if l.Peer == cfg.Site || seen[l.Peer] {
+			return fmt.Errorf("link to %s: listed twice or to this site itself", l.Peer)
+		}
+		seen[l.Peer] = true
+		if len(l.Password) < 16 {
+			return fmt.Errorf("link to %s: password missing or shorter than 16 characters", l.Peer)
+		}
+		peers = append(peers, l.Peer)
+		if l.URL == "" {
+			peerUsers[l.Peer] = []AccountUser{fmt.Sprintf("{user: %s, password: %s, allowed_connection_types: [\"LEAFNODE\"]}", q(l.Peer), q(l.Password))}
+		}
+	}
+	text := AccountsConfig(cfg.Site, peers, siteUsers, peerUsers)
+	if err := opts.ProcessConfigString(text); err != nil {
+		return fmt.Errorf("accounts: %w", err)
+	}
+	return nil
+}
+
+// subjectList renders subjects as a configuration array; nil allows
+// nothing.
+func subjectList(subjects []string) string {
+	if len(subjects) == 0 {
+		return `{deny: [">"]}`
+	}
+	qs := make([]string, len(subjects))
+	for i, s := range subjects {
+		qs[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(qs, ", ") + "]"
+}
+
+// linkLeafOptions is leafNodeOptions for Links: the dialled links bind to
+// their peer's account.
+func linkLeafOptions(cfg ServerConfig, accounts []*server.Account) (server.LeafNodeOpts, error) {
+	lo := server.LeafNodeOpts{IsolateLeafnodeInterest: true, ReconnectInterval: leafReconnectInterval}
+	if cfg.LeafListen != "" {
+		host, port, err := splitHostPort("leaf", cfg.LeafListen)
+		if err != nil {
+			return lo, err
+		}
+		lo.Host, lo.Port = host, port
+	}
+	for _, l := range cfg.Links {
+		if l.URL == "" {
+			continue
+		}
+		u, err := url.Parse(l.URL)
+		if err != nil {
+			return lo, fmt.Errorf("link to %s: %w", l.Peer, err)
+		}
+		switch u.Scheme {
+		case "nats-leaf", "nats", "tls":
+		default:
+			return lo, fmt.Errorf("link to %s: URL %q: scheme must be nats-leaf, nats or tls", l.Peer, l.URL)
+		}
+		if u.Hostname() == "" || u.Port() == "" || u.User != nil {
+			return lo, fmt.Errorf("link to %s: URL %q: want scheme://host:port without user info", l.Peer, l.URL)
+		}
+		u.User = url.UserPassword(cfg.Site, l.Password)
+		lo.Remotes = append(lo.Remotes, &server.RemoteLeafOpts{
+			URLs:                    []*url.URL{u},
+			LocalAccount:            PeerAccount(l.Peer),
+			IgnoreDiscoveredServers: true,
+		})
+	}
+	return lo, nil
 }
 
 // leafNodeOptions builds the leaf-node part of the server options: the

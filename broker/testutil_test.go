@@ -80,6 +80,20 @@ func newMesh(t testing.TB, names ...string) *mesh {
 // newMeshWith is newMesh with every server's config passed through tune.
 func newMeshWith(t testing.TB, tune func(*ServerConfig), names ...string) *mesh {
 	t.Helper()
+	return newMeshOpt(t, false, tune, names...)
+}
+
+// newSecureMesh is newMesh with authenticated, confined links (Links) and
+// a password for every site's agent ("agent-<site>").
+func newSecureMesh(t testing.TB, names ...string) *mesh {
+	t.Helper()
+	return newMeshOpt(t, true, func(c *ServerConfig) {
+		c.User, c.Password = "agent", "agent-"+c.Site+"-password"
+	}, names...)
+}
+
+func newMeshOpt(t testing.TB, secure bool, tune func(*ServerConfig), names ...string) *mesh {
+	t.Helper()
 	m := &mesh{t: t, sites: map[string]*site{}, names: names, proxies: map[string]*proxy.Proxy{}}
 	for _, n := range names {
 		m.sites[n] = &site{name: n, cfg: ServerConfig{
@@ -111,7 +125,13 @@ func newMeshWith(t testing.TB, tune func(*ServerConfig), names ...string) *mesh 
 			}
 			t.Cleanup(func() { p.Close() })
 			m.proxies[linkKey(x, y)] = p
-			m.sites[dialer].cfg.LeafRemotes = append(m.sites[dialer].cfg.LeafRemotes, "nats-leaf://"+p.Addr())
+			if secure {
+				pw := "link-" + dialer + "-" + listener + "-0123456789abcdef"
+				m.sites[dialer].cfg.Links = append(m.sites[dialer].cfg.Links, Link{Peer: listener, Password: pw, URL: "nats-leaf://" + p.Addr()})
+				m.sites[listener].cfg.Links = append(m.sites[listener].cfg.Links, Link{Peer: dialer, Password: pw})
+			} else {
+				m.sites[dialer].cfg.LeafRemotes = append(m.sites[dialer].cfg.LeafRemotes, "nats-leaf://"+p.Addr())
+			}
 		}
 	}
 	for _, n := range names {

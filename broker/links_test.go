@@ -1,0 +1,309 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestSecureMeshReplication: with every link confined to its own account,
+// the mirrors still replicate every record in both directions.
+func TestSecureMeshReplication(t *testing.T) {
+	checkMeshReplication(t, newSecureMesh(t, "a", "b", "c"))
+}
+
+// canary records every message that reaches a's site account on subjects a
+// peer must never reach.
+type canary struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+// watch records messages on subjects whose payload is mark (what the
+// attacker, or a's local publishes, send), ignoring the legitimate traffic
+// on the same subjects.
+func watch(t *testing.T, nc *nats.Conn, mark string, subjects ...string) *canary {
+	t.Helper()
+	c := &canary{}
+	for _, s := range subjects {
+		sub, err := nc.Subscribe(s, func(m *nats.Msg) {
+			if mark != "" && string(m.Data) != mark {
+				return
+			}
+			c.mu.Lock()
+			c.seen = append(c.seen, m.Subject)
+			c.mu.Unlock()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sub.Unsubscribe() })
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (c *canary) got() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.seen...)
+}
+
+// attackA tries, from a connection at another site, everything issue 10
+// lists against site a. It returns the attacks that got an answer.
+func attackA(t *testing.T, nc *nats.Conn) []string {
+	t.Helper()
+	var answered []string
+	try := func(what string, err error) {
+		if err == nil {
+			answered = append(answered, what)
+		}
+	}
+	jsA, err := jetstream.NewWithDomain(nc, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 500*time.Millisecond)
+	}
+	ctx, cancel := short()
+	_, err = jsA.Stream(ctx, ChangesStream("a"))
+	cancel()
+	try("stream info CHANGES_a", err)
+	ctx, cancel = short()
+	err = jsA.DeleteStream(ctx, ChangesStream("a"))
+	cancel()
+	try("delete CHANGES_a", err)
+	// Purge and consumer deletion by raw API request: the stream handle
+	// above could not be had.
+	for _, subj := range []string{
+		"$JS.a.API.STREAM.PURGE." + ChangesStream("a"),
+		"$JS.a.API.STREAM.UPDATE." + ChangesStream("a"),
+		"$JS.a.API.CONSUMER.DELETE." + ChangesStream("a") + "." + MirrorConsumer("c"),
+		"$JS.a.API.CONSUMER.DELETE." + ChangesStream("b") + ".APPLY",
+		"$JS.a.API.CONSUMER.RESET." + ChangesStream("a") + "." + MirrorConsumer("c"),
+		"$JS.a.API.STREAM.CREATE.EVIL",
+		"$JS.a.API.INFO",
+		"s3mesh.admin.a.status",
+	} {
+		_, err := nc.Request(subj, []byte("forged"), 500*time.Millisecond)
+		try(subj, err)
+	}
+	// Plain publishes: into a's own streams, and forged acknowledgements
+	// for the consumers feeding c's mirror and a's local consumers.
+	for _, subj := range []string{
+		ChangesSubject("a", 0),
+		DLQSubject("a", "apply"),
+		EventsSubject("a", "nats"),
+		ConflictsSubject("a"),
+		"$JS.FC." + ChangesStream("a") + "." + MirrorConsumer("c") + ".1",
+		"$JS.FC.a.xyz." + ChangesStream("a") + "." + MirrorConsumer("c") + ".1",
+		"$JS.ACK." + ChangesStream("b") + ".APPLY.1.1.1.1.1",
+		"$JS.ACK.a.xyz." + ChangesStream("b") + ".APPLY.1.1.1.1.1.1",
+	} {
+		if err := nc.Publish(subj, []byte("forged")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return answered
+}
+
+// TestHostilePeerCannotReachSite: with b's own agent credentials (and then
+// from a rogue server that took b's place, with no restrictions of its
+// own), nothing of the attacks of issue 10 reaches site a, and replication
+// goes on between all sites.
+func TestHostilePeerCannotReachSite(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 55*time.Second)
+	defer cancel()
+	m := newSecureMesh(t, "a", "b", "c")
+	m.ensureAll(ctx)
+	a := m.sites["a"]
+	// A local consumer at a, like the agent's apply consumer.
+	if _, err := a.js.CreateOrUpdateConsumer(ctx, ChangesStream("b"), jetstream.ConsumerConfig{Durable: "APPLY", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range m.names {
+		m.publish(ctx, n, 0, 10)
+	}
+	for _, n := range m.names {
+		for _, at := range m.names {
+			m.waitSeq(ctx, at, ChangesStream(n), 10, 20*time.Second)
+		}
+	}
+	// What reaches a's site account from outside on these subjects is an
+	// attack that got through (a's own agent publishes none of them here).
+	seen := watch(t, a.nc, "forged", "s3mesh.changes.a.>", "s3mesh.dlq.a.>", "s3mesh.events.a.>", "s3mesh.conflicts.a",
+		"$JS.FC.*."+MirrorConsumer("c")+".*", "$JS.FC.*.*.*."+MirrorConsumer("c")+".*", "$JS.ACK.>", "$JS.API.>")
+	admin, err := a.nc.Subscribe("s3mesh.admin.a.>", func(m *nats.Msg) { m.Respond([]byte("ok")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Unsubscribe()
+	// b must not see a's local traffic either.
+	bSees := watch(t, m.sites["b"].nc, "local", "s3mesh.admin.a.>", "s3mesh.events.a.>", "$JS.a.API.>")
+
+	wantChanges, wantEvents := uint64(10), uint64(0)
+	check := func(from string, answered []string, sync func(n int)) {
+		t.Helper()
+		if len(answered) > 0 {
+			t.Errorf("%s: answered: %v", from, answered)
+		}
+		if _, err := a.nc.Request("s3mesh.admin.a.status", nil, time.Second); err != nil {
+			t.Fatalf("a's admin service does not answer locally: %v", err)
+		}
+		for _, subj := range []string{"s3mesh.events.a.nats", "s3mesh.admin.a.status"} {
+			a.nc.Publish(subj, []byte("local"))
+		}
+		wantEvents++
+		sync(10)
+		if got := seen.got(); len(got) > 0 {
+			t.Errorf("%s: reached site a: %v", from, got)
+		}
+		if got := bSees.got(); len(got) > 0 {
+			t.Errorf("%s: b received a's local traffic: %v", from, got)
+		}
+		for _, s := range []string{ChangesStream("a"), DLQStream("a"), EventsStream("a")} {
+			n, err := lastSeq(ctx, a.js, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]uint64{ChangesStream("a"): wantChanges, EventsStream("a"): wantEvents}[s]
+			if n != want {
+				t.Errorf("%s: %s at a has last seq %d, want %d", from, s, n, want)
+			}
+		}
+		for _, c := range []struct{ stream, name string }{{ChangesStream("a"), MirrorConsumer("b")}, {ChangesStream("a"), MirrorConsumer("c")}, {ChangesStream("b"), "APPLY"}} {
+			st, err := a.js.Stream(ctx, c.stream)
+			if err == nil {
+				_, err = st.Consumer(ctx, c.name)
+				if errors.Is(err, jetstream.ErrNotPullConsumer) {
+					err = nil // the mirror consumers are push consumers: it exists
+				}
+			}
+			if err != nil {
+				t.Errorf("%s: consumer %s/%s at a: %v", from, c.stream, c.name, err)
+			}
+		}
+	}
+
+	// 1. b's own agent credentials, at b's broker.
+	answered := attackA(t, m.sites["b"].nc)
+	check("b's agent", answered, func(int) {
+		// Records b publishes after the attacks cross the same link: once
+		// they are at a, so is everything sent before them.
+		m.publish(ctx, "b", 10, 1)
+		m.waitSeq(ctx, "a", ChangesStream("b"), 11, 20*time.Second)
+	})
+	// Replication a→b, a→c, c→a still runs.
+	m.publish(ctx, "a", 10, 5)
+	m.publish(ctx, "c", 10, 5)
+	wantChanges += 5
+	for _, at := range []string{"b", "c"} {
+		m.waitSeq(ctx, at, ChangesStream("a"), 15, 20*time.Second)
+	}
+	m.waitSeq(ctx, "a", ChangesStream("c"), 15, 20*time.Second)
+
+	// 2. A rogue server in b's place: same leaf address (a dials it), no
+	// accounts or permissions of its own, JetStream domain b.
+	m.stop("b")
+	rogueCfg := m.sites["b"].cfg
+	rogueCfg.Links, rogueCfg.User, rogueCfg.Password = nil, "", ""
+	rogueCfg.StoreDir = t.TempDir()
+	rogue, err := StartServer(rogueCfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { rogue.Shutdown(); rogue.WaitForShutdown() }()
+	eventually(t, 15*time.Second, "a dialling the rogue b", func() error {
+		for _, l := range rogue.LeafLinks() {
+			if l.Peer == "a" {
+				return nil
+			}
+		}
+		return errors.New("no link from a")
+	})
+	rnc, err := rogue.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rnc.Close()
+	// The rogue's interest in a's subjects must not be honoured either.
+	rogueSees := watch(t, rnc, "local", "s3mesh.admin.a.>", "s3mesh.events.a.>", "$JS.a.API.>", "s3mesh.mirror.a.c")
+	// The link carries the mirror deliver subject b←a, so a's mirror
+	// consumer for b is a sync point: wait for a's interest in the
+	// subject a's mirror of b listens on to reach the rogue.
+	answered = attackA(t, rnc)
+	check("rogue b", answered, func(int) {
+		marker := watch(t, a.nc, "marker", MirrorDeliverSubject("b", "a"))
+		eventually(t, 10*time.Second, "marker from the rogue at a", func() error {
+			rnc.Publish(MirrorDeliverSubject("b", "a"), []byte("marker"))
+			rnc.Flush()
+			if len(marker.got()) == 0 {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+	})
+	if got := rogueSees.got(); len(got) > 0 {
+		t.Errorf("rogue b received a's local traffic: %v", got)
+	}
+	// a and c replicate on.
+	m.publish(ctx, "a", 15, 5)
+	m.publish(ctx, "c", 15, 5)
+	m.waitSeq(ctx, "c", ChangesStream("a"), 20, 20*time.Second)
+	m.waitSeq(ctx, "a", ChangesStream("c"), 20, 20*time.Second)
+}
+
+// TestExposedListenersNeedAuth: a broker refuses to listen for clients or
+// leaf links on a non-loopback address without authentication.
+func TestExposedListenersNeedAuth(t *testing.T) {
+	base := ServerConfig{Site: "a", Listen: "127.0.0.1:0", StoreDir: t.TempDir()}
+	for _, tc := range []struct {
+		name string
+		tune func(*ServerConfig)
+		want string
+	}{
+		{"clients on every interface", func(c *ServerConfig) { c.Listen = "0.0.0.0:0" }, "not on loopback"},
+		{"clients on an empty host", func(c *ServerConfig) { c.Listen = ":0" }, "not on loopback"},
+		{"leaf links on every interface", func(c *ServerConfig) { c.User, c.Password, c.LeafListen = "u", "p", "0.0.0.0:0" }, "configure authenticated links"},
+		{"links without an agent user", func(c *ServerConfig) { c.Links = []Link{{Peer: "b", Password: "0123456789abcdef"}} }, "need a client User"},
+		{"short link password", func(c *ServerConfig) {
+			c.User, c.Password = "u", "p"
+			c.Links = []Link{{Peer: "b", Password: "short"}}
+		}, "shorter than 16"},
+		{"links and leaf remotes", func(c *ServerConfig) {
+			c.User, c.Password = "u", "p"
+			c.Links = []Link{{Peer: "b", Password: "0123456789abcdef"}}
+			c.LeafRemotes = []string{"nats-leaf://127.0.0.1:1"}
+		}, "set one or the other"},
+		{"link URL with user info", func(c *ServerConfig) {
+			c.User, c.Password = "u", "p"
+			c.Links = []Link{{Peer: "b", Password: "0123456789abcdef", URL: "nats-leaf://x:y@127.0.0.1:1"}}
+		}, "without user info"},
+	} {
+		cfg := base
+		tc.tune(&cfg)
+		_, err := serverOptions(cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.want)
+		}
+	}
+	// Exposed with authentication is fine.
+	cfg := base
+	cfg.Listen, cfg.LeafListen, cfg.User, cfg.Password = "0.0.0.0:0", "0.0.0.0:0", "u", "p"
+	cfg.Links = []Link{{Peer: "b", Password: "0123456789abcdef"}}
+	if _, err := serverOptions(cfg); err != nil {
+		t.Errorf("authenticated exposed broker refused: %v", err)
+	}
+}
