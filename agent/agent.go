@@ -171,10 +171,7 @@ func (a *Agent) connect() error {
 	n := a.cfg.NATS
 	url := n.URL
 	if url == "" {
-		e := n.Embedded
-		srv, err := broker.StartServer(broker.ServerConfig{Site: a.cfg.Site, Listen: e.Listen, StoreDir: e.StoreDir,
-			LeafListen: e.LeafListen, LeafRemotes: e.LeafRemotes, SyncAlways: e.SyncAlways, SyncInterval: e.SyncInterval,
-		}, a.log.With("part", "nats"))
+		srv, err := broker.StartServer(*EmbeddedServerConfig(a.cfg), a.log.With("part", "nats"))
 		if err != nil {
 			return err
 		}
@@ -364,4 +361,37 @@ func terminal(f *os.File) io.Writer {
 		return f
 	}
 	return nil
+}
+
+// EmbeddedServerConfig is the broker configuration of cfg's nats.embedded
+// section (nil if there is none): what the agent runs in-process and what
+// `s3mesh broker` runs. With links, the agent's nats.user and
+// nats.password are the client credentials the broker requires.
+func EmbeddedServerConfig(cfg *config.Site) *broker.ServerConfig {
+	e := cfg.NATS.Embedded
+	if e == nil {
+		return nil
+	}
+	sc := &broker.ServerConfig{Site: cfg.Site, Listen: e.Listen, StoreDir: e.StoreDir,
+		LeafListen: e.LeafListen, LeafRemotes: e.LeafRemotes, SyncAlways: e.SyncAlways, SyncInterval: e.SyncInterval}
+	if len(e.Links) == 0 {
+		return sc
+	}
+	sc.User, sc.Password = cfg.NATS.User, cfg.NATS.Password.MustValue()
+	for _, l := range e.Links {
+		sc.Links = append(sc.Links, broker.Link{Peer: l.Peer, URL: l.URL, Password: l.Password.MustValue()})
+	}
+	for _, u := range e.Users {
+		sc.Users = append(sc.Users, broker.User{Name: u.Name, Password: u.Password.MustValue(),
+			Publish: nonNil(u.Publish), Subscribe: nonNil(u.Subscribe)})
+	}
+	return sc
+}
+
+// nonNil makes an absent subject list "none" rather than "all".
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

@@ -115,10 +115,36 @@ type Embedded struct {
 	LeafListen  string   `yaml:"leaf_listen"`  // accepts leaf links from peers ("" = none)
 	LeafRemotes []string `yaml:"leaf_remotes"` // nats-leaf://host:port of peers' leaf listeners
 	SyncAlways  bool     `yaml:"sync_always"`  // fsync every write (≈25x slower publishes)
+	// Links authenticate every leaf link and confine it to what the two
+	// mirrors of the link need (one entry per peer; replaces
+	// leaf_remotes). The agent then logs in with nats.user and
+	// nats.password, which the broker requires of it.
+	Links []Link `yaml:"links"`
+	// Users are further clients of the site's account with restricted
+	// subjects, such as the store's event sink.
+	Users []NATSUser `yaml:"users"`
 	// SyncInterval is how often the file store fsyncs (server default 2m). An
 	// acknowledged record survives a process crash either way, an OS crash
 	// only once synced.
 	SyncInterval time.Duration `yaml:"sync_interval"`
+}
+
+// Link is the leaf link to one peer. The site whose URL names the other's
+// leaf listener dials; the other leaves URL empty. Both hold the same
+// password (at least 16 characters).
+type Link struct {
+	Peer     string `yaml:"peer"`
+	URL      string `yaml:"url"`
+	Password Secret `yaml:"password"`
+}
+
+// NATSUser is a client of the embedded broker with only the subjects
+// listed (an empty list allows none).
+type NATSUser struct {
+	Name      string   `yaml:"name"`
+	Password  Secret   `yaml:"password"`
+	Publish   []string `yaml:"publish"`
+	Subscribe []string `yaml:"subscribe"`
 }
 
 // Peer is another site: its name and the S3 endpoint bodies are fetched from.
@@ -555,6 +581,9 @@ func (n NATS) validate() error {
 		if e.SyncInterval < 0 {
 			return fieldErr("nats.embedded.sync_interval", "negative")
 		}
+		if err := e.validateLinks(n); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -578,3 +607,49 @@ func (s *Site) BucketNames() []string {
 }
 
 var errNoSecret = errors.New("no value")
+
+func (e *Embedded) validateLinks(n NATS) error {
+	if len(e.Links) == 0 {
+		if len(e.Users) > 0 {
+			return fieldErr("nats.embedded.users", "needs links (restricted users live in the site account of a linked broker)")
+		}
+		return nil
+	}
+	if len(e.LeafRemotes) > 0 {
+		return fieldErr("nats.embedded.leaf_remotes", "set links or leaf_remotes, not both (links authenticate and confine every link)")
+	}
+	if n.User == "" || n.Password.IsZero() {
+		return fieldErr("nats.user", "a broker with links requires the agent to log in: set nats.user and nats.password")
+	}
+	seen := map[string]bool{}
+	for i, l := range e.Links {
+		f := fmt.Sprintf("nats.embedded.links[%d]", i)
+		if l.Peer == "" || seen[l.Peer] {
+			return fieldErr(f+".peer", "%q: missing or listed twice", l.Peer)
+		}
+		seen[l.Peer] = true
+		if l.URL != "" {
+			u, err := url.Parse(l.URL)
+			if err != nil || u.Host == "" || u.User != nil {
+				return fieldErr(f+".url", "%q: want nats-leaf://host:port (no user info: the password is its own field)", l.URL)
+			}
+		}
+		pw, err := l.Password.Value()
+		if err != nil {
+			return fieldErr(f+".password", "%v", err)
+		}
+		if len(pw) < 16 {
+			return fieldErr(f+".password", "missing or shorter than 16 characters")
+		}
+	}
+	for i, u := range e.Users {
+		f := fmt.Sprintf("nats.embedded.users[%d]", i)
+		if u.Name == "" || u.Name == n.User {
+			return fieldErr(f+".name", "%q: missing or the same as nats.user", u.Name)
+		}
+		if _, err := u.Password.Value(); err != nil || u.Password.IsZero() {
+			return fieldErr(f+".password", "required (%v)", err)
+		}
+	}
+	return nil
+}

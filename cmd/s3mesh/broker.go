@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/s3mesh/s3mesh/agent"
 	"github.com/s3mesh/s3mesh/broker"
 	"github.com/s3mesh/s3mesh/config"
 )
@@ -47,14 +48,12 @@ func newBrokerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e := cfg.NATS.Embedded
-			if e == nil {
+			sc := agent.EmbeddedServerConfig(cfg)
+			if sc == nil {
 				return fmt.Errorf("config %s: nats.embedded is not set", cfgPath)
 			}
 			log := newLogger(cfg.Log)
-			srv, err := broker.StartServer(broker.ServerConfig{Site: cfg.Site, Listen: e.Listen, StoreDir: e.StoreDir,
-				LeafListen: e.LeafListen, LeafRemotes: e.LeafRemotes, SyncAlways: e.SyncAlways, SyncInterval: e.SyncInterval,
-			}, log.With("part", "nats"))
+			srv, err := broker.StartServer(*sc, log.With("part", "nats"))
 			if err != nil {
 				return err
 			}

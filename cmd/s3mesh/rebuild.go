@@ -148,10 +148,7 @@ func rebuildConnect(f rebuildFlags) (*rebuildEnv, error) {
 		if cfg.NATS.URL == "" && cfg.NATS.Embedded != nil {
 			// The broker runs inside the (stopped) agent: run it here for
 			// the rebuild, so the leaf links reach the peers.
-			e := cfg.NATS.Embedded
-			srv, err = broker.StartServer(broker.ServerConfig{Site: cfg.Site, Listen: e.Listen, StoreDir: e.StoreDir,
-				LeafListen: e.LeafListen, LeafRemotes: e.LeafRemotes, SyncAlways: e.SyncAlways, SyncInterval: e.SyncInterval,
-			}, slog.New(slog.DiscardHandler))
+			srv, err = broker.StartServer(*agent.EmbeddedServerConfig(cfg), slog.New(slog.DiscardHandler))
 			if err != nil {
 				return fail(fmt.Errorf("embedded broker: %w", err))
 			}
