@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/s3mesh/s3mesh/broker"
 	"testing"
 
 	"github.com/s3mesh/s3mesh/config"
@@ -69,5 +70,13 @@ func TestStatePagePagesInKeyOrder(t *testing.T) {
 	}
 	if _, err := a.statePage(context.Background(), AdminRequest{Bucket: "nope"}); err == nil {
 		t.Fatal("a bucket that is not replicated was paged")
+	}
+}
+
+// TestStatePageSubjectCrossesLinks: the broker lets peers reach exactly
+// this admin subject over a confined link.
+func TestStatePageSubjectCrossesLinks(t *testing.T) {
+	if got, want := AdminSubject("a", "state.page"), broker.StatePageSubject("a"); got != want {
+		t.Fatalf("AdminSubject state.page = %q, broker lets %q cross", got, want)
 	}
 }

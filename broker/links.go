@@ -22,7 +22,11 @@ import (
 //   - the one JetStream API request each mirror makes of the other side,
 //     a reset of its own durable consumer (CONSUMER.RESET of
 //     CHANGES_<origin>/MIRROR_<dest>), and the flow-control replies that
-//     acknowledge records to that one consumer.
+//     acknowledge records to that one consumer;
+//   - read-only requests for a site's own records in the peer's mirror of
+//     them (stream info, message get), and a page of the peer's per-key
+//     state (the admin verb state.page): the agent's start-up check and
+//     `s3mesh rebuild` need them.
 //
 // So p cannot reach this site's JetStream API otherwise (no purge, delete,
 // create or update of any stream or consumer, no reading of streams),
@@ -73,21 +77,39 @@ func Links(site, peer string) LinkSubjects {
 	reset := func(origin, dest string) string {
 		return "CONSUMER.RESET." + ChangesStream(origin) + "." + MirrorConsumer(dest)
 	}
+	// What a site may read of its own records in a peer's mirror of them:
+	// the agent's start-up check and `s3mesh rebuild` count them and read
+	// the last one.
+	ownRecords := func(origin string) []string {
+		return []string{
+			"STREAM.INFO." + ChangesStream(origin),
+			"STREAM.MSG.GET." + ChangesStream(origin),
+			"DIRECT.GET." + ChangesStream(origin),
+		}
+	}
 	var l LinkSubjects
 	l.OutStream = []string{MirrorDeliverSubject(site, peer)}
-	l.OutService = append(l.OutService, ServiceMap{
+	for _, api := range append([]string{reset(site, peer)}, ownRecords(peer)...) {
 		// The leaf connection's account maps $JS.<site>.API.> to
 		// $JS.API.> before imports are matched.
-		Link: "$JS.API." + reset(site, peer),
-		Site: "$JS.API." + reset(site, peer),
-	})
-	for _, s := range fc(site, peer) {
+		l.OutService = append(l.OutService, ServiceMap{Link: "$JS.API." + api, Site: "$JS.API." + api})
+	}
+	for _, s := range append(fc(site, peer), StatePageSubject(site)) {
 		l.OutService = append(l.OutService, ServiceMap{Link: s, Site: s})
 	}
 	l.InStream = []string{MirrorDeliverSubject(peer, site)}
-	l.InService = append([]string{"$JS." + peer + ".API." + reset(peer, site)}, fc(peer, site)...)
+	for _, api := range append([]string{reset(peer, site)}, ownRecords(site)...) {
+		l.InService = append(l.InService, "$JS."+peer+".API."+api)
+	}
+	l.InService = append(l.InService, fc(peer, site)...)
+	l.InService = append(l.InService, StatePageSubject(peer))
 	return l
 }
+
+// StatePageSubject is the one admin request a peer may make of site: a
+// page of its per-key state (read-only), which `s3mesh rebuild` of the
+// peer needs. It must equal agent.AdminSubject(site, "state.page").
+func StatePageSubject(site string) string { return subjectRoot + ".admin." + site + ".state.page" }
 
 // AccountUser is one user entry of an account, already in nats-server
 // configuration syntax (e.g. `{user: "a", password: "..."}`).

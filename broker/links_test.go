@@ -92,6 +92,8 @@ func attackA(t *testing.T, nc *nats.Conn) []string {
 		"$JS.a.API.CONSUMER.RESET." + ChangesStream("a") + "." + MirrorConsumer("c"),
 		"$JS.a.API.STREAM.CREATE.EVIL",
 		"$JS.a.API.INFO",
+		"$JS.a.API.STREAM.MSG.GET." + ChangesStream("c"),
+		"$JS.a.API.DIRECT.GET." + ChangesStream("a"),
 		"s3mesh.admin.a.status",
 	} {
 		_, err := nc.Request(subj, []byte("forged"), 500*time.Millisecond)
@@ -204,6 +206,26 @@ func TestHostilePeerCannotReachSite(t *testing.T) {
 		// they are at a, so is everything sent before them.
 		m.publish(ctx, "b", 10, 1)
 		m.waitSeq(ctx, "a", ChangesStream("b"), 11, 20*time.Second)
+	})
+	// What b may do at a: read its own records in a's mirror of them, and
+	// ask a's agent for a page of its state (both read-only).
+	jsA, err := jetstream.NewWithDomain(m.sites["b"].nc, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := jsA.Stream(ctx, ChangesStream("b")); err != nil {
+		t.Errorf("b reading its own records' mirror at a: %v", err)
+	} else if _, err := st.GetMsg(ctx, 1); err != nil {
+		t.Errorf("b reading its first record at a: %v", err)
+	}
+	page, err := a.nc.Subscribe(StatePageSubject("a"), func(m *nats.Msg) { m.Respond([]byte("page")) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer page.Unsubscribe()
+	eventually(t, 10*time.Second, "b asking a for a state page", func() error {
+		_, err := m.sites["b"].nc.Request(StatePageSubject("a"), nil, 500*time.Millisecond)
+		return err
 	})
 	// Replication a→b, a→c, c→a still runs.
 	m.publish(ctx, "a", 10, 5)
