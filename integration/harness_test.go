@@ -137,7 +137,7 @@ func startEnv(dir, s3meshBin, versity string, mod func(*lab.Options)) (*env, err
 			BaseEndpoint: aws.String(s.S3Endpoint), Region: s.Region, UsePathStyle: true,
 			Credentials: credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, ""),
 		})
-		nc, err := nats.Connect(s.NATSURL, nats.MaxReconnects(-1))
+		nc, err := s.ConnectNATS(nats.MaxReconnects(-1))
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Info is the content of <dir>/lab.json.
@@ -28,10 +30,14 @@ type SiteInfo struct {
 	AccessKey  string `json:"access_key"`
 	SecretKey  string `json:"secret_key"`
 	NATSURL    string `json:"nats_url"`
-	HTTPAddr   string `json:"http_addr"`
-	AgentPID   int    `json:"agent_pid"` // 0 while the agent is not running
-	Config     string `json:"config"`    // absolute path of site.yaml
-	LogDir     string `json:"log_dir"`
+	// NATSUser and NATSPassword are what the site's agent logs in with
+	// ("" in an --insecure lab): a tool using them acts exactly as the site.
+	NATSUser     string `json:"nats_user,omitempty"`
+	NATSPassword string `json:"nats_password,omitempty"`
+	HTTPAddr     string `json:"http_addr"`
+	AgentPID     int    `json:"agent_pid"` // 0 while the agent is not running
+	Config       string `json:"config"`    // absolute path of site.yaml
+	LogDir       string `json:"log_dir"`
 }
 
 // LinkInfo is one leaf-node link: From's broker dials To's leaf listener
@@ -41,6 +47,20 @@ type LinkInfo struct {
 	To     string `json:"to"`
 	Proxy  string `json:"proxy"`
 	Target string `json:"target"`
+}
+
+// NATSOptions are the connection options that log in as the site's agent
+// (none in an --insecure lab).
+func (s SiteInfo) NATSOptions() []nats.Option {
+	if s.NATSUser == "" {
+		return nil
+	}
+	return []nats.Option{nats.UserInfo(s.NATSUser, s.NATSPassword)}
+}
+
+// ConnectNATS connects to the site's broker as the site's agent.
+func (s SiteInfo) ConnectNATS(opts ...nats.Option) (*nats.Conn, error) {
+	return nats.Connect(s.NATSURL, append(s.NATSOptions(), opts...)...)
 }
 
 // ReadInfo parses a lab.json file.
@@ -66,6 +86,9 @@ func (l *Lab) Info() Info {
 			NATSURL: s.natsURL(), HTTPAddr: s.httpAddr(), AgentPID: s.agent.pid(),
 			Config: s.configPath(), LogDir: s.logDir(),
 		})
+		if !l.o.Insecure {
+			in.Sites[len(in.Sites)-1].NATSUser, in.Sites[len(in.Sites)-1].NATSPassword = agentUser, s.natsPassword
+		}
 	}
 	for _, k := range l.links {
 		in.Links = append(in.Links, LinkInfo{From: k.x.name, To: k.y.name, Proxy: loopback(k.port), Target: k.y.leafAddr()})

@@ -37,6 +37,12 @@ type Options struct {
 	// ReadyTimeout bounds how long each process may take to become ready
 	// (default 60s).
 	ReadyTimeout time.Duration
+	// Insecure runs the brokers without authentication and with open leaf
+	// links (any client of any site's broker can then reach every site's
+	// streams). By default every agent, event sink and leaf link logs in
+	// with its own generated password and each link is confined to what
+	// its mirrors need (see broker/links.go).
+	Insecure bool
 }
 
 // stopGrace is how long a process has to exit after SIGTERM.
@@ -222,6 +228,9 @@ func (l *Lab) setup() error {
 			l.links = append(l.links, k)
 			inUse["proxy "+k.name()] = k.port
 		}
+	}
+	if err := prepareLinks(l.sites); err != nil {
+		return err
 	}
 	leafRemote := func(x, y *site) string { return loopback(pf.Links[linkName(x.name, y.name)]) }
 	for _, s := range l.sites {

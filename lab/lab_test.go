@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,9 +17,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 
+	"github.com/s3mesh/s3mesh/agent"
+	"github.com/s3mesh/s3mesh/broker"
 	"github.com/s3mesh/s3mesh/config"
 	"github.com/s3mesh/s3mesh/internal/testenv"
 )
@@ -55,31 +54,15 @@ func fakeS3mesh(cmd, cfgPath string) error {
 	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
 	switch cmd {
 	case "broker":
-		e := c.NATS.Embedded
-		o := &server.Options{ServerName: c.Site, JetStream: true, JetStreamDomain: c.Site, StoreDir: e.StoreDir, NoSigs: true}
-		if o.Host, o.Port, err = splitHostPort(e.Listen); err != nil {
-			return err
-		}
-		if o.LeafNode.Host, o.LeafNode.Port, err = splitHostPort(e.LeafListen); err != nil {
-			return err
-		}
-		o.LeafNode.IsolateLeafnodeInterest = true
-		o.LeafNode.ReconnectInterval = 250 * time.Millisecond
-		for _, r := range e.LeafRemotes {
-			u, err := url.Parse(r)
-			if err != nil {
-				return err
-			}
-			o.LeafNode.Remotes = append(o.LeafNode.Remotes, &server.RemoteLeafOpts{URLs: []*url.URL{u}, IgnoreDiscoveredServers: true})
-		}
-		ns, err := server.NewServer(o)
+		// The real embedded broker (links and users included), without
+		// the streams the real `s3mesh broker` creates.
+		srv, err := broker.StartServer(*agent.EmbeddedServerConfig(c), nil)
 		if err != nil {
 			return err
 		}
-		ns.Start()
 		<-sig
-		ns.Shutdown()
-		ns.WaitForShutdown()
+		srv.Shutdown()
+		srv.WaitForShutdown()
 		return nil
 	case "agent":
 		if os.Getenv(fakeAgentEnv) == "fail" {
@@ -149,7 +132,7 @@ func siteClient(si SiteInfo) *s3.Client {
 // site's NATS subject.
 func putAndAwaitEvent(t *testing.T, si SiteInfo, bucket, key string) {
 	t.Helper()
-	nc, err := nats.Connect(si.NATSURL)
+	nc, err := si.ConnectNATS()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,8 +180,22 @@ func TestLabStartCtlStop(t *testing.T) {
 				t.Errorf("site %s bucket %s: %v", si.Name, b, err)
 			}
 		}
-		if strings.Contains(out.String(), si.SecretKey) {
-			t.Error("the endpoint table prints a secret key")
+		if strings.Contains(out.String(), si.SecretKey) || strings.Contains(out.String(), si.NATSPassword) {
+			t.Error("the endpoint table prints a secret")
+		}
+		// The broker takes the agent's login from lab.json, and nothing
+		// without it.
+		if si.NATSUser != agentUser || len(si.NATSPassword) < 32 {
+			t.Errorf("site %s: nats login %q/%d characters in lab.json", si.Name, si.NATSUser, len(si.NATSPassword))
+		}
+		if nc, err := si.ConnectNATS(); err != nil {
+			t.Errorf("site %s: connecting as the agent: %v", si.Name, err)
+		} else {
+			nc.Close()
+		}
+		if nc, err := (SiteInfo{NATSURL: si.NATSURL}).ConnectNATS(); err == nil {
+			nc.Close()
+			t.Errorf("site %s: the broker takes a client without a password", si.Name)
 		}
 	}
 	for _, want := range []string{"aws --endpoint-url " + in.Sites[0].S3Endpoint + " s3 cp file s3://demo/file", in.Sites[2].NATSURL, "a-b a-c b-c"} {
@@ -304,22 +301,24 @@ func TestLabLinksResumeFresh(t *testing.T) {
 	in := l.Info()
 
 	// A message published at a reaches a subscriber at b over the leaf
-	// link (through the proxy) until the link is cut.
-	na, err := nats.Connect(in.Sites[0].NATSURL)
+	// link (through the proxy) until the link is cut. (The state page
+	// subject is one that a confined link lets through.)
+	ping := broker.StatePageSubject(in.Sites[1].Name)
+	na, err := in.Sites[0].ConnectNATS()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer na.Close()
-	nb, err := nats.Connect(in.Sites[1].NATSURL)
+	nb, err := in.Sites[1].ConnectNATS()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nb.Close()
-	sub, _ := nb.SubscribeSync("lab.ping")
+	sub, _ := nb.SubscribeSync(ping)
 	nb.Flush()
 	reaches := func(d time.Duration) bool {
 		for deadline := time.Now().Add(d); time.Now().Before(deadline); {
-			na.Publish("lab.ping", []byte("x"))
+			na.Publish(ping, []byte("x"))
 			na.Flush()
 			if _, err := sub.NextMsg(100 * time.Millisecond); err == nil {
 				return true

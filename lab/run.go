@@ -25,12 +25,13 @@ func (l *Lab) defineProcs(s *site) {
 			"--quiet",
 			// No --event-filter: versitygw then sends every event of
 			// every bucket (a nil filter passes everything).
-			"--event-nats-url", s.natsURL(),
 			"--event-nats-topic", eventsSubject(s.name),
 			"posix", s.dataDir(),
 		},
-		// Credentials go by environment, not argv, so `ps` does not show them.
-		env:     childEnv("ROOT_ACCESS_KEY_ID="+s.accessKey, "ROOT_SECRET_ACCESS_KEY="+s.secretKey),
+		// Credentials go by environment, not argv, so `ps` does not show
+		// them (the event sink's NATS URL carries its password).
+		env: childEnv("ROOT_ACCESS_KEY_ID="+s.accessKey, "ROOT_SECRET_ACCESS_KEY="+s.secretKey,
+			"VGW_EVENT_NATS_URL="+s.eventsNATSURL(l.o.Insecure)),
 		logPath: s.logPath("versitygw"), log: l.log,
 		readyWhat: "answering S3 on " + s.s3Endpoint(),
 		ready:     checkHTTP(s.s3Endpoint()+"/", false),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,6 +32,9 @@ type site struct {
 	ports     sitePorts
 	accessKey string
 	secretKey string // never logged
+	// natsPassword and eventsPassword are the broker passwords of the
+	// agent and of versitygw's event sink (never logged).
+	natsPassword, eventsPassword string
 
 	broker, s3, agent *proc
 	// Guarded by Lab.mu:
@@ -47,9 +51,27 @@ func (s *site) logDir() string     { return filepath.Join(s.dir, "logs") }
 func (s *site) secretPath() string { return filepath.Join(s.dir, "s3-secret") }
 func (s *site) accessPath() string { return filepath.Join(s.dir, "s3-access-key") }
 func (s *site) tokenPath() string  { return filepath.Join(s.dir, "webhook-token") }
-func (s *site) dataDir() string    { return filepath.Join(s.dir, "s3") }
-func (s *site) natsDir() string    { return filepath.Join(s.dir, "nats") }
-func (s *site) stateDir() string   { return filepath.Join(s.dir, "state") }
+
+// The broker's clients: the agent (and tools acting as the site) and
+// versitygw's event sink, which may only publish the site's events.
+func (s *site) natsPasswordPath() string   { return filepath.Join(s.dir, "nats-password") }
+func (s *site) eventsPasswordPath() string { return filepath.Join(s.dir, "nats-events-password") }
+
+// linkPasswordPath is the password of the leaf link between s and peer,
+// the same file content at both sites (written by the lab for the pair).
+func (s *site) linkPasswordPath(peer string) string {
+	return filepath.Join(s.dir, "link-"+peer+"-password")
+}
+
+// Client user names of the lab's brokers.
+const (
+	agentUser  = "agent"
+	eventsUser = "events"
+)
+
+func (s *site) dataDir() string  { return filepath.Join(s.dir, "s3") }
+func (s *site) natsDir() string  { return filepath.Join(s.dir, "nats") }
+func (s *site) stateDir() string { return filepath.Join(s.dir, "state") }
 func (s *site) logPath(proc string) string {
 	return filepath.Join(s.logDir(), proc+".log")
 }
@@ -57,7 +79,17 @@ func (s *site) logPath(proc string) string {
 func (s *site) s3Endpoint() string { return "http://" + loopback(s.ports.S3) }
 func (s *site) natsURL() string    { return "nats://" + loopback(s.ports.NATS) }
 func (s *site) httpAddr() string   { return loopback(s.ports.HTTP) }
-func (s *site) leafAddr() string   { return loopback(s.ports.Leaf) }
+
+// eventsNATSURL is the URL versitygw's event sink connects with: with the
+// sink's own user, which may only publish the site's events.
+func (s *site) eventsNATSURL(insecure bool) string {
+	if insecure {
+		return s.natsURL()
+	}
+	u := url.URL{Scheme: "nats", Host: loopback(s.ports.NATS), User: url.UserPassword(eventsUser, s.eventsPassword)}
+	return u.String()
+}
+func (s *site) leafAddr() string { return loopback(s.ports.Leaf) }
 
 func loopback(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 
@@ -80,6 +112,32 @@ func (s *site) prepare() error {
 	}
 	if _, err = ensureFile(s.tokenPath(), 0o600, func() string { return randHex(32) }); err != nil {
 		return err
+	}
+	if s.natsPassword, err = ensureFile(s.natsPasswordPath(), 0o600, func() string { return randHex(24) }); err != nil {
+		return err
+	}
+	if s.eventsPassword, err = ensureFile(s.eventsPasswordPath(), 0o600, func() string { return randHex(24) }); err != nil {
+		return err
+	}
+	return nil
+}
+
+// prepareLinks writes the password of every link (one per pair, the same
+// at both ends; kept across restarts).
+func prepareLinks(sites []*site) error {
+	for i, x := range sites {
+		for _, y := range sites[i+1:] {
+			pw, err := ensureFile(x.linkPasswordPath(y.name), 0o600, func() string { return randHex(24) })
+			if err != nil {
+				return err
+			}
+			b, err := os.ReadFile(y.linkPasswordPath(x.name))
+			if err != nil || strings.TrimSpace(string(b)) != pw {
+				if err := writeFileAtomic(y.linkPasswordPath(x.name), []byte(pw+"\n"), 0o600); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	return nil
 }
@@ -129,14 +187,29 @@ type (
 	yRetry struct {
 		Budget string `yaml:"budget,omitempty"`
 	}
+	yLink struct {
+		Peer     string  `yaml:"peer"`
+		URL      string  `yaml:"url,omitempty"`
+		Password ySecret `yaml:"password"`
+	}
+	yUser struct {
+		Name      string   `yaml:"name"`
+		Password  ySecret  `yaml:"password"`
+		Publish   []string `yaml:"publish"`
+		Subscribe []string `yaml:"subscribe"`
+	}
 	yEmbedded struct {
 		Listen      string   `yaml:"listen"`
 		StoreDir    string   `yaml:"store_dir"`
 		LeafListen  string   `yaml:"leaf_listen"`
 		LeafRemotes []string `yaml:"leaf_remotes,omitempty"`
+		Links       []yLink  `yaml:"links,omitempty"`
+		Users       []yUser  `yaml:"users,omitempty"`
 	}
 	yNATS struct {
 		URL      string    `yaml:"url"`
+		User     string    `yaml:"user,omitempty"`
+		Password *ySecret  `yaml:"password,omitempty"`
 		Embedded yEmbedded `yaml:"embedded"`
 	}
 	yPeer struct {
@@ -218,9 +291,22 @@ func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) str
 		// only the leaf-node links go through the cuttable proxies.
 		c.Peers = append(c.Peers, yPeer{Name: p.name, S3: p.yS3()})
 		// One link per pair: the smaller name dials the larger one.
+		url := ""
 		if s.name < p.name {
-			c.NATS.Embedded.LeafRemotes = append(c.NATS.Embedded.LeafRemotes, "nats-leaf://"+leafRemote(s, p))
+			url = "nats-leaf://" + leafRemote(s, p)
 		}
+		if o.Insecure {
+			if url != "" {
+				c.NATS.Embedded.LeafRemotes = append(c.NATS.Embedded.LeafRemotes, url)
+			}
+			continue
+		}
+		c.NATS.Embedded.Links = append(c.NATS.Embedded.Links, yLink{Peer: p.name, URL: url, Password: ySecret{File: s.linkPasswordPath(p.name)}})
+	}
+	if !o.Insecure {
+		c.NATS.User, c.NATS.Password = agentUser, &ySecret{File: s.natsPasswordPath()}
+		c.NATS.Embedded.Users = []yUser{{Name: eventsUser, Password: ySecret{File: s.eventsPasswordPath()},
+			Publish: []string{eventsSubject(s.name)}, Subscribe: []string{}}}
 	}
 	out, err := yaml.Marshal(c)
 	if err != nil {

@@ -70,6 +70,9 @@ func TestSiteConfigPassesConfigLoad(t *testing.T) {
 		}
 		sites = append(sites, s)
 	}
+	if err := prepareLinks(sites); err != nil {
+		t.Fatal(err)
+	}
 	leaf := func(x, y *site) string { return loopback(pf.Links[linkName(x.name, y.name)]) }
 	buckets := []string{"demo", "other.bucket"}
 	for _, s := range sites {
@@ -96,9 +99,26 @@ func TestSiteConfigPassesConfigLoad(t *testing.T) {
 		e.StoreDir != filepath.Join(dir, "a", "nats") || e.LeafListen != sites[0].leafAddr() {
 		t.Fatalf("nats = %+v / %+v", a.NATS, e)
 	}
-	wantRemotes := []string{"nats-leaf://" + loopback(pf.Links["a-b"]), "nats-leaf://" + loopback(pf.Links["a-c"])}
-	if !reflect.DeepEqual(e.LeafRemotes, wantRemotes) {
-		t.Errorf("a's leaf remotes = %v, want %v", e.LeafRemotes, wantRemotes)
+	// Secure by default: a dials b and c with the pair's password; the
+	// agent logs in; the event sink may only publish a's events.
+	if len(e.LeafRemotes) != 0 || len(e.Links) != 2 {
+		t.Fatalf("a's leaf remotes %v, links %+v: want two links", e.LeafRemotes, e.Links)
+	}
+	for i, peer := range []string{"b", "c"} {
+		l := e.Links[i]
+		if l.Peer != peer || l.URL != "nats-leaf://"+loopback(pf.Links["a-"+peer]) || l.Password.File != sites[0].linkPasswordPath(peer) {
+			t.Errorf("a's link %d = %+v", i, l)
+		}
+		other, err := os.ReadFile(sites[i+1].linkPasswordPath("a"))
+		if err != nil || strings.TrimSpace(string(other)) != l.Password.MustValue() || len(l.Password.MustValue()) < 32 {
+			t.Errorf("link a-%s: the two ends' passwords differ or are short (%v)", peer, err)
+		}
+	}
+	if a.NATS.User != agentUser || a.NATS.Password.MustValue() != sites[0].natsPassword {
+		t.Errorf("agent login = %q / %v", a.NATS.User, a.NATS.Password)
+	}
+	if len(e.Users) != 1 || e.Users[0].Name != eventsUser || !reflect.DeepEqual(e.Users[0].Publish, []string{"s3mesh.events.a.nats"}) || len(e.Users[0].Subscribe) != 0 {
+		t.Errorf("users = %+v", e.Users)
 	}
 	if !reflect.DeepEqual(a.PeerNames(), []string{"b", "c"}) || a.Peers[0].S3.Endpoint != sites[1].s3Endpoint() ||
 		a.Peers[0].S3.AccessKey != sites[1].accessKey || a.Peers[0].S3.SecretKey.MustValue() != sites[1].secretKey {
@@ -124,9 +144,26 @@ func TestSiteConfigPassesConfigLoad(t *testing.T) {
 	if len(c.NATS.Embedded.LeafRemotes) != 0 || !reflect.DeepEqual(c.PeerNames(), []string{"a", "b"}) {
 		t.Errorf("c: remotes %v peers %v", c.NATS.Embedded.LeafRemotes, c.PeerNames())
 	}
+	for _, l := range c.NATS.Embedded.Links {
+		if l.URL != "" {
+			t.Errorf("c dials %s (%s)", l.Peer, l.URL)
+		}
+	}
+	// --insecure: plain leaf remotes, no logins.
+	if err := writeConfig(sites[0], sites, Options{Buckets: buckets, ScanInterval: 15 * time.Second, Insecure: true}, leaf); err != nil {
+		t.Fatal(err)
+	}
+	ai, err := config.Load(sites[0].configPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRemotes := []string{"nats-leaf://" + loopback(pf.Links["a-b"]), "nats-leaf://" + loopback(pf.Links["a-c"])}
+	if !reflect.DeepEqual(ai.NATS.Embedded.LeafRemotes, wantRemotes) || len(ai.NATS.Embedded.Links) != 0 || ai.NATS.User != "" {
+		t.Errorf("insecure a: remotes %v, links %v, user %q", ai.NATS.Embedded.LeafRemotes, ai.NATS.Embedded.Links, ai.NATS.User)
+	}
 
 	// Secrets: private files, never inline in site.yaml, stable across runs.
-	for _, f := range []string{sites[0].secretPath(), sites[0].tokenPath()} {
+	for _, f := range []string{sites[0].secretPath(), sites[0].tokenPath(), sites[0].natsPasswordPath(), sites[0].eventsPasswordPath(), sites[0].linkPasswordPath("b")} {
 		fi, err := os.Stat(f)
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: mode %v (%v), want 0600", f, fi.Mode(), err)

@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/s3mesh/s3mesh/broker"
 )
 
 func TestParseWipeArgs(t *testing.T) {
@@ -111,7 +113,7 @@ func TestLabWipe(t *testing.T) {
 
 	// b's broker keeps a stream of its own records (the fake broker makes
 	// no streams: the test makes one where `s3mesh broker` makes CHANGES_b).
-	nb, err := nats.Connect(sb.NATSURL)
+	nb, err := sb.ConnectNATS()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +128,7 @@ func TestLabWipe(t *testing.T) {
 	}
 	nb.Close()
 	changesB := func() (uint64, error) {
-		nc, err := nats.Connect(sb.NATSURL, nats.Timeout(2*time.Second))
+		nc, err := sb.ConnectNATS(nats.Timeout(2 * time.Second))
 		if err != nil {
 			return 0, err
 		}
@@ -158,7 +160,7 @@ func TestLabWipe(t *testing.T) {
 
 	// 1. The store and the state. A lost disk sends no event: deletes
 	// through versitygw would reach b's broker as user deletes.
-	events, err := nats.Connect(sb.NATSURL)
+	events, err := sb.ConnectNATS()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +256,7 @@ func TestLabWipe(t *testing.T) {
 	checkOthers()
 	// The peers' leaf links to the new broker connect again, both ways.
 	for _, pair := range [][2]SiteInfo{{sa, sb}, {sb, in.Sites[2]}} {
-		if !leafReaches(t, pair[0].NATSURL, pair[1].NATSURL, 20*time.Second) {
+		if !leafReaches(t, pair[0], pair[1], 20*time.Second) {
 			t.Errorf("%s -> %s does not pass over the leaf link after wipe b --broker", pair[0].Name, pair[1].Name)
 		}
 	}
@@ -296,27 +298,29 @@ func TestLabWipe(t *testing.T) {
 	}
 }
 
-// leafReaches reports whether a message published at the NATS server at
-// from reaches a subscriber at to within d.
-func leafReaches(t *testing.T, from, to string, d time.Duration) bool {
+// leafReaches reports whether a message published at from's broker
+// reaches a subscriber at to's within d. It uses the one admin subject a
+// confined link lets through (a state page request; no reply is asked).
+func leafReaches(t *testing.T, from, to SiteInfo, d time.Duration) bool {
 	t.Helper()
-	nf, err := nats.Connect(from)
+	nf, err := from.ConnectNATS()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nf.Close()
-	nt, err := nats.Connect(to)
+	nt, err := to.ConnectNATS()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nt.Close()
-	sub, err := nt.SubscribeSync("lab.wipe.ping")
+	ping := broker.StatePageSubject(to.Name)
+	sub, err := nt.SubscribeSync(ping)
 	if err != nil {
 		t.Fatal(err)
 	}
 	nt.Flush()
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
-		nf.Publish("lab.wipe.ping", []byte("x"))
+		nf.Publish(ping, []byte("x"))
 		nf.Flush()
 		if _, err := sub.NextMsg(100 * time.Millisecond); err == nil {
 			return true

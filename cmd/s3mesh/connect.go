@@ -53,6 +53,7 @@ func (t *target) connect() (*site, error) {
 		for _, s := range info.Sites {
 			if s.Name == t.site {
 				url, name = s.NATSURL, s.Name
+				opts = append(opts, s.NATSOptions()...)
 			}
 		}
 		if url == "" {

@@ -90,8 +90,8 @@ func rebuildConnect(f rebuildFlags) (*rebuildEnv, error) {
 		}
 	}
 	fail := func(err error) (*rebuildEnv, error) { env.close(); return nil, err }
-	connect := func(name, url string) (*nats.Conn, error) {
-		nc, err := nats.Connect(url, nats.Name("s3mesh-rebuild"), nats.Timeout(5*time.Second))
+	connect := func(name, url string, login ...nats.Option) (*nats.Conn, error) {
+		nc, err := nats.Connect(url, append(login, nats.Name("s3mesh-rebuild"), nats.Timeout(5*time.Second))...)
 		if err != nil {
 			return nil, fmt.Errorf("site %s broker %s: %w", name, url, err)
 		}
@@ -109,9 +109,9 @@ func rebuildConnect(f rebuildFlags) (*rebuildEnv, error) {
 		if err != nil {
 			return nil, err
 		}
-		urls := map[string]string{}
+		sites := map[string]lab.SiteInfo{}
 		for _, s := range info.Sites {
-			urls[s.Name] = s.NATSURL
+			sites[s.Name] = s
 			if s.Name == f.site {
 				if env.cfg, err = config.Load(s.Config); err != nil {
 					return nil, err
@@ -121,12 +121,12 @@ func rebuildConnect(f rebuildFlags) (*rebuildEnv, error) {
 		if env.cfg == nil {
 			return nil, fmt.Errorf("lab %s has no site %q", f.labPath, f.site)
 		}
-		if env.self, err = connect(f.site, urls[f.site]); err != nil {
+		if env.self, err = connect(f.site, sites[f.site].NATSURL, sites[f.site].NATSOptions()...); err != nil {
 			return fail(err)
 		}
 		// Each peer's broker directly.
 		for _, p := range env.cfg.PeerNames() {
-			nc, err := connect(p, urls[p])
+			nc, err := connect(p, sites[p].NATSURL, sites[p].NATSOptions()...)
 			if err != nil {
 				return fail(fmt.Errorf("peer %s unreachable: %w", p, err))
 			}
