@@ -84,6 +84,7 @@ per region from --hosts region=h1,h2,h3. The default puts every node on
 	f.IntVar(&o.ClusterPort, "cluster-port", 6222, "cluster route port")
 	f.IntVar(&o.LeafPort, "leaf-port", 7422, "leaf-node port")
 	f.IntVar(&o.MonitorPort, "monitor-port", 8222, "HTTP monitoring port")
+	f.StringVar(&o.MonitorListen, "monitor-listen", "127.0.0.1", "HTTP monitoring bind address: loopback or an internal interface's IP")
 	f.IntVar(&o.PortStep, "port-step", 0, "add node-index*step to every port (all nodes on one host)")
 	f.StringVar(&o.StoreDir, "store-dir", "/var/lib/nats/jetstream", `JetStream store directory ("{region}", "{n}" replaced)`)
 	f.StringVar(&o.Listen, "listen", "", "bind address of all listeners (default: the node's IP, or 0.0.0.0 for host names)")

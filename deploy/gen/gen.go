@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -46,11 +47,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nkeys"
+
+	"github.com/s3mesh/s3mesh/broker"
 	"golang.org/x/crypto/bcrypt"
 )
 
-// Account is the NATS account holding s3mesh's streams in every region.
-const Account = "S3MESH"
+// Account is the NATS account holding s3mesh's streams and agent in every
+// region.
+const Account = broker.SiteAccount
 
 // Options describes a new deployment.
 type Options struct {
@@ -81,6 +85,10 @@ type Options struct {
 	// Listen is the bind address of every listener (default: the node's
 	// host if it is an IP, else 0.0.0.0).
 	Listen string
+	// MonitorListen is the bind address of the HTTP monitoring listener
+	// (default 127.0.0.1: monitoring reveals the topology and must not be
+	// public; give an internal address to scrape it from elsewhere).
+	MonitorListen string
 
 	// InstallDir is where the files will sit on the nodes and agent hosts
 	// (e.g. /etc/nats): configs then name InstallDir/ca.pem,
@@ -100,6 +108,7 @@ type Node struct {
 	ClusterPort int
 	LeafPort    int
 	MonitorPort int
+	MonitorHost string // the monitoring listener's address (MonitorListen)
 	StoreDir    string
 	Config      string // path of its nats-server config file
 	Cert, Key   string // its TLS certificate and key
@@ -112,7 +121,7 @@ func (n Node) ClientURL() string {
 
 // MonitorURL is the node's HTTP monitoring endpoint.
 func (n Node) MonitorURL() string {
-	return "http://" + net.JoinHostPort(n.Host, strconv.Itoa(n.MonitorPort))
+	return "http://" + net.JoinHostPort(n.MonitorHost, strconv.Itoa(n.MonitorPort))
 }
 
 // Region is one region's generated material.
@@ -122,6 +131,10 @@ type Region struct {
 	AgentUser     string // NATS user of the region's agent
 	AgentPassword string // path of the 0600 file holding its password
 	LeafSeed      string // path of the 0600 file holding the region's leaf nkey seed
+	// RoutePassword is the path of the 0600 file holding the password the
+	// region's nodes require of each other's routes: a node of another
+	// region (same CA) cannot join this region's cluster.
+	RoutePassword string
 	LeafPublicKey string
 	AgentNATS     string // path of an agent config `nats:` snippet
 }
@@ -192,6 +205,12 @@ func (o *Options) defaults() error {
 	def(&o.ClusterPort, 6222)
 	def(&o.LeafPort, 7422)
 	def(&o.MonitorPort, 8222)
+	if o.MonitorListen == "" {
+		o.MonitorListen = "127.0.0.1"
+	}
+	if ip := net.ParseIP(o.MonitorListen); ip == nil || ip.IsUnspecified() {
+		return fmt.Errorf("deploy gen: monitor listen %q: want the IP of loopback or of an internal interface (not every interface)", o.MonitorListen)
+	}
 	if o.StoreDir == "" {
 		o.StoreDir = "/var/lib/nats/jetstream"
 	}
@@ -253,7 +272,7 @@ func Generate(o Options) (*Result, error) {
 			nd := Node{
 				Name: fmt.Sprintf("nats-%s-%d", rn, n), Region: rn, Host: host,
 				ClientPort: o.ClientPort + k*o.PortStep, ClusterPort: o.ClusterPort + k*o.PortStep,
-				LeafPort: o.LeafPort + k*o.PortStep, MonitorPort: o.MonitorPort + k*o.PortStep,
+				LeafPort: o.LeafPort + k*o.PortStep, MonitorPort: o.MonitorPort + k*o.PortStep, MonitorHost: o.MonitorListen,
 				StoreDir: expand(o.StoreDir, rn, n),
 			}
 			k++
@@ -279,6 +298,14 @@ func Generate(o Options) (*Result, error) {
 		}
 		r.AgentPassword = filepath.Join(dir, "agent-password")
 		if err := writeFile(r.AgentPassword, []byte(pw), 0o600); err != nil {
+			return nil, err
+		}
+		rpw, err := randomSecret()
+		if err != nil {
+			return nil, err
+		}
+		r.RoutePassword = filepath.Join(dir, "route-password")
+		if err := writeFile(r.RoutePassword, []byte(rpw), 0o600); err != nil {
 			return nil, err
 		}
 		// The leaf nkey this region's nodes dial other regions with.
@@ -380,7 +407,8 @@ func nodeConfig(o Options, res *Result, i int, nd Node, agentHash string) ([]byt
 	w("# Secret: holds the leaf nkey seed of region %s. Keep it 0600.\n\n", r.Name)
 	w("server_name: %s\n", q(nd.Name))
 	w("listen: %s\n", q(hostPort(lh, nd.ClientPort)))
-	w("http: %s  # monitoring (/healthz, /varz, /jsz, /leafz): keep it off public networks\n", q(hostPort(lh, nd.MonitorPort)))
+	w("# Monitoring (/healthz, /varz, /jsz, /leafz) on %s only (--monitor-listen).\n", nd.MonitorHost)
+	w("http: %s\n", q(hostPort(nd.MonitorHost, nd.MonitorPort)))
 	w("# Close a link or connection that went silent within 30-40 s (nats-server's defaults,\n")
 	w("# 2m x 2, keep a blackholed leaf link \"up\" for minutes, replicating nothing).\n")
 	w("ping_interval: \"10s\"\n")
@@ -396,29 +424,44 @@ func nodeConfig(o Options, res *Result, i int, nd Node, agentHash string) ([]byt
 	w("\ncluster {\n")
 	w("  name: %s\n", q("s3mesh-"+r.Name))
 	w("  listen: %s\n", q(hostPort(lh, nd.ClusterPort)))
-	w("  # Routes require mutual TLS with certificates of this deployment's CA.\n")
+	w("  # Routes require mutual TLS with certificates of this deployment's CA and\n")
+	w("  # this region's route password: a node of another region cannot join.\n")
 	tlsBlock("  ", true)
+	rpw, err := os.ReadFile(r.RoutePassword)
+	if err != nil {
+		return nil, err
+	}
+	routeUser := "route-" + r.Name
+	w("  authorization { user: %s, password: %s }\n", q(routeUser), q(string(rpw)))
 	w("  routes: [\n")
 	for _, peer := range r.Nodes {
 		if peer.Name == nd.Name {
 			continue
 		}
-		w("    %s\n", q("nats-route://"+hostPort(peer.Host, peer.ClusterPort)))
+		u := url.URL{Scheme: "nats-route", Host: hostPort(peer.Host, peer.ClusterPort), User: url.UserPassword(routeUser, string(rpw))}
+		w("    %s\n", q(u.String()))
 	}
 	w("  ]\n}\n")
 
-	w("\n# One account holds s3mesh's streams in every region. JetStream is enabled in it,\n")
-	w("# and leaf links bind to it, so every region's domain is reachable from the others.\n")
-	w("accounts {\n  %s {\n    jetstream: enabled\n    users: [\n", Account)
-	w("      {user: %s, password: %s, allowed_connection_types: [\"STANDARD\"]}\n", q(r.AgentUser), q(agentHash))
+	// The region's account (SITE) holds its streams and its agent; the leaf
+	// link to each other region lives in an account of its own that only
+	// reaches SITE through what the two mirrors of the link need (see
+	// broker/links.go). The accepting region binds the dialling region's
+	// nkey to that account; the dialling region binds its remote to it.
+	siteUsers := []broker.AccountUser{fmt.Sprintf("{user: %s, password: %s, allowed_connection_types: [\"STANDARD\"]}", q(r.AgentUser), q(agentHash))}
+	var peers []string
+	peerUsers := map[string][]broker.AccountUser{}
 	for j, other := range res.Regions {
+		if j == i {
+			continue
+		}
+		peers = append(peers, other.Name)
 		if dials(j, i) {
-			w("      # leaf links dialled by region %s\n", other.Name)
-			w("      {nkey: %s, allowed_connection_types: [\"LEAFNODE\"]}\n", q(other.LeafPublicKey))
+			peerUsers[other.Name] = []broker.AccountUser{fmt.Sprintf("{nkey: %s, allowed_connection_types: [\"LEAFNODE\"]}", q(other.LeafPublicKey))}
 		}
 	}
-	w("    ]\n  }\n}\n")
-
+	w("\n")
+	w("%s", broker.AccountsConfig(r.Name, peers, siteUsers, peerUsers))
 	w("\nleafnodes {\n")
 	w("  listen: %s\n", q(hostPort(lh, nd.LeafPort)))
 	w("  # A full mesh of leaf links needs this on every server (or loop detection drops links).\n")
@@ -445,7 +488,7 @@ func nodeConfig(o Options, res *Result, i int, nd Node, agentHash string) ([]byt
 			w("%s", q("tls://"+hostPort(on.Host, on.LeafPort)))
 		}
 		w("]\n")
-		w("      account: %s\n", Account)
+		w("      account: %s\n", broker.PeerAccount(other.Name))
 		w("      nkey: %s\n", q(strings.TrimSpace(string(seed))))
 		w("      # Keep to the configured addresses (proxies, NAT, load balancers).\n")
 		w("      ignore_discovered_servers: true\n")

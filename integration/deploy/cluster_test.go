@@ -195,11 +195,28 @@ func TestDeployClusterTwoRegions(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Secrets are 0600.
-	for _, f := range []string{res.CAKey, res.Regions[0].AgentPassword, res.Regions[0].LeafSeed,
+	for _, f := range []string{res.CAKey, res.Regions[0].AgentPassword, res.Regions[0].LeafSeed, res.Regions[0].RoutePassword,
 		res.Regions[0].Nodes[0].Key, res.Regions[0].Nodes[0].Config} {
 		fi, err := os.Stat(f)
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: mode %v, %v (want 0600)", f, fi.Mode().Perm(), err)
+		}
+	}
+	// Each region's routes need its own route password, which no other
+	// region's node configuration holds: a node of b (with a certificate
+	// of the same CA) cannot join a's cluster.
+	for i, r := range res.Regions {
+		pw, err := os.ReadFile(r.RoutePassword)
+		if err != nil || len(pw) < 20 {
+			t.Fatalf("%s route password: %v (%d bytes)", r.Name, err, len(pw))
+		}
+		other, _ := os.ReadFile(res.Regions[1-i].Nodes[0].Config)
+		own, _ := os.ReadFile(r.Nodes[0].Config)
+		if bytes.Contains(other, pw) || !bytes.Contains(own, []byte("authorization { user: \"route-"+r.Name+"\"")) {
+			t.Fatalf("region %s: route password in another region's config, or no route authorization in its own", r.Name)
+		}
+		if !bytes.Contains(own, []byte("http: \"127.0.0.1:")) {
+			t.Fatalf("region %s: monitoring not on loopback", r.Name)
 		}
 	}
 	for _, r := range res.Regions {
@@ -268,7 +285,8 @@ func TestDeployClusterTwoRegions(t *testing.T) {
 			if err := getJSON(nd.MonitorURL()+"/leafz", &lz); err != nil {
 				return err
 			}
-			if len(lz.Leafs) != 1 || lz.Leafs[0].Account != gen.Account {
+			// Each link in its own account, confined (broker/links.go).
+			if len(lz.Leafs) != 1 || lz.Leafs[0].Account != broker.PeerAccount("b") {
 				return fmt.Errorf("%s leafs %+v", nd.Name, lz.Leafs)
 			}
 		}
