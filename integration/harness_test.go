@@ -63,6 +63,19 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared != nil {
 		shared.close()
+		// Every log line of every process of the shared lab, after every
+		// test: no secret of the lab may appear in one.
+		leaks, lines, err := logsLeakingSecrets(sharedDir)
+		switch {
+		case err != nil:
+			fmt.Fprintf(os.Stderr, "integration: checking the lab's logs for secrets: %v\n", err)
+			code = 1
+		case len(leaks) > 0:
+			fmt.Fprintf(os.Stderr, "integration: FAIL: lab log lines holding a secret: %v\n", leaks)
+			code = 1
+		default:
+			fmt.Fprintf(os.Stderr, "integration: %d log lines of the shared lab hold none of its secrets\n", lines)
+		}
 	}
 	if sharedDir != "" && code == 0 {
 		os.RemoveAll(sharedDir)

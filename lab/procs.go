@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,7 +28,11 @@ type proc struct {
 	args    []string
 	env     []string
 	logPath string
-	log     *slog.Logger
+	// redact are secrets replaced by [redacted] in the child's output
+	// before it reaches logPath (versitygw prints its NATS sink URL,
+	// password included).
+	redact []string
+	log    *slog.Logger
 	// onExit, if set, is called in its own goroutine after the child exits
 	// without having been asked to (crash, or killed from outside).
 	onExit func(p *proc)
@@ -68,7 +73,13 @@ func (p *proc) start() error {
 	}
 	fmt.Fprintf(logf, "=== %s lab: starting %s %s\n", time.Now().Format(time.RFC3339), p.bin, strings.Join(p.args, " "))
 	cmd := exec.Command(p.bin, p.args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
+	var out io.Writer = logf
+	var rw *redactWriter
+	if len(p.redact) > 0 {
+		rw = &redactWriter{w: logf, secrets: p.redact}
+		out = rw
+	}
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = p.env
 	setProcAttr(cmd)
 	if err := cmd.Start(); err != nil {
@@ -79,12 +90,15 @@ func (p *proc) start() error {
 	p.cmd, p.done, p.stopping = cmd, done, false
 	p.starts++
 	p.log.Debug("process started", "proc", p.name, "pid", cmd.Process.Pid)
-	go p.wait(cmd, logf, done)
+	go p.wait(cmd, logf, rw, done)
 	return nil
 }
 
-func (p *proc) wait(cmd *exec.Cmd, logf *os.File, done chan struct{}) {
+func (p *proc) wait(cmd *exec.Cmd, logf *os.File, rw *redactWriter, done chan struct{}) {
 	err := cmd.Wait()
+	if rw != nil {
+		rw.flush()
+	}
 	// Anything the child left in its group goes with it.
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	exit := "exit status 0"
@@ -287,4 +301,45 @@ func hasAnyPrefix(s string, prefixes ...string) bool {
 		}
 	}
 	return false
+}
+
+// redactWriter writes whole lines to w with every secret replaced. A line
+// is held until its newline (or flush), so a secret split across two
+// writes is still found.
+type redactWriter struct {
+	mu      sync.Mutex
+	w       io.Writer
+	secrets []string
+	partial []byte
+}
+
+func (r *redactWriter) Write(b []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.partial = append(r.partial, b...)
+	if i := bytes.LastIndexByte(r.partial, '\n'); i >= 0 {
+		if _, err := r.w.Write(r.redacted(r.partial[:i+1])); err != nil {
+			return 0, err
+		}
+		r.partial = append(r.partial[:0], r.partial[i+1:]...)
+	}
+	return len(b), nil
+}
+
+func (r *redactWriter) flush() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.partial) > 0 {
+		_, _ = r.w.Write(r.redacted(r.partial))
+		r.partial = r.partial[:0]
+	}
+}
+
+func (r *redactWriter) redacted(b []byte) []byte {
+	for _, s := range r.secrets {
+		if s != "" {
+			b = bytes.ReplaceAll(b, []byte(s), []byte("[redacted]"))
+		}
+	}
+	return b
 }

@@ -212,3 +212,19 @@ func TestChildEnvDropsCredentials(t *testing.T) {
 }
 
 func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }
+
+// TestRedactWriter: a secret is replaced even when split across writes,
+// and a last line without newline is written at flush.
+func TestRedactWriter(t *testing.T) {
+	var b strings.Builder
+	r := &redactWriter{w: &b, secrets: []string{"s3cr3t-value"}}
+	for _, chunk := range []string{"url: nats://u:s3cr", "3t-value@host\nnext ", "line s3cr3t-value"} {
+		if _, err := r.Write([]byte(chunk)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.flush()
+	if got, want := b.String(), "url: nats://u:[redacted]@host\nnext line [redacted]"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}

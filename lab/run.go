@@ -33,6 +33,7 @@ func (l *Lab) defineProcs(s *site) {
 		env: childEnv("ROOT_ACCESS_KEY_ID="+s.accessKey, "ROOT_SECRET_ACCESS_KEY="+s.secretKey,
 			"VGW_EVENT_NATS_URL="+s.eventsNATSURL(l.o.Insecure)),
 		logPath: s.logPath("versitygw"), log: l.log,
+		redact:    []string{s.eventsPassword, s.secretKey},
 		readyWhat: "answering S3 on " + s.s3Endpoint(),
 		ready:     checkHTTP(s.s3Endpoint()+"/", false),
 		onExit:    func(*proc) { l.restartS3Later(s) },
