@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -32,7 +33,8 @@ func (l *lab) brokerState(ctx context.Context, s string) string {
 	if err != nil {
 		return err.Error()
 	}
-	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", p.Num()), nats.Timeout(3*time.Second))
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", p.Num()), nats.Timeout(3*time.Second),
+		nats.UserInfo("agent", l.secret("NATS_PASSWORD_"+strings.ToUpper(s))))
 	if err != nil {
 		return err.Error()
 	}

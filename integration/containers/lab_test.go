@@ -127,6 +127,8 @@ type lab struct {
 	created []testcontainers.Container // every container, for close
 	root    string                     // the repository root
 	secrets map[string]string
+	// secretMu guards the broker passwords in secrets (secret).
+	secretMu sync.Mutex
 }
 
 func repoRoot() (string, error) {
@@ -328,6 +330,7 @@ func (l *lab) startNATS(ctx context.Context, st *site) error {
 		Name:           "s3mesh-test-" + l.run + "-nats-" + st.name,
 		Entrypoint:     []string{"/nats-server"},
 		Cmd:            []string{"-c", "/etc/nats/nats.conf"},
+		Env:            natsEnv(st.name, l.secret),
 		Networks:       nets,
 		NetworkAliases: al,
 		Mounts:         testcontainers.Mounts(l.volume("nats-" + st.name)),
@@ -351,9 +354,10 @@ func (l *lab) startS3(ctx context.Context, st *site) error {
 		Name:       "s3mesh-test-" + l.run + "-s3-" + s,
 		Entrypoint: []string{"/versitygw"},
 		Cmd: []string{"--port=:7070", "--region=us-east-1", "--keep-alive", "--quiet",
-			"--event-nats-url=nats://nats-" + s + ":4222", "--event-nats-topic=s3mesh.events." + s + ".nats",
+			"--event-nats-topic=s3mesh.events." + s + ".nats",
 			"posix", "/data"},
-		Env:                map[string]string{"ROOT_ACCESS_KEY_ID": "s3mesh-" + s, "ROOT_SECRET_ACCESS_KEY": l.secrets[s]},
+		Env: map[string]string{"ROOT_ACCESS_KEY_ID": "s3mesh-" + s, "ROOT_SECRET_ACCESS_KEY": l.secrets[s],
+			"VGW_EVENT_NATS_URL": "nats://events:" + l.secret("NATS_EVENTS_"+strings.ToUpper(s)) + "@nats-" + s + ":4222"},
 		Networks:           nets,
 		NetworkAliases:     al,
 		Mounts:             testcontainers.Mounts(l.volume("s3-" + s)),
@@ -371,6 +375,7 @@ func (l *lab) agentRequest(s string) testcontainers.GenericContainerRequest {
 	env := map[string]string{}
 	for _, p := range siteNames {
 		env["S3_SECRET_"+string(rune(p[0]-'a'+'A'))] = l.secrets[p]
+		env["NATS_PASSWORD_"+strings.ToUpper(p)] = l.secret("NATS_PASSWORD_" + strings.ToUpper(p))
 	}
 	// The compose file's site config, with a short rescan so a lost event
 	// is repaired within the test's time.
@@ -390,6 +395,19 @@ func (l *lab) agentRequest(s string) testcontainers.GenericContainerRequest {
 		WaitingFor: wait.ForExec([]string{"/s3mesh", "probe", "--ok200", "http://127.0.0.1:9090/healthz"}).
 			WithPollInterval(300 * time.Millisecond).WithStartupTimeout(90 * time.Second),
 	}}
+}
+
+// secret returns the lab's random secret of that name (a broker or link
+// password), the same on every call.
+func (l *lab) secret(name string) string {
+	l.secretMu.Lock()
+	defer l.secretMu.Unlock()
+	if v, ok := l.secrets["var:"+name]; ok {
+		return v
+	}
+	v := "test-" + strings.ToLower(name) + "-" + randHex(12)
+	l.secrets["var:"+name] = v
+	return v
 }
 
 func (l *lab) volName(name string) string {
@@ -495,6 +513,7 @@ func (l *lab) initStreams(ctx context.Context) error {
 	var files []testcontainers.ContainerFile
 	for _, p := range siteNames {
 		env["S3_SECRET_"+string(rune(p[0]-'a'+'A'))] = l.secrets[p]
+		env["NATS_PASSWORD_"+strings.ToUpper(p)] = l.secret("NATS_PASSWORD_" + strings.ToUpper(p))
 		cmd = append(cmd, "--config", "/etc/s3mesh/site-"+p+".yaml")
 		files = append(files, testcontainers.ContainerFile{HostFilePath: filepath.Join(l.root, "docker", "site-"+p+".yaml"),
 			ContainerFilePath: "/etc/s3mesh/site-" + p + ".yaml", FileMode: 0o644})
