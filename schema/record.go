@@ -12,9 +12,15 @@ import (
 )
 
 // RecordSchema is the version of the change-record encoding this build
-// writes and understands. A record with another schema version is not
-// guessed at: it goes to the dead-letter queue.
-const RecordSchema = 1
+// writes: 2, a record signed by its origin (sign.go). This build also
+// reads UnsignedSchema, the unsigned records of earlier builds (accepted
+// from a peer only with Keyring.AcceptUnsigned, during a rolling upgrade).
+// A record with another schema version is not guessed at: it goes to the
+// dead-letter queue.
+const (
+	RecordSchema   = 2
+	UnsignedSchema = 1
+)
 
 // Sentinel errors of Decode, matched with errors.Is.
 var (
@@ -44,7 +50,10 @@ type Record struct {
 	MadeAt  int64   `msgpack:"made"` // wall time the record was made, unix ms (for lag)
 }
 
-// Encode serialises r with msgpack.
+// Encode serialises r with msgpack: the record's content, unsigned. What a
+// producer publishes is Sign's envelope around it; a peer accepts a bare
+// encoding only of an UnsignedSchema record, and only with
+// Keyring.AcceptUnsigned.
 func (r *Record) Encode() ([]byte, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
@@ -52,11 +61,27 @@ func (r *Record) Encode() ([]byte, error) {
 	return msgpack.Marshal(r)
 }
 
-// Decode parses and validates a record. Errors wrap ErrMalformed or
+// Decode parses and validates a record: a signed envelope (sign.go) or a
+// bare encoding. It does NOT verify the signature: a peer's record is read
+// with Keyring.Open, which does; Decode is for a site's own records and for
+// showing what an entry holds. Errors wrap ErrMalformed or
 // ErrUnknownVersion; a record that breaks a bound (see limits.go) wraps
 // ErrBadRecord too. Map and array lengths are bounded before anything is
 // decoded (checkShape). A receiving site checks ValidateFor as well.
 func Decode(b []byte) (*Record, error) {
+	if isEnvelope(b) {
+		env, err := openEnvelope(b)
+		if err != nil {
+			return nil, err
+		}
+		return decodeContent(env.content, RecordSchema)
+	}
+	return decodeContent(b, 0)
+}
+
+// decodeContent decodes a record's msgpack map. want is the schema it must
+// have (0: any this build reads).
+func decodeContent(b []byte, want int) (*Record, error) {
 	if err := checkShape(b); err != nil {
 		return nil, err
 	}
@@ -66,8 +91,11 @@ func Decode(b []byte) (*Record, error) {
 	if err := msgpack.Unmarshal(b, &probe); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	if probe.Schema != RecordSchema {
-		return nil, fmt.Errorf("%w: %d (this build reads %d)", ErrUnknownVersion, probe.Schema, RecordSchema)
+	if probe.Schema != RecordSchema && probe.Schema != UnsignedSchema {
+		return nil, fmt.Errorf("%w: %d (this build reads %d and %d)", ErrUnknownVersion, probe.Schema, UnsignedSchema, RecordSchema)
+	}
+	if want != 0 && probe.Schema != want {
+		return nil, fmt.Errorf("%w: a signed envelope holds a schema %d record, want %d", ErrMalformed, probe.Schema, want)
 	}
 	var r Record
 	if err := msgpack.Unmarshal(b, &r); err != nil {
@@ -88,7 +116,7 @@ func (r *Record) Validate() error {
 	}
 	v := r.Version
 	switch {
-	case r.Schema != RecordSchema:
+	case r.Schema != RecordSchema && r.Schema != UnsignedSchema:
 		return fmt.Errorf("%w: %d", ErrUnknownVersion, r.Schema)
 	case r.Bucket == "":
 		return bad("empty bucket")

@@ -162,7 +162,7 @@ func TestDecodeGarbage(t *testing.T) {
 		{"only schema", mp(map[string]any{"v": 1}), ErrMalformed},
 		{"empty map: schema 0", mp(map[string]any{}), ErrUnknownVersion},
 		{"msgpack nil", mp(nil), ErrUnknownVersion},
-		{"schema 2", mp(map[string]any{"v": 2}), ErrUnknownVersion},
+		{"schema 3", mp(map[string]any{"v": 3}), ErrUnknownVersion},
 		{"schema -1", mp(map[string]any{"v": -1}), ErrUnknownVersion},
 		{"clock of wrong type", func() []byte {
 			r := validRecord()
@@ -187,7 +187,7 @@ func TestDecodeGarbage(t *testing.T) {
 }
 
 func TestDecodeUnknownVersion(t *testing.T) {
-	for _, schema := range []int{0, 2, 3, 1 << 30} {
+	for _, schema := range []int{0, 3, 4, 1 << 30} {
 		r := validRecord()
 		r.Schema = schema
 		if _, err := r.Encode(); !errors.Is(err, ErrUnknownVersion) {
@@ -202,9 +202,13 @@ func TestDecodeUnknownVersion(t *testing.T) {
 		}
 	}
 	// A future schema need not have this schema's shape at all.
-	b, _ := msgpack.Marshal(map[string]any{"v": 2, "ver": []int{1}, "k": 7})
+	b, _ := msgpack.Marshal(map[string]any{"v": 3, "ver": []int{1}, "k": 7})
 	if _, err := Decode(b); !errors.Is(err, ErrUnknownVersion) {
-		t.Errorf("Decode of a differently shaped schema 2: %v", err)
+		t.Errorf("Decode of a differently shaped schema 3: %v", err)
+	}
+	b, _ = msgpack.Marshal([]any{3, "a future envelope"})
+	if _, err := Decode(b); !errors.Is(err, ErrUnknownVersion) {
+		t.Errorf("Decode of a schema 3 envelope: %v", err)
 	}
 }
 
@@ -356,7 +360,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add(b)
 	}
 	future := validRecord()
-	future.Schema = 2
+	future.Schema = 3
 	if b, err := msgpack.Marshal(&future); err == nil {
 		f.Add(b)
 	}
