@@ -74,7 +74,8 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		return nil, err
 	}
 	a.hooks = hooks
-	var localOpts []s3io.Option
+	// One budget for the body buffers of every applier (and admin retry).
+	localOpts := []s3io.Option{s3io.WithMemoryBudget(cfg.MemoryBudget)}
 	if hooks.s3Delay > 0 {
 		log.Warn("TEST HOOK: every request to the local S3 is delayed", "delay", hooks.s3Delay)
 		localOpts = append(localOpts, s3io.WithHTTPClient(&http.Client{Transport: slowTransport{hooks.s3Delay, http.DefaultTransport}}))

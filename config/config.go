@@ -27,6 +27,10 @@ type Site struct {
 	InlineThreshold int64         `yaml:"inline_threshold"` // bodies up to this size travel inside the record
 	PartSize        int64         `yaml:"part_size"`        // multipart part size for large bodies
 	Workers         int           `yaml:"workers"`          // parallel appliers (per-key order is kept)
+	// MemoryBudget bounds the body bytes all appliers buffer at once
+	// (default 256 MiB; at least 2 × part_size). A record claiming a huge
+	// size cannot make every worker allocate its parts at the same time.
+	MemoryBudget int64 `yaml:"memory_budget"`
 	// IgnoreKeys are regular expressions of keys never replicated: a store's
 	// own temporary files. Default: versitygw's in-progress uploads.
 	IgnoreKeys []string   `yaml:"ignore_keys"`
@@ -222,6 +226,7 @@ const (
 	DefaultMaxFuture       = 24 * time.Hour // schema.DefaultMaxFuture
 )
 
+	DefaultMemoryBudget    = 256 << 20
 // Error is a configuration error naming the offending field.
 type Error struct {
 	Field string
@@ -274,6 +279,9 @@ func (s *Site) applyDefaults() {
 	}
 	if s.Scan.Debounce == 0 {
 		s.Scan.Debounce = DefaultScanDebounce
+	if s.MemoryBudget == 0 {
+		s.MemoryBudget = max(DefaultMemoryBudget, 2*s.PartSize)
+	}
 	}
 	if s.Scan.PageSize == 0 {
 		s.Scan.PageSize = 1000
@@ -482,6 +490,9 @@ func (s *Site) Validate() error {
 	}
 	if s.Scan.Interval != nil && *s.Scan.Interval < 0 {
 		return fieldErr("scan.interval", "negative")
+	}
+	if s.MemoryBudget < 2*s.PartSize || s.MemoryBudget > 64<<30 {
+		return fieldErr("memory_budget", "%d: want 2 × part_size (%d) .. 64 GiB", s.MemoryBudget, 2*s.PartSize)
 	}
 	if s.Scan.Rate < 0 {
 		return fieldErr("scan.rate", "negative")

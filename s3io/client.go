@@ -3,6 +3,7 @@ package s3io
 import (
 	"errors"
 	"fmt"
+	"golang.org/x/sync/semaphore"
 	"net"
 	"net/http"
 	"net/url"
@@ -55,6 +56,9 @@ type Client struct {
 	s3       *s3.Client
 	endpoint string
 	region   string
+	// budget bounds the body bytes Puts hold at once (WithMemoryBudget).
+	budget    *semaphore.Weighted
+	budgetCap int64
 }
 
 // Option adjusts a Client built by New.
@@ -63,6 +67,21 @@ type Option func(*options)
 type options struct {
 	httpClient  aws.HTTPClient
 	maxAttempts int
+	budget      int64
+}
+
+// WithMemoryBudget bounds the body bytes all Puts of the client hold at
+// once, across every goroutine using it (an agent's appliers share one
+// client). A Put reserves what it will buffer (Size up to PartSize, else
+// two parts) before allocating, and waits while the budget is spent; one
+// that needs more than the whole budget waits until it can have all of it
+// and then runs alone. 0 means no bound.
+func WithMemoryBudget(bytes int64) Option {
+	return func(o *options) {
+		if bytes > 0 {
+			o.budget = bytes
+		}
+	}
 }
 
 // WithHTTPClient replaces the HTTP client (and with it every timeout New
@@ -127,7 +146,11 @@ func New(ep Endpoint, opts ...Option) (*Client, error) {
 		ResponseChecksumValidation:                aws.ResponseChecksumValidationWhenRequired,
 		DisableLogOutputChecksumValidationSkipped: true,
 	})
-	return &Client{s3: cl, endpoint: u.String(), region: region}, nil
+	c := &Client{s3: cl, endpoint: u.String(), region: region}
+	if o.budget > 0 {
+		c.budget, c.budgetCap = semaphore.NewWeighted(o.budget), o.budget
+	}
+	return c, nil
 }
 
 // URL returns the endpoint URL the client talks to.

@@ -63,10 +63,35 @@ func (c *Client) Put(ctx context.Context, in PutInput) (string, error) {
 	if err := checkPut(&in); err != nil {
 		return "", err
 	}
+	release, err := c.reserve(ctx, in)
+	if err != nil {
+		return "", err
+	}
+	defer release()
 	if in.Size <= in.PartSize {
 		return c.putSingle(ctx, in)
 	}
 	return c.putMultipart(ctx, in)
+}
+
+// reserve takes what in will buffer from the client's memory budget (see
+// WithMemoryBudget) and returns its release.
+func (c *Client) reserve(ctx context.Context, in PutInput) (func(), error) {
+	if c.budget == nil {
+		return func() {}, nil
+	}
+	need := in.Size
+	if in.Size > in.PartSize {
+		need = min(in.Size, 2*in.PartSize)
+	}
+	need = min(need, c.budgetCap)
+	if need <= 0 {
+		return func() {}, nil
+	}
+	if err := c.budget.Acquire(ctx, need); err != nil {
+		return nil, wrap("put", in.Bucket, in.Key, err)
+	}
+	return func() { c.budget.Release(need) }, nil
 }
 
 func checkPut(in *PutInput) error {

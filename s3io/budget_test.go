@@ -1,0 +1,69 @@
+package s3io
+
+import (
+	"bytes"
+	"io"
+	"testing"
+)
+
+// gatedReader blocks its first Read until gate is closed, after signalling
+// started.
+type gatedReader struct {
+	r       io.Reader
+	started chan struct{}
+	gate    chan struct{}
+	once    bool
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	if !g.once {
+		g.once = true
+		close(g.started)
+		<-g.gate
+	}
+	return g.r.Read(p)
+}
+
+// TestMemoryBudget: a Put holds its buffer's bytes of the client's budget
+// while it reads the body, returns them when done, and a Put larger than
+// the whole budget still goes through (alone), single and multipart.
+func TestMemoryBudget(t *testing.T) {
+	const budget = 12 << 20
+	c, _ := newTestClient(t, WithMemoryBudget(budget))
+	ctx := testCtx(t)
+	body := bytes.Repeat([]byte("x"), 5<<20)
+	g := &gatedReader{r: bytes.NewReader(body), started: make(chan struct{}), gate: make(chan struct{})}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Put(ctx, PutInput{Bucket: testBucket, Key: "budget/a", Body: g, Size: int64(len(body))})
+		errc <- err
+	}()
+	<-g.started
+	// 5 MiB are held while the body is read: 8 MiB more are not there.
+	if c.budget.TryAcquire(8 << 20) {
+		t.Fatal("the budget did not hold the running Put's 5 MiB")
+	}
+	if !c.budget.TryAcquire(7 << 20) {
+		t.Fatal("the budget holds more than the running Put's 5 MiB")
+	}
+	c.budget.Release(7 << 20)
+	close(g.gate)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if !c.budget.TryAcquire(budget) {
+		t.Fatal("the Put did not return its share of the budget")
+	}
+	c.budget.Release(budget)
+	// Larger than the budget: multipart (two 16 MiB parts held) and single.
+	big := bytes.Repeat([]byte("y"), 40<<20)
+	if _, err := c.Put(ctx, PutInput{Bucket: testBucket, Key: "budget/big", Body: bytes.NewReader(big), Size: int64(len(big))}); err != nil {
+		t.Fatalf("multipart Put over the budget: %v", err)
+	}
+	if _, err := c.Put(ctx, PutInput{Bucket: testBucket, Key: "budget/single", Body: bytes.NewReader(big[:14<<20]), Size: 14 << 20}); err != nil {
+		t.Fatalf("single Put over the budget: %v", err)
+	}
+	if !c.budget.TryAcquire(budget) {
+		t.Fatal("Puts over the budget did not return it")
+	}
+}
