@@ -38,6 +38,7 @@ type Site struct {
 	Tombstones Tombstones `yaml:"tombstones"`
 	Retry      Retry      `yaml:"retry"`
 	Records    Records    `yaml:"records"`
+	Signing    Signing    `yaml:"signing"` // the key this site signs its records with (signing.go)
 	Log        Log        `yaml:"log"`
 }
 
@@ -54,6 +55,10 @@ type Records struct {
 	// the clocks of keys they wrote, which are accepted. A clock naming any
 	// other site that is not this site or a peer is refused.
 	FormerSites []string `yaml:"former_sites"`
+	// AcceptUnsigned accepts the unsigned (schema 1) records of earlier
+	// builds from peers, unverified: only while a mesh is being upgraded
+	// (README, "Signed change records"). Default false.
+	AcceptUnsigned bool `yaml:"accept_unsigned"`
 }
 
 // S3 is an S3 endpoint and its credentials.
@@ -155,6 +160,9 @@ type NATSUser struct {
 type Peer struct {
 	Name string `yaml:"name"`
 	S3   S3     `yaml:"s3"`
+	// PublicKeys are the nkeys user public keys ("U…") the peer signs its
+	// records with: one, or two while it rotates its key.
+	PublicKeys []string `yaml:"public_keys"`
 }
 
 // EventSource is one source of local-change hints.
@@ -218,6 +226,7 @@ var DefaultIgnoreKeys = []string{`(^|/)\.[^/]+\.sgwtmp\.[0-9]+$`, `(^|/)\.sgwtmp
 const (
 	DefaultInlineThreshold = 256 << 10
 	DefaultPartSize        = 16 << 20
+	DefaultMemoryBudget    = 256 << 20
 	DefaultWorkers         = 8
 	DefaultScanInterval    = 10 * time.Minute
 	DefaultScanDebounce    = 500 * time.Millisecond
@@ -226,7 +235,6 @@ const (
 	DefaultMaxFuture       = 24 * time.Hour // schema.DefaultMaxFuture
 )
 
-	DefaultMemoryBudget    = 256 << 20
 // Error is a configuration error naming the offending field.
 type Error struct {
 	Field string
@@ -271,6 +279,9 @@ func (s *Site) applyDefaults() {
 	if s.PartSize == 0 {
 		s.PartSize = DefaultPartSize
 	}
+	if s.MemoryBudget == 0 {
+		s.MemoryBudget = max(DefaultMemoryBudget, 2*s.PartSize)
+	}
 	if s.Workers == 0 {
 		s.Workers = DefaultWorkers
 	}
@@ -279,9 +290,6 @@ func (s *Site) applyDefaults() {
 	}
 	if s.Scan.Debounce == 0 {
 		s.Scan.Debounce = DefaultScanDebounce
-	if s.MemoryBudget == 0 {
-		s.MemoryBudget = max(DefaultMemoryBudget, 2*s.PartSize)
-	}
 	}
 	if s.Scan.PageSize == 0 {
 		s.Scan.PageSize = 1000
@@ -416,6 +424,9 @@ func (s *Site) Validate() error {
 			return err
 		}
 	}
+	if err := s.validateSigning(); err != nil {
+		return err
+	}
 	if s.Records.MaxFuture < time.Minute {
 		return fieldErr("records.max_future", "%s: want at least 1m (clocks of sites skew)", s.Records.MaxFuture)
 	}
@@ -480,6 +491,9 @@ func (s *Site) Validate() error {
 	if s.PartSize < 5<<20 || s.PartSize > 512<<20 {
 		return fieldErr("part_size", "%d: want 5 MiB..512 MiB", s.PartSize)
 	}
+	if s.MemoryBudget < 2*s.PartSize || s.MemoryBudget > 64<<30 {
+		return fieldErr("memory_budget", "%d: want 2 × part_size (%d) .. 64 GiB", s.MemoryBudget, 2*s.PartSize)
+	}
 	for i, re := range s.IgnoreKeys {
 		if _, err := regexp.Compile(re); err != nil {
 			return fieldErr(fmt.Sprintf("ignore_keys[%d]", i), "%v", err)
@@ -490,9 +504,6 @@ func (s *Site) Validate() error {
 	}
 	if s.Scan.Interval != nil && *s.Scan.Interval < 0 {
 		return fieldErr("scan.interval", "negative")
-	}
-	if s.MemoryBudget < 2*s.PartSize || s.MemoryBudget > 64<<30 {
-		return fieldErr("memory_budget", "%d: want 2 × part_size (%d) .. 64 GiB", s.MemoryBudget, 2*s.PartSize)
 	}
 	if s.Scan.Rate < 0 {
 		return fieldErr("scan.rate", "negative")

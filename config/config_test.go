@@ -39,11 +39,13 @@ peers:
       region: eu-west-1
       access_key: AKB
       secret_key: env:S3MESH_TEST_PEER_SECRET
+    public_keys: [PUBKEYB]
   - name: c
     s3:
       endpoint: http://s3.c.example:9000
       access_key: AKC
       secret_key: {env: S3MESH_TEST_PEER_SECRET}
+    public_keys: [PUBKEYC]
 events:
   - type: nats
     subject: s3mesh.events.a.nats
@@ -52,6 +54,7 @@ events:
     token: {env: S3MESH_TEST_WEBHOOK_TOKEN}
 state_dir: /var/lib/s3mesh/state
 http_addr: 127.0.0.1:9090
+signing: {key: {file: SEEDFILE}}
 `
 
 // setup writes the local secret file, sets the environment secrets and
@@ -64,7 +67,8 @@ func setup(t *testing.T) string {
 	}
 	t.Setenv(envToken, "webhook-token")
 	t.Setenv(envSecret, "peer-secret")
-	return strings.ReplaceAll(validYAML, "SECRETFILE", p)
+	return strings.NewReplacer("SECRETFILE", p, "SEEDFILE", writeSeed(t, testKeys(t).a),
+		"PUBKEYB", testKeys(t).b, "PUBKEYC", testKeys(t).c).Replace(validYAML)
 }
 
 func TestParseValid(t *testing.T) {
