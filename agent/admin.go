@@ -103,7 +103,7 @@ func (a *Agent) serveAdmin(ctx context.Context) ([]*nats.Subscription, error) {
 // the mirror the entry names (its Stream and Seq, at this site) and must be
 // the entry's (consumer.DeadLetter.Verify); the entry's own bytes are used
 // only when the mirror no longer holds the record and the operator said to
-// trust them (trust), and only if they decode and validate.
+// trust them (trust), and only if they verify, decode and validate.
 func (a *Agent) deadLetter(ctx context.Context, seq uint64, trust bool) (jetstream.Stream, consumer.DeadLetter, *schema.Record, error) {
 	var dl consumer.DeadLetter
 	s, err := a.js.Stream(ctx, broker.DLQStream(a.cfg.Site))
@@ -121,7 +121,9 @@ func (a *Agent) deadLetter(ctx context.Context, seq uint64, trust bool) (jetstre
 	if err != nil {
 		return s, dl, nil, err
 	}
-	rec, err := schema.Decode(data)
+	// Verified as the consumer verifies it: signed by a key configured for
+	// the peer whose mirror holds it (deadRecord checked the peer).
+	rec, err := a.keyring().Open(data, dl.Peer)
 	if err != nil {
 		return s, dl, nil, fmt.Errorf("dead letter %d cannot be applied: %w", seq, err)
 	}

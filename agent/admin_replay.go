@@ -145,7 +145,7 @@ func (a *Agent) replayRange(ctx context.Context, req AdminRequest) (*ReplayResul
 		since := req.Since
 		cfg = jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since}
 	}
-	r := &replayer{a: a, req: req, stream: stream, res: res, sim: map[[2]string]state.Entry{},
+	r := &replayer{a: a, req: req, stream: stream, res: res, sim: map[[2]string]state.Entry{}, keys: a.keyring(),
 		dlq: &consumer.DLQ{Site: site, JS: a.js}}
 	if err := r.loadDeadLetters(ctx); err != nil {
 		return nil, err
@@ -186,6 +186,7 @@ type replayer struct {
 	dlqStream jetstream.Stream
 	sim       map[[2]string]state.Entry // dry run: the entries as the records read so far would leave them
 	failed    []*replayed               // transient failures, tried again once the range is read
+	keys      schema.Keyring            // the peers' public keys (records are verified as the consumer does)
 }
 
 // replayed is one record read.
@@ -278,7 +279,7 @@ func (r *replayer) one(ctx context.Context, seq uint64, data []byte) error {
 	if ctx.Err() != nil {
 		return r.interrupted(seq, ctx.Err())
 	}
-	rec, err := schema.Decode(data)
+	rec, err := r.keys.Open(data, r.req.Peer) // verified as the consumer verifies it
 	if err != nil {
 		reason := consumer.ReasonFor(err)
 		if reason == "" {

@@ -133,9 +133,13 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		policies[b.Name] = p
 		buckets[b.Name] = consumer.BucketPolicy{Policy: p, KeepLosers: c.Keep(), LosersPrefix: c.LosersPrefix}
 	}
+	signKey, err := signingKey(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	a.Producer = producer.New(producer.Config{
 		Site: cfg.Site, Buckets: cfg.BucketNames(), InlineThreshold: cfg.InlineThreshold, Partitions: Partitions,
-		Policies: policies, Skew: hooks.clockSkew, Ignore: ignore, CounterFloor: floor,
+		Policies: policies, Skew: hooks.clockSkew, Ignore: ignore, CounterFloor: floor, SigningKey: signKey,
 	}, a.Store, local, pub, a.M, log.With("part", "producer"))
 	if hooks.crashAfterPublish > 0 {
 		a.Producer.Hooks.AfterPublish = crashAt(hooks.crashAfterPublish)
@@ -255,7 +259,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	run("peer-keys", func() error { a.checkPeerKeys(ctx); return nil }) // warns only
 	runner := &consumer.Runner{A: a.Applier, Site: a.cfg.Site, Peers: a.cfg.PeerNames(), Workers: a.cfg.Workers,
 		Budget: a.cfg.Retry.Budget, MaxBackoff: a.cfg.Retry.MaxBackoff,
-		FormerSites: a.cfg.Records.FormerSites, MaxFuture: a.cfg.Records.MaxFuture, SelfMax: a.selfMax(),
+		FormerSites: a.cfg.Records.FormerSites, MaxFuture: a.cfg.Records.MaxFuture, SelfMax: a.selfMax(), Keys: a.keyring(),
 		DLQ: &consumer.DLQ{Site: a.cfg.Site, JS: a.js}, M: a.M, Log: a.log.With("part", "consumer")}
 	// Runner.Run returns only after its workers and Consume callbacks have,
 	// and wg.Wait below waits for it, so Close never closes the state store

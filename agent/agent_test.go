@@ -44,6 +44,7 @@ func TestThreeAgentsInProcess(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, len(sites))
+	signing, pubs := testSigning(t, dir, sites...)
 	for _, s := range sites {
 		secretFile := filepath.Join(dir, s+"-secret")
 		os.WriteFile(secretFile, []byte(vgw[s].SecretKey), 0o600)
@@ -56,7 +57,8 @@ func TestThreeAgentsInProcess(t *testing.T) {
 				Listen: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), StoreDir: filepath.Join(dir, s, "nats"),
 				LeafListen: fmt.Sprintf("127.0.0.1:%d", leaf[s]),
 			}},
-			Scan: config.Scan{Interval: ptr(2 * time.Second), MaxDeleteFraction: 1}, // no event source here: deletes come from the scanner
+			Scan:    config.Scan{Interval: ptr(2 * time.Second), MaxDeleteFraction: 1}, // no event source here: deletes come from the scanner
+			Signing: signing[s],
 		}
 		for _, p := range sites {
 			if p == s {
@@ -64,7 +66,8 @@ func TestThreeAgentsInProcess(t *testing.T) {
 			}
 			ps := filepath.Join(dir, p+"-secret")
 			os.WriteFile(ps, []byte(vgw[p].SecretKey), 0o600)
-			cfg.Peers = append(cfg.Peers, config.Peer{Name: p, S3: config.S3{Endpoint: vgw[p].Endpoint, Region: "us-east-1", AccessKey: vgw[p].AccessKey, SecretKey: config.Secret{File: ps}}})
+			cfg.Peers = append(cfg.Peers, config.Peer{Name: p, S3: config.S3{Endpoint: vgw[p].Endpoint, Region: "us-east-1", AccessKey: vgw[p].AccessKey, SecretKey: config.Secret{File: ps}},
+				PublicKeys: []string{pubs[p]}})
 			if s < p {
 				cfg.NATS.Embedded.LeafRemotes = append(cfg.NATS.Embedded.LeafRemotes, fmt.Sprintf("nats-leaf://127.0.0.1:%d", leaf[p]))
 			}

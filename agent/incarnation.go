@@ -136,7 +136,10 @@ func (a *Agent) peerRecords(ctx context.Context) (records, inc uint64) {
 }
 
 // incarnationOf is the incarnation of m; own is false if m is not a record
-// of site.
+// of site. The record is this site's own (its CHANGES stream, or a peer's
+// mirror of it, which only this site's records reach: README, "Security"),
+// so it is decoded without verifying its signature: it may be signed by a
+// key this site has since rotated away from.
 func incarnationOf(site string, m *jetstream.RawStreamMsg) (inc uint64, own bool) {
 	if m == nil {
 		return 0, false

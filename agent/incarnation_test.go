@@ -44,7 +44,8 @@ func TestIncarnationsAndLostState(t *testing.T) {
 		StateDir: filepath.Join(dir, "state"),
 		NATS: config.NATS{Embedded: &config.Embedded{Listen: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 			StoreDir: filepath.Join(dir, "nats")}},
-		Scan: config.Scan{Interval: ptr(500 * time.Millisecond), MaxDeleteFraction: 1},
+		Scan:    config.Scan{Interval: ptr(500 * time.Millisecond), MaxDeleteFraction: 1},
+		Signing: func() config.Signing { s, _ := testSigning(t, dir, "a"); return s["a"] }(),
 	}
 	raw, _ := yamlOf(cfg)
 	parsed, err := config.Parse(raw)

@@ -88,9 +88,6 @@ func (s *Site) PeerKeys() map[string][]ed25519.PublicKey {
 // parsable seed, at least one public key per peer, none listed twice and
 // none this site's own.
 func (s *Site) validateSigning() error {
-	if s.Signing.Key.IsZero() && tmpOptional {
-		return nil
-	}
 	if s.Signing.Key.IsZero() {
 		return fieldErr("signing.key", "required: the nkeys user seed (SU…) this site signs its records with, "+
 			"as {file: PATH} or {env: NAME} (`s3mesh keys gen --out FILE` makes one)")
@@ -123,6 +120,3 @@ func (s *Site) validateSigning() error {
 	}
 	return nil
 }
-
-// tmpOptional: TEMPORARY while the lab learns to write keys.
-var tmpOptional = true

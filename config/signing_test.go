@@ -166,4 +166,3 @@ func TestSigningErrors(t *testing.T) {
 		})
 	}
 }
-func init() { tmpOptional = false } // TEMPORARY

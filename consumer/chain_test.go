@@ -80,24 +80,57 @@ func TestDeadLetterReasons(t *testing.T) {
 		applies  int  // Apply calls
 		markDead bool // the version is marked dead in the state
 	}{
-		{name: "garbage", reason: ReasonDecode,
+		{name: "garbage", reason: ReasonBadSignature, // not a signed envelope
 			data: func(*testing.T) []byte { return []byte("\xc1\xc1 not msgpack") }},
+		{name: "garbage, signed", reason: ReasonDecode,
+			data: func(t *testing.T) []byte { return seal(t, "a", []byte("\xc1\xc1 not msgpack")) }},
 		{name: "truncated", reason: ReasonDecode,
 			data: func(t *testing.T) []byte { d := valid(t); return d[:len(d)/2] }},
 		{name: "invalid record", reason: ReasonDecode, data: func(t *testing.T) []byte {
 			rec, _ := recordOf(t, "a", "bkt", "k", 3)
 			rec.Version.ID = "forged"
-			return mustMsgpack(t, rec)
+			return seal(t, "a", mustMsgpack(t, rec))
 		}},
 		{name: "unknown version", reason: ReasonUnknownVersion, data: func(t *testing.T) []byte {
+			_, d := recordOf(t, "a", "bkt", "k", 3)
+			d[1] = 3 // the envelope's schema: [3, ...]
+			return d
+		}},
+		{name: "unknown version inside the envelope", reason: ReasonUnknownVersion, data: func(t *testing.T) []byte {
 			rec, _ := recordOf(t, "a", "bkt", "k", 3)
-			rec.Schema = 2
+			rec.Schema = 3
+			return seal(t, "a", mustMsgpack(t, rec))
+		}},
+		{name: "bad signature: unsigned v1", reason: ReasonBadSignature, data: func(t *testing.T) []byte {
+			rec, _ := recordOf(t, "a", "bkt", "k", 3)
+			rec.Schema = schema.UnsignedSchema
 			return mustMsgpack(t, rec)
+		}},
+		{name: "bad signature: unsigned v2", reason: ReasonBadSignature, data: func(t *testing.T) []byte {
+			rec, _ := recordOf(t, "a", "bkt", "k", 3)
+			return mustMsgpack(t, rec)
+		}},
+		{name: "bad signature: signed by another site's key", reason: ReasonBadSignature, data: func(t *testing.T) []byte {
+			rec, _ := recordOf(t, "a", "bkt", "k", 3)
+			return seal(t, "c", mustMsgpack(t, rec))
+		}},
+		{name: "bad signature: signed by an unknown key", reason: ReasonBadSignature, data: func(t *testing.T) []byte {
+			rec, _ := recordOf(t, "a", "bkt", "k", 3)
+			return seal(t, "mallory", mustMsgpack(t, rec))
+		}},
+		{name: "bad signature: a byte of the content changed", reason: ReasonBadSignature, data: func(t *testing.T) []byte {
+			_, d := recordOf(t, "a", "bkt", "k", 3)
+			i := bytes.Index(d, []byte("bkt/k #3")) // the inline body
+			d[i] = 'B'
+			return d
 		}},
 		{name: "not replicated", reason: ReasonNotReplicated, applies: 1,
 			data: func(t *testing.T) []byte { _, d := recordOf(t, "a", "other", "k", 3); return d }},
-		{name: "unauthorized origin", reason: ReasonUnauthorized,
-			data: func(t *testing.T) []byte { _, d := recordOf(t, "c", "bkt", "k", 3); return d }},
+		{name: "unauthorized origin", reason: ReasonUnauthorized, // signed by a, claims c
+			data: func(t *testing.T) []byte {
+				rec, _ := recordOf(t, "c", "bkt", "k", 3)
+				return seal(t, "a", mustMsgpack(t, rec))
+			}},
 		{name: "bad record: size over 5 TiB", reason: ReasonBadRecord, data: hostile(func(r *schema.Record) {
 			r.Inline, r.Body, r.Version.Size = false, nil, 1<<62
 		})},
@@ -115,7 +148,7 @@ func TestDeadLetterReasons(t *testing.T) {
 			r.Version.ID = schema.VersionID("a", r.Bucket, r.Key, 3)
 		})},
 		{name: "bad record: map header of 2^32 entries", reason: ReasonBadRecord,
-			data: func(*testing.T) []byte { return []byte{0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'v', 1} }},
+			data: func(t *testing.T) []byte { return seal(t, "a", []byte{0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, 'v', 1}) }},
 		{name: "rejected invalid key", reason: ReasonRejected, applies: 1, markDead: true, data: valid,
 			errs: []error{fmt.Errorf("put bkt/k: %w", s3io.ErrInvalidKey)}},
 		{name: "rejected no such bucket", reason: ReasonRejected, applies: 1, markDead: true, data: valid,
@@ -169,7 +202,11 @@ func TestDeadLetterReasons(t *testing.T) {
 				t.Errorf("attempts %d first %v last %v, want %d, %v, %v", dl.Attempts, dl.FirstFailure, dl.LastFailure,
 					len(at), t0, t0.Add(at[len(at)-1]))
 			}
-			if rec, err := schema.Decode(data); err == nil && (dl.Bucket != rec.Bucket || dl.Key != rec.Key || dl.VersionID != rec.Version.ID) {
+			if tc.reason == ReasonBadSignature { // an unverified record's content names nothing
+				if dl.Bucket != "" || dl.Key != "" || dl.VersionID != "" {
+					t.Errorf("bad-signature entry names %s/%s %s", dl.Bucket, dl.Key, dl.VersionID)
+				}
+			} else if rec, err := schema.Decode(data); err == nil && (dl.Bucket != rec.Bucket || dl.Key != rec.Key || dl.VersionID != rec.Version.ID) {
 				t.Errorf("entry names %s/%s %s, want %s/%s %s", dl.Bucket, dl.Key, dl.VersionID, rec.Bucket, rec.Key, rec.Version.ID)
 			}
 			acks, naks := m.settled()
@@ -195,13 +232,24 @@ func TestDeadLetterReasons(t *testing.T) {
 	}
 }
 
-// hostile is a record of a, changed by mut, encoded without validation.
+// hostile is a record of a, changed by mut, encoded without validation
+// and signed by a.
 func hostile(mut func(*schema.Record)) func(*testing.T) []byte {
 	return func(t *testing.T) []byte {
 		rec, _ := recordOf(t, "a", "bkt", "k", 3)
 		mut(rec)
-		return mustMsgpack(t, rec)
+		return seal(t, "a", mustMsgpack(t, rec))
 	}
+}
+
+// seal signs content (any bytes) with site's test key.
+func seal(t *testing.T, site string, content []byte) []byte {
+	t.Helper()
+	b, err := schema.Seal(content, siteKey(site))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func mustMsgpack(t *testing.T, v any) []byte {

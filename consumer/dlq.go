@@ -22,8 +22,9 @@ const (
 	ReasonRejected       = "rejected"     // the local S3 refused it permanently
 	ReasonRetryBudget    = "retry-budget" // transient failures outlasted the budget
 	ReasonManual         = "manual-conflict"
-	ReasonUnauthorized   = "unauthorized" // a record claiming another origin than its stream's
-	ReasonBadRecord      = "bad-record"   // a record that breaks a bound (schema.ErrBadRecord: size, clock, rank, time, key)
+	ReasonUnauthorized   = "unauthorized"  // a record claiming another origin than its stream's
+	ReasonBadRecord      = "bad-record"    // a record that breaks a bound (schema.ErrBadRecord: size, clock, rank, time, key)
+	ReasonBadSignature   = "bad-signature" // not signed by a key configured for its stream's site (schema.ErrBadSignature)
 )
 
 // DeadLetter is one entry of DLQ_<site>: the original record bytes, why it
@@ -57,6 +58,8 @@ type DeadLetter struct {
 // when the error is transient (retry).
 func ReasonFor(err error) string {
 	switch {
+	case errors.Is(err, schema.ErrBadSignature):
+		return ReasonBadSignature
 	case errors.Is(err, schema.ErrUnknownVersion):
 		return ReasonUnknownVersion
 	case errors.Is(err, schema.ErrBadRecord): // before ErrMalformed, which it wraps

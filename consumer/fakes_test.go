@@ -3,6 +3,7 @@ package consumer
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -99,12 +100,19 @@ func recordOf(t *testing.T, origin, bucket, key string, n uint64) (*schema.Recor
 			Clock: schema.Clock{origin: n}, TS: 1_700_000_000_000, Size: int64(len(body)), ETag: "etag"},
 		Inline: true, Body: body, MadeAt: 1_700_000_000_000,
 	}
-	data, err := rec.Encode()
+	data, err := rec.Sign(siteKey(origin))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return rec, data
 }
+
+// siteKey is site's fixed test signing key.
+func siteKey(site string) ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed([]byte(fmt.Sprintf("%-32s", "test signing key of "+site)))
+}
+
+func sitePub(site string) ed25519.PublicKey { return siteKey(site).Public().(ed25519.PublicKey) }
 
 // fakeApplier answers Apply with the function it is given.
 type fakeApplier struct {
@@ -226,7 +234,8 @@ func newTestRunner() *testRunner {
 	a := &fakeApplier{buckets: map[string]bool{"bkt": true}}
 	q, c, log := &fakeDLQ{}, newClock(), &syncBuffer{}
 	r := &Runner{A: a, Site: "b", Peers: []string{"a"}, Workers: 2, Budget: time.Minute, MaxBackoff: 30 * time.Second,
-		DLQ: q, M: metrics.New(), Log: slog.New(slog.NewTextHandler(log, nil)), Now: c.Now}
+		DLQ: q, M: metrics.New(), Log: slog.New(slog.NewTextHandler(log, nil)), Now: c.Now,
+		Keys: schema.Keyring{Keys: map[string][]ed25519.PublicKey{"a": {sitePub("a")}, "c": {sitePub("c")}}}}
 	return &testRunner{Runner: r, a: a, q: q, c: c, log: log}
 }
 

@@ -26,13 +26,13 @@ var errShutdown = errors.New("shutting down")
 
 // chain builds the path of every delivery, outermost step first:
 //
-//	acknowledge → poison → retry → decode → checkOrigin → validate → apply
+//	acknowledge → poison → retry → decode (verifying the signature) → checkOrigin → validate → apply
 //
 // Each step is a small function in its own file; an outer step sees what
 // the inner ones returned and decides one thing about it.
 func (r *Runner) chain() func(context.Context, *delivery) {
 	r.init()
-	return r.acknowledge(r.poison(r.retry(decode(checkOrigin(r.validate(r.apply))))))
+	return r.acknowledge(r.poison(r.retry(r.decode(checkOrigin(r.validate(r.apply))))))
 }
 
 // delivery is one message on its way through the chain.
@@ -58,10 +58,12 @@ func newDelivery(peer string, m jetstream.Msg) *delivery {
 	return d
 }
 
-// parse decodes the record once and keeps the result or the error.
-func (d *delivery) parse() {
+// parse opens the record once (its signature verified against the keys of
+// the peer whose stream it came from, then decoded) and keeps the result or
+// the error.
+func (d *delivery) parse(keys schema.Keyring) {
 	if !d.parsed {
-		d.rec, d.decErr = schema.Decode(d.msg.Data())
+		d.rec, d.decErr = keys.Open(d.msg.Data(), d.peer)
 		d.parsed = true
 	}
 }
@@ -89,10 +91,12 @@ func (d *delivery) logArgs() []any {
 	return args
 }
 
-// decode fails a message that is not a record this build reads.
-func decode(next handler) handler {
+// decode fails a message that is not a record this build reads, or not
+// signed by a key configured for its peer (schema.ErrBadSignature:
+// dead-lettered at once as bad-signature, its content never decoded).
+func (r *Runner) decode(next handler) handler {
 	return func(ctx context.Context, d *delivery) error {
-		if d.parse(); d.decErr != nil {
+		if d.parse(r.Keys); d.decErr != nil {
 			return fmt.Errorf("decode %s: %w", d.id, d.decErr)
 		}
 		return next(ctx, d)

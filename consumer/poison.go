@@ -53,7 +53,7 @@ func deadReason(err error) string {
 // bucket's, from its own origin) and stores the dead letter.
 func (r *Runner) deadLetter(ctx context.Context, d *delivery, reason string, cause error) error {
 	dl := r.newDeadLetter(d, reason, cause)
-	if rec := d.rec; rec != nil && reason != ReasonUnauthorized && reason != ReasonBadRecord && r.A.Replicated(rec.Bucket) {
+	if rec := d.rec; rec != nil && reason != ReasonUnauthorized && reason != ReasonBadRecord && reason != ReasonBadSignature && r.A.Replicated(rec.Bucket) {
 		if err := r.A.MarkDead(rec.Bucket, rec.Key, rec.Version.ID); err != nil {
 			r.Log.Error("dead letter not marked in the state", append(d.logArgs(), "err", err)...)
 		}

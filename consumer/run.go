@@ -61,6 +61,10 @@ type Runner struct {
 	// SelfMax is the highest counter this site can have made (see
 	// schema.Limits.SelfMax; 0: not checked).
 	SelfMax uint64
+	// Keys are the peers' public keys every record is verified against
+	// (schema.Keyring.Open): a record not signed by a key of the peer whose
+	// stream it came from goes to the DLQ as bad-signature.
+	Keys schema.Keyring
 
 	once     sync.Once
 	failures *failures
@@ -168,7 +172,7 @@ func (r *Runner) ensureConsumer(ctx context.Context, js jetstream.JetStream, pee
 // receive decodes m (to find its key) and queues it on its key's worker.
 func (r *Runner) receive(ctx context.Context, peer string, m jetstream.Msg, p *pool) {
 	d := newDelivery(peer, m)
-	d.parse() // a failure is kept in d; the chain's decode step reports it
+	d.parse(r.Keys) // a failure is kept in d; the chain's decode step reports it
 	p.submit(ctx, d)
 }
 

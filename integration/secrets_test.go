@@ -11,8 +11,8 @@ import (
 
 // secretFiles are the files of a lab site directory that hold a secret:
 // S3 secret key, webhook token, the broker passwords of the agent and the
-// event sink, and one password per leaf link.
-var secretFiles = []string{"s3-secret", "webhook-token", "nats-password", "nats-events-password", "link-*-password"}
+// event sink, one password per leaf link, and the record signing seed.
+var secretFiles = []string{"s3-secret", "webhook-token", "nats-password", "nats-events-password", "link-*-password", "signing.nk"}
 
 // logsLeakingSecrets reads every secret of the lab in dir and returns the
 // log lines (file:line) that contain one. It is run on the shared lab after

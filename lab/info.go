@@ -38,6 +38,10 @@ type SiteInfo struct {
 	AgentPID     int    `json:"agent_pid"` // 0 while the agent is not running
 	Config       string `json:"config"`    // absolute path of site.yaml
 	LogDir       string `json:"log_dir"`
+	// SigningKey is the path of the site's record signing seed (0600) and
+	// PublicKey its public key, which every peer's configuration lists.
+	SigningKey string `json:"signing_key"`
+	PublicKey  string `json:"public_key"`
 }
 
 // LinkInfo is one leaf-node link: From's broker dials To's leaf listener
@@ -85,6 +89,7 @@ func (l *Lab) Info() Info {
 			AccessKey: s.accessKey, SecretKey: s.secretKey,
 			NATSURL: s.natsURL(), HTTPAddr: s.httpAddr(), AgentPID: s.agent.pid(),
 			Config: s.configPath(), LogDir: s.logDir(),
+			SigningKey: s.signingKeyPath(), PublicKey: s.signingPub,
 		})
 		if !l.o.Insecure {
 			in.Sites[len(in.Sites)-1].NATSUser, in.Sites[len(in.Sites)-1].NATSPassword = agentUser, s.natsPassword

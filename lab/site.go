@@ -35,6 +35,7 @@ type site struct {
 	// natsPassword and eventsPassword are the broker passwords of the
 	// agent and of versitygw's event sink (never logged).
 	natsPassword, eventsPassword string
+	signingPub                   string // public key of the site's record signing key (signing.go)
 
 	broker, s3, agent *proc
 	// Guarded by Lab.mu:
@@ -119,7 +120,7 @@ func (s *site) prepare() error {
 	if s.eventsPassword, err = ensureFile(s.eventsPasswordPath(), 0o600, func() string { return randHex(24) }); err != nil {
 		return err
 	}
-	return nil
+	return s.prepareSigning()
 }
 
 // prepareLinks writes the password of every link (one per pair, the same
@@ -213,8 +214,9 @@ type (
 		Embedded yEmbedded `yaml:"embedded"`
 	}
 	yPeer struct {
-		Name string `yaml:"name"`
-		S3   yS3    `yaml:"s3"`
+		Name       string   `yaml:"name"`
+		S3         yS3      `yaml:"s3"`
+		PublicKeys []string `yaml:"public_keys"`
 	}
 	yEvent struct {
 		Type        string   `yaml:"type"`
@@ -241,6 +243,7 @@ type (
 		Scan     yScan     `yaml:"scan"`
 		Retry    yRetry    `yaml:"retry,omitempty"`
 		Log      yLog      `yaml:"log"`
+		Signing  *ySigning `yaml:"signing"`
 	}
 )
 
@@ -272,6 +275,7 @@ func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) str
 		HTTPAddr: s.httpAddr(),
 		Scan:     yScan{Interval: scan.String()},
 		Log:      yLog{Level: "info"},
+		Signing:  s.ySigning(),
 	}
 	for _, b := range buckets {
 		yb := yBucket{Name: b}
@@ -289,7 +293,7 @@ func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) str
 		}
 		// Peers are reached directly (bodies are fetched from their S3);
 		// only the leaf-node links go through the cuttable proxies.
-		c.Peers = append(c.Peers, yPeer{Name: p.name, S3: p.yS3()})
+		c.Peers = append(c.Peers, yPeer{Name: p.name, S3: p.yS3(), PublicKeys: []string{p.signingPub}})
 		// One link per pair: the smaller name dials the larger one.
 		url := ""
 		if s.name < p.name {

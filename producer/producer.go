@@ -2,6 +2,7 @@ package producer
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -44,6 +45,9 @@ type Config struct {
 	Skew time.Duration
 	// CounterFloor is the current incarnation's lifecycle.Machine.Floor.
 	CounterFloor uint64
+	// SigningKey is the site's record signing key (config signing.key):
+	// every record is signed with it, once, before it is published.
+	SigningKey ed25519.PrivateKey
 }
 
 // Result says what Reconcile found (see lifecycle.Result).

@@ -2,6 +2,7 @@ package producer
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"log/slog"
@@ -88,7 +89,8 @@ func newScanFixture(t *testing.T, n int) (*Scanner, *fakeBucket, *state.Store) {
 		}
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p := New(Config{Site: "a", Buckets: []string{"b"}, InlineThreshold: 1 << 10}, st, f, f, metrics.New(), log)
+	key := ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+	p := New(Config{Site: "a", Buckets: []string{"b"}, InlineThreshold: 1 << 10, SigningKey: key}, st, f, f, metrics.New(), log)
 	return &Scanner{P: p, S3: f, Store: st, PageSize: 1000, MaxDeleteFraction: 0.1, Log: log}, f, st
 }
 

@@ -37,6 +37,7 @@ func newDLQCmd() *cobra.Command {
 			if err := json.Unmarshal(data, &e.DeadLetter); err != nil {
 				return fmt.Errorf("dead letter %d: %w", seq, err)
 			}
+			// For display only (not verified; retry and resolve verify).
 			if rec, err := schema.Decode(e.Record); err == nil {
 				vi := schema.InfoOf(rec.Version)
 				e.Version = &vi
