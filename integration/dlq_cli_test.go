@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"crypto/ed25519"
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
@@ -130,35 +131,49 @@ func TestPoisonRecordsGoToDLQWithReasons(t *testing.T) {
 	body := []byte("poison body " + tag)
 
 	valid := dlqcliRecord("a", bucket, "poison/truncated-"+tag, n, body)
-	enc, err := valid.Encode()
+	enc := e.signAs(t, "a", &valid)
+	v3 := dlqcliRecord("a", bucket, "poison/schema3-"+tag, n, body)
+	v3.Schema = 3
+	enc3, err := msgpack.Marshal(&v3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v2 := dlqcliRecord("a", bucket, "poison/schema2-"+tag, n, body)
-	v2.Schema = 2
-	enc2, err := msgpack.Marshal(&v2)
-	if err != nil {
-		t.Fatal(err)
-	}
+	enc3 = e.sealAs(t, "a", enc3)
 	nr := dlqcliRecord("a", "not-replicated", "poison/not-replicated-"+tag, n, body)
-	encNR, err := nr.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
+	encNR := e.signAs(t, "a", &nr)
 	forged := dlqcliRecord("b", bucket, "poison/claims-b-"+tag, n, body)
-	encForged, err := forged.Encode()
+	encForged := e.signAs(t, "a", &forged) // a signs a record claiming b's origin
+	// Signatures: unsigned (an earlier build's record), signed by b's key
+	// in a's stream, signed by a key no site has, one byte changed.
+	v1 := dlqcliRecord("a", bucket, "poison/unsigned-"+tag, n, body)
+	v1.Schema = schema.UnsignedSchema
+	encV1, err := v1.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
+	byB := dlqcliRecord("a", bucket, "poison/signed-by-b-"+tag, n, body)
+	encByB := e.signAs(t, "b", &byB)
+	mallory := dlqcliRecord("a", bucket, "poison/signed-by-mallory-"+tag, n, body)
+	encMallory, err := mallory.Sign(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := dlqcliRecord("a", bucket, "poison/tampered-"+tag, n, body)
+	encTampered := e.signAs(t, "a", &tampered)
+	encTampered[bytes.LastIndex(encTampered, body)] ^= 1
 
 	type poison struct {
 		name, reason, bucket, key string
 		data                      []byte
 	}
 	poisons := []poison{
-		{name: "garbage", reason: "decode", data: []byte("\xc1\xc1 this is not msgpack " + tag)},
+		{name: "garbage", reason: "bad-signature", data: []byte("\xc1\xc1 this is not msgpack " + tag)}, // not signed
 		{name: "truncated", reason: "decode", data: enc[:len(enc)/2]},
-		{name: "schema 2", reason: "unknown-version", data: enc2},
+		{name: "schema 3", reason: "unknown-version", data: enc3},
+		{name: "unsigned", reason: "bad-signature", data: encV1},
+		{name: "signed by b", reason: "bad-signature", data: encByB},
+		{name: "signed by an unknown key", reason: "bad-signature", data: encMallory},
+		{name: "tampered", reason: "bad-signature", data: encTampered},
 		{name: "not replicated", reason: "not-replicated", bucket: nr.Bucket, key: nr.Key, data: encNR},
 		{name: "claims origin b", reason: "unauthorized", bucket: forged.Bucket, key: forged.Key, data: encForged},
 	}
@@ -191,7 +206,7 @@ func TestPoisonRecordsGoToDLQWithReasons(t *testing.T) {
 		return got
 	}
 	for _, site := range []string{"b", "c"} {
-		es := e.dlqcliWait(t, site, converge, "the 5 poison records", func(es []dlqcliEntry) bool { return len(mine(es)) == len(poisons) })
+		es := e.dlqcliWait(t, site, converge, fmt.Sprintf("the %d poison records", len(poisons)), func(es []dlqcliEntry) bool { return len(mine(es)) == len(poisons) })
 		reasons := map[string]int{}
 		for seq, d := range mine(es) {
 			p := bySeq[seq]
@@ -204,7 +219,7 @@ func TestPoisonRecordsGoToDLQWithReasons(t *testing.T) {
 				t.Errorf("site %s, %s: bucket/key %q/%q, want %q/%q", site, p.name, d.Bucket, d.Key, p.bucket, p.key)
 			}
 		}
-		want := map[string]int{"decode": 2, "unknown-version": 1, "not-replicated": 1, "unauthorized": 1}
+		want := map[string]int{"bad-signature": 5, "decode": 1, "unknown-version": 1, "not-replicated": 1, "unauthorized": 1}
 		if fmt.Sprint(reasons) != fmt.Sprint(want) {
 			t.Errorf("site %s: reasons %v, want %v", site, reasons, want)
 		}

@@ -78,34 +78,46 @@ func TestDLQPlantedEntryRefused(t *testing.T) {
 
 	forgedKey := "dlqforge/forged-" + tag
 	forged := dlqcliRecord("a", bucket, forgedKey, 1<<40, []byte("forged body "+tag))
-	enc, err := forged.Encode()
+	enc := e.signAs(t, "a", &forged) // even a record a did sign is refused unless the mirror holds it
+	unsignedRec := forged
+	unsignedRec.Schema = schema.UnsignedSchema
+	unsigned, err := unsignedRec.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	plant := func(seq uint64) uint64 {
+	bySiteB := e.signAs(t, "b", &forged)
+	plant := func(seq uint64, record []byte) uint64 {
 		return e.dlqPlant(ctx, t, "b", consumer.DeadLetter{
 			ID: "CHANGES_a:" + strconv.FormatUint(seq, 10), Reason: consumer.ReasonRetryBudget, Error: "planted", Peer: "a",
-			Stream: broker.ChangesStream("a"), Seq: seq, Bucket: bucket, Key: forgedKey, VersionID: forged.Version.ID, Record: enc,
+			Stream: broker.ChangesStream("a"), Seq: seq, Bucket: bucket, Key: forgedKey, VersionID: forged.Version.ID, Record: record,
 		})
 	}
 	lj := e.dlqcliLabJSON()
 	cases := []struct {
-		name string
-		seq  uint64
-		args []string
-		want string
+		name   string
+		seq    uint64
+		record []byte // nil: enc
+		args   []string
+		want   string
 	}{
-		{"names a real record", m.Sequence, nil, "does not match the mirror's record"},
-		{"names a record the mirror does not hold", m.Sequence + 1<<30, nil, "--trust-entry"},
+		{"names a real record", m.Sequence, nil, nil, "does not match the mirror's record"},
+		{"names a record the mirror does not hold", m.Sequence + 1<<30, nil, nil, "--trust-entry"},
+		// --trust-entry applies the entry's own bytes only if they verify.
+		{"trusted, unsigned", m.Sequence + 1<<30, unsigned, []string{"--trust-entry"}, "bad signature"},
+		{"trusted, signed by b", m.Sequence + 1<<30, bySiteB, []string{"--trust-entry"}, "bad signature"},
 	}
 	for _, c := range cases {
-		id := plant(c.seq)
+		record := c.record
+		if record == nil {
+			record = enc
+		}
+		id := plant(c.seq, record)
 		out, errOut, code := dlqcliRun(t, append([]string{"dlq", "retry", strconv.FormatUint(id, 10), "--lab", lj, "--site", "b"}, c.args...)...)
 		if code == 0 || !strings.Contains(errOut, c.want) {
 			t.Errorf("%s: dlq retry %d: exit %d, stdout %q, stderr %q; want a refusal mentioning %q", c.name, id, code, out, errOut, c.want)
 		}
 		// resolve reads the record the same way.
-		out, errOut, code = dlqcliRun(t, "dlq", "resolve", strconv.FormatUint(id, 10), "--pick", "a", "--lab", lj, "--site", "b")
+		out, errOut, code = dlqcliRun(t, append([]string{"dlq", "resolve", strconv.FormatUint(id, 10), "--pick", "a", "--lab", lj, "--site", "b"}, c.args...)...)
 		if code == 0 || !strings.Contains(errOut, c.want) {
 			t.Errorf("%s: dlq resolve %d: exit %d, stdout %q, stderr %q; want a refusal mentioning %q", c.name, id, code, out, errOut, c.want)
 		}
@@ -144,10 +156,7 @@ func TestDLQOversizedRecordTruncated(t *testing.T) {
 	// CHANGES_a: b parks it (manual policy).
 	body := randBytes(800 << 10)
 	rec := dlqcliRecord("a", bucket, key, 1<<40, body)
-	enc, err := rec.Encode()
-	if err != nil {
-		t.Fatal(err)
-	}
+	enc := e.signAs(t, "a", &rec)
 	ack, err := e.sites["a"].js.Publish(ctx, broker.ChangesSubject("a", 0), enc)
 	if err != nil {
 		t.Fatal(err)

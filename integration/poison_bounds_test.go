@@ -48,7 +48,7 @@ func TestPoisonRecordsOutOfBoundsGoToDLQ(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return b
+		return e.sealAs(t, "a", b) // signed by a: a signature proves the origin, not that the record is sane
 	}
 	type poison struct {
 		name, field string
