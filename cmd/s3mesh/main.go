@@ -18,6 +18,7 @@ func main() {
 	root.AddCommand(newAgentCmd(), newBrokerCmd(), newLabCmd(), newBenchCmd(), newConflictsCmd(), newDLQCmd(), newStatusCmd(), newScanCmd(), newVerifyCmd(), newStreamsCmd(), newProbeCmd(), newBucketCmd(), newDeployCmd())
 	root.AddCommand(newReplayCmd())
 	root.AddCommand(newRebuildCmd())
+	root.AddCommand(newKeysCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "s3mesh:", err)
 		os.Exit(1)
