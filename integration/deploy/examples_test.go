@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nkeys"
 	"gopkg.in/yaml.v3"
 
 	"github.com/s3mesh/s3mesh/config"
@@ -26,6 +27,7 @@ func TestAgentExamplesParse(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	writeSeed(t, filepath.Join(dir, "signing.nk"))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -57,6 +59,7 @@ func TestK8sSiteYAMLParses(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	writeSeed(t, filepath.Join(dir, "signing.nk"))
 	dec := yaml.NewDecoder(f)
 	found := false
 	for {
@@ -78,5 +81,18 @@ func TestK8sSiteYAMLParses(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("no ConfigMap")
+	}
+}
+
+// writeSeed writes a new record signing seed (the examples' signing.key).
+func writeSeed(t *testing.T, path string) {
+	t.Helper()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	if err := os.WriteFile(path, seed, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
