@@ -377,6 +377,8 @@ func (l *lab) agentRequest(s string) testcontainers.GenericContainerRequest {
 		env["S3_SECRET_"+string(rune(p[0]-'a'+'A'))] = l.secrets[p]
 		env["NATS_PASSWORD_"+strings.ToUpper(p)] = l.secret("NATS_PASSWORD_" + strings.ToUpper(p))
 	}
+	k, v := l.signingEnv(s) // its own seed only
+	env[k] = v
 	// The compose file's site config, with a short rescan so a lost event
 	// is repaired within the test's time.
 	return testcontainers.GenericContainerRequest{ContainerRequest: testcontainers.ContainerRequest{
@@ -514,6 +516,8 @@ func (l *lab) initStreams(ctx context.Context) error {
 	for _, p := range siteNames {
 		env["S3_SECRET_"+string(rune(p[0]-'a'+'A'))] = l.secrets[p]
 		env["NATS_PASSWORD_"+strings.ToUpper(p)] = l.secret("NATS_PASSWORD_" + strings.ToUpper(p))
+		k, v := l.signingEnv(p) // the configurations are validated, seeds included
+		env[k] = v
 		cmd = append(cmd, "--config", "/etc/s3mesh/site-"+p+".yaml")
 		files = append(files, testcontainers.ContainerFile{HostFilePath: filepath.Join(l.root, "docker", "site-"+p+".yaml"),
 			ContainerFilePath: "/etc/s3mesh/site-" + p + ".yaml", FileMode: 0o644})
