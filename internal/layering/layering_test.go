@@ -57,7 +57,8 @@ var mayImport = map[string]layer{
 	"consumer": {uses: core},
 	"agent":    {uses: append(slices.Clone(core), "config", "producer", "consumer")},
 	"lab":      {uses: []string{"config"}},
-	"deploy":   {},
+	// deploy gen writes the broker's confined link accounts (broker.AccountsConfig).
+	"deploy": {uses: []string{"broker"}},
 	// Helpers for tests.
 	"internal/testenv":  {},
 	"internal/layering": {},
