@@ -136,7 +136,12 @@ type Region struct {
 	// region (same CA) cannot join this region's cluster.
 	RoutePassword string
 	LeafPublicKey string
-	AgentNATS     string // path of an agent config `nats:` snippet
+	AgentNATS     string // path of an agent config `nats:` and `signing:` snippet
+	// SigningSeed is the 0600 file holding the nkeys seed the region's
+	// agent signs its change records with; SigningPublicKey is what every
+	// other region lists in peers[].public_keys.
+	SigningSeed      string
+	SigningPublicKey string
 }
 
 // ClientURLs are the region's client URLs, comma-separated (what nats.go
@@ -306,6 +311,17 @@ func Generate(o Options) (*Result, error) {
 		}
 		r.RoutePassword = filepath.Join(dir, "route-password")
 		if err := writeFile(r.RoutePassword, []byte(rpw), 0o600); err != nil {
+			return nil, err
+		}
+		// The key the region's agent signs its change records with.
+		skp, err := nkeys.CreateUser()
+		if err != nil {
+			return nil, fmt.Errorf("deploy gen: nkey: %w", err)
+		}
+		sseed, _ := skp.Seed()
+		r.SigningPublicKey, _ = skp.PublicKey()
+		r.SigningSeed = filepath.Join(dir, "signing.nk")
+		if err := writeFile(r.SigningSeed, append(sseed, '\n'), 0o600); err != nil {
 			return nil, err
 		}
 		// The leaf nkey this region's nodes dial other regions with.
@@ -511,6 +527,14 @@ func agentSnippet(o Options, res *Result, r Region) []byte {
 	fmt.Fprintf(&b, "  password: {file: %s}\n", o.installed(r.AgentPassword))
 	fmt.Fprintf(&b, "  tls: {ca_file: %s}\n", o.installed(res.CA))
 	fmt.Fprintf(&b, "  stream_replicas: %d\n", min(len(r.Nodes), 3))
+	fmt.Fprintf(&b, "# The key this region's change records are signed with (README, \"Signed change records\").\n")
+	fmt.Fprintf(&b, "signing:\n  key: {file: %s}\n", o.installed(r.SigningSeed))
+	fmt.Fprintf(&b, "# In peers:, each other region's public_keys:\n")
+	for _, other := range res.Regions {
+		if other.Name != r.Name {
+			fmt.Fprintf(&b, "#   - name: %s\n#     public_keys: [%s]\n", other.Name, other.SigningPublicKey)
+		}
+	}
 	return b.Bytes()
 }
 

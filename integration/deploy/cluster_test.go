@@ -195,7 +195,7 @@ func TestDeployClusterTwoRegions(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Secrets are 0600.
-	for _, f := range []string{res.CAKey, res.Regions[0].AgentPassword, res.Regions[0].LeafSeed, res.Regions[0].RoutePassword,
+	for _, f := range []string{res.CAKey, res.Regions[0].AgentPassword, res.Regions[0].LeafSeed, res.Regions[0].RoutePassword, res.Regions[0].SigningSeed,
 		res.Regions[0].Nodes[0].Key, res.Regions[0].Nodes[0].Config} {
 		fi, err := os.Stat(f)
 		if err != nil || fi.Mode().Perm() != 0o600 {
@@ -548,13 +548,15 @@ nats:
   password: {file: %s}
   tls: {ca_file: %s}
   stream_replicas: 3
+signing: {key: {file: %s}}
 peers:
   - name: %s
     s3: {endpoint: %s, access_key: %s, secret_key: {file: %s}}
+    public_keys: [%s]
 state_dir: %s
 scan: {interval: 1s}
 `, r.Name, v.Endpoint, v.AccessKey, secret, bucket, r.ClientURLs(), r.AgentUser, r.AgentPassword, res.CA,
-			peer.Name, pv.Endpoint, pv.AccessKey, secret, filepath.Join(dir, "state-"+r.Name))
+			r.SigningSeed, peer.Name, pv.Endpoint, pv.AccessKey, secret, peer.SigningPublicKey, filepath.Join(dir, "state-"+r.Name))
 		path := filepath.Join(dir, "agent-"+r.Name+".yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
