@@ -65,6 +65,12 @@ type ServerConfig struct {
 	// recovery of the store) to accept connections (0 = 30 s).
 	ReadyTimeout time.Duration
 
+	// TLS, when set, is required on the client and leaf listeners and used
+	// on every dialled leaf link (see TLSFiles). Without it, traffic
+	// between sites is plain text: use it whenever brokers are on
+	// different hosts.
+	TLS *TLSFiles
+
 	// PingInterval and MaxPingsOut decide how soon a connection that went
 	// silent is closed (0 = DefaultPingInterval, DefaultMaxPingsOut).
 	PingInterval time.Duration
@@ -167,6 +173,9 @@ func StartServer(cfg ServerConfig, log *slog.Logger) (*Server, error) {
 		}
 	}
 	s := &Server{cfg: cfg, opts: opts, ns: ns, log: log}
+	if cfg.TLS == nil && s.exposed() {
+		log.Warn("listening beyond loopback without TLS: the traffic of this broker is plain text on the network")
+	}
 	log.Info("nats server ready", "client_url", s.ClientURL(), "leaf_url", s.LeafURL(), "remotes", len(cfg.LeafRemotes))
 	return s, nil
 }
@@ -222,19 +231,21 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 	if cfg.User != "" && len(cfg.Links) == 0 {
 		opts.Users = []*server.User{{Username: cfg.User, Password: cfg.Password}}
 	}
+	var leaf server.LeafNodeOpts
 	if len(cfg.Links) > 0 {
-		lo, err := linkLeafOptions(cfg, opts.Accounts)
-		if err != nil {
-			return nil, fmt.Errorf("broker: site %s: %w", cfg.Site, err)
-		}
-		opts.LeafNode = lo
-		return opts, nil
+		leaf, err = linkLeafOptions(cfg, opts.Accounts)
+	} else {
+		leaf, err = leafNodeOptions(cfg)
 	}
-	leaf, err := leafNodeOptions(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("broker: site %s: %w", cfg.Site, err)
 	}
 	opts.LeafNode = leaf
+	if cfg.TLS != nil {
+		if err := applyTLS(cfg.TLS, opts); err != nil {
+			return nil, fmt.Errorf("broker: site %s: %w", cfg.Site, err)
+		}
+	}
 	return opts, nil
 }
 
@@ -254,6 +265,11 @@ func checkExposure(cfg ServerConfig, clientHost string) error {
 		}
 	}
 	return nil
+}
+
+// exposed reports whether the client or leaf listener is beyond loopback.
+func (s *Server) exposed() bool {
+	return !isLoopback(s.opts.Host) || s.cfg.LeafListen != "" && !isLoopback(s.opts.LeafNode.Host)
 }
 
 // isLoopback reports whether host is a loopback IP or "localhost"; an
