@@ -172,17 +172,12 @@ func s3Client(c config.S3, opts ...s3io.Option) (*s3io.Client, error) {
 		SecretKey: c.SecretKey.MustValue(), PathStyle: c.UsePathStyle()}, opts...)
 }
 
+// connect starts the embedded broker if the agent runs it (nats.url
+// empty) and connects to it in-process: no TCP, so no TLS either, whatever
+// nats.embedded.tls requires of network clients. Otherwise it connects to
+// nats.url with nats.tls.
 func (a *Agent) connect() error {
 	n := a.cfg.NATS
-	url := n.URL
-	if url == "" {
-		srv, err := broker.StartServer(*EmbeddedServerConfig(a.cfg), a.log.With("part", "nats"))
-		if err != nil {
-			return err
-		}
-		a.server = srv
-		url = srv.ClientURL()
-	}
 	opts := []nats.Option{nats.Name("s3mesh-agent-" + a.cfg.Site), nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond), nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -195,6 +190,45 @@ func (a *Agent) connect() error {
 	if n.User != "" {
 		opts = append(opts, nats.UserInfo(n.User, n.Password.MustValue()))
 	}
+	nc, err := a.dial(opts)
+	if err != nil {
+		return err
+	}
+	a.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	a.js = js
+	return nil
+}
+
+// dial connects to nats.url, or starts the embedded broker and connects
+// to it in-process.
+func (a *Agent) dial(opts []nats.Option) (*nats.Conn, error) {
+	n := a.cfg.NATS
+	if n.URL != "" {
+		nc, err := nats.Connect(n.URL, append(opts, remoteOptions(n)...)...)
+		if err != nil {
+			return nil, fmt.Errorf("nats %s: %w", n.URL, err)
+		}
+		return nc, nil
+	}
+	srv, err := broker.StartServer(*EmbeddedServerConfig(a.cfg), a.log.With("part", "nats"))
+	if err != nil {
+		return nil, err
+	}
+	a.server = srv
+	nc, err := srv.Connect(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nats: in-process connection to the embedded broker: %w", err)
+	}
+	return nc, nil
+}
+
+// remoteOptions are the credentials and TLS for a broker at nats.url.
+func remoteOptions(n config.NATS) []nats.Option {
+	var opts []nats.Option
 	if n.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(n.CredsFile))
 	}
@@ -204,17 +238,7 @@ func (a *Agent) connect() error {
 	if n.TLS.CertFile != "" {
 		opts = append(opts, nats.ClientCert(n.TLS.CertFile, n.TLS.KeyFile))
 	}
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		return fmt.Errorf("nats %s: %w", url, err)
-	}
-	a.nc = nc
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	a.js = js
-	return nil
+	return opts
 }
 
 // Run does the work until ctx ends: event ingestion, scanner, appliers and
@@ -379,6 +403,9 @@ func EmbeddedServerConfig(cfg *config.Site) *broker.ServerConfig {
 	}
 	sc := &broker.ServerConfig{Site: cfg.Site, Listen: e.Listen, StoreDir: e.StoreDir,
 		LeafListen: e.LeafListen, LeafRemotes: e.LeafRemotes, SyncAlways: e.SyncAlways, SyncInterval: e.SyncInterval}
+	if t := e.TLS; t != nil {
+		sc.TLS = &broker.TLSFiles{CertFile: t.CertFile, KeyFile: t.KeyFile, CAFile: t.CAFile, VerifyClients: t.VerifyClients}
+	}
 	if len(e.Links) == 0 {
 		return sc
 	}

@@ -3,17 +3,10 @@ package broker
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,98 +15,15 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/s3mesh/s3mesh/internal/testenv"
 )
 
-// testCA is a CA made for one test, with its certificate in file.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	file string
-}
-
-func newTestCA(t testing.TB) *testCA {
+// issue makes TLS files for name with a certificate of ca.
+func issue(t testing.TB, ca *testenv.CA, name string) *TLSFiles {
 	t.Helper()
-	key := newKey(t)
-	tmpl := certTemplate("test CA")
-	tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "ca.pem")
-	writePEM(t, file, "CERTIFICATE", der)
-	return &testCA{cert: cert, key: key, file: file}
-}
-
-// issue makes a certificate for name (127.0.0.1, localhost; server and
-// client authentication) signed by ca.
-func (ca *testCA) issue(t testing.TB, name string) *TLSFiles {
-	t.Helper()
-	cert, key := writeCertPair(t, name, ca.cert, ca.key)
-	return &TLSFiles{CertFile: cert, KeyFile: key, CAFile: ca.file}
-}
-
-// selfSigned is issue without a CA: the certificate signs itself.
-func selfSigned(t testing.TB, name string) (certFile, keyFile string) {
-	t.Helper()
-	return writeCertPair(t, name, nil, nil)
-}
-
-func writeCertPair(t testing.TB, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (string, string) {
-	t.Helper()
-	key := newKey(t)
-	tmpl := certTemplate(name)
-	tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	tmpl.DNSNames = []string{"localhost"}
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
-	return certFile, keyFile
-}
-
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-func certTemplate(cn string) *x509.Certificate {
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	return &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-}
-
-func writePEM(t testing.TB, file, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cert, key := ca.Issue(t, name)
+	return &TLSFiles{CertFile: cert, KeyFile: key, CAFile: ca.File}
 }
 
 // logWatch passes records on to the test log and keeps the messages
@@ -168,10 +78,10 @@ func (w *logWatch) wait(t testing.TB, sub string, d time.Duration) string {
 // dialled as nats-leaf:// and upgraded, through the proxies), the mirrors
 // replicate every record; the agents' in-process connections need no TLS.
 func TestTLSMeshReplication(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testenv.NewCA(t)
 	m := newMeshOpt(t, true, func(c *ServerConfig) {
 		c.User, c.Password = "agent", "agent-"+c.Site+"-password"
-		c.TLS = ca.issue(t, c.Site)
+		c.TLS = issue(t, ca, c.Site)
 	}, "a", "b", "c")
 	for _, n := range m.names {
 		if u := m.sites[n].srv.ClientURL(); !strings.HasPrefix(u, "tls://") {
@@ -200,13 +110,13 @@ func startTLS(t *testing.T, cfg ServerConfig, log *slog.Logger) *Server {
 // name and link password, which trusts the CA but presents a self-signed
 // certificate, is refused in the TLS handshake and never links.
 func TestTLSLinkRefusesUnsignedCertificate(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testenv.NewCA(t)
 	const pw = "link-a-b-0123456789abcdef"
 	bLog := newLogWatch(t, "handshake error")
 	b := startTLS(t, ServerConfig{Site: "b", Listen: freeAddr(t), LeafListen: freeAddr(t), StoreDir: t.TempDir(),
-		User: "agent", Password: "agent-b-password", Links: []Link{{Peer: "a", Password: pw}}, TLS: ca.issue(t, "b")}, slog.New(bLog))
+		User: "agent", Password: "agent-b-password", Links: []Link{{Peer: "a", Password: pw}}, TLS: issue(t, ca, "b")}, slog.New(bLog))
 	aCfg := ServerConfig{Site: "a", Listen: freeAddr(t), StoreDir: t.TempDir(), User: "agent", Password: "agent-a-password",
-		Links: []Link{{Peer: "b", Password: pw, URL: "tls://" + b.cfg.LeafListen}}, TLS: ca.issue(t, "a")}
+		Links: []Link{{Peer: "b", Password: pw, URL: "tls://" + b.cfg.LeafListen}}, TLS: issue(t, ca, "a")}
 	a := startTLS(t, aCfg, testLogger(t))
 	eventually(t, 10*time.Second, "link a–b", func() error {
 		if len(a.LeafLinks()) != 1 || len(b.LeafLinks()) != 1 {
@@ -217,8 +127,8 @@ func TestTLSLinkRefusesUnsignedCertificate(t *testing.T) {
 
 	rogueCfg := aCfg
 	rogueCfg.Listen, rogueCfg.StoreDir = freeAddr(t), t.TempDir()
-	certFile, keyFile := selfSigned(t, "rogue")
-	rogueCfg.TLS = &TLSFiles{CertFile: certFile, KeyFile: keyFile, CAFile: ca.file}
+	certFile, keyFile := testenv.SelfSigned(t, "rogue")
+	rogueCfg.TLS = &TLSFiles{CertFile: certFile, KeyFile: keyFile, CAFile: ca.File}
 	rogue := startTLS(t, rogueCfg, testLogger(t))
 	// crypto/tls does not offer a certificate the CA did not sign.
 	bLog.wait(t, "didn't provide a certificate", 15*time.Second)
@@ -229,7 +139,7 @@ func TestTLSLinkRefusesUnsignedCertificate(t *testing.T) {
 		t.Fatalf("rogue has links %v", l)
 	}
 	// A dialler that insists on presenting the self-signed certificate.
-	forceCertificate(t, b.cfg.LeafListen, certFile, keyFile, ca.file)
+	forceCertificate(t, b.cfg.LeafListen, certFile, keyFile, ca.File)
 	bLog.wait(t, "unknown authority", 15*time.Second)
 	if n := b.NATS().NumLeafNodes(); n != 1 {
 		t.Fatalf("b has %d leaf connections, want 1 (a's)", n)
@@ -273,8 +183,8 @@ func forceCertificate(t *testing.T, addr, certFile, keyFile, caFile string) {
 // not trust the CA; a client trusting it connects. With VerifyClients, a
 // client also needs a certificate of the CA.
 func TestTLSClients(t *testing.T) {
-	ca := newTestCA(t)
-	files := ca.issue(t, "a")
+	ca := testenv.NewCA(t)
+	files := issue(t, ca, "a")
 	srv := startTLS(t, ServerConfig{Site: "a", Listen: freeAddr(t), StoreDir: t.TempDir(),
 		User: "agent", Password: "agent-a-password", TLS: files}, testLogger(t))
 	checkPlainTextRefused(t, srv.cfg.Listen)
@@ -283,7 +193,7 @@ func TestTLSClients(t *testing.T) {
 		nc.Close()
 		t.Fatal("a client without the CA connected")
 	}
-	nc, err := nats.Connect(srv.ClientURL(), login, nats.RootCAs(ca.file))
+	nc, err := nats.Connect(srv.ClientURL(), login, nats.RootCAs(ca.File))
 	if err != nil {
 		t.Fatalf("client trusting the CA: %v", err)
 	}
@@ -292,12 +202,12 @@ func TestTLSClients(t *testing.T) {
 	mtls := *files
 	mtls.VerifyClients = true
 	srv2 := startTLS(t, ServerConfig{Site: "b", Listen: freeAddr(t), StoreDir: t.TempDir(), TLS: &mtls}, testLogger(t))
-	if nc, err := nats.Connect(srv2.ClientURL(), nats.RootCAs(ca.file)); err == nil {
+	if nc, err := nats.Connect(srv2.ClientURL(), nats.RootCAs(ca.File)); err == nil {
 		nc.Close()
 		t.Fatal("a client without a certificate connected to a VerifyClients server")
 	}
-	client := ca.issue(t, "client")
-	nc, err = nats.Connect(srv2.ClientURL(), nats.RootCAs(ca.file), nats.ClientCert(client.CertFile, client.KeyFile))
+	client := issue(t, ca, "client")
+	nc, err = nats.Connect(srv2.ClientURL(), nats.RootCAs(ca.File), nats.ClientCert(client.CertFile, client.KeyFile))
 	if err != nil {
 		t.Fatalf("client with a certificate of the CA: %v", err)
 	}
@@ -343,9 +253,9 @@ func checkPlainTextRefused(t *testing.T, addr string) {
 // TestTLSConfigErrors: unusable TLS files are refused before the server
 // starts, naming the problem.
 func TestTLSConfigErrors(t *testing.T) {
-	ca := newTestCA(t)
-	good := ca.issue(t, "a")
-	other := ca.issue(t, "b")
+	ca := testenv.NewCA(t)
+	good := issue(t, ca, "a")
+	other := issue(t, ca, "b")
 	empty := filepath.Join(t.TempDir(), "empty.pem")
 	if err := os.WriteFile(empty, nil, 0o600); err != nil {
 		t.Fatal(err)

@@ -136,6 +136,40 @@ type Embedded struct {
 	// acknowledged record survives a process crash either way, an OS crash
 	// only once synced.
 	SyncInterval time.Duration `yaml:"sync_interval"`
+	// TLS, when set, is required on the client and leaf listeners and used
+	// on every dialled link (see broker.TLSFiles).
+	TLS *EmbeddedTLS `yaml:"tls"`
+}
+
+// EmbeddedTLS is the server side of the embedded broker's TLS.
+type EmbeddedTLS struct {
+	CertFile string `yaml:"cert_file"` // the broker's certificate, server and client auth (required)
+	KeyFile  string `yaml:"key_file"`  // its key (required)
+	// CAFile signed the peers' certificates: with it, dialling peers must
+	// present one (mutual TLS on links) and dialled peers are verified
+	// against it (otherwise against the system roots).
+	CAFile string `yaml:"ca_file"`
+	// VerifyClients requires clients to present a certificate signed by
+	// CAFile (nats.tls.cert_file for the agent).
+	VerifyClients bool `yaml:"verify_clients"`
+}
+
+func (t *EmbeddedTLS) validate() error {
+	if t.CertFile == "" || t.KeyFile == "" {
+		return fieldErr("nats.embedded.tls", "cert_file and key_file are both required")
+	}
+	if t.VerifyClients && t.CAFile == "" {
+		return fieldErr("nats.embedded.tls.ca_file", "required with verify_clients")
+	}
+	for _, f := range []struct{ name, path string }{{"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"ca_file", t.CAFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return fieldErr("nats.embedded.tls."+f.name, "%v", err)
+		}
+	}
+	return nil
 }
 
 // Link is the leaf link to one peer. The site whose URL names the other's
@@ -605,6 +639,11 @@ func (n NATS) validate() error {
 		}
 		if err := e.validateLinks(n); err != nil {
 			return err
+		}
+		if e.TLS != nil {
+			if err := e.TLS.validate(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
