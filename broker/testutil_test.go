@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -20,15 +21,22 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
+// freeAddr returns a 127.0.0.1 address with a port that was free a moment
+// ago. It picks below Linux's ephemeral range (32768 and up): a port this
+// test frees to restart a server on it is then not handed to another test
+// process's listen on port 0 meanwhile (which made TestCutHealRestart fail
+// with "address already in use" under `go test ./...`).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 200 {
+		addr := "127.0.0.1:" + strconv.Itoa(20000+rand.IntN(12000))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatal("no free port in 20000-31999")
+	return ""
 }
 
 // eventually polls cond every 20 ms until it returns nil or d elapses.
