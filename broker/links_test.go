@@ -329,3 +329,20 @@ func TestExposedListenersNeedAuth(t *testing.T) {
 		t.Errorf("authenticated exposed broker refused: %v", err)
 	}
 }
+
+// TestUserEntry: a nil direction stays unrestricted, an empty one allows
+// nothing.
+func TestUserEntry(t *testing.T) {
+	for _, tc := range []struct {
+		u    User
+		want string
+	}{
+		{User{Name: "u", Password: "p"}, `{user: "u", password: "p"}`},
+		{User{Name: "u", Password: "p", Publish: []string{"s.x"}}, `{user: "u", password: "p", permissions: {publish: ["s.x"]}}`},
+		{User{Name: "u", Password: "p", Publish: []string{"s.x"}, Subscribe: []string{}}, `{user: "u", password: "p", permissions: {publish: ["s.x"], subscribe: {deny: [">"]}}}`},
+	} {
+		if got := userEntry(tc.u); got != tc.want {
+			t.Errorf("userEntry(%+v) = %s, want %s", tc.u, got, tc.want)
+		}
+	}
+}

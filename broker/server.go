@@ -298,11 +298,7 @@ func linkAccounts(cfg ServerConfig, opts *server.Options) error {
 		if u.Name == "" || u.Password == "" || u.Name == cfg.User {
 			return fmt.Errorf("client user %q: needs a name of its own and a password", u.Name)
 		}
-		e := fmt.Sprintf("{user: %s, password: %s", q(u.Name), q(u.Password))
-		if u.Publish != nil || u.Subscribe != nil {
-			e += fmt.Sprintf(", permissions: {publish: %s, subscribe: %s}", subjectList(u.Publish), subjectList(u.Subscribe))
-		}
-		siteUsers = append(siteUsers, e+"}")
+		siteUsers = append(siteUsers, userEntry(u))
 	}
 	var peers []string
 	peerUsers := map[string][]AccountUser{}
@@ -330,8 +326,25 @@ func linkAccounts(cfg ServerConfig, opts *server.Options) error {
 	return nil
 }
 
-// subjectList renders subjects as a configuration array; nil allows
-// nothing.
+// userEntry renders u as an account user. A nil Publish or Subscribe
+// leaves that direction unrestricted; an empty one allows nothing.
+func userEntry(u User) string {
+	var perms []string
+	if u.Publish != nil {
+		perms = append(perms, "publish: "+subjectList(u.Publish))
+	}
+	if u.Subscribe != nil {
+		perms = append(perms, "subscribe: "+subjectList(u.Subscribe))
+	}
+	e := fmt.Sprintf("{user: %s, password: %s", strconv.Quote(u.Name), strconv.Quote(u.Password))
+	if len(perms) > 0 {
+		e += ", permissions: {" + strings.Join(perms, ", ") + "}"
+	}
+	return e + "}"
+}
+
+// subjectList renders subjects as a configuration array; an empty list
+// allows nothing.
 func subjectList(subjects []string) string {
 	if len(subjects) == 0 {
 		return `{deny: [">"]}`
