@@ -328,12 +328,17 @@ func TestRebuildResumesAfterCrash(t *testing.T) {
 	if !strings.Contains(second.stderr, "resuming") {
 		t.Errorf("the second run did not resume from a cursor:\n%s", second.stderr)
 	}
-	// Nothing copied twice: the second run copies only what the first did not.
+	// Nothing copied twice: the second run copies only what the first did
+	// not. A PUT the first run had fully sent when it died can still land
+	// after the listing above (the store finishes it); the second run finds
+	// such an object present and adopts it, so up to one object per worker
+	// may be in neither count. More than total means a second copy.
 	total := 0
 	if err := e.sites["a"].s3.List(ctx, bucket, "", 0, func(s3io.ListEntry) error { total++; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if len(copied)+second.copied != total {
+	const workers = 16 // rebuild's default
+	if sum := len(copied) + second.copied; sum > total || sum < total-workers {
 		t.Errorf("first run copied %d, second %d, but the bucket holds %d objects: something was copied twice or not at all", len(copied), second.copied, total)
 	}
 	e.mustCtl(t, "start", "b")
