@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"regexp"
 	"sync"
@@ -75,7 +76,10 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	}
 	a.hooks = hooks
 	// One budget for the body buffers of every applier (and admin retry).
-	localOpts := []s3io.Option{s3io.WithMemoryBudget(cfg.MemoryBudget)}
+	counter := func(store string) s3io.Option {
+		return s3io.WithRequestCounter(func(op string) { a.M.S3Requests.WithLabelValues(store, op).Inc() })
+	}
+	localOpts := []s3io.Option{s3io.WithMemoryBudget(cfg.MemoryBudget), counter("local")}
 	if hooks.s3Delay > 0 {
 		log.Warn("TEST HOOK: every request to the local S3 is delayed", "delay", hooks.s3Delay)
 		localOpts = append(localOpts, s3io.WithHTTPClient(&http.Client{Transport: slowTransport{hooks.s3Delay, http.DefaultTransport}}))
@@ -86,7 +90,7 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	}
 	sources := map[string]consumer.Source{}
 	for _, p := range cfg.Peers {
-		c, err := s3Client(p.S3)
+		c, err := s3Client(p.S3, counter(p.Name))
 		if err != nil {
 			return nil, fmt.Errorf("peer %s s3: %w", p.Name, err)
 		}
@@ -277,7 +281,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ingest := &producer.Ingest{P: a.Producer, Sources: sources, Kick: a.Scanner.Kick, Log: a.log.With("part", "events"), Drop: a.hooks.dropEvents}
+	ingest := &producer.Ingest{P: a.Producer, Sources: sources, Workers: a.cfg.Workers, Kick: a.Scanner.Kick, Log: a.log.With("part", "events"), Drop: a.hooks.dropEvents}
 	run("events", func() error { return ingest.Run(ctx, a.js) })
 	run("scanner", func() error { a.Scanner.Run(ctx); return nil })
 	run("peer-keys", func() error { a.checkPeerKeys(ctx); return nil }) // warns only
@@ -301,6 +305,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		})
 		mux.Handle("/events/", &producer.Webhook{Sources: hooks, Pub: &publisher{site: a.cfg.Site, js: a.js},
 			Log: a.log.With("part", "webhook"), OnBad: func(s string) { a.M.EventsMalformed.WithLabelValues(s).Inc() }})
+		if os.Getenv("S3MESH_PPROF") == "1" {
+			// Profiling for `docs/PERFORMANCE.md`: opt-in, on the agent's own
+			// (loopback by default) HTTP address only.
+			a.log.Warn("S3MESH_PPROF=1: serving /debug/pprof/ on the HTTP address")
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		run("http", func() error {
 			if err := a.http.Serve(a.httpLn); !errors.Is(err, http.ErrServerClosed) {
@@ -379,6 +391,8 @@ func (l localAdapter) Reconcile(ctx context.Context, bucket, key string) error {
 	_, err := l.p.Reconcile(ctx, bucket, key)
 	return err
 }
+
+func (l localAdapter) ExpectEcho(bucket, key, etag string) { l.p.ExpectEcho(bucket, key, etag) }
 
 func (l localAdapter) RecoverLocked(ctx context.Context, bucket, key string, e *state.Entry) error {
 	return l.p.RecoverLocked(ctx, bucket, key, e)

@@ -37,6 +37,10 @@ type Source interface {
 type Local interface {
 	Reconcile(ctx context.Context, bucket, key string) error
 	RecoverLocked(ctx context.Context, bucket, key string, e *state.Entry) error
+	// ExpectEcho notes a replica write just made (etag "" for a delete),
+	// so the storage event it causes needs no HEAD. Called under the key's
+	// lock.
+	ExpectEcho(bucket, key, etag string)
 }
 
 // ConflictLog records every conflict decision durably.

@@ -130,6 +130,8 @@ func (l *memLocal) Reconcile(_ context.Context, bucket, key string) error {
 	return l.store.Put(bucket, key, e)
 }
 
+func (l *memLocal) ExpectEcho(bucket, key, etag string) {}
+
 func (l *memLocal) RecoverLocked(context.Context, string, string, *state.Entry) error {
 	l.recovers++
 	return nil

@@ -33,10 +33,14 @@ func (a *Applier) execute(ctx context.Context, k lifecycle.Key, rec *schema.Reco
 		case lifecycle.CopyLoser:
 			err = a.copyLoser(ctx, k, ef)
 		case lifecycle.Put:
-			etag, err = a.put(ctx, k, ef)
+			if etag, err = a.put(ctx, k, ef); err == nil {
+				a.expectEcho(k, etag)
+			}
 			wrote = true
 		case lifecycle.Delete:
-			err = a.delete(ctx, k, ef)
+			if err = a.delete(ctx, k, ef); err == nil {
+				a.expectEcho(k, "")
+			}
 			wrote = true
 		case lifecycle.CheckAbsent:
 			err = a.checkAbsent(ctx, k)
@@ -69,6 +73,14 @@ func (a *Applier) execute(ctx context.Context, k lifecycle.Key, rec *schema.Reco
 		h(k.Bucket, k.Key)
 	}
 	return lifecycle.Written{Record: rec, ETag: etag}, nil
+}
+
+// expectEcho tells the producer a replica write was made, so the storage
+// event it causes is recognised without a HEAD (we hold the key's lock).
+func (a *Applier) expectEcho(k lifecycle.Key, etag string) {
+	if a.Local != nil {
+		a.Local.ExpectEcho(k.Bucket, k.Key, etag)
+	}
 }
 
 // refusal maps a conditional write's 412 or 404 to errRefused.

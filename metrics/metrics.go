@@ -22,6 +22,7 @@ type Metrics struct {
 	Scans            *prometheus.CounterVec // by bucket
 	ApplyLag         prometheus.Histogram   // seconds from record made to applied
 	HeldBuckets      *prometheus.GaugeVec   // 1 while a bucket's deletes are held
+	S3Requests       *prometheus.CounterVec // by store (local or a peer's name) and operation
 }
 
 // New creates and registers the metrics.
@@ -40,11 +41,12 @@ func New() *Metrics {
 		AckFailures:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_ack_failures_total", Help: "Acknowledgements of peer records and storage events that could not be sent, by op (ack, nak, in_progress, term); the message is redelivered after the ack wait."}, []string{"op"}),
 		Scans:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_scans_total", Help: "Completed bucket scans."}, []string{"bucket"}),
 		HeldBuckets:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "s3mesh_bucket_deletes_held", Help: "1 while a scan holds a bucket's deletes for an operator (too many keys missing)."}, []string{"bucket"}),
+		S3Requests:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_s3_requests_total", Help: "HTTP requests sent to S3 (retries included), by store (local, or the peer whose store it is) and operation."}, []string{"store", "op"}),
 		ApplyLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "s3mesh_apply_lag_seconds", Help: "Time from a record being made at its origin to being applied here.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}),
 	}
 	r.MustRegister(m.EventsReceived, m.EventsMalformed, m.Reconciles, m.RecordsPublished, m.RecordsApplied,
-		m.ApplyErrors, m.Conflicts, m.DeadLettered, m.AckFailures, m.Scans, m.ApplyLag, m.HeldBuckets,
+		m.ApplyErrors, m.Conflicts, m.DeadLettered, m.AckFailures, m.Scans, m.ApplyLag, m.HeldBuckets, m.S3Requests,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -20,12 +20,16 @@ const (
 )
 
 // Hint is one storage event reduced to what s3mesh trusts of it: "something
-// may have changed at bucket/key". Op and Size are informative only.
+// may have changed at bucket/key". Op, Size and ETag only save requests
+// (see Producer.ReconcileEvent); what replicates is always read from the
+// store.
 type Hint struct {
 	Bucket string
 	Key    string
 	Op     string // "put", "delete" or "other"
 	Event  string // the event name as sent
+	Size   int64  // the object's size as the event says (0: not said)
+	ETag   string // the object's ETag as the event says, without quotes ("": not said)
 }
 
 // ErrBadEvent wraps every parse failure.
@@ -39,7 +43,9 @@ type s3Event struct {
 				Name string `json:"name"`
 			} `json:"bucket"`
 			Object struct {
-				Key string `json:"key"`
+				Key  string `json:"key"`
+				Size int64  `json:"size"`
+				ETag string `json:"eTag"`
 			} `json:"object"`
 		} `json:"s3"`
 	} `json:"Records"`
@@ -75,7 +81,12 @@ func ParseEvent(data []byte, enc KeyEncoding) ([]Hint, error) {
 		if len(key) > 1024 {
 			return nil, fmt.Errorf("%w: record %d: key of %d bytes (max 1024)", ErrBadEvent, i, len(key))
 		}
-		hints = append(hints, Hint{Bucket: b, Key: key, Op: opOf(r.EventName), Event: r.EventName})
+		size := r.S3.Object.Size
+		if size < 0 {
+			size = 0
+		}
+		etag := strings.Trim(r.S3.Object.ETag, `"`)
+		hints = append(hints, Hint{Bucket: b, Key: key, Op: opOf(r.EventName), Event: r.EventName, Size: size, ETag: etag})
 	}
 	return hints, nil
 }

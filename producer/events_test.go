@@ -38,12 +38,12 @@ func TestParseEvent(t *testing.T) {
 		{
 			name: "versitygw v1.8.0 raw key",
 			data: versityEvent, enc: KeysRaw,
-			want: []Hint{{Bucket: "demo", Key: "dir/hello world+ü%20.txt", Op: "put", Event: "s3:ObjectCreated:Put"}},
+			want: []Hint{{Bucket: "demo", Key: "dir/hello world+ü%20.txt", Op: "put", Event: "s3:ObjectCreated:Put", Size: 13, ETag: "f038b1"}},
 		},
 		{
 			name: "empty encoding means raw",
 			data: versityEvent, enc: "",
-			want: []Hint{{Bucket: "demo", Key: "dir/hello world+ü%20.txt", Op: "put", Event: "s3:ObjectCreated:Put"}},
+			want: []Hint{{Bucket: "demo", Key: "dir/hello world+ü%20.txt", Op: "put", Event: "s3:ObjectCreated:Put", Size: 13, ETag: "f038b1"}},
 		},
 		{
 			name: "versitygw start-up test event",
@@ -59,52 +59,52 @@ func TestParseEvent(t *testing.T) {
 		{
 			name: "AWS url-encoded key",
 			data: awsEvent("demo", "s3:ObjectCreated:Put", "dir/hello+world%2B%C3%BC.txt"), enc: KeysURL,
-			want: []Hint{{Bucket: "demo", Key: "dir/hello world+ü.txt", Op: "put", Event: "s3:ObjectCreated:Put"}},
+			want: []Hint{{Bucket: "demo", Key: "dir/hello world+ü.txt", Op: "put", Event: "s3:ObjectCreated:Put", Size: 1}},
 		},
 		{
 			name: "url-encoded key read raw stays encoded",
 			data: awsEvent("demo", "s3:ObjectCreated:Put", "dir/hello+world%2B%C3%BC.txt"), enc: KeysRaw,
-			want: []Hint{{Bucket: "demo", Key: "dir/hello+world%2B%C3%BC.txt", Op: "put", Event: "s3:ObjectCreated:Put"}},
+			want: []Hint{{Bucket: "demo", Key: "dir/hello+world%2B%C3%BC.txt", Op: "put", Event: "s3:ObjectCreated:Put", Size: 1}},
 		},
 		{
 			name: "ObjectRemoved:Delete",
 			data: awsEvent("demo", "s3:ObjectRemoved:Delete", "a/b"), enc: KeysURL,
-			want: []Hint{{Bucket: "demo", Key: "a/b", Op: "delete", Event: "s3:ObjectRemoved:Delete"}},
+			want: []Hint{{Bucket: "demo", Key: "a/b", Op: "delete", Event: "s3:ObjectRemoved:Delete", Size: 1}},
 		},
 		{
 			name: "ObjectRemoved:DeleteObjects",
 			data: awsEvent("demo", "s3:ObjectRemoved:DeleteObjects", "a/b"), enc: KeysRaw,
-			want: []Hint{{Bucket: "demo", Key: "a/b", Op: "delete", Event: "s3:ObjectRemoved:DeleteObjects"}},
+			want: []Hint{{Bucket: "demo", Key: "a/b", Op: "delete", Event: "s3:ObjectRemoved:DeleteObjects", Size: 1}},
 		},
 		{
 			name: "ObjectRemoved:DeleteMarkerCreated",
 			data: awsEvent("demo", "s3:ObjectRemoved:DeleteMarkerCreated", "a/b"), enc: KeysRaw,
-			want: []Hint{{Bucket: "demo", Key: "a/b", Op: "delete", Event: "s3:ObjectRemoved:DeleteMarkerCreated"}},
+			want: []Hint{{Bucket: "demo", Key: "a/b", Op: "delete", Event: "s3:ObjectRemoved:DeleteMarkerCreated", Size: 1}},
 		},
 		{
 			name: "ObjectCreated:Copy",
 			data: awsEvent("demo", "s3:ObjectCreated:Copy", "c"), enc: KeysRaw,
-			want: []Hint{{Bucket: "demo", Key: "c", Op: "put", Event: "s3:ObjectCreated:Copy"}},
+			want: []Hint{{Bucket: "demo", Key: "c", Op: "put", Event: "s3:ObjectCreated:Copy", Size: 1}},
 		},
 		{
 			name: "ObjectCreated:CompleteMultipartUpload",
 			data: awsEvent("demo", "s3:ObjectCreated:CompleteMultipartUpload", "big.bin"), enc: KeysURL,
-			want: []Hint{{Bucket: "demo", Key: "big.bin", Op: "put", Event: "s3:ObjectCreated:CompleteMultipartUpload"}},
+			want: []Hint{{Bucket: "demo", Key: "big.bin", Op: "put", Event: "s3:ObjectCreated:CompleteMultipartUpload", Size: 1}},
 		},
 		{
 			name: "AWS eventName without s3: prefix (put)",
 			data: awsEvent("demo", "ObjectCreated:Put", "x"), enc: KeysURL,
-			want: []Hint{{Bucket: "demo", Key: "x", Op: "put", Event: "ObjectCreated:Put"}},
+			want: []Hint{{Bucket: "demo", Key: "x", Op: "put", Event: "ObjectCreated:Put", Size: 1}},
 		},
 		{
 			name: "AWS eventName without s3: prefix (delete)",
 			data: awsEvent("demo", "ObjectRemoved:Delete", "x"), enc: KeysURL,
-			want: []Hint{{Bucket: "demo", Key: "x", Op: "delete", Event: "ObjectRemoved:Delete"}},
+			want: []Hint{{Bucket: "demo", Key: "x", Op: "delete", Event: "ObjectRemoved:Delete", Size: 1}},
 		},
 		{
 			name: "other event kind",
 			data: awsEvent("demo", "s3:ObjectTagging:Put", "x"), enc: KeysURL,
-			want: []Hint{{Bucket: "demo", Key: "x", Op: "other", Event: "s3:ObjectTagging:Put"}},
+			want: []Hint{{Bucket: "demo", Key: "x", Op: "other", Event: "s3:ObjectTagging:Put", Size: 1}},
 		},
 		{
 			name: "multiple records in order",
@@ -114,20 +114,20 @@ func TestParseEvent(t *testing.T) {
 				"ObjectCreated:Copy", "four+five"),
 			enc: KeysURL,
 			want: []Hint{
-				{Bucket: "demo", Key: "one", Op: "put", Event: "s3:ObjectCreated:Put"},
-				{Bucket: "demo", Key: "two/three", Op: "delete", Event: "s3:ObjectRemoved:Delete"},
-				{Bucket: "demo", Key: "four five", Op: "put", Event: "ObjectCreated:Copy"},
+				{Bucket: "demo", Key: "one", Op: "put", Event: "s3:ObjectCreated:Put", Size: 1},
+				{Bucket: "demo", Key: "two/three", Op: "delete", Event: "s3:ObjectRemoved:Delete", Size: 1},
+				{Bucket: "demo", Key: "four five", Op: "put", Event: "ObjectCreated:Copy", Size: 1},
 			},
 		},
 		{
 			name: "key of exactly 1024 bytes",
 			data: awsEvent("demo", "s3:ObjectCreated:Put", long), enc: KeysRaw,
-			want: []Hint{{Bucket: "demo", Key: long, Op: "put", Event: "s3:ObjectCreated:Put"}},
+			want: []Hint{{Bucket: "demo", Key: long, Op: "put", Event: "s3:ObjectCreated:Put", Size: 1}},
 		},
 		{
 			name: "url-encoded key decoding to 1024 bytes",
 			data: awsEvent("demo", "s3:ObjectCreated:Put", strings.Repeat("%6B", 1024)), enc: KeysURL,
-			want: []Hint{{Bucket: "demo", Key: long, Op: "put", Event: "s3:ObjectCreated:Put"}},
+			want: []Hint{{Bucket: "demo", Key: long, Op: "put", Event: "s3:ObjectCreated:Put", Size: 1}},
 		},
 	}
 	for _, tc := range tests {

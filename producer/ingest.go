@@ -110,11 +110,7 @@ func (in *Ingest) handle(ctx context.Context, m jetstream.Msg) {
 		return
 	}
 	for _, h := range hints {
-		reconcile := in.P.Reconcile
-		if h.Op == "delete" {
-			reconcile = in.P.ReconcileDeleteEvent
-		}
-		res, err := reconcile(ctx, h.Bucket, h.Key)
+		res, err := in.P.ReconcileEvent(ctx, h)
 		if err != nil {
 			if ctx.Err() != nil {
 				return // shutting down: redelivered later

@@ -22,6 +22,9 @@ import (
 type ObjectStore interface {
 	Head(ctx context.Context, bucket, key string) (s3io.ObjectInfo, error)
 	Get(ctx context.Context, bucket, key, ifMatch string) (io.ReadCloser, s3io.ObjectInfo, error)
+	// Peek is a GET of at most max bytes: the info, and the body when the
+	// object is no larger (see s3io.Client.Peek).
+	Peek(ctx context.Context, bucket, key string, max int64) (s3io.ObjectInfo, []byte, error)
 	BucketExists(ctx context.Context, bucket string) (bool, error)
 }
 
@@ -78,6 +81,8 @@ type Producer struct {
 	m       *metrics.Metrics
 	Hooks   Hooks
 
+	echoes *echoes // replica writes whose storage events are expected
+
 	heldMu sync.Mutex
 	held   map[string]bool // buckets whose deletes the scanner holds
 }
@@ -118,7 +123,7 @@ func New(cfg Config, store *state.Store, s3 ObjectStore, pub Publisher, m *metri
 		m = metrics.New()
 	}
 	core := lifecycle.Machine{Site: cfg.Site, InlineThreshold: cfg.InlineThreshold, SkewMillis: cfg.Skew.Milliseconds(), Floor: cfg.CounterFloor}
-	return &Producer{cfg: cfg, core: core, store: store, s3: s3, pub: pub, log: log, buckets: b, m: m}
+	return &Producer{cfg: cfg, core: core, store: store, s3: s3, pub: pub, log: log, buckets: b, m: m, echoes: newEchoes(cfg.Now)}
 }
 
 // Ignored reports whether key matches one of the ignore patterns.
@@ -138,23 +143,40 @@ func (p *Producer) Replicated(bucket string) bool { return p.buckets[bucket] }
 // the site now holds a version the state doesn't know, publishes a change
 // record for it. It is safe to call any number of times (idempotent).
 func (p *Producer) Reconcile(ctx context.Context, bucket, key string) (Result, error) {
-	return p.reconcile(ctx, bucket, key, false)
+	return p.reconcile(ctx, Hint{Bucket: bucket, Key: key}, false)
 }
 
 // ReconcileDeleteEvent is Reconcile for a hint that is a delete event: a user
 // deleted through the S3 API, so the delete is published even while the
 // scanner holds the bucket's deletes (a wiped store sends no events).
 func (p *Producer) ReconcileDeleteEvent(ctx context.Context, bucket, key string) (Result, error) {
-	return p.reconcile(ctx, bucket, key, true)
+	return p.reconcile(ctx, Hint{Bucket: bucket, Key: key, Op: "delete"}, true)
 }
 
-func (p *Producer) reconcile(ctx context.Context, bucket, key string, deleteEvent bool) (Result, error) {
-	if !p.buckets[bucket] || p.Ignored(key) {
+// ReconcileEvent is Reconcile for a storage event's hint. What the event
+// says beyond the key is used to save requests, never trusted for content:
+// the echo of this site's own replica write (same key and ETag, see
+// ExpectEcho) is recognised without asking the store; for an object the
+// event says is small, one GET (Peek) reads its info and body together
+// instead of a HEAD and then a GET.
+func (p *Producer) ReconcileEvent(ctx context.Context, h Hint) (Result, error) {
+	return p.reconcile(ctx, h, h.Op == "delete")
+}
+
+// ExpectEcho notes that this site's applier just wrote etag ("" for a
+// delete) at bucket/key as a replica, so the storage event that write
+// causes needs no HEAD. The caller holds the key's lock, so the event's
+// reconcile (which takes it too) sees the expectation.
+func (p *Producer) ExpectEcho(bucket, key, etag string) { p.echoes.expect(bucket, key, etag) }
+
+func (p *Producer) reconcile(ctx context.Context, h Hint, deleteEvent bool) (Result, error) {
+	if !p.buckets[h.Bucket] || p.Ignored(h.Key) {
 		return NotReplicated, nil
 	}
 	for attempt := 0; ; attempt++ {
-		res, err := p.reconcileOnce(ctx, lifecycle.Key{Bucket: bucket, Key: key}, deleteEvent)
+		res, err := p.reconcileOnce(ctx, lifecycle.Key{Bucket: h.Bucket, Key: h.Key}, h, deleteEvent)
 		if errors.Is(err, errChanged) && attempt < 5 {
+			h.Size = 0 // read again with a HEAD
 			continue
 		}
 		if err == nil {
@@ -164,20 +186,60 @@ func (p *Producer) reconcile(ctx context.Context, bucket, key string, deleteEven
 	}
 }
 
-func (p *Producer) reconcileOnce(ctx context.Context, k lifecycle.Key, deleteEvent bool) (Result, error) {
+func (p *Producer) reconcileOnce(ctx context.Context, k lifecycle.Key, h Hint, deleteEvent bool) (Result, error) {
 	unlock := p.store.Lock(k.Bucket, k.Key)
 	defer unlock()
 	e, err := p.load(ctx, k)
 	if err != nil {
 		return Unchanged, err
 	}
-	obs, err := p.observe(ctx, k, e)
+	if h.Op != "" && p.isEcho(e, h) {
+		return Replica, nil
+	}
+	obs, ctx, err := p.observeHint(ctx, k, e, h)
 	if err != nil {
 		return Unchanged, fmt.Errorf("reconcile %s/%s: %w", k.Bucket, k.Key, err)
 	}
 	obs.DeleteEvent = deleteEvent
 	st, err := p.drive(ctx, k, e, obs)
 	return st.Result, err
+}
+
+// isEcho reports whether event hint h is the echo of the applier's last
+// replica write of the key, which the state e (read under the key's lock)
+// records as what the site holds.
+func (p *Producer) isEcho(e state.Entry, h Hint) bool {
+	switch {
+	case e.Outstanding():
+		return false
+	case h.Op == "put" && h.ETag != "" && e.Present() && e.LocalETag == h.ETag:
+		return p.echoes.absorb(h.Bucket, h.Key, h.ETag)
+	case h.Op == "delete" && !e.Present() && e.Held.ID != "":
+		return p.echoes.absorb(h.Bucket, h.Key, "")
+	}
+	return false
+}
+
+// observeHint is observe with one GET instead of a HEAD when the event says
+// the object is small enough to travel inline: the body read comes back
+// in the returned context for the inline read of this reconcile.
+func (p *Producer) observeHint(ctx context.Context, k lifecycle.Key, e state.Entry, h Hint) (lifecycle.Observe, context.Context, error) {
+	if h.Op != "put" || h.Size <= 0 || h.Size > p.cfg.InlineThreshold {
+		obs, err := p.observe(ctx, k, e)
+		return obs, ctx, err
+	}
+	info, body, err := p.s3.Peek(ctx, k.Bucket, k.Key, p.cfg.InlineThreshold)
+	if err != nil {
+		return lifecycle.Observe{}, ctx, err
+	}
+	if !info.Exists {
+		obs, err := p.observe(ctx, k, e) // absent: observe checks the bucket too
+		return obs, ctx, err
+	}
+	if body != nil {
+		ctx = withPeek(ctx, info.ETag, body)
+	}
+	return lifecycle.Observe{Object: ObjectOf(info), Policy: p.cfg.Policies[k.Bucket], DeletesHeld: p.isHeld(k.Bucket)}, ctx, nil
 }
 
 // Resolve settles a conflict by publishing a new local version of

@@ -65,6 +65,10 @@ func (f *fakeBucket) Get(ctx context.Context, bucket, key, ifMatch string) (io.R
 	return nil, s3io.ObjectInfo{}, fmt.Errorf("not in this test")
 }
 
+func (f *fakeBucket) Peek(ctx context.Context, bucket, key string, max int64) (s3io.ObjectInfo, []byte, error) {
+	return s3io.ObjectInfo{}, nil, fmt.Errorf("not in this test")
+}
+
 func (f *fakeBucket) BucketExists(ctx context.Context, bucket string) (bool, error) { return true, nil }
 
 func (f *fakeBucket) PublishRecord(ctx context.Context, partition int, data []byte, msgID string) error {

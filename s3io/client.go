@@ -1,6 +1,7 @@
 package s3io
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"golang.org/x/sync/semaphore"
@@ -15,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/middleware"
 )
 
 // DefaultRegion is used when Endpoint.Region is empty.
@@ -68,6 +70,14 @@ type options struct {
 	httpClient  aws.HTTPClient
 	maxAttempts int
 	budget      int64
+	onRequest   func(op string)
+}
+
+// WithRequestCounter calls fn with the S3 operation's name ("HeadObject",
+// "PutObject", ...) for every HTTP request the client sends, retries
+// included (the agent's s3mesh_s3_requests_total).
+func WithRequestCounter(fn func(op string)) Option {
+	return func(o *options) { o.onRequest = fn }
 }
 
 // WithMemoryBudget bounds the body bytes all Puts of the client hold at
@@ -145,12 +155,28 @@ func New(ep Endpoint, opts ...Option) (*Client, error) {
 		RequestChecksumCalculation:                aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation:                aws.ResponseChecksumValidationWhenRequired,
 		DisableLogOutputChecksumValidationSkipped: true,
+		APIOptions: apiOptions(o),
 	})
 	c := &Client{s3: cl, endpoint: u.String(), region: region}
 	if o.budget > 0 {
 		c.budget, c.budgetCap = semaphore.NewWeighted(o.budget), o.budget
 	}
 	return c, nil
+}
+
+// apiOptions adds the request counter after the retry step, so that it
+// sees every attempt.
+func apiOptions(o options) []func(*middleware.Stack) error {
+	if o.onRequest == nil {
+		return nil
+	}
+	fn := o.onRequest
+	return []func(*middleware.Stack) error{func(st *middleware.Stack) error {
+		return st.Finalize.Insert(middleware.FinalizeMiddlewareFunc("s3mesh.count", func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+			fn(middleware.GetOperationName(ctx))
+			return next.HandleFinalize(ctx, in)
+		}), "Retry", middleware.After)
+	}}
 }
 
 // URL returns the endpoint URL the client talks to.

@@ -2,7 +2,10 @@ package s3io
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -198,4 +201,60 @@ func normMeta(m map[string]string) map[string]string {
 		out[strings.ToLower(k)] = v
 	}
 	return out
+}
+
+// Peek reads a small object in one request: a GET of at most max bytes
+// (Range: bytes=0-max-1) that returns the object's info, and its whole body
+// when the object is no larger than max (body nil otherwise: the caller
+// fetches it later, or never). It saves the HEAD before a GET when most
+// objects are small. An absent key gives Exists == false and a nil error,
+// like Head. A zero-byte object, which no range can address (416), is
+// looked at with a HEAD.
+func (c *Client) Peek(ctx context.Context, bucket, key string, max int64) (ObjectInfo, []byte, error) {
+	if err := checkKey("get", bucket, key); err != nil {
+		return ObjectInfo{Key: key}, nil, err
+	}
+	if max < 1 {
+		info, err := c.Head(ctx, bucket, key)
+		return info, nil, err
+	}
+	rng := "bytes=0-" + strconv.FormatInt(max-1, 10)
+	out, err := c.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key, Range: &rng})
+	if err != nil {
+		err = wrap("get", bucket, key, err)
+		var e *Error
+		switch {
+		case Classify(err) == NotFound:
+			return ObjectInfo{Key: key}, nil, nil
+		case errors.As(err, &e) && (e.StatusCode == 416 || e.Code == "InvalidRange"):
+			info, err := c.Head(ctx, bucket, key)
+			if err == nil && info.Exists && info.Size == 0 {
+				return info, []byte{}, nil
+			}
+			return info, nil, err
+		}
+		return ObjectInfo{Key: key}, nil, err
+	}
+	defer out.Body.Close()
+	info := objectInfo(key, out.ETag, out.ContentLength, out.LastModified,
+		out.ContentType, out.CacheControl, out.ContentEncoding, out.ContentDisposition, out.Metadata)
+	if cr := aws.ToString(out.ContentRange); cr != "" {
+		// "bytes 0-1023/4096": the object's size is after the slash.
+		total, err := strconv.ParseInt(cr[strings.LastIndexByte(cr, '/')+1:], 10, 64)
+		if err != nil || total < 0 {
+			return ObjectInfo{Key: key}, nil, wrap("get", bucket, key, fmt.Errorf("unreadable Content-Range %q", cr))
+		}
+		info.Size = total
+	} // else the server ignored the range and sends the whole object
+	if info.Size > max {
+		return info, nil, nil // closing drops at most max bytes
+	}
+	body, err := io.ReadAll(io.LimitReader(out.Body, max+1))
+	if err != nil {
+		return ObjectInfo{Key: key}, nil, wrap("get", bucket, key, err)
+	}
+	if int64(len(body)) != info.Size {
+		return ObjectInfo{Key: key}, nil, wrap("get", bucket, key, fmt.Errorf("%w: body of %d bytes, object of %d", io.ErrUnexpectedEOF, len(body), info.Size))
+	}
+	return info, body, nil
 }

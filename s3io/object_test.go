@@ -337,3 +337,52 @@ func TestUnstorableKeyMultipart(t *testing.T) {
 		t.Fatalf("%d multipart uploads left behind", n)
 	}
 }
+
+// Peek returns info and body in one request for small objects, info alone
+// for larger ones, and counts as one request (two for a zero-byte object,
+// which no range can address).
+func TestPeek(t *testing.T) {
+	var reqs []string
+	c, _ := newTestClient(t, WithRequestCounter(func(op string) { reqs = append(reqs, op) }))
+	ctx := testCtx(t)
+	const max = 16
+	cases := []struct {
+		key, data string
+		body      bool // the whole body comes back
+	}{
+		{"empty", "", true},
+		{"one", "x", true},
+		{"exact", strings.Repeat("e", max), true},
+		{"over", strings.Repeat("o", max+1), false},
+		{"large", strings.Repeat("l", 4096), false},
+		{"sp ace+plus%/ünï", "unicode key", true},
+	}
+	for _, tc := range cases {
+		etag := putString(t, c, tc.key, tc.data)
+		reqs = nil
+		info, body, err := c.Peek(ctx, testBucket, tc.key, max)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.key, err)
+		}
+		if !info.Exists || info.ETag != etag || info.Size != int64(len(tc.data)) {
+			t.Errorf("%s: info %+v, want etag %s size %d", tc.key, info, etag, len(tc.data))
+		}
+		switch {
+		case tc.body && (body == nil || string(body) != tc.data):
+			t.Errorf("%s: body %q, want %q", tc.key, body, tc.data)
+		case !tc.body && body != nil:
+			t.Errorf("%s: body of %d bytes for an object over %d", tc.key, len(body), max)
+		}
+		want := 1
+		if tc.data == "" {
+			want = 2
+		}
+		if len(reqs) != want {
+			t.Errorf("%s: %d requests %v, want %d", tc.key, len(reqs), reqs, want)
+		}
+	}
+	info, body, err := c.Peek(ctx, testBucket, "absent", max)
+	if err != nil || info.Exists || body != nil {
+		t.Fatalf("absent: %+v %q %v", info, body, err)
+	}
+}
