@@ -58,6 +58,7 @@ func (a *Agent) serveAdmin(ctx context.Context) ([]*nats.Subscription, error) {
 		"dlq.resolve":  a.resolveDead,
 		"status":       a.status,
 		"scan.confirm": a.confirmDeletes,
+		"scan.now":     a.scanNow,
 		"state.page":   a.statePage,
 		"replay":       a.replay,
 	}

@@ -113,3 +113,18 @@ func (a *Agent) confirmDeletes(_ context.Context, req AdminRequest) (string, err
 	}
 	return "confirmed: the next scan of " + req.Bucket + " publishes its deletes", nil
 }
+
+// scanNow scans one bucket at once (the scanner's own loop runs it) and
+// answers with what the scan found and how long it took.
+func (a *Agent) scanNow(ctx context.Context, req AdminRequest) (string, error) {
+	st, took, err := a.Scanner.ScanNow(ctx, req.Bucket)
+	if err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(struct {
+		Bucket  string  `json:"bucket"`
+		Seconds float64 `json:"seconds"`
+		producer.ScanStats
+	}{req.Bucket, took.Seconds(), st})
+	return string(b), err
+}

@@ -45,6 +45,7 @@ type Scanner struct {
 
 	once   sync.Once
 	kicks  chan string
+	now    chan scanRequest
 	mu     sync.Mutex
 	status map[string]*BucketStatus
 }
@@ -97,6 +98,7 @@ var ErrUnsorted = errors.New("bucket listing is not in key order")
 func (s *Scanner) init() {
 	s.once.Do(func() {
 		s.kicks = make(chan string, 64)
+		s.now = make(chan scanRequest)
 		s.status = map[string]*BucketStatus{}
 		for b := range s.P.buckets {
 			st := &BucketStatus{Bucket: b}
@@ -122,6 +124,39 @@ func (s *Scanner) Kick(bucket string) {
 	select {
 	case s.kicks <- bucket:
 	default: // a rescan is already queued
+	}
+}
+
+type scanRequest struct {
+	bucket string
+	done   chan scanResult
+}
+
+type scanResult struct {
+	stats ScanStats
+	took  time.Duration
+	err   error
+}
+
+// ScanNow has the running scanner (Run) scan bucket at once and waits for
+// the result: what `s3mesh scan now` asks for. It fails if ctx ends first
+// or the bucket is not replicated.
+func (s *Scanner) ScanNow(ctx context.Context, bucket string) (ScanStats, time.Duration, error) {
+	s.init()
+	if !s.P.buckets[bucket] {
+		return ScanStats{}, 0, fmt.Errorf("bucket %q is not replicated", bucket)
+	}
+	r := scanRequest{bucket: bucket, done: make(chan scanResult, 1)}
+	select {
+	case s.now <- r:
+	case <-ctx.Done():
+		return ScanStats{}, 0, ctx.Err()
+	}
+	select {
+	case res := <-r.done:
+		return res.stats, res.took, res.err
+	case <-ctx.Done():
+		return ScanStats{}, 0, ctx.Err()
 	}
 }
 
@@ -186,6 +221,14 @@ func (s *Scanner) Run(ctx context.Context) {
 			if !due[b] {
 				due[b] = true
 				debounce.Reset(s.Debounce)
+			}
+			continue
+		case r := <-s.now:
+			t0 := time.Now()
+			st, err := s.ScanBucket(ctx, r.bucket)
+			r.done <- scanResult{stats: st, took: time.Since(t0), err: err}
+			if err == nil {
+				delete(due, r.bucket)
 			}
 			continue
 		case <-tick:

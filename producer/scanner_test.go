@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,7 +63,12 @@ func (f *fakeBucket) Head(ctx context.Context, bucket, key string) (s3io.ObjectI
 }
 
 func (f *fakeBucket) Get(ctx context.Context, bucket, key, ifMatch string) (io.ReadCloser, s3io.ObjectInfo, error) {
-	return nil, s3io.ObjectInfo{}, fmt.Errorf("not in this test")
+	info, _ := f.Head(ctx, bucket, key)
+	f.heads.Add(-1) // a GET, not a HEAD
+	if !info.Exists {
+		return nil, info, s3io.ErrNotFound
+	}
+	return io.NopCloser(strings.NewReader("x")), info, nil // every object is one byte
 }
 
 func (f *fakeBucket) Peek(ctx context.Context, bucket, key string, max int64) (s3io.ObjectInfo, []byte, error) {
@@ -212,5 +218,38 @@ func TestScanCollectsOnlyExpiredTombstones(t *testing.T) {
 	e, _, _ := st.Get("b", "gone/recent")
 	if d := schema.Decide(e.HeldPtr(), e.Clock, schema.Version{ID: "x", Origin: "b", Clock: schema.Clock{"b": 1}}, schema.Policy{}); d.Outcome != schema.Skip {
 		t.Errorf("a redelivered record of the deleted key: %v, want skip", d.Outcome)
+	}
+}
+
+// ScanNow runs a scan in the scanner's own loop and reports it; a changed
+// object is published by it.
+func TestScanNow(t *testing.T) {
+	s, f, _ := newScanFixture(t, 3000)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if _, _, err := s.ScanNow(ctx, "nope"); err == nil {
+		t.Fatal("ScanNow of a bucket that is not replicated succeeded")
+	}
+	st, took, err := s.ScanNow(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Listed != 3000 || st.Published != 0 || took <= 0 {
+		t.Fatalf("scan now: %+v in %v", st, took)
+	}
+	f.etag = func(k string) string { // one object changed
+		if k == "obj/0001234" {
+			return "changed"
+		}
+		return "etag-" + k
+	}
+	st, _, err = s.ScanNow(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Listed != 3000 || st.Published != 1 || f.published.Load() != 1 {
+		t.Fatalf("scan now after a change: %+v, %d published", st, f.published.Load())
 	}
 }

@@ -53,16 +53,12 @@ func (s *Scanner) ScanBucket(ctx context.Context, bucket string) (ScanStats, err
 // after every page.
 func (s *Scanner) changesPass(ctx context.Context, bucket, startAfter string, st *ScanStats, prog *progress) error {
 	return s.mergePass(ctx, bucket, startAfter,
-		func(le s3io.ListEntry) {
+		func(le s3io.ListEntry, e state.Entry, ok bool) {
 			st.Listed++
 			if s.P.Ignored(le.Key) {
 				return
 			}
-			e, ok, err := s.Store.Get(bucket, le.Key)
-			if err != nil {
-				st.Errors++
-				return
-			}
+			// e was read without the key's lock; Reconcile re-reads it.
 			if ok && e.Present() {
 				st.Known++
 			}
@@ -118,7 +114,7 @@ func (s *Scanner) holdDeletes(bucket string, st *ScanStats) (bool, error) {
 // again first.
 func (s *Scanner) deletesPass(ctx context.Context, bucket string, st *ScanStats) error {
 	s.P.setHeld(bucket, false)
-	return s.mergePass(ctx, bucket, "", func(s3io.ListEntry) {}, func(key string, e state.Entry) {
+	return s.mergePass(ctx, bucket, "", func(s3io.ListEntry, state.Entry, bool) {}, func(key string, e state.Entry) {
 		if e.Present() || e.Pending != nil {
 			s.reconcile(ctx, bucket, key, st, &st.Deleted)
 		}
@@ -152,24 +148,41 @@ func (s *Scanner) release(bucket string, st ScanStats) error {
 }
 
 // mergePage merges one page of the listing (keys after prev) with the state
-// entries in its key range.
-func (s *Scanner) mergePage(bucket, prev string, page []s3io.ListEntry, onListed func(s3io.ListEntry), onMissing func(string, state.Entry)) error {
+// entries in its key range, read in one pass: onListed gets each listed
+// object with its entry (ok false if the state has none), onMissing each
+// entry whose key was not listed. The callbacks run after the state
+// iterator is closed (onListed may reconcile, which writes the state).
+func (s *Scanner) mergePage(bucket, prev string, page []s3io.ListEntry, onListed func(s3io.ListEntry, state.Entry, bool), onMissing func(string, state.Entry)) error {
+	type missing struct {
+		key string
+		e   state.Entry
+	}
+	var gone []missing
+	entries := make([]*state.Entry, len(page))
 	i := 0
 	err := s.Store.ScanRange(bucket, prev, page[len(page)-1].Key, func(key string, e state.Entry) error {
 		for i < len(page) && page[i].Key < key {
 			i++
 		}
 		if i < len(page) && page[i].Key == key {
+			entries[i] = &e
 			return nil
 		}
-		onMissing(key, e)
+		gone = append(gone, missing{key, e})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	for _, le := range page {
-		onListed(le)
+	for _, m := range gone {
+		onMissing(m.key, m.e)
+	}
+	for i, le := range page {
+		if e := entries[i]; e != nil {
+			onListed(le, *e, true)
+		} else {
+			onListed(le, state.Entry{}, false)
+		}
 	}
 	return nil
 }
@@ -177,7 +190,7 @@ func (s *Scanner) mergePage(bucket, prev string, page []s3io.ListEntry, onListed
 // mergePass walks the listing of bucket after startAfter page by page and
 // the state alongside it: onListed for each listed object, onMissing for
 // each state entry whose key was not listed, saved(after) after each page.
-func (s *Scanner) mergePass(ctx context.Context, bucket, startAfter string, onListed func(s3io.ListEntry),
+func (s *Scanner) mergePass(ctx context.Context, bucket, startAfter string, onListed func(s3io.ListEntry, state.Entry, bool),
 	onMissing func(string, state.Entry), saved func(after string) error) error {
 	var lim *rate.Limiter
 	if s.Rate > 0 {

@@ -111,6 +111,28 @@ func newScanCmd() *cobra.Command {
 		},
 	}
 	confirm.Flags().StringVar(&bucket, "bucket", "", "the held bucket")
-	c.AddCommand(confirm)
+	now := &cobra.Command{
+		Use:   "now --bucket B",
+		Short: "Scan a bucket at once and print what the scan found (JSON: listed, published, seconds, ...)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if bucket == "" {
+				return errors.New("--bucket is required")
+			}
+			s, err := t.connect()
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			out, err := s.admin("scan.now", agent.AdminRequest{Bucket: bucket})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), out)
+			return nil
+		},
+	}
+	now.Flags().StringVar(&bucket, "bucket", "", "the bucket to scan")
+	c.AddCommand(confirm, now)
 	return c
 }
