@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,68 +20,82 @@ import (
 // rebuilt, so the figure is not skewed by the other benchmarks' objects.
 const rebuildBucket = "rebuild"
 
-// benchRebuild fills rebuildBucket at a with n objects of 1–64 KiB, waits
-// until c holds them all, then times two ways of making an empty site whole
-// again from a peer, in the same run: `rclone sync --transfers 8` from a
-// into an empty bucket at c (the baseline), and a wipe of c followed by
-// `s3mesh rebuild --site c --bucket rebuild`.
-func benchRebuild(ctx context.Context, w io.Writer, l *lab.Lab, sites map[string]*s3io.Client, n int) error {
-	fmt.Fprintf(w, "rebuild  %d objects of 1-64 KiB in bucket %s, site c wiped and rebuilt from its peers:\n", n, rebuildBucket)
+// benchRebuildFigure fills rebuildBucket at a with n objects of 1–64 KiB,
+// waits until c holds them all, then times two ways of making an empty site
+// whole again from a peer, in the same run: `rclone sync --transfers 8`
+// from a into an empty bucket at c (the baseline), and a wipe of c followed
+// by `s3mesh rebuild --site c --bucket rebuild`. One run; opt-in with
+// S3MESH_BENCH_REBUILD=N (it wipes site c, so it runs last).
+func benchRebuildFigure(ctx context.Context, e *benchEnv, _ *lab.Lab, n int) error {
+	w := e.w
+	fmt.Fprintf(w, "rebuild  %d objects of 1-64 KiB in bucket %s, site c wiped and rebuilt from its peers (one run):\n", n, rebuildBucket)
+	if n <= 0 {
+		fmt.Fprintln(w, "  SKIPPED: opt-in, S3MESH_BENCH_REBUILD=20000 runs it (about 3 minutes more)")
+		return nil
+	}
 	rclone, err := exec.LookPath("rclone")
 	if err != nil {
 		fmt.Fprintln(w, "  SKIPPED: rclone is not installed (the baseline); `apt-get install rclone`, or run `make bench`, which installs it")
 		return nil
 	}
-	total, err := fillRebuildBucket(ctx, sites["a"], n)
+	total, err := fillRebuildBucket(ctx, e.s3["a"], n)
 	if err != nil {
 		return err
 	}
-	if err := waitCount(ctx, sites["c"], rebuildBucket, n, 5*time.Minute); err != nil {
+	if err := waitCount(ctx, e.s3["c"], rebuildBucket, n, 5*time.Minute); err != nil {
 		return fmt.Errorf("before the rebuild: %w", err)
 	}
-	info := l.Info()
-	var a, c lab.SiteInfo
-	for _, s := range info.Sites {
-		switch s.Name {
-		case "a":
-			a = s
-		case "c":
-			c = s
-		}
-	}
 	target := fmt.Sprintf("rclone-%d", time.Now().UnixNano())
+	span := e.cpu.begin()
 	t0 := time.Now()
-	out, err := rcloneSync(ctx, rclone, a, c, rebuildBucket, target)
+	out, cmd, err := e.rclone(ctx, rclone, []string{"sync", "--transfers", "8", "--checkers", "16", "src:" + rebuildBucket, "dst:" + target}, e.site("a"), e.site("c"))
+	base := time.Since(t0)
+	e.cpu.addTool(cmd)
+	rsplit := span.end()
 	if err != nil {
 		return fmt.Errorf("rclone sync: %v\n%s", err, out)
 	}
-	base := time.Since(t0)
-	if err := waitCount(ctx, sites["c"], target, n, time.Minute); err != nil {
+	if err := waitCount(ctx, e.s3["c"], target, n, time.Minute); err != nil {
 		return fmt.Errorf("after rclone: %w", err)
 	}
-	if out, err := l.Ctl("wipe", "c"); err != nil {
+	if out, err := e.ctl("wipe", "c"); err != nil {
 		return fmt.Errorf("wipe c: %v %s", err, out)
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
+	span = e.cpu.begin()
 	t0 = time.Now()
-	cmd := exec.CommandContext(ctx, self, "rebuild", "--site", "c", "--lab", filepath.Join(info.Dir, "lab.json"), "--bucket", rebuildBucket)
-	if out, err := cmd.CombinedOutput(); err != nil {
+	rb := exec.CommandContext(ctx, self, "rebuild", "--site", "c", "--lab", filepath.Join(e.info().Dir, "lab.json"), "--bucket", rebuildBucket)
+	out, err = rb.CombinedOutput()
+	took := time.Since(t0)
+	e.cpu.addTool(rb)
+	msplit := span.end()
+	if err != nil {
 		return fmt.Errorf("s3mesh rebuild: %v\n%s", err, out)
 	}
-	took := time.Since(t0)
-	if err := waitCount(ctx, sites["c"], rebuildBucket, n, time.Minute); err != nil {
+	if err := waitCount(ctx, e.s3["c"], rebuildBucket, n, time.Minute); err != nil {
 		return fmt.Errorf("after the rebuild: %w", err)
 	}
-	if out, err := l.Ctl("start", "c"); err != nil {
+	if out, err := e.ctl("start", "c"); err != nil {
 		return fmt.Errorf("start c: %v %s", err, out)
 	}
 	mib := float64(total) / (1 << 20)
 	fmt.Fprintf(w, "  baseline rclone sync --transfers 8  %7.1f s  %6.1f MiB/s\n", base.Seconds(), mib/base.Seconds())
+	fmt.Fprintf(w, "    %s\n", rsplit)
 	fmt.Fprintf(w, "  s3mesh rebuild                      %7.1f s  %6.1f MiB/s\n", took.Seconds(), mib/took.Seconds())
-	fmt.Fprintf(w, "  ratio s3mesh time / rclone time = %.2f (target <= 1.0)\n", took.Seconds()/base.Seconds())
+	fmt.Fprintf(w, "    %s\n", msplit)
+	r := took.Seconds() / base.Seconds()
+	fmt.Fprintf(w, "  ratio s3mesh time / rclone time = %.2f (target <= 1.0)\n", r)
+	holds := "yes"
+	if r > 1 {
+		holds = "**no**"
+	}
+	e.rows = append(e.rows, summaryRow{figure: fmt.Sprintf("rebuild of c, %d objects of 1–64 KiB (one run)", n),
+		s3mesh: fmt.Sprintf("%.1f s", took.Seconds()), baseline: fmt.Sprintf("rclone sync --transfers 8 a → c: %.1f s", base.Seconds()),
+		ratio: fmt.Sprintf("%.2f", r), target: "≤ 1.0", holds: holds})
+	e.cpuRows = append(e.cpuRows, rsplit.row("rebuild, rclone sync"), msplit.row("rebuild, s3mesh rebuild (tools = the rebuild process)"))
 	return nil
 }
 
@@ -129,23 +141,6 @@ func waitCount(ctx context.Context, c *s3io.Client, bucket string, n int, timeou
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("bucket %s holds %d objects after %s, want %d", bucket, got, timeout, n)
-}
-
-// rcloneSync copies bucket at a into a new bucket target at c with rclone's
-// S3 backend configured from the environment (no config file).
-func rcloneSync(ctx context.Context, rclone string, a, c lab.SiteInfo, bucket, target string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, rclone, "sync", "--transfers", "8", "--checkers", "16", "--config", os.DevNull,
-		"src:"+bucket, "dst:"+target)
-	// The stores are plain HTTP on loopback; an AWS_CA_BUNDLE in the
-	// environment makes rclone's S3 backend fail before it sends anything.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, remoteEnv("SRC", a)...)
-	cmd.Env = append(cmd.Env, remoteEnv("DST", c)...)
-	return cmd.CombinedOutput()
 }
 
 func remoteEnv(name string, s lab.SiteInfo) []string {
