@@ -20,7 +20,10 @@ func (r *Runner) acknowledge(next handler) func(context.Context, *delivery) {
 		switch {
 		case err == nil:
 			r.failures.forget(d.id)
-			r.settled(d, "ack", d.msg.Ack())
+			// The apply's last state write may be lazy (lifecycle.Step.Lazy):
+			// the record is acknowledged once it is durable, so a crash
+			// before that brings the record back. The worker goes on.
+			r.A.AfterSync(func() { r.settled(d, "ack", d.msg.Ack()) })
 		case errors.As(err, &re):
 			r.settled(d, "nak", d.msg.NakWithDelay(re.delay))
 		case errors.Is(err, errShutdown):

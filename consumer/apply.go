@@ -117,6 +117,9 @@ func (a *Applier) applyOnce(ctx context.Context, rec *schema.Record) (lifecycle.
 	return st, err
 }
 
+// AfterSync runs fn once the state writes made so far are durable.
+func (a *Applier) AfterSync(fn func()) { a.Store.AfterSync(fn) }
+
 // MarkDead records that version id of bucket/key went to the dead-letter
 // queue (see lifecycle.Entry.Dead).
 func (a *Applier) MarkDead(bucket, key, id string) error {
@@ -134,7 +137,12 @@ func (a *Applier) MarkDead(bucket, key, id string) error {
 // applier as its executor for record rec. The caller holds the key's lock.
 func (a *Applier) drive(ctx context.Context, k lifecycle.Key, e state.Entry, in lifecycle.Input, rec *schema.Record) (lifecycle.Step, error) {
 	return lifecycle.Drive(lifecycle.Machine{Site: a.Site}, k, e, in, lifecycle.Executor{
-		Persist: func(e lifecycle.Entry) error { return a.Store.Put(k.Bucket, k.Key, e) },
+		Persist: func(e lifecycle.Entry, lazy bool) error {
+			if lazy {
+				return a.Store.PutLazy(k.Bucket, k.Key, e)
+			}
+			return a.Store.Put(k.Bucket, k.Key, e)
+		},
 		Execute: func(effs []lifecycle.Effect) (lifecycle.Input, error) { return a.execute(ctx, k, rec, effs) },
 		Now:     func() int64 { return a.Now().UnixMilli() },
 	})

@@ -145,6 +145,8 @@ func (a *fakeApplier) MarkDead(bucket, key, id string) error {
 	return a.markErr
 }
 
+func (a *fakeApplier) AfterSync(fn func()) { fn() }
+
 func (a *fakeApplier) Replicated(bucket string) bool { return a.buckets[bucket] }
 
 func (a *fakeApplier) calls() (applied, dead []string) {

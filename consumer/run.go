@@ -34,6 +34,9 @@ type applier interface {
 	MarkDead(bucket, key, id string) error
 	// Replicated reports whether bucket is replicated at this site.
 	Replicated(bucket string) bool
+	// AfterSync runs fn once the state writes made so far are durable
+	// (state.Store.AfterSync).
+	AfterSync(fn func())
 }
 
 var _ applier = (*Applier)(nil)

@@ -3,8 +3,10 @@ package lifecycle
 // Executor is what Drive needs from a producer or consumer for one key: a
 // durable store for the entry, a way to carry out effects, and the time.
 type Executor struct {
-	// Persist makes e the key's durable entry.
-	Persist func(e Entry) error
+	// Persist makes e the key's entry: durable before it returns, or, when
+	// lazy (Step.Lazy), at the latest with the next durable write of any
+	// key (a write-ahead log keeps writes in order).
+	Persist func(e Entry, lazy bool) error
 	// Execute carries out effects in order and returns the input their
 	// outcome makes (nil if they make none). An error stops the drive with
 	// the entry as last persisted: an intent stays outstanding for Recover.
@@ -26,7 +28,7 @@ func Drive(m Machine, k Key, e Entry, in Input, x Executor) (Step, error) {
 			decision = st
 		}
 		if st.Persist {
-			if err := x.Persist(st.Entry); err != nil {
+			if err := x.Persist(st.Entry, st.Lazy); err != nil {
 				return st, err
 			}
 		}

@@ -95,10 +95,10 @@ func (m Machine) published(e Entry, in PublishAcked, now int64) Step {
 	e.Attrs = p.Attrs.Digest()
 	e.Pending = nil
 	if in.Publish.Republish {
-		return saved(e, now, Done, Recovered,
+		return settled(e, now, Done, Recovered,
 			Note{Msg: "republished an interrupted record", Args: []any{"id", p.Version.ID}})
 	}
-	return saved(e, now, Done, Published)
+	return settled(e, now, Done, Published)
 }
 
 // publishChanged drops a pending record that was never sent: the object

@@ -136,7 +136,13 @@ func (m Machine) written(e Entry, in Written, now int64) Step {
 	e.Held = v
 	e.LocalETag = in.ETag
 	e.Attrs = in.Record.Attrs.Digest()
+	intent := e.Applying != nil
 	e.Applying = nil
+	if intent && len(effs) == 0 {
+		// Recovering the intent takes the same version (settle); with dead
+		// letters to forget it would keep them, so that entry is durable.
+		return settled(e, now, Done, Applied)
+	}
 	return saved(e, now, Done, Applied, effs...)
 }
 
@@ -148,7 +154,7 @@ func (m Machine) refused(e Entry, now int64) Step {
 		return Step{Entry: e, Next: Again, Result: LocalChanged}
 	}
 	e.Applying = nil
-	return saved(e, now, Again, LocalChanged)
+	return settled(e, now, Again, LocalChanged)
 }
 
 // deadLettered remembers that version id went to the dead-letter queue.

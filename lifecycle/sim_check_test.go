@@ -244,7 +244,7 @@ func (w *simWorld) checkPublish(s *simSite, rec *schema.Record) {
 // snapshot renders everything a delivery may change at s.
 func (w *simWorld) snapshot(s *simSite) string {
 	var b strings.Builder
-	for _, k := range slices.Sorted(maps.Keys(s.entries)) {
+	for _, k := range s.entryKeys() {
 		fmt.Fprintf(&b, "%s: %s\n", k, simCanon(s.entry(k)))
 	}
 	b.WriteString(s.store.describe())

@@ -68,12 +68,12 @@ func (w *simWorld) drive(s *simSite, key string, role simRole, e lifecycle.Entry
 	return st, err
 }
 
-func (x *simExec) persist(e lifecycle.Entry) error {
+func (x *simExec) persist(e lifecycle.Entry, lazy bool) error {
 	b := simEncode(e)
 	if got, want := simCanon(simDecode(b)), simCanon(e); got != want {
 		x.w.t.Fatalf("entry does not survive encoding:\n  %s\n  %s", got, want)
 	}
-	x.s.entries[x.k.Key] = b
+	x.s.persist(x.k.Key, b, lazy)
 	x.persisted = &e
 	x.w.checkConflictLogged(x, e)
 	x.w.checkReflected(x, e)
@@ -433,6 +433,9 @@ func (w *simWorld) deliver(s *simSite, i int) {
 		w.t.Logf("  the ack is lost: %s will come again", simID(rec.Version.ID))
 	} else {
 		s.inbox = slices.Delete(s.inbox, i, i+1)
+		if len(s.lazy) > 0 {
+			s.unackedRecs = append(s.unackedRecs, d)
+		}
 	}
 	if (err == nil || errors.Is(err, errSimParked)) && w.chance(3, "again") {
 		w.checkRedelivery(s, rec)
@@ -448,6 +451,9 @@ func (w *simWorld) event(s *simSite, i int) {
 		return
 	}
 	s.events = slices.Delete(s.events, i, i+1)
+	if len(s.lazy) > 0 {
+		s.unackedEvents = append(s.unackedEvents, h)
+	}
 }
 
 // scan observes every key s's store or entry store knows, in random order,
@@ -457,7 +463,7 @@ func (w *simWorld) scan(s *simSite) map[string]lifecycle.Result {
 	for k := range s.store.objs {
 		keys[k] = true
 	}
-	for k := range s.entries {
+	for _, k := range s.entryKeys() {
 		keys[k] = true
 	}
 	order := rapid.Permutation(slices.Sorted(maps.Keys(keys))).Draw(w.t, "scan")
@@ -481,6 +487,14 @@ func (w *simWorld) crash(s *simSite, ef lifecycle.Effect) bool {
 	}
 	w.crashes--
 	w.stat("crash")
+	if n := len(s.lazy); n > 0 {
+		// The lazy writes not yet flushed are lost with the process, and
+		// what waited for them to be acknowledged comes again.
+		w.t.Logf("  CRASH loses %d lazily persisted entries at %s: %v; %d records and %d events come again",
+			n, s.name, slices.Sorted(maps.Keys(s.lazy)), len(s.unackedRecs), len(s.unackedEvents))
+		w.stat("lazy entries lost by a crash")
+	}
+	s.lose()
 	if ef == nil {
 		w.t.Logf("  CRASH at %s after the effects, before their outcome is recorded", s.name)
 	} else {

@@ -125,26 +125,73 @@ type simDelivery struct {
 type simDead struct{ id, reason string }
 
 type simSite struct {
-	i         int
-	name      string
-	m         lifecycle.Machine
-	store     *simStore
-	entries   map[string][]byte // key → msgpack-encoded entry
-	events    []simHint         // storage events captured, not yet handled
-	inbox     []*simDelivery    // records of the peers, not yet acknowledged
-	conflicts []schema.ConflictEntry
-	dlq       []simDead
-	copies    map[string]map[string]bool // loser key → ETags copied there
-	wall      int64                      // the site's (skewed) clock, unix ms
+	i       int
+	name    string
+	m       lifecycle.Machine
+	store   *simStore
+	entries map[string][]byte // key → msgpack-encoded entry, durable
+	lazy    map[string][]byte // entries persisted lazily (Step.Lazy), lost by a crash until a durable write
+	// Deliveries and events handled while lazy entries were outstanding:
+	// their acknowledgement waits for the next durable write (as the
+	// agent's acks wait for state.Store.AfterSync); a crash before it
+	// sends them again.
+	unackedRecs   []*simDelivery
+	unackedEvents []simHint
+	events        []simHint      // storage events captured, not yet handled
+	inbox         []*simDelivery // records of the peers, not yet acknowledged
+	conflicts     []schema.ConflictEntry
+	dlq           []simDead
+	copies        map[string]map[string]bool // loser key → ETags copied there
+	wall          int64                      // the site's (skewed) clock, unix ms
 }
 
-// entry is the key's durable entry (the zero entry if none).
+// entry is the key's entry as the site's process reads it: the lazy one if
+// any, else the durable one (the zero entry if none).
 func (s *simSite) entry(key string) lifecycle.Entry {
-	b, ok := s.entries[key]
+	b, ok := s.lazy[key]
+	if !ok {
+		b, ok = s.entries[key]
+	}
 	if !ok {
 		return lifecycle.Entry{}
 	}
 	return simDecode(b)
+}
+
+// persist stores an entry the way state.Store does: a durable write makes
+// every lazy write before it durable too (one write-ahead log, in order).
+func (s *simSite) persist(key string, b []byte, lazy bool) {
+	if lazy {
+		s.lazy[key] = b
+		return
+	}
+	s.sync() // the lazy writes before this one are in the log first
+	s.entries[key] = b
+}
+
+// sync makes every lazy entry durable and sends the acknowledgements that
+// waited for it.
+func (s *simSite) sync() {
+	for k, v := range s.lazy {
+		s.entries[k] = v
+	}
+	clear(s.lazy)
+	s.unackedRecs, s.unackedEvents = nil, nil
+}
+
+// lose is a crash: lazy entries are gone, unacknowledged messages come again.
+func (s *simSite) lose() {
+	clear(s.lazy)
+	s.inbox = append(s.inbox, s.unackedRecs...)
+	s.events = append(s.events, s.unackedEvents...)
+	s.unackedRecs, s.unackedEvents = nil, nil
+}
+
+// entryKeys is every key the site has an entry for.
+func (s *simSite) entryKeys() []string {
+	keys := maps.Clone(s.entries)
+	maps.Copy(keys, s.lazy)
+	return slices.Sorted(maps.Keys(keys))
 }
 
 type simWorld struct {
@@ -187,7 +234,7 @@ func newSimWorld(t *rapid.T, n int, pol lifecycle.BucketPolicy) *simWorld {
 	for i, name := range []string{"a", "b", "c", "d", "e"}[:n] {
 		w.sites = append(w.sites, &simSite{
 			i: i, name: name, m: lifecycle.Machine{Site: name, InlineThreshold: inline},
-			store: newSimStore(), entries: map[string][]byte{}, copies: map[string]map[string]bool{},
+			store: newSimStore(), entries: map[string][]byte{}, lazy: map[string][]byte{}, copies: map[string]map[string]bool{},
 			wall: 1_700_000_000_000 + rapid.Int64Range(-3000, 3000).Draw(t, "skew"),
 		})
 	}
@@ -309,7 +356,7 @@ func (w *simWorld) run() {
 		s := w.sites[w.draw(len(w.sites), "site")]
 		// Wall time mostly advances but may jump back (skew, NTP steps).
 		s.wall += rapid.Int64Range(-400, 1500).Draw(w.t, "tick")
-		switch op := w.draw(20, "op"); {
+		switch op := w.draw(21, "op"); {
 		case op < 6 || op < 10 && len(s.events) == 0 && len(s.inbox) == 0:
 			w.userWrite(s, w.keys[w.draw(len(w.keys), "key")], w.chance(3, "del"))
 		case op < 10 && len(s.events) > 0 && (len(s.inbox) == 0 || op < 8):
@@ -318,6 +365,8 @@ func (w *simWorld) run() {
 			w.deliver(s, w.draw(len(s.inbox), "delivery"))
 		case op == 18:
 			w.scan(s)
+		case op == 20:
+			w.sync(s)
 		default:
 			// An event that names the wrong key (versitygw under load).
 			k := w.keys[w.draw(len(w.keys), "key")]
@@ -325,6 +374,15 @@ func (w *simWorld) run() {
 			s.events = append(s.events, simHint{key: k})
 		}
 	}
+}
+
+// sync is the agent's state syncer at s: lazy entries become durable, and
+// the acknowledgements waiting for them go out.
+func (w *simWorld) sync(s *simSite) {
+	if len(s.lazy)+len(s.unackedRecs)+len(s.unackedEvents) > 0 {
+		w.t.Logf("sync at %s: %d lazy entries, %d records and %d events acknowledged", s.name, len(s.lazy), len(s.unackedRecs), len(s.unackedEvents))
+	}
+	s.sync()
 }
 
 // drain handles every waiting event and delivery, in random order, until
@@ -341,6 +399,9 @@ func (w *simWorld) drain() {
 			}
 		}
 		if len(busy) == 0 {
+			for _, s := range w.sites {
+				w.sync(s) // the agents' syncers run once nothing else does
+			}
 			return
 		}
 		s := busy[w.draw(len(busy), "busy")]
@@ -413,7 +474,7 @@ func (w *simWorld) resolve() {
 func (w *simWorld) knownKeys() []string {
 	keys := map[string]bool{}
 	for _, s := range w.sites {
-		for k := range s.entries {
+		for _, k := range s.entryKeys() {
 			keys[k] = true
 		}
 		for k := range s.store.objs {

@@ -73,8 +73,15 @@ func (r Result) String() string {
 // Step is what Machine.Step returns: persist Entry (when Persist), carry out
 // Effects in order, then continue as Next says.
 type Step struct {
-	Entry    Entry
-	Persist  bool // Entry differs from the input entry and must be durable before any effect
+	Entry   Entry
+	Persist bool // Entry differs from the input entry and must be durable before any effect
+	// Lazy: Entry may become durable later than Persist returns (with the
+	// next durable write). Only a step that settles an intent the input
+	// entry holds durably is lazy: if a crash loses Entry, the intent is
+	// still there and recovering it leads to the same entry (the written
+	// replica, the refused write, the acknowledged publish), so waiting
+	// for a disk flush buys nothing.
+	Lazy     bool
 	Effects  []Effect
 	Next     Next
 	Result   Result          // with Done (and Again)
@@ -129,4 +136,12 @@ func done(e Entry, r Result, err error) Step { return Step{Entry: e, Next: Done,
 func saved(e Entry, now int64, next Next, r Result, effects ...Effect) Step {
 	e.Updated = now
 	return Step{Entry: e, Persist: true, Effects: effects, Next: next, Result: r}
+}
+
+// settled is saved for a step that settles the intent of its input entry
+// (see Step.Lazy).
+func settled(e Entry, now int64, next Next, r Result, effects ...Effect) Step {
+	st := saved(e, now, next, r, effects...)
+	st.Lazy = true
+	return st
 }

@@ -20,7 +20,12 @@ var errChanged = errors.New("object changed while reading")
 // the producer as its executor. The caller holds the key's lock.
 func (p *Producer) drive(ctx context.Context, k lifecycle.Key, e state.Entry, in lifecycle.Input) (lifecycle.Step, error) {
 	st, err := lifecycle.Drive(p.core, k, e, in, lifecycle.Executor{
-		Persist: func(e lifecycle.Entry) error { return p.store.Put(k.Bucket, k.Key, e) },
+		Persist: func(e lifecycle.Entry, lazy bool) error {
+			if lazy {
+				return p.store.PutLazy(k.Bucket, k.Key, e)
+			}
+			return p.store.Put(k.Bucket, k.Key, e)
+		},
 		Execute: func(effs []lifecycle.Effect) (lifecycle.Input, error) { return p.execute(ctx, k, effs) },
 		Now:     func() int64 { return p.cfg.Now().UnixMilli() },
 	})

@@ -125,7 +125,9 @@ func (in *Ingest) handle(ctx context.Context, m jetstream.Msg) {
 			in.Kick(h.Bucket)
 		}
 	}
-	in.settled(m, "ack", m.Ack())
+	// A publish's last state write may be lazy (lifecycle.Step.Lazy): the
+	// event is acknowledged once it is durable.
+	in.P.store.AfterSync(func() { in.settled(m, "ack", m.Ack()) })
 }
 
 // settled counts and logs an acknowledgement that could not be sent (the

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/s3mesh/s3mesh/lifecycle"
@@ -22,6 +23,15 @@ type Store struct {
 	db    *pebble.DB
 	sync  bool
 	locks [512]sync.Mutex
+
+	// Lazy writes and what waits for them (see PutLazy and AfterSync).
+	lazyMu  sync.Mutex
+	written uint64   // lazy writes made
+	synced  uint64   // lazy writes known durable
+	waiting []waiter // to run once the writes before them are durable
+	kick    chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
 }
 
 // Options tunes the store.
@@ -33,6 +43,9 @@ type Options struct {
 	// restarted producer reuse a version id for other content). The agent
 	// always syncs; concurrent writes share fsyncs (group commit).
 	Sync bool
+	// FS replaces the file system (tests: vfs.NewStrictMem to model a
+	// crash that loses what was not synced). nil: the disk.
+	FS vfs.FS
 }
 
 // ErrClosed is returned after Close.
@@ -40,15 +53,20 @@ var ErrClosed = errors.New("state store closed")
 
 // Open opens (creating if needed) the store in dir.
 func Open(dir string, o Options) (*Store, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, FS: o.FS})
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", dir, err)
 	}
-	return &Store{db: db, sync: o.Sync}, nil
+	st := &Store{db: db, sync: o.Sync, kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	go st.syncer()
+	return st, nil
 }
 
-// Close flushes and closes the store.
+// Close flushes and closes the store. Whatever waits in AfterSync runs
+// first (its writes are durable once the store is flushed).
 func (s *Store) Close() error {
+	close(s.stop)
+	<-s.stopped
 	if err := s.db.Flush(); err != nil {
 		s.db.Close()
 		return fmt.Errorf("close state: %w", err)
@@ -110,6 +128,108 @@ func (s *Store) Put(bucket, key string, e Entry) error {
 		return fmt.Errorf("state put %s/%s: %w", bucket, key, err)
 	}
 	return nil
+}
+
+// PutLazy stores the entry without waiting for the disk: it is durable at
+// the latest with the next synced write of any key (pebble's write-ahead
+// log keeps writes in order) — for an entry a crash may lose because the
+// durable intent before it leads to the same entry on recovery
+// (lifecycle.Step.Lazy). Whatever must not happen before the entry is
+// durable (acknowledging the message it settles) goes through AfterSync.
+// Callers hold Lock(bucket, key).
+func (s *Store) PutLazy(bucket, key string, e Entry) error {
+	if !s.sync {
+		return s.Put(bucket, key, e)
+	}
+	b, err := msgpack.Marshal(&e)
+	if err != nil {
+		return fmt.Errorf("state put %s/%s: %w", bucket, key, err)
+	}
+	s.lazyMu.Lock()
+	defer s.lazyMu.Unlock()
+	if err := s.db.Set(dbKey(bucket, key), b, pebble.NoSync); err != nil {
+		return fmt.Errorf("state put %s/%s: %w", bucket, key, err)
+	}
+	s.written++
+	return nil
+}
+
+type waiter struct {
+	upTo uint64 // the lazy writes that must be durable first
+	fn   func()
+}
+
+// AfterSync runs fn once every write made before the call is durable: at
+// once if every lazy write is already synced, else from the store's syncer
+// after its next sync, which one fsync serves for every waiter (group
+// commit). fn must not block for long.
+func (s *Store) AfterSync(fn func()) {
+	s.lazyMu.Lock()
+	if s.synced == s.written {
+		s.lazyMu.Unlock()
+		fn()
+		return
+	}
+	s.waiting = append(s.waiting, waiter{upTo: s.written, fn: fn})
+	s.lazyMu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// syncer makes lazy writes durable whenever something waits for them.
+func (s *Store) syncer() {
+	defer close(s.stopped)
+	for {
+		select {
+		case <-s.kick:
+		case <-s.stop:
+			s.syncOnce()
+			return
+		}
+		s.syncOnce()
+	}
+}
+
+// syncOnce syncs the log and runs what waited for the writes before it.
+func (s *Store) syncOnce() {
+	s.lazyMu.Lock()
+	upTo, pending := s.written, len(s.waiting)
+	s.lazyMu.Unlock()
+	if pending == 0 {
+		return
+	}
+	// A synced log-only write flushes the log up to here: every lazy write
+	// counted in upTo is then on disk.
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		// The store is unusable (disk error): the waiters' messages stay
+		// unacknowledged and come again after a restart.
+		return
+	}
+	s.lazyMu.Lock()
+	s.synced = max(s.synced, upTo)
+	var run []func()
+	keep := s.waiting[:0]
+	for _, w := range s.waiting {
+		if w.upTo <= upTo {
+			run = append(run, w.fn)
+		} else {
+			keep = append(keep, w)
+		}
+	}
+	s.waiting = keep
+	more := len(keep) > 0
+	s.lazyMu.Unlock()
+	for _, fn := range run {
+		fn()
+	}
+	if more {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Delete removes the entry (used when tombstones are collected).

@@ -2,7 +2,11 @@ package state
 
 import (
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/vfs"
 
 	"github.com/s3mesh/s3mesh/schema"
 )
@@ -134,5 +138,82 @@ func TestSiteMetaAndEmpty(t *testing.T) {
 	}
 	if err := s.MarkRebuilt("b", 124); err == nil {
 		t.Fatal("a state of site a must not be marked rebuilt for site b")
+	}
+}
+
+// A lazy write is not on disk until a sync; AfterSync runs only once it
+// is, so a crash after AfterSync's callback keeps the write.
+func TestPutLazyAndAfterSync(t *testing.T) {
+	fs := vfs.NewStrictMem()
+	// The directory itself must be durable, as on a real disk after mkdir
+	// and a sync of its parent.
+	if err := fs.MkdirAll("state", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := fs.OpenDir(""); err != nil || d.Sync() != nil {
+		t.Fatal("sync the root of the memory file system:", err)
+	}
+	open := func() *Store {
+		st, err := Open("state", Options{Sync: true, FS: fs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	crash := func(st *Store) *Store {
+		fs.SetIgnoreSyncs(true) // nothing from here on reaches the "disk"
+		close(st.stop)          // a killed process: no flush of the memtable
+		<-st.stopped
+		st.db.Close()
+		fs.ResetToSyncedState()
+		fs.SetIgnoreSyncs(false)
+		return open()
+	}
+	entry := func(id string) Entry { return Entry{Held: schema.Version{ID: id}, LocalETag: id} }
+	st := open()
+	ran := false
+	st.AfterSync(func() { ran = true })
+	if !ran {
+		t.Fatal("AfterSync with no lazy write did not run its callback at once")
+	}
+	if err := st.Put("b", "durable", entry("1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutLazy("b", "lazy", entry("2")); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok, _ := st.Get("b", "lazy"); !ok || e.Held.ID != "2" {
+		t.Fatalf("a lazy write is not readable at once: %+v %v", e, ok)
+	}
+	st = crash(st)
+	if _, ok, _ := st.Get("b", "durable"); !ok {
+		t.Fatal("a synced write was lost by a crash")
+	}
+	if _, ok, _ := st.Get("b", "lazy"); ok {
+		t.Fatal("a lazy write with no sync after it survived a crash: PutLazy waited for the disk")
+	}
+	if err := st.PutLazy("b", "acked", entry("3")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	st.AfterSync(func() { close(done) })
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("AfterSync's callback never ran")
+	}
+	st = crash(st)
+	if e, ok, _ := st.Get("b", "acked"); !ok || e.Held.ID != "3" {
+		t.Fatalf("a lazy write AfterSync reported durable was lost by a crash: %+v %v", e, ok)
+	}
+	// Close runs what still waits.
+	if err := st.PutLazy("b", "late", entry("4")); err != nil {
+		t.Fatal(err)
+	}
+	var closed atomic.Bool
+	st.AfterSync(func() { closed.Store(true) })
+	st.Close()
+	if !closed.Load() {
+		t.Fatal("Close did not run a waiting AfterSync callback")
 	}
 }
