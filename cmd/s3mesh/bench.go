@@ -457,6 +457,8 @@ func (e *benchEnv) footer() {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", r.figure, r.s3mesh, r.baseline, r.ratio, r.target, r.holds)
 	}
 	fmt.Fprintln(w)
+	whole := e.whole.end()
+	e.cpuRows = append(e.cpuRows, whole.row("**whole bench**"))
 	if len(e.cpuRows) > 0 {
 		fmt.Fprintln(w, "CPU split (seconds of CPU and share of the CPU used, from /proc/<pid>/stat utime+stime):")
 		fmt.Fprintln(w)
@@ -466,6 +468,9 @@ func (e *benchEnv) footer() {
 			fmt.Fprintln(w, r)
 		}
 		fmt.Fprintln(w)
+	}
+	if share := whole.secs["other"] / max(whole.wall.Seconds()*float64(numCPU()), 1e-9); share > 0.05 {
+		fmt.Fprintf(w, "WARNING: other processes (neither the lab nor the bench) used %.0f%% of the machine's CPU during the bench: the figures are pessimistic (see the last column of the CPU split).\n", 100*share)
 	}
 	fmt.Fprintf(w, "Values are median [min–max] over %d run(s) (S3MESH_BENCH_RUNS); ratios are computed per run. \"holds\": yes = every run meets the target.\n", e.cfg.runs)
 	fmt.Fprintln(w, e.machine())

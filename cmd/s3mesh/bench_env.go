@@ -39,6 +39,7 @@ type benchEnv struct {
 	failed  []string
 	began   time.Time
 	runID   string
+	whole   *cpuSpan // the whole bench, for the footer's warning
 }
 
 func newBenchEnv(ctx context.Context, w io.Writer, cfg benchConfig, info func() lab.Info, ctl func(string, ...string) (string, error)) (*benchEnv, error) {
@@ -55,6 +56,7 @@ func newBenchEnv(ctx context.Context, w io.Writer, cfg benchConfig, info func() 
 		e.s3[s.Name] = cl
 	}
 	e.cpu = startCPUMeter(ctx, in.Dir)
+	e.whole = e.cpu.begin()
 	return e, nil
 }
 
