@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"regexp"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -60,6 +61,7 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	if err := checkEventSubjects(cfg); err != nil {
 		return nil, err
 	}
+	setMemoryLimit(cfg.MemoryBudget, log)
 	a = &Agent{cfg: cfg, log: log, M: metrics.New()}
 	opened := a // the error returns below set a to nil
 	defer func() {
@@ -440,4 +442,23 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// memoryOverhead is what the agent needs besides its body buffers (state
+// store caches, broker client, pull buffers, goroutines).
+const memoryOverhead = 32 << 20
+
+// setMemoryLimit sets Go's soft memory limit to the body budget plus the
+// agent's overhead, unless GOMEMLIMIT says otherwise: without it the heap
+// may grow to twice what is live (GOGC) while a large object streams.
+func setMemoryLimit(budget int64, log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := budget + memoryOverhead
+	if cur := debug.SetMemoryLimit(-1); cur < limit {
+		return // a lower limit set by whoever embeds the agent stays
+	}
+	debug.SetMemoryLimit(limit)
+	log.Debug("soft memory limit", "bytes", limit)
 }

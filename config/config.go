@@ -28,8 +28,11 @@ type Site struct {
 	PartSize        int64         `yaml:"part_size"`        // multipart part size for large bodies
 	Workers         int           `yaml:"workers"`          // parallel appliers (per-key order is kept)
 	// MemoryBudget bounds the body bytes all appliers buffer at once
-	// (default 256 MiB; at least 2 × part_size). A record claiming a huge
+	// (default 32 MiB; at least 2 × part_size). A record claiming a huge
 	// size cannot make every worker allocate its parts at the same time.
+	// The agent also sets Go's soft memory limit to memory_budget + 32 MiB
+	// (unless GOMEMLIMIT is set), so garbage is collected before the
+	// process grows past what it needs.
 	MemoryBudget int64 `yaml:"memory_budget"`
 	// IgnoreKeys are regular expressions of keys never replicated: a store's
 	// own temporary files. Default: versitygw's in-progress uploads.
@@ -259,9 +262,9 @@ var DefaultIgnoreKeys = []string{`(^|/)\.[^/]+\.sgwtmp\.[0-9]+$`, `(^|/)\.sgwtmp
 // Defaults applied by Load.
 const (
 	DefaultInlineThreshold = 256 << 10
-	DefaultPartSize        = 16 << 20
-	DefaultMemoryBudget    = 256 << 20
-	DefaultWorkers         = 8
+	DefaultPartSize        = 8 << 20  // S3's minimum is 5 MiB; two per large body in flight
+	DefaultMemoryBudget    = 32 << 20 // with the agent's soft memory limit: RSS ≤ 64 MiB at any object size
+	DefaultWorkers         = 32       // appliers mostly wait on S3 and the disk; more overlap, same memory bound
 	DefaultScanInterval    = 10 * time.Minute
 	DefaultScanDebounce    = 500 * time.Millisecond
 	DefaultRetryBudget     = 10 * time.Minute

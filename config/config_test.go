@@ -82,8 +82,8 @@ func TestParseValid(t *testing.T) {
 	}{
 		{"site", s.Site, "a"},
 		{"inline_threshold", s.InlineThreshold, int64(256 << 10)},
-		{"part_size", s.PartSize, int64(16 << 20)},
-		{"workers", s.Workers, 8},
+		{"part_size", s.PartSize, int64(8 << 20)},
+		{"workers", s.Workers, 32},
 		{"scan.debounce", s.Scan.Debounce, 500 * time.Millisecond},
 		{"scan.interval (unset = 10m)", s.Scan.ScanInterval(), 10 * time.Minute},
 		{"retry.budget", s.Retry.Budget, 10 * time.Minute},
