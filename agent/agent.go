@@ -446,7 +446,7 @@ func nonNil(s []string) []string {
 
 // memoryOverhead is what the agent needs besides its body buffers (state
 // store caches, broker client, pull buffers, goroutines).
-const memoryOverhead = 32 << 20
+const memoryOverhead = 16 << 20
 
 // setMemoryLimit sets Go's soft memory limit to the body budget plus the
 // agent's overhead, unless GOMEMLIMIT says otherwise: without it the heap

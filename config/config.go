@@ -30,7 +30,7 @@ type Site struct {
 	// MemoryBudget bounds the body bytes all appliers buffer at once
 	// (default 32 MiB; at least 2 × part_size). A record claiming a huge
 	// size cannot make every worker allocate its parts at the same time.
-	// The agent also sets Go's soft memory limit to memory_budget + 32 MiB
+	// The agent also sets Go's soft memory limit to memory_budget + 16 MiB
 	// (unless GOMEMLIMIT is set), so garbage is collected before the
 	// process grows past what it needs.
 	MemoryBudget int64 `yaml:"memory_budget"`

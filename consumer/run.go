@@ -139,7 +139,7 @@ func (r *Runner) run(ctx context.Context, open func(context.Context, string) (co
 				defer g.leave()
 				r.receive(ctx, peer, m, p)
 			}
-		}, jetstream.PullMaxMessages(256))
+		}, jetstream.PullMaxMessages(128))
 		if err != nil {
 			return fmt.Errorf("consume %s: %w", broker.ChangesStream(peer), err)
 		}
@@ -190,7 +190,7 @@ func (r *Runner) startPool(ctx context.Context) *pool {
 	h := r.chain()
 	p := &pool{queues: make([]chan *delivery, max(r.Workers, 1))}
 	for i := range p.queues {
-		q := make(chan *delivery, 32)
+		q := make(chan *delivery, 8) // with PullMaxMessages: what waits in memory stays small
 		p.queues[i] = q
 		p.wg.Go(func() { work(ctx, q, h) })
 	}
