@@ -170,7 +170,7 @@ func notToken(r rune) bool {
 }
 
 func (c *Client) putSingle(ctx context.Context, in PutInput) (string, error) {
-	buf := make([]byte, in.Size)
+	buf := getBuf(in.Size)
 	if err := readExactly(in.Body, buf, true); err != nil {
 		return "", wrapBody(in, err)
 	}
@@ -189,8 +189,11 @@ func (c *Client) putSingle(ctx context.Context, in PutInput) (string, error) {
 	}
 	out, err := c.s3.PutObject(ctx, req)
 	if err != nil {
+		// Not reused: after a failed round trip the transport may still
+		// be reading the body in another goroutine.
 		return "", wrap("put", in.Bucket, in.Key, err)
 	}
+	putBuf(buf) // the store answered 200, so it read the whole body
 	return unquote(aws.ToString(out.ETag)), nil
 }
 
@@ -384,7 +387,7 @@ func (c *Client) uploadParts(ctx context.Context, in PutInput, uploadID *string)
 		if allocated < buffers {
 			// Only the last part is shorter than PartSize, so a buffer
 			// sized for this part fits every later one.
-			buf = make([]byte, n)
+			buf = getBuf(n)
 			allocated++
 		} else {
 			select {
@@ -404,6 +407,11 @@ func (c *Client) uploadParts(ctx context.Context, in PutInput, uploadID *string)
 	}
 	close(work)
 	<-done
+	if upErr == nil && readErr == nil && ctx.Err() == nil {
+		for len(free) > 0 { // every part was answered 200: the buffers are free
+			putBuf(<-free)
+		}
+	}
 	switch {
 	case upErr != nil:
 		return nil, upErr
