@@ -41,7 +41,7 @@ Environment (defaults in brackets; a quick run:
   S3MESH_BENCH_CATCHUP    1 KiB objects written while a-b is cut [5000]
   S3MESH_BENCH_SEQ        sequential lag: objects written one at a time [200]
   S3MESH_BENCH_RATES      paced lag: writes/s, comma-separated [50,200,400]
-  S3MESH_BENCH_PACE       paced lag: seconds at each rate [5]
+  S3MESH_BENCH_PACE       paced lag: seconds at each rate [3]
   S3MESH_BENCH_BIG        the big object of the RSS figure, e.g. 2GiB, 512MiB, 0 skips [2GiB]
   S3MESH_BENCH_BACKLOG    records in the backlog (RSS) and scan figures, 0 skips [100000: about
                           4 minutes of the bench on a 2-core machine]
@@ -159,7 +159,7 @@ func benchConfigFromEnv() benchConfig {
 		runs:  max(1, envInt("S3MESH_BENCH_RUNS", 3)),
 		small: envInt("S3MESH_BENCH_SMALL", 2000), large: envInt("S3MESH_BENCH_LARGE", 40),
 		catchup: envInt("S3MESH_BENCH_CATCHUP", 5000), seq: envInt("S3MESH_BENCH_SEQ", 200),
-		pace:    time.Duration(envInt("S3MESH_BENCH_PACE", 5)) * time.Second,
+		pace:    time.Duration(envInt("S3MESH_BENCH_PACE", 3)) * time.Second,
 		big:     envSize("S3MESH_BENCH_BIG", 2<<30),
 		backlog: envInt("S3MESH_BENCH_BACKLOG", 100000), rebuild: envInt("S3MESH_BENCH_REBUILD", 0),
 		scanInterval: time.Hour, scanDebounce: 500 * time.Millisecond,
