@@ -342,6 +342,18 @@ func TestDeleteSafetyConfirm(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// `scan now` finds them at once, holds the bucket and says so.
+	out, err := exec.Command(testenv.S3meshBin(t), "scan", "now", "--bucket", bucket, "--lab", filepath.Join(e.info.Dir, "lab.json"), "--site", "a").CombinedOutput()
+	if err != nil {
+		t.Fatalf("scan now: %v %s", err, out)
+	}
+	var scanned struct {
+		Listed, Missing int
+		Held            bool
+	}
+	if err := json.Unmarshal(out, &scanned); err != nil || scanned.Listed < 16 || scanned.Missing != 4 || !scanned.Held {
+		t.Fatalf("scan now after removing 4 of 20 objects: %+v (%v) from %s", scanned, err, out)
+	}
 	deadline := time.Now().Add(converge)
 	for {
 		out, err := exec.Command(testenv.S3meshBin(t), "scan", "confirm-deletes", "--bucket", bucket, "--lab", filepath.Join(e.info.Dir, "lab.json"), "--site", "a").CombinedOutput()

@@ -294,7 +294,13 @@ func (w *simWorld) userWrite(s *simSite, key string, del bool) {
 			w.hint(s, key, true)
 			return
 		}
+		// In doubt while the apply intent is outstanding, or still the
+		// durable entry under a lazy one (a crash before the next sync
+		// brings the intent back: the same window, one fsync long).
 		a := s.entry(key).Applying
+		if b, ok := s.entries[key]; ok && a == nil {
+			a = simDecode(b).Applying
+		}
 		w.writes = append(w.writes, &simWrite{site: s.i, key: key, del: true, removed: o.by,
 			inDoubt: o.by.kind == simReplica && a != nil && a.ID == o.by.vid})
 		_ = s.store.remove(key, "", simMut{kind: simUser, write: n})

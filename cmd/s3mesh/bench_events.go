@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/producer"
 )
 
 // How the bench tells when an object has arrived at a site without polling
@@ -47,20 +47,6 @@ type arrivals struct {
 	waiters   map[string]chan struct{}
 }
 
-type s3eventMsg struct {
-	Records []struct {
-		EventName string `json:"eventName"`
-		S3        struct {
-			Bucket struct {
-				Name string `json:"name"`
-			} `json:"bucket"`
-			Object struct {
-				Key string `json:"key"`
-			} `json:"object"`
-		} `json:"s3"`
-	} `json:"Records"`
-}
-
 // watch subscribes to site's storage events; call close when done.
 func (e *benchEnv) watch(site, bucket, prefix string) (*arrivals, error) {
 	si := e.site(site)
@@ -86,17 +72,17 @@ func (e *benchEnv) watch(site, bucket, prefix string) (*arrivals, error) {
 
 func (a *arrivals) handle(m *nats.Msg) {
 	now := time.Now()
-	var ev s3eventMsg
-	if json.Unmarshal(m.Data, &ev) != nil {
+	hints, err := producer.ParseEvent(m.Data, producer.KeysRaw) // the agent's own parser (versitygw: raw keys)
+	if err != nil {
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, r := range ev.Records {
-		if r.S3.Bucket.Name != a.bucket || !strings.HasPrefix(r.EventName, "s3:ObjectCreated") || !strings.HasPrefix(r.S3.Object.Key, a.prefix) {
+	for _, h := range hints {
+		if h.Bucket != a.bucket || h.Op != "put" || !strings.HasPrefix(h.Key, a.prefix) {
 			continue
 		}
-		k := r.S3.Object.Key
+		k := h.Key
 		a.events++
 		a.last = now
 		if _, ok := a.at[k]; !ok {

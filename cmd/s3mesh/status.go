@@ -88,51 +88,39 @@ func newScanCmd() *cobra.Command {
 	var t target
 	c := &cobra.Command{Use: "scan", Short: "Control a site's bucket scanner"}
 	t.flags(c)
-	var bucket string
-	confirm := &cobra.Command{
-		Use:   "confirm-deletes --bucket B",
-		Short: "Let the next scan publish the deletes it held (only if the keys really were deleted)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if bucket == "" {
-				return errors.New("--bucket is required")
-			}
-			s, err := t.connect()
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			out, err := s.admin("scan.confirm", agent.AdminRequest{Bucket: bucket})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), out)
-			return nil
-		},
-	}
-	confirm.Flags().StringVar(&bucket, "bucket", "", "the held bucket")
-	now := &cobra.Command{
-		Use:   "now --bucket B",
-		Short: "Scan a bucket at once and print what the scan found (JSON: listed, published, seconds, ...)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if bucket == "" {
-				return errors.New("--bucket is required")
-			}
-			s, err := t.connect()
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			out, err := s.admin("scan.now", agent.AdminRequest{Bucket: bucket})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), out)
-			return nil
-		},
-	}
-	now.Flags().StringVar(&bucket, "bucket", "", "the bucket to scan")
-	c.AddCommand(confirm, now)
+	c.AddCommand(
+		bucketAdminCmd(&t, "confirm-deletes", "scan.confirm", "the held bucket",
+			"Let the next scan publish the deletes it held (only if the keys really were deleted)"),
+		bucketAdminCmd(&t, "now", "scan.now", "the bucket to scan",
+			"Scan a bucket at once and print what the scan found (JSON: listed, published, seconds, ...)"))
 	return c
+}
+
+// bucketAdminCmd is a `--bucket B` command that sends one admin request to
+// the target site's agent and prints its answer.
+func bucketAdminCmd(t *target, use, verb, flagHelp, short string) *cobra.Command {
+	var bucket string
+	cmd := &cobra.Command{
+		Use:   use + " --bucket B",
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if bucket == "" {
+				return errors.New("--bucket is required")
+			}
+			s, err := t.connect()
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			out, err := s.admin(verb, agent.AdminRequest{Bucket: bucket})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&bucket, "bucket", "", flagHelp)
+	return cmd
 }
