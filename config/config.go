@@ -263,7 +263,7 @@ var DefaultIgnoreKeys = []string{`(^|/)\.[^/]+\.sgwtmp\.[0-9]+$`, `(^|/)\.sgwtmp
 const (
 	DefaultInlineThreshold = 256 << 10
 	DefaultPartSize        = 8 << 20  // S3's minimum is 5 MiB; two per large body in flight
-	DefaultMemoryBudget    = 32 << 20 // with the agent's soft memory limit: RSS ≤ 64 MiB at any object size
+	DefaultMemoryBudget    = 32 << 20 // with the agent's soft memory limit it bounds RSS near 64 MiB at any object size
 	DefaultWorkers         = 32       // appliers mostly wait on S3 and the disk; more overlap, same memory bound
 	DefaultScanInterval    = 10 * time.Minute
 	DefaultScanDebounce    = 500 * time.Millisecond

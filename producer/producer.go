@@ -239,7 +239,12 @@ func (p *Producer) observeHint(ctx context.Context, k lifecycle.Key, e state.Ent
 	if body != nil {
 		ctx = withPeek(ctx, info.ETag, body)
 	}
-	return lifecycle.Observe{Object: ObjectOf(info), Policy: p.cfg.Policies[k.Bucket], DeletesHeld: p.isHeld(k.Bucket)}, ctx, nil
+	return p.observation(k, info), ctx, nil
+}
+
+// observation is what the state machine is fed for what the store showed.
+func (p *Producer) observation(k lifecycle.Key, info s3io.ObjectInfo) lifecycle.Observe {
+	return lifecycle.Observe{Object: ObjectOf(info), Policy: p.cfg.Policies[k.Bucket], DeletesHeld: p.isHeld(k.Bucket)}
 }
 
 // Resolve settles a conflict by publishing a new local version of
@@ -311,7 +316,7 @@ func (p *Producer) observe(ctx context.Context, k lifecycle.Key, e state.Entry) 
 	if err != nil {
 		return lifecycle.Observe{}, err
 	}
-	obs := lifecycle.Observe{Object: ObjectOf(info), Policy: p.cfg.Policies[k.Bucket], DeletesHeld: p.isHeld(k.Bucket)}
+	obs := p.observation(k, info)
 	if !info.Exists && e.Present() {
 		ok, err := p.s3.BucketExists(ctx, k.Bucket)
 		if err != nil {

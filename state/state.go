@@ -116,13 +116,17 @@ func (s *Store) Get(bucket, key string) (e Entry, ok bool, err error) {
 
 // Put stores the entry for bucket/key. Callers hold Lock(bucket, key).
 func (s *Store) Put(bucket, key string, e Entry) error {
-	b, err := msgpack.Marshal(&e)
-	if err != nil {
-		return fmt.Errorf("state put %s/%s: %w", bucket, key, err)
-	}
 	opt := pebble.NoSync
 	if s.sync {
 		opt = pebble.Sync
+	}
+	return s.set(bucket, key, e, opt)
+}
+
+func (s *Store) set(bucket, key string, e Entry, opt *pebble.WriteOptions) error {
+	b, err := msgpack.Marshal(&e)
+	if err != nil {
+		return fmt.Errorf("state put %s/%s: %w", bucket, key, err)
 	}
 	if err := s.db.Set(dbKey(bucket, key), b, opt); err != nil {
 		return fmt.Errorf("state put %s/%s: %w", bucket, key, err)
@@ -141,14 +145,10 @@ func (s *Store) PutLazy(bucket, key string, e Entry) error {
 	if !s.sync {
 		return s.Put(bucket, key, e)
 	}
-	b, err := msgpack.Marshal(&e)
-	if err != nil {
-		return fmt.Errorf("state put %s/%s: %w", bucket, key, err)
-	}
-	s.lazyMu.Lock()
+	s.lazyMu.Lock() // counted under the lock the syncer reads the count with
 	defer s.lazyMu.Unlock()
-	if err := s.db.Set(dbKey(bucket, key), b, pebble.NoSync); err != nil {
-		return fmt.Errorf("state put %s/%s: %w", bucket, key, err)
+	if err := s.set(bucket, key, e, pebble.NoSync); err != nil {
+		return err
 	}
 	s.written++
 	return nil

@@ -146,7 +146,7 @@ type benchConfig struct {
 	big                        int64
 	backlog, rebuild           int
 	only                       map[string]bool
-	scanInterval, scanDebounce time.Duration
+	scanInterval               time.Duration
 	throughputConc, largeConc  int
 	catchupConc, backlogConc   int
 	largeSize, smallSize       int
@@ -162,7 +162,7 @@ func benchConfigFromEnv() benchConfig {
 		pace:    time.Duration(envInt("S3MESH_BENCH_PACE", 3)) * time.Second,
 		big:     envSize("S3MESH_BENCH_BIG", 2<<30),
 		backlog: envInt("S3MESH_BENCH_BACKLOG", 100000), rebuild: envInt("S3MESH_BENCH_REBUILD", 0),
-		scanInterval: time.Hour, scanDebounce: 500 * time.Millisecond,
+		scanInterval:   time.Hour,
 		throughputConc: 8, largeConc: 4, catchupConc: 8, backlogConc: 16,
 		smallSize: 1024, largeSize: 8 << 20, rcloneTransfers: 8,
 		replicationTimeout: 10 * time.Minute,

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/s3mesh/s3mesh/agent"
 )
@@ -23,11 +21,7 @@ import (
 // The bench asks a's agent for the scan with the admin request scan.now
 // (`s3mesh scan now`): the scanner's own loop runs it and answers when it
 // is done; the time is the request's round trip, the agent's own figure is
-// printed too. An agent without scan.now is made to scan by a DELETE of a
-// key that never existed (the store sends an event for it all the same, it
-// changes nothing, and such an event kicks a rescan after scan.debounce);
-// the time then runs until s3mesh_scans_total{bucket} grows (polled every
-// 100 ms) and includes the debounce. The requests are the growth of
+// printed too. The requests are the growth of
 // s3mesh_s3_requests_total over the same time. rclone's time
 // is its process from start to exit; its requests are counted from
 // `--dump headers` in one extra, untimed run (debug output slows it down).
@@ -52,10 +46,9 @@ func benchScan(ctx context.Context, e *benchEnv, bucket string, n int) error {
 		if err != nil {
 			return err
 		}
-		scans0 := m0.sum("s3mesh_scans_total", `bucket="`+bucket+`"`)
 		req0 := m0.byLabel("s3mesh_s3_requests_total", "op")
 		span := e.cpu.begin()
-		took, how, err := e.scanOnce(ctx, "a", bucket, run, scans0)
+		took, how, err := e.scanOnce("a", bucket)
 		if err != nil {
 			return err
 		}
@@ -126,48 +119,28 @@ func benchScan(ctx context.Context, e *benchEnv, bucket string, n int) error {
 	return nil
 }
 
-// scanOnce has site's agent scan bucket once and returns how long it took
-// and how that was measured.
-func (e *benchEnv) scanOnce(ctx context.Context, site, bucket string, run int, scans0 float64) (time.Duration, string, error) {
-	nc, err := e.site(site).ConnectNATS(nats.Name("s3mesh-bench-scan"))
+// scanOnce has site's agent scan bucket once (`s3mesh scan now`'s admin
+// request) and returns the request's round trip and how it was measured.
+func (e *benchEnv) scanOnce(site, bucket string) (time.Duration, string, error) {
+	s, err := (&target{labPath: filepath.Join(e.info().Dir, "lab.json"), site: site}).connect()
 	if err != nil {
 		return 0, "", err
 	}
-	defer nc.Close()
-	req, _ := json.Marshal(agent.AdminRequest{Bucket: bucket})
+	defer s.close()
 	t0 := time.Now()
-	m, err := nc.Request(agent.AdminSubject(site, "scan.now"), req, 3*time.Minute)
+	outcome, err := s.admin("scan.now", agent.AdminRequest{Bucket: bucket})
 	took := time.Since(t0)
-	if err == nil {
-		var rep agent.AdminReply
-		if err := json.Unmarshal(m.Data, &rep); err != nil || !rep.OK {
-			return 0, "", fmt.Errorf("scan.now at %s: %s %v", site, rep.Error, err)
-		}
-		var out struct {
-			Seconds float64 `json:"seconds"`
-			Listed  int     `json:"listed"`
-		}
-		_ = json.Unmarshal([]byte(rep.Outcome), &out)
-		return took, fmt.Sprintf("admin request scan.now, round trip; the agent reports %.2f s, %d listed", out.Seconds, out.Listed), nil
+	if err != nil {
+		return 0, "", fmt.Errorf("scan now at %s: %w", site, err)
 	}
-	if !errors.Is(err, nats.ErrNoResponders) {
-		return 0, "", fmt.Errorf("scan.now at %s: %w", site, err)
+	var out struct {
+		Seconds float64 `json:"seconds"`
+		Listed  int     `json:"listed"`
 	}
-	// An agent without scan.now: an event that changes nothing kicks a scan.
-	if err := e.s3[site].Delete(ctx, bucket, fmt.Sprintf("scan-trigger/%s-%d-never-written", e.runID, run), ""); err != nil {
-		return 0, "", fmt.Errorf("trigger: %w", err)
+	if err := json.Unmarshal([]byte(outcome), &out); err != nil {
+		return 0, "", fmt.Errorf("scan now at %s: answer %q: %w", site, outcome, err)
 	}
-	t0 = time.Now()
-	for {
-		if p, err := e.metrics(ctx, site); err == nil && p.sum("s3mesh_scans_total", `bucket="`+bucket+`"`) > scans0 {
-			break
-		}
-		if time.Since(t0) > 10*time.Minute {
-			return 0, "", fmt.Errorf("%s's agent did not scan %s within 10 minutes of the trigger", site, bucket)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return time.Since(t0), fmt.Sprintf("no scan.now at this agent: DELETE of a never-written key → scans_total grew; includes the %v debounce", e.cfg.scanDebounce), nil
+	return took, fmt.Sprintf("admin request scan.now, round trip; the agent reports %.2f s, %d listed", out.Seconds, out.Listed), nil
 }
 
 // requestLines summarises rclone's dumped requests by method and site.
