@@ -183,7 +183,6 @@ func s3Client(c config.S3, opts ...s3io.Option) (*s3io.Client, error) {
 // nats.embedded.tls requires of network clients. Otherwise it connects to
 // nats.url with nats.tls.
 func (a *Agent) connect() error {
-	n := a.cfg.NATS
 	opts := []nats.Option{nats.Name("s3mesh-agent-" + a.cfg.Site), nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond), nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -192,9 +191,6 @@ func (a *Agent) connect() error {
 			}
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { a.log.Info("nats reconnected") }),
-	}
-	if n.User != "" {
-		opts = append(opts, nats.UserInfo(n.User, n.Password.MustValue()))
 	}
 	nc, err := a.dial(opts)
 	if err != nil {
@@ -214,7 +210,11 @@ func (a *Agent) connect() error {
 func (a *Agent) dial(opts []nats.Option) (*nats.Conn, error) {
 	n := a.cfg.NATS
 	if n.URL != "" {
-		nc, err := nats.Connect(n.URL, append(opts, remoteOptions(n)...)...)
+		login, err := ClientOptions(n)
+		if err != nil {
+			return nil, err
+		}
+		nc, err := nats.Connect(n.URL, append(opts, login...)...)
 		if err != nil {
 			return nil, fmt.Errorf("nats %s: %w", n.URL, err)
 		}
@@ -232,9 +232,21 @@ func (a *Agent) dial(opts []nats.Option) (*nats.Conn, error) {
 	return nc, nil
 }
 
-// remoteOptions are the credentials and TLS for a broker at nats.url.
-func remoteOptions(n config.NATS) []nats.Option {
+// ClientOptions log in to the broker at nats.url (or nats.embedded.listen)
+// the way cfg says the agent does: user and password, nkey seed or .creds
+// file, and TLS. Tools acting as the site use them too.
+func ClientOptions(n config.NATS) ([]nats.Option, error) {
 	var opts []nats.Option
+	if n.User != "" {
+		opts = append(opts, nats.UserInfo(n.User, n.Password.MustValue()))
+	}
+	if !n.NKey.IsZero() {
+		o, err := broker.NKeyOption(n.NKey.MustValue())
+		if err != nil {
+			return nil, fmt.Errorf("nats.nkey: %w", err)
+		}
+		opts = append(opts, o)
+	}
 	if n.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(n.CredsFile))
 	}
@@ -244,7 +256,7 @@ func remoteOptions(n config.NATS) []nats.Option {
 	if n.TLS.CertFile != "" {
 		opts = append(opts, nats.ClientCert(n.TLS.CertFile, n.TLS.KeyFile))
 	}
-	return opts
+	return opts, nil
 }
 
 // Run does the work until ctx ends: event ingestion, scanner, appliers and
@@ -425,13 +437,20 @@ func EmbeddedServerConfig(cfg *config.Site) *broker.ServerConfig {
 	if len(e.Links) == 0 {
 		return sc
 	}
-	sc.User, sc.Password = cfg.NATS.User, cfg.NATS.Password.MustValue()
+	if cfg.NATS.User != "" {
+		sc.User, sc.Password = cfg.NATS.User, cfg.NATS.Password.MustValue()
+	} else {
+		sc.NKeySeed = cfg.NATS.NKey.MustValue()
+	}
 	for _, l := range e.Links {
 		sc.Links = append(sc.Links, broker.Link{Peer: l.Peer, URL: l.URL, Password: l.Password.MustValue()})
 	}
 	for _, u := range e.Users {
-		sc.Users = append(sc.Users, broker.User{Name: u.Name, Password: u.Password.MustValue(),
-			Publish: nonNil(u.Publish), Subscribe: nonNil(u.Subscribe)})
+		bu := broker.User{Name: u.Name, NKey: u.NKey, Publish: nonNil(u.Publish), Subscribe: nonNil(u.Subscribe)}
+		if u.NKey == "" {
+			bu.Password = u.Password.MustValue()
+		}
+		sc.Users = append(sc.Users, bu)
 	}
 	return sc
 }

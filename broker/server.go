@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // ServerConfig configures the embedded NATS server of one site.
@@ -46,6 +47,11 @@ type ServerConfig struct {
 
 	// User and Password, when set, are required from clients.
 	User, Password string
+	// NKeySeed, instead of User and Password, is the agent's nkeys user
+	// seed ("SU…"): the broker requires a client signing with it (its
+	// public key is the user) and Connect signs with it. (A NATS .creds
+	// file does not log in here: its JWT needs a broker in operator mode.)
+	NKeySeed string
 	// LeafUser and LeafPassword, when set, are required from peers dialling
 	// LeafListen and presented to the peers in LeafRemotes (unless a URL
 	// carries its own user info). They must be set when User is set and
@@ -88,10 +94,13 @@ type Link struct {
 	URL string
 }
 
-// User is a client of the site account. Publish and Subscribe, when not
-// nil, are the only subjects it may publish or subscribe to.
+// User is a client of the site account, logging in with Name and Password
+// or, instead, with the nkeys user seed whose public key ("U…") is NKey.
+// Publish and Subscribe, when not nil, are the only subjects it may publish
+// or subscribe to.
 type User struct {
 	Name, Password     string
+	NKey               string
 	Publish, Subscribe []string
 }
 
@@ -197,6 +206,10 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 	if (cfg.User == "") != (cfg.Password == "") {
 		return nil, fmt.Errorf("broker: site %s: client User and Password must be set together", cfg.Site)
 	}
+	agentKey, err := agentPublicKey(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("broker: site %s: %w", cfg.Site, err)
+	}
 	if (cfg.LeafUser == "") != (cfg.LeafPassword == "") {
 		return nil, fmt.Errorf("broker: site %s: LeafUser and LeafPassword must be set together", cfg.Site)
 	}
@@ -209,13 +222,14 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 	}
 	opts := &server.Options{}
 	if len(cfg.Links) > 0 {
-		if err := linkAccounts(cfg, opts); err != nil {
+		if err := linkAccounts(cfg, opts, agentKey); err != nil {
 			return nil, fmt.Errorf("broker: site %s: %w", cfg.Site, err)
 		}
 	}
 	*opts = server.Options{
 		Accounts:        opts.Accounts, // from linkAccounts, with their users
 		Users:           opts.Users,
+		Nkeys:           opts.Nkeys,
 		ServerName:      cfg.Site,
 		Host:            host,
 		Port:            port,
@@ -230,6 +244,9 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 	}
 	if cfg.User != "" && len(cfg.Links) == 0 {
 		opts.Users = []*server.User{{Username: cfg.User, Password: cfg.Password}}
+	}
+	if agentKey != "" && len(cfg.Links) == 0 {
+		opts.Nkeys = []*server.NkeyUser{{Nkey: agentKey}}
 	}
 	var leaf server.LeafNodeOpts
 	if len(cfg.Links) > 0 {
@@ -249,11 +266,35 @@ func serverOptions(cfg ServerConfig) (*server.Options, error) {
 	return opts, nil
 }
 
+// agentPublicKey is the public key of cfg.NKeySeed ("" without one). It
+// refuses a seed beside User, and a seed that is not an nkeys user seed.
+func agentPublicKey(cfg ServerConfig) (string, error) {
+	if cfg.NKeySeed == "" {
+		return "", nil
+	}
+	if cfg.User != "" {
+		return "", errors.New("the agent logs in with User and Password or with NKeySeed, not both")
+	}
+	kp, err := nkeys.FromSeed([]byte(cfg.NKeySeed))
+	if err != nil {
+		return "", errors.New("NKeySeed is not a valid nkeys seed")
+	}
+	defer kp.Wipe()
+	pub, err := kp.PublicKey()
+	if err != nil || !nkeys.IsValidPublicUserKey(pub) {
+		return "", errors.New("NKeySeed is not an nkeys user seed (SU…)")
+	}
+	return pub, nil
+}
+
+// authenticated reports whether clients must log in.
+func (cfg ServerConfig) authenticated() bool { return cfg.User != "" || cfg.NKeySeed != "" }
+
 // checkExposure refuses to listen on a non-loopback address without
-// authentication: clients need User, leaf links need Links.
+// authentication: clients need User (or NKeySeed), leaf links need Links.
 func checkExposure(cfg ServerConfig, clientHost string) error {
-	if !isLoopback(clientHost) && cfg.User == "" {
-		return fmt.Errorf("client listener %s is not on loopback: set a user and password (or listen on 127.0.0.1)", cfg.Listen)
+	if !isLoopback(clientHost) && !cfg.authenticated() {
+		return fmt.Errorf("client listener %s is not on loopback: set a user and password or an nkey (or listen on 127.0.0.1)", cfg.Listen)
 	}
 	if cfg.LeafListen != "" && len(cfg.Links) == 0 {
 		host, _, err := splitHostPort("leaf", cfg.LeafListen)
@@ -285,18 +326,25 @@ func isLoopback(host string) bool {
 // linkAccounts lays out the accounts of links.go in opts: the site account
 // with the agent (User) and Users, one account per peer with the user the
 // peer dials in as (for links this site does not dial).
-func linkAccounts(cfg ServerConfig, opts *server.Options) error {
-	if cfg.User == "" {
-		return errors.New("links need a client User for the agent")
+func linkAccounts(cfg ServerConfig, opts *server.Options, agentKey string) error {
+	if !cfg.authenticated() {
+		return errors.New("links need a client User or NKeySeed for the agent")
 	}
 	if len(cfg.LeafRemotes) > 0 || cfg.LeafUser != "" {
 		return errors.New("links replace LeafRemotes and LeafUser: set one or the other")
 	}
 	q := strconv.Quote
 	siteUsers := []AccountUser{fmt.Sprintf("{user: %s, password: %s}", q(cfg.User), q(cfg.Password))}
+	if agentKey != "" {
+		siteUsers = []AccountUser{fmt.Sprintf("{nkey: %s}", q(agentKey))}
+	}
 	for _, u := range cfg.Users {
-		if u.Name == "" || u.Password == "" || u.Name == cfg.User {
-			return fmt.Errorf("client user %q: needs a name of its own and a password", u.Name)
+		if u.NKey != "" {
+			if u.Password != "" || !nkeys.IsValidPublicUserKey(u.NKey) || u.NKey == agentKey {
+				return fmt.Errorf("client user %q: nkey %q: want an nkeys user public key (U…) of its own, without a password", u.Name, u.NKey)
+			}
+		} else if u.Name == "" || u.Password == "" || u.Name == cfg.User {
+			return fmt.Errorf("client user %q: needs a name of its own and a password (or an nkey)", u.Name)
 		}
 		siteUsers = append(siteUsers, userEntry(u))
 	}
@@ -337,6 +385,9 @@ func userEntry(u User) string {
 		perms = append(perms, "subscribe: "+subjectList(u.Subscribe))
 	}
 	e := fmt.Sprintf("{user: %s, password: %s", strconv.Quote(u.Name), strconv.Quote(u.Password))
+	if u.NKey != "" {
+		e = fmt.Sprintf("{nkey: %s", strconv.Quote(u.NKey))
+	}
 	if len(perms) > 0 {
 		e += ", permissions: {" + strings.Join(perms, ", ") + "}"
 	}
@@ -410,8 +461,8 @@ func leafNodeOptions(cfg ServerConfig) (server.LeafNodeOpts, error) {
 		}
 		lo.Host, lo.Port = host, port
 		lo.Username, lo.Password = cfg.LeafUser, cfg.LeafPassword
-		if cfg.User != "" && cfg.LeafUser == "" {
-			return lo, errors.New("client auth (User) is set but leaf auth (LeafUser) is not: peers could not connect to the leaf listener")
+		if cfg.authenticated() && cfg.LeafUser == "" {
+			return lo, errors.New("client auth (User or NKeySeed) is set but leaf auth (LeafUser) is not: peers could not connect to the leaf listener")
 		}
 	}
 	seen := make(map[string]bool)
@@ -512,7 +563,28 @@ func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	if s.cfg.User != "" {
 		all = append(all, nats.UserInfo(s.cfg.User, s.cfg.Password))
 	}
+	if s.cfg.NKeySeed != "" {
+		o, err := NKeyOption(s.cfg.NKeySeed)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, o)
+	}
 	return nats.Connect("", append(all, opts...)...)
+}
+
+// NKeyOption logs a client in with an nkeys user seed (the seed stays in
+// memory; nothing is read from disk at reconnects).
+func NKeyOption(seed string) (nats.Option, error) {
+	kp, err := nkeys.FromSeed([]byte(seed))
+	if err != nil {
+		return nil, errors.New("nats: not a valid nkeys seed")
+	}
+	pub, err := kp.PublicKey()
+	if err != nil || !nkeys.IsValidPublicUserKey(pub) {
+		return nil, errors.New("nats: not an nkeys user seed (SU…)")
+	}
+	return nats.Nkey(pub, kp.Sign), nil
 }
 
 // NATS gives access to the underlying nats-server (monitoring, tests).

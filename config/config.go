@@ -100,11 +100,15 @@ func (c Conflicts) Keep() bool { return c.KeepLosers == nil || *c.KeepLosers }
 // Embedded section beside it is what `s3mesh broker --config` runs, so one
 // file describes a site whose broker is its own process (as in the lab).
 type NATS struct {
-	URL       string    `yaml:"url"`        // external broker, e.g. nats://nats-a:4222
-	User      string    `yaml:"user"`       // optional user/password
-	Password  Secret    `yaml:"password"`   //
-	CredsFile string    `yaml:"creds_file"` // optional NATS .creds file
-	Embedded  *Embedded `yaml:"embedded"`   // run the broker in-process
+	URL       string `yaml:"url"`        // external broker, e.g. nats://nats-a:4222
+	User      string `yaml:"user"`       // optional user/password
+	Password  Secret `yaml:"password"`   //
+	CredsFile string `yaml:"creds_file"` // optional NATS .creds file (a broker in operator mode)
+	// NKey is an nkeys user seed (SU…, a secret) the agent logs in with
+	// instead of user and password; a broker with links then requires the
+	// seed's public key of the agent.
+	NKey     Secret    `yaml:"nkey"`
+	Embedded *Embedded `yaml:"embedded"` // run the broker in-process
 	// TLS verifies the broker with CAFile and, with CertFile and KeyFile,
 	// presents a client certificate (all optional).
 	TLS TLS `yaml:"tls"`
@@ -187,8 +191,11 @@ type Link struct {
 // NATSUser is a client of the embedded broker with only the subjects
 // listed (an empty list allows none).
 type NATSUser struct {
-	Name      string   `yaml:"name"`
-	Password  Secret   `yaml:"password"`
+	Name     string `yaml:"name"`
+	Password Secret `yaml:"password"`
+	// NKey, instead of Password, is the public key (U…) of the nkeys user
+	// seed the client logs in with.
+	NKey      string   `yaml:"nkey"`
 	Publish   []string `yaml:"publish"`
 	Subscribe []string `yaml:"subscribe"`
 }
@@ -605,6 +612,18 @@ func (n NATS) validate() error {
 			return fieldErr("nats.password", "%v", err)
 		}
 	}
+	if !n.NKey.IsZero() {
+		if n.User != "" || n.CredsFile != "" {
+			return fieldErr("nats.nkey", "log in with one of user/password, nkey or creds_file")
+		}
+		seed, err := n.NKey.Value()
+		if err != nil {
+			return fieldErr("nats.nkey", "%v", err)
+		}
+		if _, err := ParseSeed(seed); err != nil {
+			return fieldErr("nats.nkey", "%v", err)
+		}
+	}
 	if n.StreamReplicas < 1 || n.StreamReplicas > 5 {
 		return fieldErr("nats.stream_replicas", "%d: want 1..5 (3 on a 3-node cluster)", n.StreamReplicas)
 	}
@@ -682,8 +701,8 @@ func (e *Embedded) validateLinks(n NATS) error {
 	if len(e.LeafRemotes) > 0 {
 		return fieldErr("nats.embedded.leaf_remotes", "set links or leaf_remotes, not both (links authenticate and confine every link)")
 	}
-	if n.User == "" || n.Password.IsZero() {
-		return fieldErr("nats.user", "a broker with links requires the agent to log in: set nats.user and nats.password")
+	if (n.User == "" || n.Password.IsZero()) && n.NKey.IsZero() {
+		return fieldErr("nats.user", "a broker with links requires the agent to log in: set nats.user and nats.password, or nats.nkey")
 	}
 	seen := map[string]bool{}
 	for i, l := range e.Links {
@@ -711,8 +730,17 @@ func (e *Embedded) validateLinks(n NATS) error {
 		if u.Name == "" || u.Name == n.User {
 			return fieldErr(f+".name", "%q: missing or the same as nats.user", u.Name)
 		}
+		if u.NKey != "" {
+			if !u.Password.IsZero() {
+				return fieldErr(f+".nkey", "set password or nkey, not both")
+			}
+			if _, err := ParsePublicKey(u.NKey); err != nil {
+				return fieldErr(f+".nkey", "%v", err)
+			}
+			continue
+		}
 		if _, err := u.Password.Value(); err != nil || u.Password.IsZero() {
-			return fieldErr(f+".password", "required (%v)", err)
+			return fieldErr(f+".password", "required, or nkey (%v)", err)
 		}
 	}
 	return nil

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nkeys"
 )
 
 const (
@@ -333,6 +335,68 @@ func TestRecordsLimits(t *testing.T) {
 		var ce *Error
 		if _, err := Parse([]byte(y)); !errors.As(err, &ce) || ce.Field != field {
 			t.Errorf("records: %s: err %v, want field %s", rec, err, field)
+		}
+	}
+}
+
+// TestNATSNKey: the agent may log in with an nkeys seed instead of a
+// password (also on a broker with links), restricted users with a public
+// key; mistakes name their field and never show the seed.
+func TestNATSNKey(t *testing.T) {
+	base := setup(t)
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	pub, _ := kp.PublicKey()
+	t.Setenv("S3MESH_TEST_NKEY", string(seed))
+	acc, _ := nkeys.CreateAccount()
+	accSeed, _ := acc.Seed()
+	t.Setenv("S3MESH_TEST_ACCOUNT_SEED", string(accSeed))
+	links := edit{"    leaf_remotes: [nats-leaf://b.example:7422]\n", "    links:\n      - {peer: b, url: nats-leaf://b.example:7422, password: {env: S3MESH_TEST_PEER_SECRET}}\n" +
+		"    users: [{name: events, nkey: " + pub + ", publish: [s3mesh.events.a.nats]}]\n"}
+	login := func(extra string) edit {
+		return edit{"  url: nats://127.0.0.1:4222\n", "  url: nats://127.0.0.1:4222\n" + extra}
+	}
+	apply := func(edits ...edit) string {
+		y := base
+		for _, e := range edits {
+			if n := strings.Count(y, e.old); n != 1 {
+				t.Fatalf("test bug: %q occurs %d times", e.old, n)
+			}
+			y = strings.Replace(y, e.old, e.new, 1)
+		}
+		return y
+	}
+	t.Setenv("S3MESH_TEST_LONG_SECRET", "0123456789abcdef0123")
+	links.new = strings.ReplaceAll(links.new, "S3MESH_TEST_PEER_SECRET", "S3MESH_TEST_LONG_SECRET")
+	s, err := Parse([]byte(apply(links, login("  nkey: {env: S3MESH_TEST_NKEY}\n"))))
+	if err != nil {
+		t.Fatalf("nkey login refused: %v", err)
+	}
+	if s.NATS.NKey.MustValue() != string(seed) || s.NATS.Embedded.Users[0].NKey != pub {
+		t.Errorf("parsed %+v", s.NATS)
+	}
+	for _, tc := range []struct {
+		name  string
+		edits []edit
+		field string
+	}{
+		{"nkey and user", []edit{links, login("  user: agent\n  password: {env: S3MESH_TEST_PEER_SECRET}\n  nkey: {env: S3MESH_TEST_NKEY}\n")}, "nats.nkey"},
+		{"nkey unset", []edit{links, login("  nkey: {env: S3MESH_TEST_UNSET}\n")}, "nats.nkey"},
+		{"nkey of an account", []edit{links, login("  nkey: {env: S3MESH_TEST_ACCOUNT_SEED}\n")}, "nats.nkey"},
+		{"nkey a password", []edit{links, login("  nkey: {env: S3MESH_TEST_PEER_SECRET}\n")}, "nats.nkey"},
+		{"user nkey not a key", []edit{{links.old, strings.Replace(links.new, pub, "UNOTAKEY", 1)}, login("  nkey: {env: S3MESH_TEST_NKEY}\n")}, "nats.embedded.users[0].nkey"},
+		{"user nkey and password", []edit{{links.old, strings.Replace(links.new, "nkey: "+pub, "nkey: "+pub+", password: {env: S3MESH_TEST_PEER_SECRET}", 1)}, login("  nkey: {env: S3MESH_TEST_NKEY}\n")}, "nats.embedded.users[0].nkey"},
+	} {
+		_, err := Parse([]byte(apply(tc.edits...)))
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Field != tc.field {
+			t.Errorf("%s: got %v, want an error of field %s", tc.name, err, tc.field)
+		}
+		if err != nil && (strings.Contains(err.Error(), string(seed)) || strings.Contains(err.Error(), string(accSeed))) {
+			t.Errorf("%s: the error shows a seed: %v", tc.name, err)
 		}
 	}
 }

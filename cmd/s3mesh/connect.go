@@ -71,18 +71,11 @@ func (t *target) connect() (*site, error) {
 		if url == "" {
 			url = "nats://" + cfg.NATS.Embedded.Listen
 		}
-		if cfg.NATS.User != "" {
-			opts = append(opts, nats.UserInfo(cfg.NATS.User, cfg.NATS.Password.MustValue()))
+		login, err := agent.ClientOptions(cfg.NATS)
+		if err != nil {
+			return nil, err
 		}
-		if cfg.NATS.CredsFile != "" {
-			opts = append(opts, nats.UserCredentials(cfg.NATS.CredsFile))
-		}
-		if cfg.NATS.TLS.CAFile != "" {
-			opts = append(opts, nats.RootCAs(cfg.NATS.TLS.CAFile))
-		}
-		if cfg.NATS.TLS.CertFile != "" {
-			opts = append(opts, nats.ClientCert(cfg.NATS.TLS.CertFile, cfg.NATS.TLS.KeyFile))
-		}
+		opts = append(opts, login...)
 	default:
 		return nil, errors.New("give --lab LAB.json --site X, or --config SITE.yaml")
 	}
