@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime/debug"
 	"sync"
@@ -81,7 +82,13 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	counter := func(store string) s3io.Option {
 		return s3io.WithRequestCounter(func(op string) { a.M.S3Requests.WithLabelValues(store, op).Inc() })
 	}
-	localOpts := []s3io.Option{s3io.WithMemoryBudget(cfg.MemoryBudget), counter("local")}
+	// Parts of objects too large for the budget (over 10,000 × part_size)
+	// are staged in <state_dir>/spool instead (unlinked files).
+	spool := filepath.Join(cfg.StateDir, "spool")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return nil, fmt.Errorf("state_dir: %w", err)
+	}
+	localOpts := []s3io.Option{s3io.WithMemoryBudget(cfg.MemoryBudget), s3io.WithSpoolDir(spool), counter("local")}
 	if hooks.s3Delay > 0 {
 		log.Warn("TEST HOOK: every request to the local S3 is delayed", "delay", hooks.s3Delay)
 		localOpts = append(localOpts, s3io.WithHTTPClient(&http.Client{Transport: slowTransport{hooks.s3Delay, http.DefaultTransport}}))

@@ -2,7 +2,9 @@ package s3io
 
 import (
 	"bytes"
+	"errors"
 	"io"
+	"os"
 	"testing"
 )
 
@@ -65,5 +67,63 @@ func TestMemoryBudget(t *testing.T) {
 	}
 	if !c.budget.TryAcquire(budget) {
 		t.Fatal("Puts over the budget did not return it")
+	}
+}
+
+// TestSpoolLargeParts: with a spool directory, a multipart Put whose two
+// parts would not fit the memory budget stages them on disk: it holds none
+// of the budget while it streams, the object arrives intact, and nothing is
+// left in the directory.
+func TestSpoolLargeParts(t *testing.T) {
+	const budget = 12 << 20
+	dir := t.TempDir()
+	c, _ := newTestClient(t, WithMemoryBudget(budget), WithSpoolDir(dir))
+	ctx := testCtx(t)
+	body := make([]byte, 21<<20+12345)
+	for i := range body {
+		body[i] = byte(i * 7 % 251)
+	}
+	g := &gatedReader{r: bytes.NewReader(body), started: make(chan struct{}), gate: make(chan struct{})}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Put(ctx, PutInput{Bucket: testBucket, Key: "spool/big", Body: g, Size: int64(len(body)), PartSize: 8 << 20})
+		errc <- err
+	}()
+	<-g.started
+	if !c.budget.TryAcquire(budget) {
+		t.Fatal("a spooled Put holds memory budget")
+	}
+	c.budget.Release(budget)
+	close(g.gate)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if n := c.spooled.Load(); n != 2 {
+		t.Errorf("%d parts slots spooled, want 2", n)
+	}
+	rc, _, err := c.Get(ctx, testBucket, "spool/big", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("read back %d bytes (err %v), want the %d written", len(got), err, len(body))
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("spool directory holds %d entries", len(ents))
+	}
+	// A body shorter than its size fails clearly, spooled too.
+	_, err = c.Put(ctx, PutInput{Bucket: testBucket, Key: "spool/short", Body: bytes.NewReader(body[:20<<20]), Size: int64(len(body)), PartSize: 8 << 20})
+	if !errors.Is(err, ErrInvalidInput) {
+		t.Errorf("short spooled body: %v, want ErrInvalidInput", err)
+	}
+	// Parts that fit the budget stay in memory.
+	c.spooled.Store(0)
+	if _, err := c.Put(ctx, PutInput{Bucket: testBucket, Key: "spool/small", Body: bytes.NewReader(body[:11<<20]), Size: 11 << 20, PartSize: 5 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.spooled.Load(); n != 0 {
+		t.Errorf("parts within the budget were spooled (%d)", n)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -61,6 +62,9 @@ type Client struct {
 	// budget bounds the body bytes Puts hold at once (WithMemoryBudget).
 	budget    *semaphore.Weighted
 	budgetCap int64
+	// spoolDir stages parts too large for the budget (WithSpoolDir).
+	spoolDir string
+	spooled  atomic.Int64 // parts staged on disk (tests)
 }
 
 // Option adjusts a Client built by New.
@@ -70,7 +74,20 @@ type options struct {
 	httpClient  aws.HTTPClient
 	maxAttempts int
 	budget      int64
+	spoolDir    string
 	onRequest   func(op string)
+}
+
+// WithSpoolDir stages on disk, in dir, the parts of a multipart Put whose
+// two part buffers would not fit the memory budget. That happens only to
+// objects so large that S3's 10,000-part limit raises the part size past
+// what the budget allows (with the agent's defaults, objects over 78 GiB):
+// a record claiming such a size (up to S3's 5 TiB) then costs disk
+// space for two parts, not memory. Staged parts are unlinked files, gone
+// when the Put ends or the process dies. Without it such Puts buffer in
+// memory, alone.
+func WithSpoolDir(dir string) Option {
+	return func(o *options) { o.spoolDir = dir }
 }
 
 // WithRequestCounter calls fn with the S3 operation's name ("HeadObject",
@@ -160,6 +177,7 @@ func New(ep Endpoint, opts ...Option) (*Client, error) {
 	c := &Client{s3: cl, endpoint: u.String(), region: region}
 	if o.budget > 0 {
 		c.budget, c.budgetCap = semaphore.NewWeighted(o.budget), o.budget
+		c.spoolDir = o.spoolDir
 	}
 	return c, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -74,6 +75,12 @@ func (c *Client) Put(ctx context.Context, in PutInput) (string, error) {
 	return c.putMultipart(ctx, in)
 }
 
+// spools reports whether in's parts are staged on disk: its two part
+// buffers would not fit the memory budget (see WithSpoolDir).
+func (c *Client) spools(in PutInput) bool {
+	return c.spoolDir != "" && in.Size > in.PartSize && 2*in.PartSize > c.budgetCap
+}
+
 // reserve takes what in will buffer from the client's memory budget (see
 // WithMemoryBudget) and returns its release.
 func (c *Client) reserve(ctx context.Context, in PutInput) (func(), error) {
@@ -83,6 +90,9 @@ func (c *Client) reserve(ctx context.Context, in PutInput) (func(), error) {
 	need := in.Size
 	if in.Size > in.PartSize {
 		need = min(in.Size, 2*in.PartSize)
+	}
+	if c.spools(in) {
+		need = 0 // staged on disk, through the file system's own buffers
 	}
 	need = min(need, c.budgetCap)
 	if need <= 0 {
@@ -338,6 +348,58 @@ func (c *Client) checkCondition(ctx context.Context, in PutInput) error {
 type part struct {
 	num int32
 	buf []byte
+	// file, when set, holds the part's bytes at offset 0 instead of buf
+	// (len(buf) is then 0 and n counts them).
+	file *os.File
+	n    int64
+}
+
+func (p part) body() io.ReadSeeker {
+	if p.file != nil {
+		return io.NewSectionReader(p.file, 0, p.n)
+	}
+	return bytes.NewReader(p.buf)
+}
+
+func (p part) size() int64 {
+	if p.file != nil {
+		return p.n
+	}
+	return int64(len(p.buf))
+}
+
+// fill reads the next n bytes of r into p (see readExactly).
+func (p *part) fill(r io.Reader, n int64, last bool) error {
+	if p.file == nil {
+		p.buf = p.buf[:n]
+		return readExactly(r, p.buf, last)
+	}
+	p.n = n
+	k, err := io.Copy(io.NewOffsetWriter(p.file, 0), io.LimitReader(r, n))
+	switch {
+	case err != nil:
+		return err
+	case k < n:
+		return errBodyShort
+	case last:
+		return readExactly(r, nil, true)
+	}
+	return nil
+}
+
+// newStage is an empty part slot: a buffer of PartSize bytes or, when in
+// spools, an unlinked file in the spool directory.
+func (c *Client) newStage(in PutInput, n int64) (part, error) {
+	if !c.spools(in) {
+		return part{buf: getBuf(n)}, nil
+	}
+	f, err := os.CreateTemp(c.spoolDir, "part-*")
+	if err != nil {
+		return part{}, wrap("put", in.Bucket, in.Key, fmt.Errorf("spooling a part: %w", err))
+	}
+	os.Remove(f.Name()) // the open file lives on until closed
+	c.spooled.Add(1)
+	return part{file: f}, nil
 }
 
 // uploadParts reads the body in the calling goroutine and uploads in a
@@ -348,8 +410,15 @@ func (c *Client) uploadParts(ctx context.Context, in PutInput, uploadID *string)
 	defer cancel()
 
 	const buffers = 2
-	free := make(chan []byte, buffers)
-	allocated := 0
+	free := make(chan part, buffers)
+	var stages []part // every slot made, closed at the end
+	defer func() {
+		for _, st := range stages {
+			if st.file != nil {
+				st.file.Close()
+			}
+		}
+	}()
 	work := make(chan part)
 	var (
 		done      = make(chan struct{})
@@ -365,8 +434,8 @@ func (c *Client) uploadParts(ctx context.Context, in PutInput, uploadID *string)
 					Key:           &in.Key,
 					UploadId:      uploadID,
 					PartNumber:    aws.Int32(p.num),
-					Body:          bytes.NewReader(p.buf),
-					ContentLength: aws.Int64(int64(len(p.buf))),
+					Body:          p.body(),
+					ContentLength: aws.Int64(p.size()),
 				})
 				if err != nil {
 					upErr = wrap("put", in.Bucket, in.Key, fmt.Errorf("part %d: %w", p.num, err))
@@ -375,7 +444,7 @@ func (c *Client) uploadParts(ctx context.Context, in PutInput, uploadID *string)
 					completed = append(completed, types.CompletedPart{ETag: out.ETag, PartNumber: aws.Int32(p.num)})
 				}
 			}
-			free <- p.buf[:cap(p.buf)]
+			free <- p
 		}
 	}()
 
@@ -383,33 +452,43 @@ func (c *Client) uploadParts(ctx context.Context, in PutInput, uploadID *string)
 	remaining := in.Size
 	for num := int32(1); remaining > 0; num++ {
 		n := min(in.PartSize, remaining)
-		var buf []byte
-		if allocated < buffers {
-			// Only the last part is shorter than PartSize, so a buffer
+		var p part
+		ok := false
+		if len(stages) < buffers {
+			// Only the last part is shorter than PartSize, so a slot
 			// sized for this part fits every later one.
-			buf = getBuf(n)
-			allocated++
+			st, err := c.newStage(in, n)
+			if err != nil {
+				readErr = err
+				break
+			}
+			stages = append(stages, st)
+			p, ok = st, true
 		} else {
 			select {
-			case buf = <-free:
+			case p = <-free:
+				ok = true
 			case <-ctx.Done():
 			}
 		}
-		if buf == nil || ctx.Err() != nil {
+		if !ok || ctx.Err() != nil {
 			break
 		}
 		remaining -= n
-		if err := readExactly(in.Body, buf[:n], remaining == 0); err != nil {
+		if err := p.fill(in.Body, n, remaining == 0); err != nil {
 			readErr = wrapBody(in, err)
 			break
 		}
-		work <- part{num: num, buf: buf[:n]}
+		p.num = num
+		work <- p
 	}
 	close(work)
 	<-done
 	if upErr == nil && readErr == nil && ctx.Err() == nil {
 		for len(free) > 0 { // every part was answered 200: the buffers are free
-			putBuf(<-free)
+			if p := <-free; p.file == nil {
+				putBuf(p.buf[:cap(p.buf)])
+			}
 		}
 	}
 	switch {
