@@ -26,7 +26,11 @@ func newKeysCmd() *cobra.Command {
 		Long: `gen writes a new nkeys user seed ("SU...") to FILE with mode 0600 and prints its
 public key ("U..."). Point the site's signing.key at FILE ({file: FILE}) and add the
 public key to public_keys of this site in every peer's peers: list. The seed is never
-printed. An existing FILE is not overwritten unless --force is given.`,
+printed. An existing FILE is not overwritten unless --force is given.
+
+The same kind of seed logs an agent in to its broker (nats.nkey: {file: FILE}) or a
+restricted client (nats.embedded.users[].nkey: its public key); use a seed of its own
+for each purpose.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
