@@ -26,17 +26,11 @@ package gen
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"net/url"
 	"os"
@@ -49,6 +43,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/pki"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -251,14 +246,14 @@ func Generate(o Options) (*Result, error) {
 		return nil, fmt.Errorf("deploy gen: %w", err)
 	}
 	res := &Result{Dir: o.Out, CA: filepath.Join(o.Out, "ca.pem"), CAKey: filepath.Join(o.Out, "ca-key.pem")}
-	ca, err := newCA(o.ValidFor)
+	ca, err := pki.NewCA("s3mesh deployment CA", o.ValidFor)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFile(res.CA, ca.certPEM, 0o644); err != nil {
+	if err := writeFile(res.CA, ca.CertPEM, 0o644); err != nil {
 		return nil, err
 	}
-	if err := writeFile(res.CAKey, ca.keyPEM, 0o600); err != nil {
+	if err := writeFile(res.CAKey, ca.KeyPEM, 0o600); err != nil {
 		return nil, err
 	}
 
@@ -284,7 +279,7 @@ func Generate(o Options) (*Result, error) {
 			nd.Config = filepath.Join(dir, nd.Name+".conf")
 			nd.Cert = filepath.Join(dir, nd.Name+".pem")
 			nd.Key = filepath.Join(dir, nd.Name+"-key.pem")
-			certPEM, keyPEM, err := ca.issue(nd.Name, append([]string{host}, o.ExtraSANs...), o.ValidFor)
+			certPEM, keyPEM, err := ca.Issue(nd.Name, append([]string{host}, o.ExtraSANs...), o.ValidFor)
 			if err != nil {
 				return nil, err
 			}
@@ -551,100 +546,4 @@ func writeFile(path string, data []byte, mode os.FileMode) error {
 		return fmt.Errorf("deploy gen: %w", err)
 	}
 	return os.Chmod(path, mode) // WriteFile's mode is subject to umask only on create
-}
-
-type ca struct {
-	cert            *x509.Certificate
-	key             *ecdsa.PrivateKey
-	certPEM, keyPEM []byte
-}
-
-func serial() (*big.Int, error) {
-	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 126))
-}
-
-func keyPEM(k *ecdsa.PrivateKey) ([]byte, error) {
-	der, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
-}
-
-func newCA(validFor time.Duration) (*ca, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          sn,
-		Subject:               pkix.Name{CommonName: "s3mesh deployment CA", Organization: []string{"s3mesh"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(validFor),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, fmt.Errorf("deploy gen: CA: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	kp, err := keyPEM(key)
-	if err != nil {
-		return nil, err
-	}
-	return &ca{cert: cert, key: key, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM: kp}, nil
-}
-
-// issue makes a certificate for a node, valid as TLS server and client
-// (routes and leaf links are mutual TLS), for the given hostnames and IPs.
-func (c *ca) issue(cn string, sans []string, validFor time.Duration) (certPEM, kPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: sn,
-		Subject:      pkix.Name{CommonName: cn, Organization: []string{"s3mesh"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(validFor),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	seen := map[string]bool{}
-	for _, s := range sans {
-		if s == "" || seen[s] {
-			continue
-		}
-		seen[s] = true
-		if ip := net.ParseIP(s); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, s)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("deploy gen: certificate %s: %w", cn, err)
-	}
-	kPEM, err = keyPEM(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), kPEM, nil
 }

@@ -50,15 +50,16 @@ var mayImport = map[string]layer{
 	"broker":  {},
 	"config":  {},
 	"metrics": {},
+	"pki":     {},
 	// What builds on the edges.
 	"verify":   {uses: []string{"schema", "s3io"}},
 	"rebuild":  {uses: []string{"schema", "lifecycle", "state", "s3io", "broker"}},
 	"producer": {uses: core},
 	"consumer": {uses: core},
 	"agent":    {uses: append(slices.Clone(core), "config", "producer", "consumer")},
-	"lab":      {uses: []string{"config"}},
+	"lab":      {uses: []string{"config", "pki"}},
 	// deploy gen writes the broker's confined link accounts (broker.AccountsConfig).
-	"deploy": {uses: []string{"broker"}},
+	"deploy": {uses: []string{"broker", "pki"}},
 	// Helpers for tests.
 	"internal/testenv":  {},
 	"internal/layering": {},
