@@ -34,10 +34,13 @@ type SiteInfo struct {
 	// ("" in an --insecure lab): a tool using them acts exactly as the site.
 	NATSUser     string `json:"nats_user,omitempty"`
 	NATSPassword string `json:"nats_password,omitempty"`
-	HTTPAddr     string `json:"http_addr"`
-	AgentPID     int    `json:"agent_pid"` // 0 while the agent is not running
-	Config       string `json:"config"`    // absolute path of site.yaml
-	LogDir       string `json:"log_dir"`
+	// NATSCA is the lab CA the broker's TLS certificate is signed by ("" in
+	// an --insecure lab, whose brokers have no TLS).
+	NATSCA   string `json:"nats_ca,omitempty"`
+	HTTPAddr string `json:"http_addr"`
+	AgentPID int    `json:"agent_pid"` // 0 while the agent is not running
+	Config   string `json:"config"`    // absolute path of site.yaml
+	LogDir   string `json:"log_dir"`
 	// SigningKey is the path of the site's record signing seed (0600) and
 	// PublicKey its public key, which every peer's configuration lists.
 	SigningKey string `json:"signing_key"`
@@ -54,12 +57,16 @@ type LinkInfo struct {
 }
 
 // NATSOptions are the connection options that log in as the site's agent
-// (none in an --insecure lab).
+// and verify its broker's certificate (none in an --insecure lab).
 func (s SiteInfo) NATSOptions() []nats.Option {
-	if s.NATSUser == "" {
-		return nil
+	var opts []nats.Option
+	if s.NATSUser != "" {
+		opts = append(opts, nats.UserInfo(s.NATSUser, s.NATSPassword))
 	}
-	return []nats.Option{nats.UserInfo(s.NATSUser, s.NATSPassword)}
+	if s.NATSCA != "" {
+		opts = append(opts, nats.RootCAs(s.NATSCA))
+	}
+	return opts
 }
 
 // ConnectNATS connects to the site's broker as the site's agent.
@@ -89,7 +96,7 @@ func (l *Lab) Info() Info {
 			AccessKey: s.accessKey, SecretKey: s.secretKey,
 			NATSURL: s.natsURL(), HTTPAddr: s.httpAddr(), AgentPID: s.agent.pid(),
 			Config: s.configPath(), LogDir: s.logDir(),
-			SigningKey: s.signingKeyPath(), PublicKey: s.signingPub,
+			SigningKey: s.signingKeyPath(), PublicKey: s.signingPub, NATSCA: s.caFile,
 		})
 		if !l.o.Insecure {
 			in.Sites[len(in.Sites)-1].NATSUser, in.Sites[len(in.Sites)-1].NATSPassword = agentUser, s.natsPassword

@@ -37,11 +37,12 @@ type Options struct {
 	// ReadyTimeout bounds how long each process may take to become ready
 	// (default 60s).
 	ReadyTimeout time.Duration
-	// Insecure runs the brokers without authentication and with open leaf
-	// links (any client of any site's broker can then reach every site's
-	// streams). By default every agent, event sink and leaf link logs in
-	// with its own generated password and each link is confined to what
-	// its mirrors need (see broker/links.go).
+	// Insecure runs the brokers without authentication, without TLS and
+	// with open leaf links (any client of any site's broker can then reach
+	// every site's streams). By default every agent, event sink and leaf
+	// link logs in with its own generated password, each link is confined
+	// to what its mirrors need (see broker/links.go), and every broker
+	// connection is TLS with a CA of the lab (tls.go).
 	Insecure bool
 }
 
@@ -231,6 +232,14 @@ func (l *Lab) setup() error {
 	}
 	if err := prepareLinks(l.sites); err != nil {
 		return err
+	}
+	if !l.o.Insecure {
+		if err := prepareTLS(l.dir, l.sites); err != nil {
+			return err
+		}
+		for _, s := range l.sites {
+			s.caFile = caPath(l.dir)
+		}
 	}
 	leafRemote := func(x, y *site) string { return loopback(pf.Links[linkName(x.name, y.name)]) }
 	for _, s := range l.sites {

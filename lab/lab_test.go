@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/nats-io/nats.go"
 
 	"github.com/s3mesh/s3mesh/agent"
 	"github.com/s3mesh/s3mesh/broker"
@@ -193,10 +195,11 @@ func TestLabStartCtlStop(t *testing.T) {
 		} else {
 			nc.Close()
 		}
-		if nc, err := (SiteInfo{NATSURL: si.NATSURL}).ConnectNATS(); err == nil {
+		if nc, err := (SiteInfo{NATSURL: si.NATSURL, NATSCA: si.NATSCA}).ConnectNATS(); err == nil {
 			nc.Close()
 			t.Errorf("site %s: the broker takes a client without a password", si.Name)
 		}
+		checkLabTLS(t, dir, si)
 	}
 	for _, want := range []string{"aws --endpoint-url " + in.Sites[0].S3Endpoint + " s3 cp file s3://demo/file", in.Sites[2].NATSURL, "a-b a-c b-c"} {
 		if !strings.Contains(out.String(), want) {
@@ -403,5 +406,48 @@ func TestLabAgentFailureIsReported(t *testing.T) {
 	assertPortsFree(t, dir)
 	if _, err := os.Stat(filepath.Join(dir, CtlSocket)); !os.IsNotExist(err) {
 		t.Errorf("ctl.sock exists after a failed start: %v", err)
+	}
+}
+
+// checkLabTLS: a site of a secure lab takes TLS only, on its client and
+// its leaf listener; lab.json names the CA that verifies it, and a client
+// that does not trust that CA, or speaks plain text, is refused even with
+// the agent's password.
+func checkLabTLS(t *testing.T, dir string, si SiteInfo) {
+	t.Helper()
+	if !strings.HasPrefix(si.NATSURL, "tls://") || si.NATSCA != filepath.Join(dir, "ca.pem") {
+		t.Errorf("site %s: nats_url %s, nats_ca %q", si.Name, si.NATSURL, si.NATSCA)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "ca-key.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("lab CA key: %v %v", fi, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, si.Name, "nats-key.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("site %s broker key: %v %v", si.Name, fi, err)
+	}
+	login := nats.UserInfo(si.NATSUser, si.NATSPassword)
+	if nc, err := nats.Connect(si.NATSURL, login, nats.Timeout(2*time.Second)); err == nil {
+		nc.Close()
+		t.Errorf("site %s: connected over TLS without trusting the lab CA", si.Name)
+	}
+	plain := "nats://" + strings.TrimPrefix(si.NATSURL, "tls://")
+	if nc, err := nats.Connect(plain, login, nats.Timeout(2*time.Second)); err == nil {
+		nc.Close()
+		t.Errorf("site %s: connected in plain text", si.Name)
+	}
+	cfg, err := config.Load(si.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, addr := range map[string]string{"client": cfg.NATS.Embedded.Listen, "leaf": cfg.NATS.Embedded.LeafListen} {
+		conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			t.Fatalf("site %s %s listener: %v", si.Name, what, err)
+		}
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		conn.Close()
+		if err != nil || !strings.Contains(line, `"tls_required":true`) {
+			t.Errorf("site %s %s listener: INFO %q (%v), want tls_required", si.Name, what, line, err)
+		}
 	}
 }

@@ -38,6 +38,11 @@ func (l *Lab) defineProcs(s *site) {
 		ready:     checkHTTP(s.s3Endpoint()+"/", false),
 		onExit:    func(*proc) { l.restartS3Later(s) },
 	}
+	if s.caFile != "" {
+		// versitygw's sink has no CA option; Go takes SSL_CERT_FILE as
+		// its system roots.
+		s.s3.env = append(s.s3.env, "SSL_CERT_FILE="+s.caFile)
+	}
 	s.agent = &proc{
 		name: s.name + "/agent", bin: l.o.S3meshBin,
 		args:    []string{"agent", "--config", s.configPath()},

@@ -36,6 +36,9 @@ type site struct {
 	// agent and of versitygw's event sink (never logged).
 	natsPassword, eventsPassword string
 	signingPub                   string // public key of the site's record signing key (signing.go)
+	// caFile is the lab CA the site's broker certificate is signed by
+	// ("" in an --insecure lab: no TLS).
+	caFile string
 
 	broker, s3, agent *proc
 	// Guarded by Lab.mu:
@@ -78,8 +81,16 @@ func (s *site) logPath(proc string) string {
 }
 
 func (s *site) s3Endpoint() string { return "http://" + loopback(s.ports.S3) }
-func (s *site) natsURL() string    { return "nats://" + loopback(s.ports.NATS) }
-func (s *site) httpAddr() string   { return loopback(s.ports.HTTP) }
+func (s *site) natsURL() string    { return s.natsScheme() + "://" + loopback(s.ports.NATS) }
+
+// natsScheme is tls when the site's broker requires TLS (tls.go).
+func (s *site) natsScheme() string {
+	if s.caFile != "" {
+		return "tls"
+	}
+	return "nats"
+}
+func (s *site) httpAddr() string { return loopback(s.ports.HTTP) }
 
 // eventsNATSURL is the URL versitygw's event sink connects with: with the
 // sink's own user, which may only publish the site's events.
@@ -87,7 +98,7 @@ func (s *site) eventsNATSURL(insecure bool) string {
 	if insecure {
 		return s.natsURL()
 	}
-	u := url.URL{Scheme: "nats", Host: loopback(s.ports.NATS), User: url.UserPassword(eventsUser, s.eventsPassword)}
+	u := url.URL{Scheme: s.natsScheme(), Host: loopback(s.ports.NATS), User: url.UserPassword(eventsUser, s.eventsPassword)}
 	return u.String()
 }
 func (s *site) leafAddr() string { return loopback(s.ports.Leaf) }
@@ -199,18 +210,28 @@ type (
 		Publish   []string `yaml:"publish"`
 		Subscribe []string `yaml:"subscribe"`
 	}
+	yEmbeddedTLS struct {
+		CertFile string `yaml:"cert_file"`
+		KeyFile  string `yaml:"key_file"`
+		CAFile   string `yaml:"ca_file"`
+	}
+	yTLS struct {
+		CAFile string `yaml:"ca_file"`
+	}
 	yEmbedded struct {
-		Listen      string   `yaml:"listen"`
-		StoreDir    string   `yaml:"store_dir"`
-		LeafListen  string   `yaml:"leaf_listen"`
-		LeafRemotes []string `yaml:"leaf_remotes,omitempty"`
-		Links       []yLink  `yaml:"links,omitempty"`
-		Users       []yUser  `yaml:"users,omitempty"`
+		TLS         *yEmbeddedTLS `yaml:"tls,omitempty"`
+		Listen      string        `yaml:"listen"`
+		StoreDir    string        `yaml:"store_dir"`
+		LeafListen  string        `yaml:"leaf_listen"`
+		LeafRemotes []string      `yaml:"leaf_remotes,omitempty"`
+		Links       []yLink       `yaml:"links,omitempty"`
+		Users       []yUser       `yaml:"users,omitempty"`
 	}
 	yNATS struct {
 		URL      string    `yaml:"url"`
 		User     string    `yaml:"user,omitempty"`
 		Password *ySecret  `yaml:"password,omitempty"`
+		TLS      *yTLS     `yaml:"tls,omitempty"`
 		Embedded yEmbedded `yaml:"embedded"`
 	}
 	yPeer struct {
@@ -306,6 +327,11 @@ func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) str
 			continue
 		}
 		c.NATS.Embedded.Links = append(c.NATS.Embedded.Links, yLink{Peer: p.name, URL: url, Password: ySecret{File: s.linkPasswordPath(p.name)}})
+	}
+	if s.caFile != "" {
+		// Client and leaf listeners take TLS only; links are mutual TLS.
+		c.NATS.TLS = &yTLS{CAFile: s.caFile}
+		c.NATS.Embedded.TLS = &yEmbeddedTLS{CertFile: s.certPath(), KeyFile: s.certKeyPath(), CAFile: s.caFile}
 	}
 	if !o.Insecure {
 		c.NATS.User, c.NATS.Password = agentUser, &ySecret{File: s.natsPasswordPath()}

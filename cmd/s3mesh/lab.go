@@ -62,7 +62,7 @@ Endpoints and keys are in <dir>/lab.json; see "s3mesh lab ctl help".`,
 	f.DurationVar(&o.ScanInterval, "scan-interval", 0, "agents' scan interval (default 15s)")
 	f.DurationVar(&o.ReadyTimeout, "ready-timeout", 0, "how long each process may take to become ready (default 60s)")
 	f.BoolVar(&verbose, "verbose", false, "debug logging of the lab itself")
-	f.BoolVar(&o.Insecure, "insecure", false, "run the brokers without passwords and with unconfined leaf links (by default every agent, event sink and link has its own password and each link carries only what its mirrors need)")
+	f.BoolVar(&o.Insecure, "insecure", false, "run the brokers without passwords, without TLS and with unconfined leaf links (by default every agent, event sink and link has its own password, each link carries only what its mirrors need, and every broker connection is TLS with a CA of the lab)")
 	c.AddCommand(newLabCtlCmd())
 	return c
 }
