@@ -437,7 +437,8 @@ func EmbeddedServerConfig(cfg *config.Site) *broker.ServerConfig {
 		return nil
 	}
 	sc := &broker.ServerConfig{Site: cfg.Site, Listen: e.Listen, StoreDir: e.StoreDir,
-		LeafListen: e.LeafListen, LeafRemotes: e.LeafRemotes, SyncAlways: e.SyncAlways, SyncInterval: e.SyncInterval}
+		LeafListen: e.LeafListen, LeafRemotes: e.LeafRemotes, SyncAlways: e.SyncAlways, SyncInterval: e.SyncInterval,
+		AllowPlaintext: e.AllowPlaintext}
 	if t := e.TLS; t != nil {
 		sc.TLS = &broker.TLSFiles{CertFile: t.CertFile, KeyFile: t.KeyFile, CAFile: t.CAFile, VerifyClients: t.VerifyClients}
 	}

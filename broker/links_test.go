@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/s3mesh/s3mesh/internal/testenv"
 )
 
 // TestSecureMeshReplication: with every link confined to its own account,
@@ -321,12 +323,26 @@ func TestExposedListenersNeedAuth(t *testing.T) {
 			t.Errorf("%s: got %v, want an error containing %q", tc.name, err, tc.want)
 		}
 	}
-	// Exposed with authentication is fine.
+	// Exposed with authentication: only with TLS, or plain text allowed
+	// on purpose.
 	cfg := base
 	cfg.Listen, cfg.LeafListen, cfg.User, cfg.Password = "0.0.0.0:0", "0.0.0.0:0", "u", "p"
 	cfg.Links = []Link{{Peer: "b", Password: "0123456789abcdef"}}
+	if _, err := serverOptions(cfg); err == nil || !strings.Contains(err.Error(), "without TLS") {
+		t.Errorf("exposed broker without TLS: %v, want a refusal naming TLS", err)
+	}
+	leafOnly := cfg
+	leafOnly.Listen = "127.0.0.1:0"
+	if _, err := serverOptions(leafOnly); err == nil || !strings.Contains(err.Error(), "without TLS") {
+		t.Errorf("exposed leaf listener without TLS: %v, want a refusal naming TLS", err)
+	}
+	cfg.AllowPlaintext = true
 	if _, err := serverOptions(cfg); err != nil {
-		t.Errorf("authenticated exposed broker refused: %v", err)
+		t.Errorf("authenticated exposed broker allowing plain text refused: %v", err)
+	}
+	cfg.AllowPlaintext, cfg.TLS = false, issue(t, testenv.NewCA(t), "a")
+	if _, err := serverOptions(cfg); err != nil {
+		t.Errorf("authenticated exposed broker with TLS refused: %v", err)
 	}
 }
 

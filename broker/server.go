@@ -73,9 +73,12 @@ type ServerConfig struct {
 
 	// TLS, when set, is required on the client and leaf listeners and used
 	// on every dialled leaf link (see TLSFiles). Without it, traffic
-	// between sites is plain text: use it whenever brokers are on
-	// different hosts.
+	// between sites is plain text: a broker listening beyond loopback
+	// needs TLS unless AllowPlaintext says the network is private.
 	TLS *TLSFiles
+	// AllowPlaintext lets a broker without TLS listen beyond loopback
+	// (a private network, or TLS terminated by something else).
+	AllowPlaintext bool
 
 	// PingInterval and MaxPingsOut decide how soon a connection that went
 	// silent is closed (0 = DefaultPingInterval, DefaultMaxPingsOut).
@@ -183,7 +186,7 @@ func StartServer(cfg ServerConfig, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, opts: opts, ns: ns, log: log}
 	if cfg.TLS == nil && s.exposed() {
-		log.Warn("listening beyond loopback without TLS: the traffic of this broker is plain text on the network")
+		log.Warn("listening beyond loopback without TLS (allow_plaintext): the traffic of this broker is plain text on the network")
 	}
 	log.Info("nats server ready", "client_url", s.ClientURL(), "leaf_url", s.LeafURL(), "remotes", len(cfg.LeafRemotes))
 	return s, nil
@@ -296,14 +299,20 @@ func checkExposure(cfg ServerConfig, clientHost string) error {
 	if !isLoopback(clientHost) && !cfg.authenticated() {
 		return fmt.Errorf("client listener %s is not on loopback: set a user and password or an nkey (or listen on 127.0.0.1)", cfg.Listen)
 	}
-	if cfg.LeafListen != "" && len(cfg.Links) == 0 {
+	leafExposed := false
+	if cfg.LeafListen != "" {
 		host, _, err := splitHostPort("leaf", cfg.LeafListen)
 		if err != nil {
 			return err
 		}
-		if !isLoopback(host) {
-			return fmt.Errorf("leaf listener %s is not on loopback: configure authenticated links (or listen on 127.0.0.1)", cfg.LeafListen)
-		}
+		leafExposed = !isLoopback(host)
+	}
+	if leafExposed && len(cfg.Links) == 0 {
+		return fmt.Errorf("leaf listener %s is not on loopback: configure authenticated links (or listen on 127.0.0.1)", cfg.LeafListen)
+	}
+	if (leafExposed || !isLoopback(clientHost)) && cfg.TLS == nil && !cfg.AllowPlaintext {
+		return errors.New("listening beyond loopback without TLS would send records and passwords in plain text: configure tls " +
+			"(or allow_plaintext on a private network, or listen on 127.0.0.1)")
 	}
 	return nil
 }

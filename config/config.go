@@ -143,6 +143,9 @@ type Embedded struct {
 	// acknowledged record survives a process crash either way, an OS crash
 	// only once synced.
 	SyncInterval time.Duration `yaml:"sync_interval"`
+	// AllowPlaintext lets the broker listen beyond loopback without tls
+	// (refused otherwise): only on a private network.
+	AllowPlaintext bool `yaml:"allow_plaintext"`
 	// TLS, when set, is required on the client and leaf listeners and used
 	// on every dialled link (see broker.TLSFiles).
 	TLS *EmbeddedTLS `yaml:"tls"`

@@ -11,8 +11,25 @@ import (
 
 // secretFiles are the files of a lab site directory that hold a secret:
 // S3 secret key, webhook token, the broker passwords of the agent and the
-// event sink, one password per leaf link, and the record signing seed.
-var secretFiles = []string{"s3-secret", "webhook-token", "nats-password", "nats-events-password", "link-*-password", "signing.nk"}
+// event sink, one password per leaf link, the record signing seed and the
+// broker's TLS key; and, in the lab directory itself, the lab CA's key.
+var secretFiles = []string{"s3-secret", "webhook-token", "nats-password", "nats-events-password", "link-*-password", "signing.nk", "nats-key.pem", "../ca-key.pem"}
+
+// secretsOf is what a log line must not contain of a secret file: its
+// content or, for a PEM key, any line of its body.
+func secretsOf(b []byte) []string {
+	s := strings.TrimSpace(string(b))
+	if !strings.HasPrefix(s, "-----BEGIN") {
+		return []string{s}
+	}
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "-----") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
 
 // logsLeakingSecrets reads every secret of the lab in dir and returns the
 // log lines (file:line) that contain one. It is run on the shared lab after
@@ -32,8 +49,10 @@ func logsLeakingSecrets(dir string) ([]string, int, error) {
 				if err != nil {
 					return nil, 0, err
 				}
-				if s := strings.TrimSpace(string(b)); len(s) >= 8 {
-					secrets = append(secrets, s)
+				for _, s := range secretsOf(b) {
+					if len(s) >= 8 {
+						secrets = append(secrets, s)
+					}
 				}
 			}
 		}
@@ -92,12 +111,13 @@ func TestLogsLeakingSecretsFindsLeak(t *testing.T) {
 	write("link-b-password", "0123456789abcdef-link\n")
 	write("nats-password", "agent-password-xyz\n")
 	write("logs/agent.log", "level=INFO msg=start\nlevel=INFO msg=\"connected\" url=nats://agent:agent-password-xyz@127.0.0.1:1\n")
-	write("logs/broker.log", "level=INFO msg=ready\n")
+	write("../ca-key.pem", "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkeybodyline1\nAoGCCqGSM49AwEHoUQDQgAE\n-----END EC PRIVATE KEY-----\n")
+	write("logs/broker.log", "level=INFO msg=ready\nlevel=ERROR msg=\"bad key AoGCCqGSM49AwEHoUQDQgAE\"\n-----BEGIN EC PRIVATE KEY-----\n")
 	leaks, lines, err := logsLeakingSecrets(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if lines != 3 || len(leaks) != 1 || !strings.HasSuffix(leaks[0], "agent.log:2") {
-		t.Fatalf("leaks %v in %d lines, want agent.log:2 in 3", leaks, lines)
+	if lines != 5 || len(leaks) != 2 || !strings.HasSuffix(leaks[0], "agent.log:2") || !strings.HasSuffix(leaks[1], "broker.log:2") {
+		t.Fatalf("leaks %v in %d lines, want agent.log:2 and broker.log:2 in 5", leaks, lines)
 	}
 }
