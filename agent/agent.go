@@ -42,6 +42,7 @@ type Agent struct {
 	Store    *state.Store
 	Producer *producer.Producer
 	Scanner  *producer.Scanner
+	Poller   *producer.Poller // nil unless an events source is of type poll
 	Applier  *consumer.Applier
 	server   *broker.Server
 	hooks    testHooks
@@ -161,6 +162,11 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		Debounce: cfg.Scan.Debounce, Rate: cfg.Scan.Rate, PageSize: cfg.Scan.PageSize,
 		MaxDeleteFraction: cfg.Scan.MaxDeleteFraction, Retention: cfg.Tombstones.Retention,
 		Log: log.With("part", "scanner"), Progress: terminal(os.Stderr)}
+	for _, e := range cfg.Events {
+		if e.Type == "poll" {
+			a.Poller = &producer.Poller{Scanner: a.Scanner, Interval: e.Interval, Log: log.With("part", "poll")}
+		}
+	}
 	a.Applier = &consumer.Applier{
 		Site: cfg.Site, Buckets: buckets, Store: a.Store, S3: local, Sources: sources,
 		Local: localAdapter{a.Producer}, Conflict: &conflictLog{site: cfg.Site, js: a.js, log: log.With("part", "conflicts")},
@@ -305,6 +311,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	ingest := &producer.Ingest{P: a.Producer, Sources: sources, Workers: a.cfg.Workers, Kick: a.Scanner.Kick, Log: a.log.With("part", "events"), Drop: a.hooks.dropEvents}
 	run("events", func() error { return ingest.Run(ctx, a.js) })
 	run("scanner", func() error { a.Scanner.Run(ctx); return nil })
+	if a.Poller != nil {
+		run("poll", func() error { a.Poller.Run(ctx); return nil })
+	}
 	run("peer-keys", func() error { a.checkPeerKeys(ctx); return nil }) // warns only
 	runner := &consumer.Runner{A: a.Applier, Site: a.cfg.Site, Peers: a.cfg.PeerNames(), Workers: a.cfg.Workers,
 		Budget: a.cfg.Retry.Budget, MaxBackoff: a.cfg.Retry.MaxBackoff,

@@ -23,6 +23,9 @@ type Status struct {
 	Retention   string                   `json:"tombstone_retention"`
 	Warnings    []string                 `json:"warnings,omitempty"`
 	Backlog     map[string]ConsumerState `json:"backlog"` // per stream: records not yet applied
+	// Sources are the site's event sources and the lag each implies for a
+	// local change to become a record.
+	Sources []SourceStatus `json:"sources"`
 }
 
 // PeerStatus is the replication state from one peer.
@@ -58,9 +61,43 @@ type ConsumerState struct {
 	AckPending int    `json:"ack_pending"`
 }
 
+// SourceStatus is one event source of the site.
+type SourceStatus struct {
+	Name string `json:"name"`
+	Type string `json:"type"` // nats, webhook or poll
+	// Lag says how soon a local change becomes a record through it: "events"
+	// (as soon as the store reports it) or, for poll, the interval plus one
+	// listing of the bucket.
+	Lag             string  `json:"lag"`
+	IntervalSeconds float64 `json:"interval_seconds,omitempty"` // poll
+	// LastPolls are the last poll of each bucket (poll).
+	LastPolls map[string]producer.PollStatus `json:"last_polls,omitempty"`
+}
+
+// sourceStatus describes the configured event sources, and the full scan
+// that backs them all.
+func (a *Agent) sourceStatus() []SourceStatus {
+	var out []SourceStatus
+	for _, e := range a.cfg.Events {
+		ss := SourceStatus{Name: e.Name, Type: e.Type, Lag: "as soon as the store sends the event (milliseconds)"}
+		if e.Type == "poll" {
+			ss.Lag = fmt.Sprintf("up to %s plus one listing of the bucket (the store sends no events)", e.Interval)
+			ss.IntervalSeconds = e.Interval.Seconds()
+			if a.Poller != nil {
+				ss.LastPolls = a.Poller.Status()
+			}
+		}
+		out = append(out, ss)
+	}
+	if iv := a.cfg.Scan.ScanInterval(); iv > 0 {
+		out = append(out, SourceStatus{Name: "scan", Type: "scan", Lag: fmt.Sprintf("up to %s: the full scan repairs lost events", iv), IntervalSeconds: iv.Seconds()})
+	}
+	return out
+}
+
 func (a *Agent) status(ctx context.Context, _ AdminRequest) (string, error) {
 	st := Status{Site: a.cfg.Site, Time: time.Now().UTC(), Buckets: a.Scanner.Status(),
-		Retention: a.cfg.Tombstones.Retention.String(), Backlog: map[string]ConsumerState{}}
+		Retention: a.cfg.Tombstones.Retention.String(), Backlog: map[string]ConsumerState{}, Sources: a.sourceStatus()}
 	ms, err := broker.Mirrors(ctx, a.js, broker.Topology{Site: a.cfg.Site, Peers: a.cfg.PeerNames()})
 	if err != nil {
 		return "", err

@@ -214,12 +214,20 @@ type Peer struct {
 
 // EventSource is one source of local-change hints.
 type EventSource struct {
-	Type        string `yaml:"type"`         // "nats" or "webhook"
+	Type        string `yaml:"type"`         // "nats", "webhook" or "poll"
 	Name        string `yaml:"name"`         // source name in subjects (default: the type)
 	Subject     string `yaml:"subject"`      // nats: subject the store publishes to (captured by EVENTS_<site>)
-	KeyEncoding string `yaml:"key_encoding"` // "raw" (versitygw) or "url" (AWS, MinIO, Ceph)
+	KeyEncoding string `yaml:"key_encoding"` // "raw" (versitygw) or "url" (AWS, MinIO, Ceph); not for poll
 	Token       Secret `yaml:"token"`        // webhook: required bearer token
+	// Interval is how often a poll source lists every replicated bucket
+	// and publishes what changed (default DefaultPollInterval): for stores
+	// that send no events. A change waits at most one interval plus one
+	// listing of the bucket.
+	Interval time.Duration `yaml:"interval"`
 }
+
+// DefaultPollInterval is a poll source's interval when none is given.
+const DefaultPollInterval = 10 * time.Second
 
 // Scan configures the bucket scanner (initial sync and repair of lost events).
 type Scan struct {
@@ -387,6 +395,14 @@ func (s *Site) applyDefaults() {
 		if e.KeyEncoding == "" && e.Type == "webhook" {
 			e.KeyEncoding = "url"
 		}
+		if e.Type == "poll" {
+			if e.KeyEncoding == "" {
+				e.KeyEncoding = "raw" // listings carry keys as they are
+			}
+			if e.Interval == 0 {
+				e.Interval = DefaultPollInterval
+			}
+		}
 	}
 }
 
@@ -486,12 +502,13 @@ func (s *Site) Validate() error {
 		}
 	}
 	names := map[string]bool{}
+	polls := 0
 	for i, e := range s.Events {
 		f := fmt.Sprintf("events[%d]", i)
 		// The type first: a bad one also makes the defaulted name and
 		// key_encoding wrong, and the type is what must be fixed.
-		if e.Type != "nats" && e.Type != "webhook" {
-			return fieldErr(f+".type", "%q: want nats or webhook", e.Type)
+		if e.Type != "nats" && e.Type != "webhook" && e.Type != "poll" {
+			return fieldErr(f+".type", "%q: want nats, webhook or poll", e.Type)
 		}
 		if !sourceRe.MatchString(e.Name) {
 			return fieldErr(f+".name", "%q: want 1-32 of a-z, 0-9, '-'", e.Name)
@@ -520,8 +537,18 @@ func (s *Site) Validate() error {
 			if _, err := e.Token.Value(); err != nil {
 				return fieldErr(f+".token", "%v", err)
 			}
+		case "poll":
+			if e.Interval < 100*time.Millisecond || e.Interval > 24*time.Hour {
+				return fieldErr(f+".interval", "%v: want 100ms..24h", e.Interval)
+			}
+			if e.KeyEncoding != "raw" {
+				return fieldErr(f+".key_encoding", "%q: a poll source reads keys from listings (raw)", e.KeyEncoding)
+			}
+			if polls++; polls > 1 {
+				return fieldErr(f+".type", "one poll source per site (it lists every replicated bucket)")
+			}
 		default:
-			return fieldErr(f+".type", "%q: want nats or webhook", e.Type)
+			return fieldErr(f+".type", "%q: want nats, webhook or poll", e.Type)
 		}
 	}
 	if s.StateDir == "" {

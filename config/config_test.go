@@ -400,3 +400,36 @@ func TestNATSNKey(t *testing.T) {
 		}
 	}
 }
+
+// TestPollSource: a poll source defaults its interval and key encoding;
+// a bad interval, a url key encoding or a second poll source name their
+// field.
+func TestPollSource(t *testing.T) {
+	base := setup(t)
+	add := func(src string) string {
+		return strings.Replace(base, "state_dir:", src+"state_dir:", 1)
+	}
+	s, err := Parse([]byte(add("  - type: poll\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := s.Events[2]; e.Name != "poll" || e.Interval != DefaultPollInterval || e.KeyEncoding != "raw" {
+		t.Errorf("poll source %+v", e)
+	}
+	s, err = Parse([]byte(add("  - {type: poll, interval: 2s}\n")))
+	if err != nil || s.Events[2].Interval != 2*time.Second {
+		t.Fatalf("interval 2s: %v %+v", err, s)
+	}
+	for _, tc := range []struct{ src, field string }{
+		{"  - {type: poll, interval: 10ms}\n", "events[2].interval"},
+		{"  - {type: poll, interval: 48h}\n", "events[2].interval"},
+		{"  - {type: poll, key_encoding: url}\n", "events[2].key_encoding"},
+		{"  - {type: poll}\n  - {type: poll, name: again}\n", "events[3].type"},
+	} {
+		_, err := Parse([]byte(add(tc.src)))
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Field != tc.field {
+			t.Errorf("%q: got %v, want an error of field %s", tc.src, err, tc.field)
+		}
+	}
+}

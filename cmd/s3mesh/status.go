@@ -73,6 +73,13 @@ func newStatusCmd() *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", b.Bucket, last, b.Last.Listed, b.Last.Published, b.Last.Deleted, held)
 			}
 			tw.Flush()
+			fmt.Fprintln(w)
+			tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "EVENT SOURCE\tTYPE\tA LOCAL CHANGE BECOMES A RECORD")
+			for _, src := range st.Sources {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", src.Name, src.Type, src.Lag)
+			}
+			tw.Flush()
 			for _, warn := range st.Warnings {
 				fmt.Fprintln(w, "WARNING:", warn)
 			}
