@@ -47,7 +47,9 @@ func (l *lockedBucket) Peek(ctx context.Context, bucket, key string, max int64) 
 	return l.f.Peek(ctx, bucket, key, max)
 }
 
-func (l *lockedBucket) BucketExists(ctx context.Context, bucket string) (bool, error) { return true, nil }
+func (l *lockedBucket) BucketExists(ctx context.Context, bucket string) (bool, error) {
+	return true, nil
+}
 
 func (l *lockedBucket) set(keys ...string) {
 	l.mu.Lock()
