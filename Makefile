@@ -7,14 +7,20 @@ export CGO_ENABLED ?= 0
 
 all: build
 
-## tools: versitygw and nats-server, pinned as Go tool dependencies in go.mod
-tools: $(BIN)/versitygw $(BIN)/nats-server
+## tools: versitygw and nats-server, pinned as Go tool dependencies in go.mod;
+## rclone (a second S3 implementation for the lab and tests: `rclone serve s3`),
+## pinned in a module of its own, tools/rclone, so that its many dependencies
+## stay out of s3mesh's go.mod.
+tools: $(BIN)/versitygw $(BIN)/nats-server $(BIN)/rclone
 
 $(BIN)/versitygw: go.mod go.sum
 	$(GO) build -o $(BIN)/versitygw github.com/versity/versitygw/cmd/versitygw
 
 $(BIN)/nats-server: go.mod go.sum
 	$(GO) build -o $(BIN)/nats-server github.com/nats-io/nats-server/v2
+
+$(BIN)/rclone: tools/rclone/go.mod tools/rclone/go.sum
+	cd tools/rclone && $(GO) build -trimpath -o $(BIN)/rclone github.com/rclone/rclone
 
 build: tools
 	$(GO) build -o $(BIN)/s3mesh ./cmd/s3mesh

@@ -114,8 +114,9 @@ func prefix(name string) string { return fmt.Sprintf("%s-%d/", name, time.Now().
 // the consumer's S3 write and its state update and between the producer's
 // publish and its state update; restarted, everything converges with no
 // echo and nothing applied twice in effect.
-func TestFaultAgentCrashes(t *testing.T) {
-	e := labEnv(t)
+func TestFaultAgentCrashes(t *testing.T) { testFaultAgentCrashes(t, labEnv(t)) }
+
+func testFaultAgentCrashes(t *testing.T, e *env) {
 	e.setHooks(t, "b", "crash-after-apply-write=15\n")
 	e.setHooks(t, "c", "crash-after-publish=10\n")
 	t.Cleanup(func() { e.setHooks(t, "b", ""); e.setHooks(t, "c", "") })

@@ -61,26 +61,34 @@ var (
 // TestMain stops the shared lab after all tests.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if shared != nil {
-		shared.close()
-		// Every log line of every process of the shared lab, after every
-		// test: no secret of the lab may appear in one.
-		leaks, lines, err := logsLeakingSecrets(sharedDir)
+	for _, l := range []struct {
+		e   *env
+		dir string
+	}{{shared, sharedDir}, {mixed, mixedDir}} {
+		if l.e == nil {
+			continue
+		}
+		l.e.close()
+		// Every log line of every process of the lab, after every test: no
+		// secret of the lab may appear in one.
+		leaks, lines, err := logsLeakingSecrets(l.dir)
 		switch {
 		case err != nil:
-			fmt.Fprintf(os.Stderr, "integration: checking the lab's logs for secrets: %v\n", err)
+			fmt.Fprintf(os.Stderr, "integration: checking the logs of %s for secrets: %v\n", l.dir, err)
 			code = 1
 		case len(leaks) > 0:
 			fmt.Fprintf(os.Stderr, "integration: FAIL: lab log lines holding a secret: %v\n", leaks)
 			code = 1
 		default:
-			fmt.Fprintf(os.Stderr, "integration: %d log lines of the shared lab hold none of its secrets\n", lines)
+			fmt.Fprintf(os.Stderr, "integration: %d log lines of the lab in %s hold none of its secrets\n", lines, l.dir)
 		}
 	}
-	if sharedDir != "" && code == 0 {
-		os.RemoveAll(sharedDir)
-	} else if sharedDir != "" {
-		fmt.Fprintf(os.Stderr, "integration: lab kept for inspection in %s\n", sharedDir)
+	for _, dir := range []string{sharedDir, mixedDir} {
+		if dir != "" && code == 0 {
+			os.RemoveAll(dir)
+		} else if dir != "" {
+			fmt.Fprintf(os.Stderr, "integration: lab kept for inspection in %s\n", dir)
+		}
 	}
 	os.Exit(code)
 }

@@ -44,8 +44,9 @@ func (e *env) checkRecords(t *testing.T, before map[string]uint64, want map[stri
 	}
 }
 
-func TestPutAtEverySiteReplicatesWithAttributes(t *testing.T) {
-	e := labEnv(t)
+func TestPutAtEverySiteReplicatesWithAttributes(t *testing.T) { testPutAtEverySiteReplicatesWithAttributes(t, labEnv(t)) }
+
+func testPutAtEverySiteReplicatesWithAttributes(t *testing.T, e *env) {
 	before := e.seqs(t)
 	want := map[string]int{}
 	objs := map[string]object{}
@@ -75,8 +76,9 @@ func TestPutAtEverySiteReplicatesWithAttributes(t *testing.T) {
 	e.checkRecords(t, before, want)
 }
 
-func TestOverwriteAndDeletePropagate(t *testing.T) {
-	e := labEnv(t)
+func TestOverwriteAndDeletePropagate(t *testing.T) { testOverwriteAndDeletePropagate(t, labEnv(t)) }
+
+func testOverwriteAndDeletePropagate(t *testing.T, e *env) {
 	before := e.seqs(t)
 	e.put(t, "a", "ow/key", object{body: []byte("v1")})
 	e.waitObject(t, "ow/key", object{body: []byte("v1")}, converge)

@@ -26,10 +26,12 @@ type Info struct {
 type SiteInfo struct {
 	Name       string `json:"name"`
 	S3Endpoint string `json:"s3_endpoint"`
-	Region     string `json:"region"`
-	AccessKey  string `json:"access_key"`
-	SecretKey  string `json:"secret_key"`
-	NATSURL    string `json:"nats_url"`
+	// Store is the S3 implementation the site runs (versitygw or rclone).
+	Store     string `json:"store"`
+	Region    string `json:"region"`
+	AccessKey string `json:"access_key"`
+	SecretKey string `json:"secret_key"`
+	NATSURL   string `json:"nats_url"`
 	// NATSUser and NATSPassword are what the site's agent logs in with
 	// ("" in an --insecure lab): a tool using them acts exactly as the site.
 	NATSUser     string `json:"nats_user,omitempty"`
@@ -92,7 +94,7 @@ func (l *Lab) Info() Info {
 	in := Info{Dir: l.dir, Buckets: l.o.Buckets, Ctl: filepath.Join(l.dir, CtlSocket)}
 	for _, s := range l.sites {
 		in.Sites = append(in.Sites, SiteInfo{
-			Name: s.name, S3Endpoint: s.s3Endpoint(), Region: Region,
+			Name: s.name, S3Endpoint: s.s3Endpoint(), Store: s.store, Region: Region,
 			AccessKey: s.accessKey, SecretKey: s.secretKey,
 			NATSURL: s.natsURL(), HTTPAddr: s.httpAddr(), AgentPID: s.agent.pid(),
 			Config: s.configPath(), LogDir: s.logDir(),

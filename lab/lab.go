@@ -19,12 +19,18 @@ import (
 
 // Options configures a lab. Zero values take the documented defaults.
 type Options struct {
-	Dir          string   // lab directory (default ".lab")
-	Sites        int      // 1..9 sites named a, b, c, ... (default 3)
-	Buckets      []string // replicated buckets (default ["demo"])
-	Fresh        bool     // wipe Dir first (refused unless Dir is empty or a lab directory)
-	S3meshBin    string   // s3mesh executable run as broker and agent (default os.Executable())
-	VersityBin   string   // versitygw executable (default: "versitygw" beside S3meshBin)
+	Dir        string   // lab directory (default ".lab")
+	Sites      int      // 1..9 sites named a, b, c, ... (default 3)
+	Buckets    []string // replicated buckets (default ["demo"])
+	Fresh      bool     // wipe Dir first (refused unless Dir is empty or a lab directory)
+	S3meshBin  string   // s3mesh executable run as broker and agent (default os.Executable())
+	VersityBin string   // versitygw executable (default: "versitygw" beside S3meshBin)
+	// Stores names each site's S3 implementation, in site order: "versitygw"
+	// (events over NATS) or "rclone" (`rclone serve s3`, no events: the
+	// agent polls). Default: versitygw everywhere.
+	Stores       []string
+	RcloneBin    string        // rclone executable (default: "rclone" beside S3meshBin)
+	Poll         time.Duration // poll interval of sites without events (default 2s)
 	Log          *slog.Logger
 	Stdout       io.Writer     // where the endpoint table is printed (default: nowhere)
 	ScanInterval time.Duration // agents' scan.interval (default 15s)
@@ -124,7 +130,26 @@ func (o Options) withDefaults() (Options, error) {
 	if o.VersityBin == "" {
 		o.VersityBin = filepath.Join(filepath.Dir(o.S3meshBin), "versitygw")
 	}
-	for _, b := range []*string{&o.S3meshBin, &o.VersityBin} {
+	if o.RcloneBin == "" {
+		o.RcloneBin = filepath.Join(filepath.Dir(o.S3meshBin), "rclone")
+	}
+	if o.Poll == 0 {
+		o.Poll = 2 * time.Second
+	}
+	if len(o.Stores) > 0 && len(o.Stores) != o.Sites {
+		return o, fmt.Errorf("lab: --stores names %d store(s) for %d sites: one per site, in site order", len(o.Stores), o.Sites)
+	}
+	rclone := false
+	for i, st := range o.Stores {
+		switch st {
+		case StoreVersity:
+		case StoreRclone:
+			rclone = true
+		default:
+			return o, fmt.Errorf("lab: --stores: store %d is %q: want %s or %s", i+1, st, StoreVersity, StoreRclone)
+		}
+	}
+	for _, b := range []*string{&o.S3meshBin, &o.VersityBin, &o.RcloneBin} {
 		abs, err := filepath.Abs(*b)
 		if err != nil {
 			return o, err
@@ -133,6 +158,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if fi, err := os.Stat(o.VersityBin); err != nil || fi.IsDir() {
 		return o, fmt.Errorf("lab: versitygw not found at %s: run `make build` (it puts versitygw beside s3mesh in bin/) or pass --versitygw", o.VersityBin)
+	}
+	if fi, err := os.Stat(o.RcloneBin); rclone && (err != nil || fi.IsDir()) {
+		return o, fmt.Errorf("lab: rclone not found at %s: run `make build` (it builds the pinned rclone into bin/) or pass --rclone", o.RcloneBin)
 	}
 	return o, nil
 }
@@ -214,6 +242,10 @@ func (l *Lab) setup() error {
 	inUse := map[string]int{}
 	for _, n := range names {
 		s := newSite(l.dir, n, pf.Sites[n])
+		s.store = StoreVersity
+		if len(l.o.Stores) > 0 {
+			s.store = l.o.Stores[len(l.sites)]
+		}
 		if err := s.prepare(); err != nil {
 			return err
 		}

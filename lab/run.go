@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 )
 
@@ -42,6 +43,24 @@ func (l *Lab) defineProcs(s *site) {
 		// versitygw's sink has no CA option; Go takes SSL_CERT_FILE as
 		// its system roots.
 		s.s3.env = append(s.s3.env, "SSL_CERT_FILE="+s.caFile)
+	}
+	if s.store == StoreRclone {
+		s.s3 = &proc{
+			name: s.name + "/rclone", bin: l.o.RcloneBin,
+			// Buckets are the directories under dataDir. ETags are MD5s
+			// (--etag-hash default) and user metadata is kept
+			// (--metadata), as s3mesh needs.
+			args: []string{"serve", "s3", "--addr", loopback(s.ports.S3), "--metadata", "--log-level", "NOTICE", s.dataDir()},
+			// The key pair by environment, not argv (`ps`); no rclone
+			// config file is read.
+			env: childEnv( // A list option from the environment is CSV: quote the pair.
+				"RCLONE_AUTH_KEY=\""+s.accessKey+","+s.secretKey+"\"", "RCLONE_CONFIG="+filepath.Join(s.dir, "rclone.conf")),
+			logPath: s.logPath("rclone"), log: l.log,
+			redact:    []string{s.secretKey},
+			readyWhat: "answering S3 on " + s.s3Endpoint(),
+			ready:     checkHTTP(s.s3Endpoint()+"/", false),
+			onExit:    func(*proc) { l.restartS3Later(s) },
+		}
 	}
 	s.agent = &proc{
 		name: s.name + "/agent", bin: l.o.S3meshBin,

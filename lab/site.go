@@ -25,9 +25,16 @@ const Region = "us-east-1"
 // depend on the broker package).
 func eventsSubject(site string) string { return "s3mesh.events." + site + ".nats" }
 
+// The S3 implementations a lab site can run.
+const (
+	StoreVersity = "versitygw" // posix backend; events over NATS (and webhook)
+	StoreRclone  = "rclone"    // `rclone serve s3` of a local directory; no events
+)
+
 // site is one lab site: its files, ports, credentials and processes.
 type site struct {
 	name      string
+	store     string // StoreVersity or StoreRclone
 	dir       string // <lab dir>/<name>
 	ports     sitePorts
 	accessKey string
@@ -245,6 +252,7 @@ type (
 		Subject     string   `yaml:"subject,omitempty"`
 		KeyEncoding string   `yaml:"key_encoding"`
 		Token       *ySecret `yaml:"token,omitempty"`
+		Interval    string   `yaml:"interval,omitempty"`
 	}
 	yScan struct {
 		Interval string `yaml:"interval"`
@@ -268,6 +276,18 @@ type (
 	}
 )
 
+// yEvents are s's event sources: versitygw's NATS sink, or polling for a
+// store that sends none; and the webhook endpoint either way.
+func (s *site) yEvents(o Options) []yEvent {
+	var ev []yEvent
+	if s.store == StoreRclone {
+		ev = append(ev, yEvent{Type: "poll", Name: "poll", Interval: o.Poll.String(), KeyEncoding: "raw"})
+	} else {
+		ev = append(ev, yEvent{Type: "nats", Name: "nats", Subject: eventsSubject(s.name), KeyEncoding: "raw"})
+	}
+	return append(ev, yEvent{Type: "webhook", Name: "webhook", KeyEncoding: "url", Token: &ySecret{File: s.tokenPath()}})
+}
+
 func (s *site) yS3() yS3 {
 	return yS3{Endpoint: s.s3Endpoint(), Region: Region, AccessKey: s.accessKey, SecretKey: ySecret{File: s.secretPath()}}
 }
@@ -288,10 +308,7 @@ func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) str
 				LeafListen: s.leafAddr(),
 			},
 		},
-		Events: []yEvent{
-			{Type: "nats", Name: "nats", Subject: eventsSubject(s.name), KeyEncoding: "raw"},
-			{Type: "webhook", Name: "webhook", KeyEncoding: "url", Token: &ySecret{File: s.tokenPath()}},
-		},
+		Events:   s.yEvents(o),
 		StateDir: s.stateDir(),
 		HTTPAddr: s.httpAddr(),
 		Scan:     yScan{Interval: scan.String()},

@@ -305,3 +305,33 @@ func tail(path string, n int) string {
 	}
 	return string(b)
 }
+
+// RcloneBin returns bin/rclone, building it first if missing (`make build`
+// does too): the pinned rclone of tools/rclone, whose `serve s3` is the
+// lab's second S3 implementation.
+func RcloneBin(t testing.TB) string {
+	t.Helper()
+	root := RepoRoot(t)
+	bin := filepath.Join(root, "bin", "rclone")
+	binMu.Lock()
+	defer binMu.Unlock()
+	if fi, err := os.Stat(bin); err == nil && fi.Mode().IsRegular() {
+		return bin
+	}
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	tmp := fmt.Sprintf("%s.tmp-%d", bin, os.Getpid())
+	cmd := exec.Command("go", "build", "-trimpath", "-o", tmp, "github.com/rclone/rclone")
+	cmd.Dir = filepath.Join(root, "tools", "rclone")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = os.Remove(tmp)
+		t.Fatalf("testenv: building rclone: %v\n%s", err, out)
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		_ = os.Remove(tmp)
+		t.Fatalf("testenv: installing rclone: %v", err)
+	}
+	return bin
+}
