@@ -123,7 +123,9 @@ func (e *env) conflictLog(t *testing.T, site, bkt, prefix string) []schema.Confl
 // keys; after the heal every site holds the same bytes, every site's log
 // names the same final winner, and each losing version is kept as an object
 // (written once, by its origin) that replicates everywhere.
-func TestConcurrentWritesConvergeLWWAndKeepLosers(t *testing.T) { testConcurrentWritesConvergeLWWAndKeepLosers(t, labEnv(t)) }
+func TestConcurrentWritesConvergeLWWAndKeepLosers(t *testing.T) {
+	testConcurrentWritesConvergeLWWAndKeepLosers(t, labEnv(t))
+}
 
 func testConcurrentWritesConvergeLWWAndKeepLosers(t *testing.T, e *env) {
 	keys := []string{"conf/k1", "conf/k2", "conf/dir/k3"}

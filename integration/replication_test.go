@@ -44,7 +44,9 @@ func (e *env) checkRecords(t *testing.T, before map[string]uint64, want map[stri
 	}
 }
 
-func TestPutAtEverySiteReplicatesWithAttributes(t *testing.T) { testPutAtEverySiteReplicatesWithAttributes(t, labEnv(t)) }
+func TestPutAtEverySiteReplicatesWithAttributes(t *testing.T) {
+	testPutAtEverySiteReplicatesWithAttributes(t, labEnv(t))
+}
 
 func testPutAtEverySiteReplicatesWithAttributes(t *testing.T, e *env) {
 	before := e.seqs(t)

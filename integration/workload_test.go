@@ -332,7 +332,9 @@ func workloadBody(site string, wr, seq int, rng *rand.Rand, big bool) []byte {
 // a–b link is cut for 3 s:
 // afterwards every site holds the same bytes and every acknowledged write
 // is final, causally overwritten or a logged (and kept) conflict loser.
-func TestWorkloadWithPartitionNoSilentLoss(t *testing.T) { testWorkloadWithPartitionNoSilentLoss(t, labEnv(t)) }
+func TestWorkloadWithPartitionNoSilentLoss(t *testing.T) {
+	testWorkloadWithPartitionNoSilentLoss(t, labEnv(t))
+}
 
 func testWorkloadWithPartitionNoSilentLoss(t *testing.T, e *env) {
 	cut := e.ctlAt(2*time.Second, "cut", "a", "b")
