@@ -93,10 +93,9 @@ clean:
 
 ## bench: a fresh lab of its own; every figure against a baseline measured in
 ## the same run (docs/PERFORMANCE.md). S3MESH_BENCH_* knobs: `bin/s3mesh bench --help`.
+## rclone, the baseline of the catch-up, scan and rebuild figures, is the pinned
+## bin/rclone that build makes.
 bench: build
-	@command -v rclone >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		{ echo "installing rclone (the baseline of the catch-up, scan and rebuild figures) with apt-get"; apt-get update -qq && apt-get install -y -qq rclone >/dev/null; }; } || \
-		echo "rclone is missing and cannot be installed here: the figures measured against rclone print no ratio"
 	$(BIN)/s3mesh bench all
 
 ## soak: the mixed workload under rotating faults (cut link, killed agent,

@@ -24,9 +24,9 @@ func benchCatchup(ctx context.Context, e *benchEnv, bucket string, n int) error 
 	const size = 1024
 	fmt.Fprintf(w, "catch-up  link a-b cut, %d × %s written at a (%d writers; c receives them meanwhile), heal: time until all are at b; baseline: rclone copy --transfers %d of the same objects a → b\n",
 		n, fmtBytes(size), e.cfg.catchupConc, e.cfg.rcloneTransfers)
-	rclone, rerr := exec.LookPath("rclone")
+	rclone, rerr := rcloneBin()
 	if rerr != nil {
-		fmt.Fprintln(w, "  rclone is not installed (the baseline): `apt-get install rclone` (make bench tries); s3mesh's time is measured without a ratio")
+		fmt.Fprintln(w, "  rclone is not installed (the baseline): `make build` builds the pinned one into bin/; s3mesh's time is measured without a ratio")
 	}
 	base := bucket + "-baseline"
 	if err := e.s3["b"].EnsureBucket(ctx, base); err != nil {

@@ -354,7 +354,7 @@ func (e *benchEnv) versions() string {
 			}
 		}
 	}
-	if path, err := exec.LookPath("rclone"); err == nil {
+	if path, err := rcloneBin(); err == nil {
 		if out, err := exec.Command(path, "version").Output(); err == nil {
 			parts = append(parts, strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0])
 		}
@@ -380,4 +380,17 @@ func depVersion(path, mod string) string {
 		}
 	}
 	return ""
+}
+
+// rcloneBin is the rclone the figures measured against rclone use: the
+// pinned one `make build` puts beside s3mesh (tools/rclone), else one on
+// PATH.
+func rcloneBin() (string, error) {
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "rclone")
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			return p, nil
+		}
+	}
+	return exec.LookPath("rclone")
 }

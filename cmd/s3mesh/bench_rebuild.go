@@ -33,9 +33,9 @@ func benchRebuildFigure(ctx context.Context, e *benchEnv, _ *lab.Lab, n int) err
 		fmt.Fprintln(w, "  SKIPPED: opt-in, S3MESH_BENCH_REBUILD=20000 runs it (about 3 minutes more)")
 		return nil
 	}
-	rclone, err := exec.LookPath("rclone")
+	rclone, err := rcloneBin()
 	if err != nil {
-		fmt.Fprintln(w, "  SKIPPED: rclone is not installed (the baseline); `apt-get install rclone`, or run `make bench`, which installs it")
+		fmt.Fprintln(w, "  SKIPPED: rclone is not installed (the baseline): `make build` builds the pinned one into bin/")
 		return nil
 	}
 	total, err := fillRebuildBucket(ctx, e.s3["a"], n)

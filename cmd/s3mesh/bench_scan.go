@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -35,9 +34,9 @@ func benchScan(ctx context.Context, e *benchEnv, bucket string, n int) error {
 	if got, _, err := listPrefix(ctx, e.s3["a"], bucket, "", 1024); err != nil || got < n {
 		return fmt.Errorf("the scan figure needs the backlog figure's %d objects in %s (found %d, %v)", n, bucket, got, err)
 	}
-	rclone, rerr := exec.LookPath("rclone")
+	rclone, rerr := rcloneBin()
 	if rerr != nil {
-		fmt.Fprintln(w, "  rclone is not installed (the baseline): `apt-get install rclone`; the scan is measured without a ratio")
+		fmt.Fprintln(w, "  rclone is not installed (the baseline): `make build` builds the pinned one into bin/; the scan is measured without a ratio")
 	}
 	var st, sr, rt, rr, ratio series
 	var scpu, rcpu []cpuSplit
