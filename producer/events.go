@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -43,12 +44,27 @@ type s3Event struct {
 				Name string `json:"name"`
 			} `json:"bucket"`
 			Object struct {
-				Key  string `json:"key"`
-				Size int64  `json:"size"`
-				ETag string `json:"eTag"`
+				Key  string    `json:"key"`
+				Size eventSize `json:"size"`
+				ETag string    `json:"eTag"`
 			} `json:"object"`
 		} `json:"s3"`
 	} `json:"Records"`
+}
+
+// eventSize is an event's object size: a JSON number (AWS, MinIO,
+// versitygw) or a string holding one (Ceph RGW: "size":"1024"). Anything
+// else reads as 0, "not said": the size only saves a request.
+type eventSize int64
+
+func (z *eventSize) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		n = 0
+	}
+	*z = eventSize(n)
+	return nil
 }
 
 // ParseEvent parses an S3 event notification (the standard {"Records":[…]}
@@ -81,7 +97,7 @@ func ParseEvent(data []byte, enc KeyEncoding) ([]Hint, error) {
 		if len(key) > 1024 {
 			return nil, fmt.Errorf("%w: record %d: key of %d bytes (max 1024)", ErrBadEvent, i, len(key))
 		}
-		size := r.S3.Object.Size
+		size := int64(r.S3.Object.Size)
 		if size < 0 {
 			size = 0
 		}
