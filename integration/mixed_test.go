@@ -11,8 +11,9 @@ import (
 
 // The mixed lab: site b runs `rclone serve s3` (a second, independent S3
 // implementation that sends no events, so b's agent polls it), a and c
-// versitygw. The same replication, conflict and fault tests as on the
-// all-versitygw lab run on it.
+// versitygw; a's events come over NATS, c's from versitygw's webhook sink
+// into c's agent (token-protected). The same replication, conflict and
+// fault tests as on the all-versitygw lab run on it.
 var (
 	mixedOnce sync.Once
 	mixed     *env
@@ -30,6 +31,7 @@ func mixedEnv(t *testing.T) *env {
 		}
 		mixed, mixedErr = startEnv(mixedDir, s3meshBin, versity, func(o *lab.Options) {
 			o.Stores = []string{lab.StoreVersity, lab.StoreRclone, lab.StoreVersity}
+			o.Events = []string{lab.EventsNATS, lab.EventsPoll, lab.EventsWebhook}
 			o.RcloneBin = rclone
 		})
 	})
@@ -41,8 +43,10 @@ func mixedEnv(t *testing.T) *env {
 
 func TestMixedStores(t *testing.T) {
 	e := mixedEnv(t)
-	if got := e.info.Sites[1].Store; got != lab.StoreRclone {
-		t.Fatalf("site b runs %q, want rclone", got)
+	for i, want := range [][2]string{{lab.StoreVersity, lab.EventsNATS}, {lab.StoreRclone, lab.EventsPoll}, {lab.StoreVersity, lab.EventsWebhook}} {
+		if si := e.info.Sites[i]; si.Store != want[0] || si.Events != want[1] {
+			t.Fatalf("site %s runs %s with %s events, want %s with %s", si.Name, si.Store, si.Events, want[0], want[1])
+		}
 	}
 	for _, tc := range []struct {
 		name string

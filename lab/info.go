@@ -27,7 +27,10 @@ type SiteInfo struct {
 	Name       string `json:"name"`
 	S3Endpoint string `json:"s3_endpoint"`
 	// Store is the S3 implementation the site runs (versitygw or rclone).
-	Store     string `json:"store"`
+	Store string `json:"store"`
+	// Events is where the agent learns of the store's changes: nats,
+	// webhook (versitygw's webhook sink) or poll.
+	Events    string `json:"events"`
 	Region    string `json:"region"`
 	AccessKey string `json:"access_key"`
 	SecretKey string `json:"secret_key"`
@@ -94,7 +97,7 @@ func (l *Lab) Info() Info {
 	in := Info{Dir: l.dir, Buckets: l.o.Buckets, Ctl: filepath.Join(l.dir, CtlSocket)}
 	for _, s := range l.sites {
 		in.Sites = append(in.Sites, SiteInfo{
-			Name: s.name, S3Endpoint: s.s3Endpoint(), Store: s.store, Region: Region,
+			Name: s.name, S3Endpoint: s.s3Endpoint(), Store: s.store, Events: s.events, Region: Region,
 			AccessKey: s.accessKey, SecretKey: s.secretKey,
 			NATSURL: s.natsURL(), HTTPAddr: s.httpAddr(), AgentPID: s.agent.pid(),
 			Config: s.configPath(), LogDir: s.logDir(),

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,7 +30,12 @@ type Options struct {
 	// Stores names each site's S3 implementation, in site order: "versitygw"
 	// (events over NATS) or "rclone" (`rclone serve s3`, no events: the
 	// agent polls). Default: versitygw everywhere.
-	Stores       []string
+	Stores []string
+	// Events names each site's event source, in site order: "nats"
+	// (versitygw's NATS sink), "webhook" (versitygw's webhook sink, posting
+	// to the agent's token-protected webhook endpoint) or "poll" (the agent
+	// lists the store). Default: nats for versitygw, poll for rclone.
+	Events       []string
 	RcloneBin    string        // rclone executable (default: "rclone" beside S3meshBin)
 	Poll         time.Duration // poll interval of sites without events (default 2s)
 	Log          *slog.Logger
@@ -149,6 +156,23 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("lab: --stores: store %d is %q: want %s or %s", i+1, st, StoreVersity, StoreRclone)
 		}
 	}
+	if len(o.Events) > 0 && len(o.Events) != o.Sites {
+		return o, fmt.Errorf("lab: --events names %d source(s) for %d sites: one per site, in site order", len(o.Events), o.Sites)
+	}
+	for i, ev := range o.Events {
+		store := StoreVersity
+		if len(o.Stores) > 0 {
+			store = o.Stores[i]
+		}
+		switch {
+		case ev == EventsPoll:
+		case (ev == EventsNATS || ev == EventsWebhook) && store == StoreVersity:
+		case ev == EventsNATS || ev == EventsWebhook:
+			return o, fmt.Errorf("lab: --events: site %d runs %s, which sends no %s events: use poll", i+1, store, ev)
+		default:
+			return o, fmt.Errorf("lab: --events: source %d is %q: want %s, %s or %s", i+1, ev, EventsNATS, EventsWebhook, EventsPoll)
+		}
+	}
 	for _, b := range []*string{&o.S3meshBin, &o.VersityBin, &o.RcloneBin} {
 		abs, err := filepath.Abs(*b)
 		if err != nil {
@@ -242,9 +266,15 @@ func (l *Lab) setup() error {
 	inUse := map[string]int{}
 	for _, n := range names {
 		s := newSite(l.dir, n, pf.Sites[n])
-		s.store = StoreVersity
+		s.store, s.events = StoreVersity, EventsNATS
 		if len(l.o.Stores) > 0 {
 			s.store = l.o.Stores[len(l.sites)]
+		}
+		if s.store == StoreRclone {
+			s.events = EventsPoll
+		}
+		if len(l.o.Events) > 0 {
+			s.events = l.o.Events[len(l.sites)]
 		}
 		if err := s.prepare(); err != nil {
 			return err
@@ -326,7 +356,24 @@ func (l *Lab) boot(ctx context.Context) error {
 	if err := l.eachSite(func(s *site) error { return l.startBroker(ctx, s) }); err != nil {
 		return err
 	}
-	if err := l.eachSite(func(s *site) error { return l.startS3(ctx, s) }); err != nil {
+	// versitygw with a webhook sink posts a test event at start and exits if
+	// nothing listens; the agent that will listen is not up yet (it needs
+	// the store), so the lab answers that first post in its place.
+	var stand []net.Listener
+	for _, s := range l.sites {
+		if s.events == EventsWebhook {
+			ln, err := standIn(s.httpAddr())
+			if err != nil {
+				return err
+			}
+			stand = append(stand, ln)
+		}
+	}
+	err := l.eachSite(func(s *site) error { return l.startS3(ctx, s) })
+	for _, ln := range stand {
+		ln.Close()
+	}
+	if err != nil {
 		return err
 	}
 	if err := l.eachSite(func(s *site) error {
@@ -447,4 +494,14 @@ func (l *Lab) link(a, b string) (*link, error) {
 		}
 	}
 	return nil, fmt.Errorf("no link between %s and %s", a, b)
+}
+
+// standIn answers every request on addr with 200 until closed.
+func standIn(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("lab: standing in for the agent's webhook on %s: %w", addr, err)
+	}
+	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})) //nolint:errcheck // ends when ln closes
+	return ln, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -43,6 +44,13 @@ func (l *Lab) defineProcs(s *site) {
 		// versitygw's sink has no CA option; Go takes SSL_CERT_FILE as
 		// its system roots.
 		s.s3.env = append(s.s3.env, "SSL_CERT_FILE="+s.caFile)
+	}
+	if s.events == EventsWebhook {
+		// The webhook sink instead (versitygw runs one sink; it prints
+		// the URL, with the token, at start: redacted).
+		s.s3.args = slices.DeleteFunc(s.s3.args, func(a string) bool { return a == "--event-nats-topic" || a == eventsSubject(s.name) })
+		s.s3.env = append(childEnv("ROOT_ACCESS_KEY_ID="+s.accessKey, "ROOT_SECRET_ACCESS_KEY="+s.secretKey), "VGW_EVENT_WEBHOOK_URL="+s.webhookURL())
+		s.s3.redact = append(s.s3.redact, s.token)
 	}
 	if s.store == StoreRclone {
 		s.s3 = &proc{

@@ -31,10 +31,22 @@ const (
 	StoreRclone  = "rclone"    // `rclone serve s3` of a local directory; no events
 )
 
+// The event sources a lab site can take its store's changes from.
+const (
+	EventsNATS    = "nats"    // versitygw's NATS sink into EVENTS_<site>
+	EventsWebhook = "webhook" // versitygw's webhook sink into the agent's /events/vgw
+	EventsPoll    = "poll"    // the agent lists the store (rclone sends no events)
+)
+
+// vgwWebhook is the webhook source versitygw's webhook sink posts to (its
+// keys are raw; the lab's "webhook" source takes AWS-style URL-encoded ones).
+const vgwWebhook = "vgw"
+
 // site is one lab site: its files, ports, credentials and processes.
 type site struct {
 	name      string
 	store     string // StoreVersity or StoreRclone
+	events    string // EventsNATS, EventsWebhook or EventsPoll
 	dir       string // <lab dir>/<name>
 	ports     sitePorts
 	accessKey string
@@ -42,6 +54,7 @@ type site struct {
 	// natsPassword and eventsPassword are the broker passwords of the
 	// agent and of versitygw's event sink (never logged).
 	natsPassword, eventsPassword string
+	token                        string // the webhook endpoint's token (never logged)
 	signingPub                   string // public key of the site's record signing key (signing.go)
 	// caFile is the lab CA the site's broker certificate is signed by
 	// ("" in an --insecure lab: no TLS).
@@ -110,6 +123,14 @@ func (s *site) eventsNATSURL(insecure bool) string {
 }
 func (s *site) leafAddr() string { return loopback(s.ports.Leaf) }
 
+// webhookURL is where versitygw's webhook sink posts: the agent's webhook
+// endpoint, the token as the password of HTTP basic auth (versitygw's sink
+// cannot send a header of its own; Go sends a URL's user info that way).
+func (s *site) webhookURL() string {
+	u := url.URL{Scheme: "http", Host: s.httpAddr(), Path: "/events/" + vgwWebhook, User: url.UserPassword("s3mesh", s.token)}
+	return u.String()
+}
+
 func loopback(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 
 // prepare creates the site's directories and credentials (generated once,
@@ -129,7 +150,7 @@ func (s *site) prepare() error {
 	if s.secretKey, err = ensureFile(s.secretPath(), 0o600, func() string { return randHex(20) }); err != nil {
 		return err
 	}
-	if _, err = ensureFile(s.tokenPath(), 0o600, func() string { return randHex(32) }); err != nil {
+	if s.token, err = ensureFile(s.tokenPath(), 0o600, func() string { return randHex(32) }); err != nil {
 		return err
 	}
 	if s.natsPassword, err = ensureFile(s.natsPasswordPath(), 0o600, func() string { return randHex(24) }); err != nil {
@@ -280,9 +301,12 @@ type (
 // store that sends none; and the webhook endpoint either way.
 func (s *site) yEvents(o Options) []yEvent {
 	var ev []yEvent
-	if s.store == StoreRclone {
+	switch s.events {
+	case EventsPoll:
 		ev = append(ev, yEvent{Type: "poll", Name: "poll", Interval: o.Poll.String(), KeyEncoding: "raw"})
-	} else {
+	case EventsWebhook:
+		ev = append(ev, yEvent{Type: "webhook", Name: vgwWebhook, KeyEncoding: "raw", Token: &ySecret{File: s.tokenPath()}})
+	default:
 		ev = append(ev, yEvent{Type: "nats", Name: "nats", Subject: eventsSubject(s.name), KeyEncoding: "raw"})
 	}
 	return append(ev, yEvent{Type: "webhook", Name: "webhook", KeyEncoding: "url", Token: &ySecret{File: s.tokenPath()}})

@@ -25,7 +25,8 @@ type WebhookSource struct {
 }
 
 // Webhook accepts S3 event notifications over HTTP at POST /events/<source>.
-// It requires "Authorization: Bearer <token>", checks the JSON, and answers
+// It requires "Authorization: Bearer <token>" (or the token as the password
+// of HTTP basic auth), checks the JSON, and answers
 // 200 only once the event is durable in EVENTS_<site>; a client (MinIO, Ceph
 // RGW) therefore retries what was not stored.
 type Webhook struct {
@@ -55,6 +56,12 @@ func (w *Webhook) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !found {
+		// The token as the password of HTTP basic auth (any user name):
+		// for stores whose webhook can only carry credentials in its URL
+		// (versitygw: http://s3mesh:TOKEN@host/events/<source>).
+		_, tok, found = r.BasicAuth()
+	}
 	if !found || subtle.ConstantTimeCompare([]byte(tok), []byte(src.Token)) != 1 {
 		http.Error(rw, ErrUnauthorized.Error(), http.StatusUnauthorized)
 		return

@@ -3,6 +3,7 @@ package producer
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"io"
 	"log/slog"
 	"net/http"
@@ -149,6 +150,8 @@ func TestWebhookRejects(t *testing.T) {
 		{name: "token without Bearer", method: "POST", path: "/events/webhook", auth: testToken, body: valid, want: http.StatusUnauthorized},
 		{name: "basic auth scheme", method: "POST", path: "/events/webhook", auth: "Basic " + testToken, body: valid, want: http.StatusUnauthorized},
 		{name: "empty bearer", method: "POST", path: "/events/webhook", auth: "Bearer ", body: valid, want: http.StatusUnauthorized},
+		{name: "basic auth, wrong password", method: "POST", path: "/events/webhook", auth: basic("s3mesh", "wrong"), body: valid, want: http.StatusUnauthorized},
+		{name: "basic auth, token as user", method: "POST", path: "/events/webhook", auth: basic(testToken, ""), body: valid, want: http.StatusUnauthorized},
 		{name: "GET", method: "GET", path: "/events/webhook", auth: "Bearer " + testToken, want: http.StatusMethodNotAllowed},
 		{name: "PUT", method: "PUT", path: "/events/webhook", auth: "Bearer " + testToken, body: valid, want: http.StatusMethodNotAllowed},
 		{name: "unknown source", method: "POST", path: "/events/nope", auth: "Bearer " + testToken, body: valid, want: http.StatusNotFound},
@@ -197,14 +200,19 @@ func TestWebhookStoresEvent(t *testing.T) {
 			env := newWebhookEnv(t)
 			got, body := env.do(t, "POST", "/events/webhook", "Bearer "+testToken, tc.body)
 			if got != http.StatusOK {
+				t.Fatalf("status %d: %s", got, body)
+			}
+			// The token as the basic-auth password (versitygw's webhook sink).
+			got, body = env.do(t, "POST", "/events/webhook", basic("s3mesh", testToken), tc.body)
+			if got != http.StatusOK {
 				t.Fatalf("status = %d (%q), want 200", got, strings.TrimSpace(body))
 			}
 			if bad := env.bad.get(); len(bad) != 0 {
 				t.Errorf("OnBad called %q for a valid event", bad)
 			}
-			// The 200 came after the publish ack: the message is there now.
-			if n := env.storedMsgs(t); n != 1 {
-				t.Fatalf("EVENTS_%s holds %d messages, want 1", testSite, n)
+			// The 200s came after the publish acks: both messages are there now.
+			if n := env.storedMsgs(t); n != 2 {
+				t.Fatalf("EVENTS_%s holds %d messages, want 2", testSite, n)
 			}
 			st, err := env.js.Stream(t.Context(), broker.EventsStream(testSite))
 			if err != nil {
@@ -265,4 +273,8 @@ func TestWebhookBrokerDown(t *testing.T) {
 			}
 		})
 	}
+}
+
+func basic(user, password string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
 }

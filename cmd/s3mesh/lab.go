@@ -61,6 +61,7 @@ Endpoints and keys are in <dir>/lab.json; see "s3mesh lab ctl help".`,
 	f.StringVar(&o.VersityBin, "versitygw", "", "versitygw executable (default: versitygw beside s3mesh)")
 	f.StringVar(&o.RcloneBin, "rclone", "", "rclone executable for --stores rclone (default: rclone beside s3mesh)")
 	f.StringSliceVar(&o.Stores, "stores", nil, "each site's S3 implementation, in site order: versitygw (NATS events) or rclone (rclone serve s3, polled), e.g. versitygw,rclone,versitygw (default: versitygw everywhere)")
+	f.StringSliceVar(&o.Events, "events", nil, "each site's event source, in site order: nats (versitygw's NATS sink), webhook (versitygw's webhook sink into the agent's token-protected endpoint) or poll, e.g. nats,poll,webhook (default: nats for versitygw, poll for rclone)")
 	f.DurationVar(&o.Poll, "poll", 0, "poll interval of sites whose store sends no events (default 2s)")
 	f.DurationVar(&o.ScanInterval, "scan-interval", 0, "agents' scan interval (default 15s)")
 	f.DurationVar(&o.ReadyTimeout, "ready-timeout", 0, "how long each process may take to become ready (default 60s)")

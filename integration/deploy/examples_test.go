@@ -13,13 +13,13 @@ import (
 	"github.com/s3mesh/s3mesh/internal/testenv"
 )
 
-// TestAgentExamplesParse checks that every agent example in deploy/agents
+// TestAgentExamplesParse checks that every agent example in deploy/examples
 // is a valid site configuration (secret files replaced by temporary ones).
 func TestAgentExamplesParse(t *testing.T) {
 	root := testenv.RepoRoot(t)
-	files, _ := filepath.Glob(filepath.Join(root, "deploy", "agents", "*.yaml"))
-	if len(files) < 4 {
-		t.Fatalf("want 4 agent examples, found %v", files)
+	files, _ := filepath.Glob(filepath.Join(root, "deploy", "examples", "*.yaml"))
+	if len(files) < 5 {
+		t.Fatalf("want 5 agent examples (versitygw, minio, ceph-rgw, aws-s3, rclone), found %v", files)
 	}
 	dir := t.TempDir()
 	for _, f := range []string{"s3-secret", "nats-password", "ca.pem", "webhook-token", "peer-b-s3-secret", "peer-c-s3-secret"} {
@@ -38,6 +38,10 @@ func TestAgentExamplesParse(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s: %v", filepath.Base(f), err)
 			continue
+		}
+		want := map[string]string{"aws-s3.yaml": "poll", "rclone.yaml": "poll", "minio.yaml": "webhook", "ceph-rgw.yaml": "webhook", "versitygw.yaml": "nats"}[filepath.Base(f)]
+		if len(cfg.Events) == 0 || cfg.Events[0].Type != want {
+			t.Errorf("%s: first event source %+v, want type %q", filepath.Base(f), cfg.Events, want)
 		}
 		if cfg.NATS.StreamReplicas != 3 || cfg.NATS.TLS.CAFile == "" || cfg.NATS.User == "" {
 			t.Errorf("%s: want stream_replicas 3, tls and a NATS user: %+v", filepath.Base(f), cfg.NATS)
