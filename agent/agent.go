@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -45,6 +46,8 @@ type Agent struct {
 	Poller   *producer.Poller // nil unless an events source is of type poll
 	Applier  *consumer.Applier
 	server   *broker.Server
+	local    *s3io.Client                      // the site's own store
+	caps     atomic.Pointer[s3io.Capabilities] // what probeStore found (nil until then)
 	hooks    testHooks
 	nc       *nats.Conn
 	js       jetstream.JetStream
@@ -90,6 +93,10 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
 	localOpts := []s3io.Option{s3io.WithMemoryBudget(cfg.MemoryBudget), s3io.WithSpoolDir(spool), counter("local")}
+	if cfg.S3.UnconditionalWrites {
+		log.Warn("s3.unconditional_writes: write conditions are checked by a HEAD before each write; a local write racing a replica write can be lost without a conflict record")
+		localOpts = append(localOpts, s3io.WithEmulatedConditions())
+	}
 	if hooks.s3Delay > 0 {
 		log.Warn("TEST HOOK: every request to the local S3 is delayed", "delay", hooks.s3Delay)
 		localOpts = append(localOpts, s3io.WithHTTPClient(&http.Client{Transport: slowTransport{hooks.s3Delay, http.DefaultTransport}}))
@@ -98,6 +105,7 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	if err != nil {
 		return nil, fmt.Errorf("s3: %w", err)
 	}
+	a.local = local
 	sources := map[string]consumer.Source{}
 	for _, p := range cfg.Peers {
 		c, err := s3Client(p.S3, counter(p.Name))
@@ -139,6 +147,8 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	for _, re := range cfg.IgnoreKeys {
 		ignore = append(ignore, regexp.MustCompile(re)) // validated by config
 	}
+	// The store probe's own objects (probe.go).
+	ignore = append(ignore, regexp.MustCompile("^"+regexp.QuoteMeta(s3io.ProbePrefix)))
 	policies := map[string]schema.Policy{}
 	buckets := map[string]consumer.BucketPolicy{}
 	for _, b := range cfg.Buckets {
@@ -154,6 +164,7 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	a.Producer = producer.New(producer.Config{
 		Site: cfg.Site, Buckets: cfg.BucketNames(), InlineThreshold: cfg.InlineThreshold, Partitions: Partitions,
 		Policies: policies, Skew: hooks.clockSkew, Ignore: ignore, CounterFloor: floor, SigningKey: signKey,
+		AbsentConfirm: producer.DefaultAbsentConfirm,
 	}, a.Store, local, pub, a.M, log.With("part", "producer"))
 	if hooks.crashAfterPublish > 0 {
 		a.Producer.Hooks.AfterPublish = crashAt(hooks.crashAfterPublish)
@@ -322,7 +333,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	// Runner.Run returns only after its workers and Consume callbacks have,
 	// and wg.Wait below waits for it, so Close never closes the state store
 	// under an apply.
-	run("consumer", func() error { return runner.Run(ctx, a.js) })
+	run("consumer", func() error {
+		// Nothing is applied before the store is known to take conditional
+		// writes (or the configuration accepts that it does not).
+		if err := a.probeStore(ctx); err != nil {
+			return err
+		}
+		return runner.Run(ctx, a.js)
+	})
 	if a.httpLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(a.M.Registry, promhttp.HandlerOpts{}))

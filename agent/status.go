@@ -9,6 +9,7 @@ import (
 	"github.com/s3mesh/s3mesh/broker"
 	"github.com/s3mesh/s3mesh/consumer"
 	"github.com/s3mesh/s3mesh/producer"
+	"github.com/s3mesh/s3mesh/s3io"
 )
 
 // Status is what `s3mesh status` shows of one site. It looks at each
@@ -26,6 +27,9 @@ type Status struct {
 	// Sources are the site's event sources and the lag each implies for a
 	// local change to become a record.
 	Sources []SourceStatus `json:"sources"`
+	// Store is what the agent's probe found the store to support (nil
+	// until the probe has run).
+	Store *s3io.Capabilities `json:"store,omitempty"`
 }
 
 // PeerStatus is the replication state from one peer.
@@ -97,7 +101,10 @@ func (a *Agent) sourceStatus() []SourceStatus {
 
 func (a *Agent) status(ctx context.Context, _ AdminRequest) (string, error) {
 	st := Status{Site: a.cfg.Site, Time: time.Now().UTC(), Buckets: a.Scanner.Status(),
-		Retention: a.cfg.Tombstones.Retention.String(), Backlog: map[string]ConsumerState{}, Sources: a.sourceStatus()}
+		Retention: a.cfg.Tombstones.Retention.String(), Backlog: map[string]ConsumerState{}, Sources: a.sourceStatus(), Store: a.caps.Load()}
+	if st.Store == nil {
+		st.Warnings = append(st.Warnings, "the store has not been probed yet (unreachable?): nothing is applied until it is")
+	}
 	ms, err := broker.Mirrors(ctx, a.js, broker.Topology{Site: a.cfg.Site, Peers: a.cfg.PeerNames()})
 	if err != nil {
 		return "", err

@@ -71,6 +71,12 @@ type S3 struct {
 	AccessKey string `yaml:"access_key"`
 	SecretKey Secret `yaml:"secret_key"`
 	PathStyle *bool  `yaml:"path_style"` // default true
+	// UnconditionalWrites runs the agent on a store that ignores If-Match
+	// and If-None-Match (the agent probes it at start and refuses it
+	// otherwise): every conditional write is checked with a HEAD first, so
+	// a local write racing a replica write in between can be overwritten
+	// without a conflict being recorded (README, "Stores"). Local only.
+	UnconditionalWrites bool `yaml:"unconditional_writes"`
 }
 
 // Bucket is one replicated bucket.

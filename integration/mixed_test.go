@@ -2,8 +2,10 @@ package integration
 
 import (
 	"os"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/s3mesh/s3mesh/internal/testenv"
 	"github.com/s3mesh/s3mesh/lab"
@@ -46,6 +48,22 @@ func TestMixedStores(t *testing.T) {
 	for i, want := range [][2]string{{lab.StoreVersity, lab.EventsNATS}, {lab.StoreRclone, lab.EventsPoll}, {lab.StoreVersity, lab.EventsWebhook}} {
 		if si := e.info.Sites[i]; si.Store != want[0] || si.Events != want[1] {
 			t.Fatalf("site %s runs %s with %s events, want %s with %s", si.Name, si.Store, si.Events, want[0], want[1])
+		}
+	}
+	// Every agent probed its store: both implementations honour
+	// conditional writes; each status names its event source.
+	for _, n := range e.names {
+		deadline := time.Now().Add(converge)
+		st := e.siteStatus(t, n)
+		for st.Store == nil && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+			st = e.siteStatus(t, n)
+		}
+		if st.Store == nil || !st.Store.Conditional() || st.Store.KeyBytes != 1024 || !st.Store.Unicode {
+			t.Errorf("site %s: store probe %+v", n, st.Store)
+		}
+		if len(st.Sources) == 0 || st.Sources[0].Type != e.info.Sites[slices.Index(e.names, n)].Events {
+			t.Errorf("site %s: sources %+v", n, st.Sources)
 		}
 	}
 	for _, tc := range []struct {

@@ -42,7 +42,11 @@ type Config struct {
 	Partitions      int
 	Policies        map[string]schema.Policy // per bucket; missing = lww
 	Ignore          []*regexp.Regexp         // keys never replicated (a store's temporary files)
-	Now             func() time.Time         // wall clock
+	// AbsentConfirm is how long to wait before a second look at a key the
+	// state holds but the store shows absent, when no delete event says
+	// so (0: no second look). The agent uses DefaultAbsentConfirm.
+	AbsentConfirm time.Duration
+	Now           func() time.Time // wall clock
 	// Skew shifts every origin time this site stamps (test hook modelling a
 	// site whose clocks run ahead or behind).
 	Skew time.Duration
@@ -64,6 +68,10 @@ const (
 	NotReplicated = lifecycle.NotReplicated // the bucket is not replicated
 	Held          = lifecycle.Held          // a delete was not published: the bucket's deletes are held
 )
+
+// DefaultAbsentConfirm is the agent's Config.AbsentConfirm: long enough for
+// a non-atomic overwrite to finish, short against a scan or poll interval.
+const DefaultAbsentConfirm = 250 * time.Millisecond
 
 // ErrNoBucket means the bucket itself is gone from the store: nothing in it
 // is treated as deleted.
@@ -197,6 +205,19 @@ func (p *Producer) reconcileOnce(ctx context.Context, k lifecycle.Key, h Hint, d
 		return Replica, nil
 	}
 	obs, ctx, err := p.observeHint(ctx, k, e, h)
+	if err == nil && !deleteEvent && !obs.Object.Exists && e.Present() && p.cfg.AbsentConfirm > 0 {
+		// Absent without a delete event of its own: look again a moment
+		// later before recording a delete. A store whose overwrites are not
+		// atomic (rclone serve s3) shows a key being rewritten as absent
+		// for an instant; a delete found that way would remove a live
+		// object at every other site until the rewrite's record arrives.
+		select {
+		case <-ctx.Done():
+			return Unchanged, ctx.Err()
+		case <-time.After(p.cfg.AbsentConfirm):
+		}
+		obs, err = p.observe(ctx, k, e)
+	}
 	if err != nil {
 		return Unchanged, fmt.Errorf("reconcile %s/%s: %w", k.Bucket, k.Key, err)
 	}
@@ -236,10 +257,26 @@ func (p *Producer) observeHint(ctx context.Context, k lifecycle.Key, e state.Ent
 		obs, err := p.observe(ctx, k, e) // absent: observe checks the bucket too
 		return obs, ctx, err
 	}
+	if err := complete(k, info); err != nil {
+		return lifecycle.Observe{}, ctx, err
+	}
 	if body != nil {
 		ctx = withPeek(ctx, info.ETag, body)
 	}
 	return p.observation(k, info), ctx, nil
+}
+
+// complete refuses an object the store shows without an ETag: every S3
+// object has one, so this is a store showing something mid-write (not
+// seen here; a defence for stores whose writes are not atomic). Recording
+// it would publish a version no one wrote; the finished write is observed
+// later (its event, the next poll or scan, or the retry of the apply that
+// met it).
+func complete(k lifecycle.Key, info s3io.ObjectInfo) error {
+	if info.Exists && info.ETag == "" {
+		return fmt.Errorf("%s/%s: the store shows it without an ETag (an upload in progress?): %w", k.Bucket, k.Key, errChanged)
+	}
+	return nil
 }
 
 // observation is what the state machine is fed for what the store showed.
@@ -314,6 +351,9 @@ func (p *Producer) load(ctx context.Context, k lifecycle.Key) (state.Entry, erro
 func (p *Producer) observe(ctx context.Context, k lifecycle.Key, e state.Entry) (lifecycle.Observe, error) {
 	info, err := p.s3.Head(ctx, k.Bucket, k.Key)
 	if err != nil {
+		return lifecycle.Observe{}, err
+	}
+	if err := complete(k, info); err != nil {
 		return lifecycle.Observe{}, err
 	}
 	obs := p.observation(k, info)

@@ -64,6 +64,8 @@ type Client struct {
 	budgetCap int64
 	// spoolDir stages parts too large for the budget (WithSpoolDir).
 	spoolDir string
+	// emulate checks write conditions with a HEAD first (WithEmulatedConditions).
+	emulate bool
 	spooled  atomic.Int64 // parts staged on disk (tests)
 }
 
@@ -75,7 +77,17 @@ type options struct {
 	maxAttempts int
 	budget      int64
 	spoolDir    string
+	emulate     bool
 	onRequest   func(op string)
+}
+
+// WithEmulatedConditions is for stores that ignore If-Match and
+// If-None-Match (see Probe): a conditional Put or Delete HEADs the key first
+// and fails as the store would have, then writes unconditionally. A write
+// racing between the HEAD and the request is not detected: the weaker mode
+// the agent runs only when the configuration asks for it.
+func WithEmulatedConditions() Option {
+	return func(o *options) { o.emulate = true }
 }
 
 // WithSpoolDir stages on disk, in dir, the parts of a multipart Put whose
@@ -174,7 +186,7 @@ func New(ep Endpoint, opts ...Option) (*Client, error) {
 		DisableLogOutputChecksumValidationSkipped: true,
 		APIOptions: apiOptions(o),
 	})
-	c := &Client{s3: cl, endpoint: u.String(), region: region}
+	c := &Client{s3: cl, endpoint: u.String(), region: region, emulate: o.emulate}
 	if o.budget > 0 {
 		c.budget, c.budgetCap = semaphore.NewWeighted(o.budget), o.budget
 		c.spoolDir = o.spoolDir

@@ -118,6 +118,18 @@ func (c *Client) Delete(ctx context.Context, bucket, key, ifMatch string) error 
 		return err
 	}
 	in := &s3.DeleteObjectInput{Bucket: &bucket, Key: &key}
+	if ifMatch != "" && c.emulate {
+		info, err := c.Head(ctx, bucket, key)
+		switch {
+		case err != nil:
+			return wrap("delete", bucket, key, err)
+		case !info.Exists:
+			return &Error{Op: "delete", Bucket: bucket, Key: key, sentinel: ErrNotFound, Err: fmt.Errorf("If-Match %s but the key is absent", ifMatch)}
+		case info.ETag != unquote(ifMatch):
+			return &Error{Op: "delete", Bucket: bucket, Key: key, sentinel: ErrPreconditionFailed, Err: fmt.Errorf("If-Match %s but the etag is %s", ifMatch, info.ETag)}
+		}
+		ifMatch = "" // checked; the store would ignore it
+	}
 	if ifMatch != "" {
 		in.IfMatch = aws.String(quote(ifMatch))
 	}

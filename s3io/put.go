@@ -64,6 +64,12 @@ func (c *Client) Put(ctx context.Context, in PutInput) (string, error) {
 	if err := checkPut(&in); err != nil {
 		return "", err
 	}
+	if c.emulate && (in.IfMatch != "" || in.IfNoneMatch) {
+		if err := c.checkCondition(ctx, in); err != nil {
+			return "", err
+		}
+		in.IfMatch, in.IfNoneMatch = "", false
+	}
 	release, err := c.reserve(ctx, in)
 	if err != nil {
 		return "", err

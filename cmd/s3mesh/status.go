@@ -80,6 +80,13 @@ func newStatusCmd() *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\n", src.Name, src.Type, src.Lag)
 			}
 			tw.Flush()
+			if c := st.Store; c != nil {
+				fmt.Fprintf(w, "\nstore: conditional PUT %v, conditional DELETE %v, metadata values up to %d B, keys up to %d B, unicode keys %v\n",
+					c.ConditionalPut, c.ConditionalDelete, c.MetadataBytes, c.KeyBytes, c.Unicode)
+				for _, n := range c.Notes {
+					fmt.Fprintln(w, "  note:", n)
+				}
+			}
 			for _, warn := range st.Warnings {
 				fmt.Fprintln(w, "WARNING:", warn)
 			}

@@ -1,0 +1,53 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/s3mesh/s3mesh/s3io"
+)
+
+// probeStore finds out once, with a few small objects under
+// s3io.ProbePrefix in the first replicated bucket, what the site's store
+// supports (status shows it). It retries while the store cannot be
+// reached. A store that ignores conditional writes is refused unless
+// s3.unconditional_writes accepts the weaker mode.
+func (a *Agent) probeStore(ctx context.Context) error {
+	bucket := a.cfg.BucketNames()[0]
+	delay, warned := time.Second, time.Time{}
+	for {
+		caps, err := a.local.Probe(ctx, bucket, a.cfg.Site)
+		if err == nil {
+			a.caps.Store(&caps)
+			return a.judge(caps)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(warned) > 30*time.Second {
+			a.log.Warn("probing the store: not reachable or not writable yet; nothing is applied until it is", "bucket", bucket, "err", err)
+			warned = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 10*time.Second)
+	}
+}
+
+// judge decides whether the agent may apply records to a store with caps.
+func (a *Agent) judge(caps s3io.Capabilities) error {
+	a.log.Info("store probed", "conditional_put", caps.ConditionalPut, "conditional_delete", caps.ConditionalDelete,
+		"metadata_bytes", caps.MetadataBytes, "key_bytes", caps.KeyBytes, "unicode_keys", caps.Unicode, "notes", caps.Notes)
+	switch {
+	case !caps.Conditional() && !a.cfg.S3.UnconditionalWrites:
+		return fmt.Errorf("the store at %s does not honour conditional writes (%v): applying records there could overwrite local writes unseen; "+
+			"use a store that does, or accept the weaker mode with s3.unconditional_writes: true (README, Stores)", a.cfg.S3.Endpoint, caps.Notes)
+	case caps.Conditional() && a.cfg.S3.UnconditionalWrites:
+		a.log.Warn("s3.unconditional_writes is set but the store honours conditional writes: remove it for the safe mode")
+	}
+	return nil
+}

@@ -1,0 +1,138 @@
+package s3io
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ProbePrefix is where Probe writes its objects; the agent never replicates
+// keys under it.
+const ProbePrefix = ".s3mesh-probe/"
+
+// Capabilities are what a store was seen to support by Probe.
+type Capabilities struct {
+	// ConditionalPut: a PUT with If-None-Match: * of an existing key, and
+	// one with If-Match of another ETag, are refused with 412.
+	ConditionalPut bool `json:"conditional_put"`
+	// ConditionalDelete: a DELETE with If-Match of another ETag is refused.
+	ConditionalDelete bool `json:"conditional_delete"`
+	// MetadataBytes is the largest user-metadata value tried that the store
+	// kept intact (of 256, 1024 and 1800 bytes; 0: none).
+	MetadataBytes int `json:"metadata_bytes"`
+	// KeyBytes is the longest key tried that the store held (of 200, 512
+	// and 1024 bytes in segments of at most 200; 0: none).
+	KeyBytes int `json:"key_bytes"`
+	// Unicode: a key with spaces, "+", "%" and non-ASCII letters round-trips.
+	Unicode bool `json:"unicode_keys"`
+	// Notes say what failed, for status.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Conditional reports whether both conditional writes work: what the agent
+// needs to apply records safely.
+func (c Capabilities) Conditional() bool { return c.ConditionalPut && c.ConditionalDelete }
+
+// Probe finds out, with a handful of small objects under ProbePrefix in
+// bucket (deleted again), what the store supports. An error means the
+// store could not be probed at all (unreachable, no write permission).
+func (c *Client) Probe(ctx context.Context, bucket, tag string) (Capabilities, error) {
+	var caps Capabilities
+	rnd := make([]byte, 6)
+	_, _ = rand.Read(rnd)
+	base := ProbePrefix + tag + "-" + hex.EncodeToString(rnd) + "/"
+	var made []string
+	defer func() {
+		for _, k := range made {
+			_ = c.Delete(context.WithoutCancel(ctx), bucket, k, "")
+		}
+	}()
+	put := func(key string, body string, in PutInput) (string, error) {
+		in.Bucket, in.Key, in.Body, in.Size = bucket, key, strings.NewReader(body), int64(len(body))
+		etag, err := c.Put(ctx, in)
+		if err == nil {
+			made = append(made, key)
+		}
+		return etag, err
+	}
+	k := base + "cond"
+	etag, err := put(k, "probe", PutInput{IfNoneMatch: true})
+	if err != nil {
+		return caps, fmt.Errorf("probe: writing %s/%s: %w", bucket, k, err)
+	}
+	_, errNone := put(k, "again", PutInput{IfNoneMatch: true})
+	_, errMatch := put(k, "again", PutInput{IfMatch: flipETag(etag)})
+	caps.ConditionalPut = errors.Is(errNone, ErrPreconditionFailed) && errors.Is(errMatch, ErrPreconditionFailed)
+	if !caps.ConditionalPut {
+		caps.Notes = append(caps.Notes, fmt.Sprintf("conditional PUT not honoured (If-None-Match: %v; If-Match: %v)", errNone, errMatch))
+	}
+	errDel := c.Delete(ctx, bucket, k, flipETag(etag))
+	info, herr := c.Head(ctx, bucket, k)
+	caps.ConditionalDelete = errors.Is(errDel, ErrPreconditionFailed) && herr == nil && info.Exists
+	if !caps.ConditionalDelete {
+		caps.Notes = append(caps.Notes, fmt.Sprintf("conditional DELETE not honoured (If-Match of another ETag: %v)", errDel))
+	}
+	for _, n := range []int{256, 1024, 1800} {
+		mk := fmt.Sprintf("%smeta-%d", base, n)
+		v := strings.Repeat("m", n)
+		if _, err := put(mk, "m", PutInput{Attrs: Attrs{Meta: map[string]string{"s3mesh-probe": v}}}); err != nil {
+			caps.Notes = append(caps.Notes, fmt.Sprintf("a %d-byte metadata value: %v", n, err))
+			break
+		}
+		info, err := c.Head(ctx, bucket, mk)
+		if err != nil || info.Attrs.Meta["s3mesh-probe"] != v {
+			caps.Notes = append(caps.Notes, fmt.Sprintf("a %d-byte metadata value did not come back intact", n))
+			break
+		}
+		caps.MetadataBytes = n
+	}
+	for _, n := range []int{200, 512, 1024} {
+		var segs []string
+		for left := n - len(base); left > 0; left -= 200 {
+			segs = append(segs, strings.Repeat("k", min(left, 199)))
+		}
+		lk := base + strings.Join(segs, "/")
+		lk = lk[:min(len(lk), n)]
+		if _, err := put(lk, "k", PutInput{}); err != nil {
+			caps.Notes = append(caps.Notes, fmt.Sprintf("a %d-byte key: %v", n, err))
+			break
+		}
+		caps.KeyBytes = n
+	}
+	uk := base + "dir with space/plus+percent%25 üñí€.txt"
+	if _, err := put(uk, "u", PutInput{}); err == nil {
+		found := false
+		stop := errors.New("past the key")
+		_ = c.List(ctx, bucket, base+"dir", 10, func(e ListEntry) error {
+			if e.Key >= uk {
+				found = e.Key == uk
+				return stop
+			}
+			return nil
+		})
+		info, herr := c.Head(ctx, bucket, uk)
+		caps.Unicode = found && herr == nil && info.Exists
+	}
+	if !caps.Unicode {
+		caps.Notes = append(caps.Notes, "a key with spaces, +, % and non-ASCII letters did not round-trip")
+	}
+	return caps, nil
+}
+
+// flipETag is an ETag that is certainly not etag.
+func flipETag(etag string) string {
+	if etag == "" {
+		return "0"
+	}
+	b := []byte(etag)
+	if b[0] == '0' {
+		b[0] = '1'
+	} else {
+		b[0] = '0'
+	}
+	return string(bytes.Clone(b))
+}

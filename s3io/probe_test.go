@@ -1,0 +1,69 @@
+package s3io
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestProbeVersity: versitygw honours conditional PUT and DELETE, keeps a
+// 1800-byte metadata value, holds 1024-byte keys and awkward characters;
+// the probe leaves nothing behind.
+func TestProbeVersity(t *testing.T) {
+	c, _ := newTestClient(t)
+	ctx := testCtx(t)
+	caps, err := c.Probe(ctx, testBucket, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !caps.Conditional() || caps.MetadataBytes != 1800 || caps.KeyBytes != 1024 || !caps.Unicode || len(caps.Notes) != 0 {
+		t.Errorf("capabilities %+v", caps)
+	}
+	left := 0
+	if err := c.List(ctx, testBucket, "", 1000, func(e ListEntry) error {
+		if strings.HasPrefix(e.Key, ProbePrefix) {
+			left++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Errorf("the probe left %d objects", left)
+	}
+}
+
+// TestEmulatedConditions: with WithEmulatedConditions a conditional Put or
+// Delete fails as the store would have failed it (checked by a HEAD), and
+// succeeds when the condition holds.
+func TestEmulatedConditions(t *testing.T) {
+	c, _ := newTestClient(t, WithEmulatedConditions())
+	ctx := testCtx(t)
+	put := func(body string, in PutInput) (string, error) {
+		in.Bucket, in.Key, in.Body, in.Size = testBucket, "emulated/k", strings.NewReader(body), int64(len(body))
+		return c.Put(ctx, in)
+	}
+	etag, err := put("v1", PutInput{IfNoneMatch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := put("v2", PutInput{IfNoneMatch: true}); !errors.Is(err, ErrPreconditionFailed) {
+		t.Errorf("If-None-Match on an existing key: %v", err)
+	}
+	if _, err := put("v2", PutInput{IfMatch: flipETag(etag)}); !errors.Is(err, ErrPreconditionFailed) {
+		t.Errorf("If-Match of another ETag: %v", err)
+	}
+	etag2, err := put("v2", PutInput{IfMatch: etag})
+	if err != nil {
+		t.Fatalf("If-Match of the ETag: %v", err)
+	}
+	if err := c.Delete(ctx, testBucket, "emulated/k", etag); !errors.Is(err, ErrPreconditionFailed) {
+		t.Errorf("delete If-Match of an old ETag: %v", err)
+	}
+	if err := c.Delete(ctx, testBucket, "emulated/k", etag2); err != nil {
+		t.Fatalf("delete If-Match of the ETag: %v", err)
+	}
+	if err := c.Delete(ctx, testBucket, "emulated/k", etag2); !errors.Is(err, ErrNotFound) {
+		t.Errorf("delete If-Match of an absent key: %v", err)
+	}
+}
