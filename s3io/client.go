@@ -66,7 +66,7 @@ type Client struct {
 	spoolDir string
 	// emulate checks write conditions with a HEAD first (WithEmulatedConditions).
 	emulate bool
-	spooled  atomic.Int64 // parts staged on disk (tests)
+	spooled atomic.Int64 // parts staged on disk (tests)
 }
 
 // Option adjusts a Client built by New.
