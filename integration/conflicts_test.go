@@ -200,8 +200,9 @@ func (e *env) waitObjectIn(t *testing.T, bkt, key string, want []byte) {
 
 // Under site-priority [b, a, c], b's version wins although it is not the
 // newest.
-func TestSitePriorityWins(t *testing.T) {
-	e := labEnv(t)
+func TestSitePriorityWins(t *testing.T) { testSitePriorityWins(t, labEnv(t)) }
+
+func testSitePriorityWins(t *testing.T, e *env) {
 	before := e.seqs(t)
 	e.cutAll(t, "cut")
 	e.putIn(t, "b", "prio", "p/k", []byte("from b, first"))
@@ -225,8 +226,9 @@ func TestSitePriorityWins(t *testing.T) {
 
 // delete-vs-put both ways: with delete-wins the delete beats a later put,
 // with put-wins the put beats a later delete.
-func TestDeleteVersusPut(t *testing.T) {
-	e := labEnv(t)
+func TestDeleteVersusPut(t *testing.T) { testDeleteVersusPut(t, labEnv(t)) }
+
+func testDeleteVersusPut(t *testing.T, e *env) {
 	for _, bkt := range []string{"delwins", "putwins"} {
 		e.putIn(t, "a", bkt, "dv/k", []byte("original"))
 		e.waitObjectIn(t, bkt, "dv/k", []byte("original"))
@@ -259,7 +261,10 @@ func TestDeleteVersusPut(t *testing.T) {
 // operator picks a version with `s3mesh dlq resolve`; then every site
 // converges on it and the remaining entries retry as superseded.
 func TestManualConflictParkedThenResolved(t *testing.T) {
-	e := labEnv(t)
+	testManualConflictParkedThenResolved(t, labEnv(t))
+}
+
+func testManualConflictParkedThenResolved(t *testing.T, e *env) {
 	e.putIn(t, "a", "manual", "m/k", []byte("v1"))
 	e.waitObjectIn(t, "manual", "m/k", []byte("v1"))
 	e.quiesce(t, converge)

@@ -101,8 +101,9 @@ func testOverwriteAndDeletePropagate(t *testing.T, e *env) {
 	e.checkRecords(t, before, map[string]int{"a": 3, "b": 2, "c": 1})
 }
 
-func TestCopyMultipartAndMultiDelete(t *testing.T) {
-	e := labEnv(t)
+func TestCopyMultipartAndMultiDelete(t *testing.T) { testCopyMultipartAndMultiDelete(t, labEnv(t)) }
+
+func testCopyMultipartAndMultiDelete(t *testing.T, e *env) {
 	ctx := ctxT(t)
 	before := e.seqs(t)
 	src := object{body: []byte("copy me"), attrs: s3io.Attrs{ContentType: "text/x-src", Meta: map[string]string{"k": "v"}}}
@@ -124,7 +125,13 @@ func TestCopyMultipartAndMultiDelete(t *testing.T) {
 	e.put(t, "c", "cp/multipart-20m", mp)
 	e.waitObject(t, "cp/multipart-20m", mp, 2*converge)
 
-	// Multi-object DELETE at b.
+	// Multi-object DELETE at b. At a polled site (the mixed lab's rclone)
+	// deletes are found by listing, so three of a dozen keys gone at once
+	// would be held by the delete guard (README, Stores): delete at c then.
+	del, want := "b", map[string]int{"a": 5, "b": 4, "c": 1}
+	if e.polled("b") {
+		del, want = "c", map[string]int{"a": 5, "b": 1, "c": 4}
+	}
 	for i := 0; i < 3; i++ {
 		e.put(t, "a", fmt.Sprintf("cp/md-%d", i), object{body: []byte{byte(i)}})
 	}
@@ -135,14 +142,14 @@ func TestCopyMultipartAndMultiDelete(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		ids = append(ids, types.ObjectIdentifier{Key: aws.String(fmt.Sprintf("cp/md-%d", i))})
 	}
-	if _, err := e.sites["b"].raw.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(bucket), Delete: &types.Delete{Objects: ids}}); err != nil {
+	if _, err := e.sites[del].raw.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(bucket), Delete: &types.Delete{Objects: ids}}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
 		e.waitAbsent(t, fmt.Sprintf("cp/md-%d", i), converge)
 	}
 	e.quiesce(t, converge)
-	e.checkRecords(t, before, map[string]int{"a": 5, "b": 4, "c": 1})
+	e.checkRecords(t, before, want)
 }
 
 // awkwardKeys are keys that break naive encodings in subjects, URLs, event
@@ -158,8 +165,9 @@ func awkwardKeys() []string {
 	}
 }
 
-func TestAwkwardKeysReplicate(t *testing.T) {
-	e := labEnv(t)
+func TestAwkwardKeysReplicate(t *testing.T) { testAwkwardKeysReplicate(t, labEnv(t)) }
+
+func testAwkwardKeysReplicate(t *testing.T, e *env) {
 	keys := awkwardKeys()
 	if n := len(keys[len(keys)-1]); n != 1024 {
 		t.Fatalf("long key is %d bytes, want 1024", n)
@@ -171,8 +179,16 @@ func TestAwkwardKeysReplicate(t *testing.T) {
 	for _, k := range keys {
 		e.waitObject(t, k, object{body: []byte("key " + k)}, converge)
 	}
+	// Deleted at every site but a polled one, whose deletes of a third of
+	// the keys at once the delete guard would hold (README, Stores).
+	var deleters []string
+	for _, n := range e.names {
+		if !e.polled(n) {
+			deleters = append(deleters, n)
+		}
+	}
 	for i, k := range keys {
-		e.del(t, e.names[(i+1)%len(e.names)], k)
+		e.del(t, deleters[(i+1)%len(deleters)], k)
 	}
 	for _, k := range keys {
 		e.waitAbsent(t, k, converge)

@@ -359,19 +359,19 @@ func (l *Lab) boot(ctx context.Context) error {
 	// versitygw with a webhook sink posts a test event at start and exits if
 	// nothing listens; the agent that will listen is not up yet (it needs
 	// the store), so the lab answers that first post in its place.
-	var stand []net.Listener
+	var stand []*http.Server
 	for _, s := range l.sites {
 		if s.events == EventsWebhook {
-			ln, err := standIn(s.httpAddr())
+			srv, err := standIn(s.httpAddr())
 			if err != nil {
 				return err
 			}
-			stand = append(stand, ln)
+			stand = append(stand, srv)
 		}
 	}
 	err := l.eachSite(func(s *site) error { return l.startS3(ctx, s) })
-	for _, ln := range stand {
-		ln.Close()
+	for _, srv := range stand {
+		srv.Close() // the listener and every connection
 	}
 	if err != nil {
 		return err
@@ -496,12 +496,17 @@ func (l *Lab) link(a, b string) (*link, error) {
 	return nil, fmt.Errorf("no link between %s and %s", a, b)
 }
 
-// standIn answers every request on addr with 200 until closed.
-func standIn(addr string) (net.Listener, error) {
+// standIn answers every request on addr with 200 until closed. It keeps
+// no connection alive: versitygw's sink pools connections, and a pooled
+// one to the stand-in would carry every later event to it instead of to
+// the agent (seen: all of them lost).
+func standIn(addr string) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("lab: standing in for the agent's webhook on %s: %w", addr, err)
 	}
-	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})) //nolint:errcheck // ends when ln closes
-	return ln, nil
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), ReadHeaderTimeout: 5 * time.Second}
+	srv.SetKeepAlivesEnabled(false)
+	go srv.Serve(ln) //nolint:errcheck // ends with Close
+	return srv, nil
 }

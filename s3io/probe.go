@@ -29,6 +29,13 @@ type Capabilities struct {
 	KeyBytes int `json:"key_bytes"`
 	// Unicode: a key with spaces, "+", "%" and non-ASCII letters round-trips.
 	Unicode bool `json:"unicode_keys"`
+	// Multipart: an upload of a MinPartSize part and a 1-byte last part
+	// completes and reads back whole; MultipartETag says how the store
+	// names such an object ("md5-N", S3's MD5 of the part MD5s with the
+	// part count; or "other", which verify and the appliers handle by
+	// comparing bytes).
+	Multipart     bool   `json:"multipart"`
+	MultipartETag string `json:"multipart_etag,omitempty"`
 	// Notes say what failed, for status.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -45,6 +52,19 @@ func (c *Client) Probe(ctx context.Context, bucket, tag string) (Capabilities, e
 	rnd := make([]byte, 6)
 	_, _ = rand.Read(rnd)
 	base := ProbePrefix + tag + "-" + hex.EncodeToString(rnd) + "/"
+	// What an earlier probe of this agent left (it was killed mid-probe).
+	var stale []string
+	stop := errors.New("past the prefix")
+	_ = c.List(ctx, bucket, ProbePrefix+tag+"-", 1000, func(e ListEntry) error {
+		if !strings.HasPrefix(e.Key, ProbePrefix+tag+"-") || len(stale) >= 1000 {
+			return stop
+		}
+		stale = append(stale, e.Key)
+		return nil
+	})
+	for _, k := range stale {
+		_ = c.Delete(ctx, bucket, k, "")
+	}
 	var made []string
 	defer func() {
 		for _, k := range made {
@@ -106,7 +126,6 @@ func (c *Client) Probe(ctx context.Context, bucket, tag string) (Capabilities, e
 	uk := base + "dir with space/plus+percent%25 üñí€.txt"
 	if _, err := put(uk, "u", PutInput{}); err == nil {
 		found := false
-		stop := errors.New("past the key")
 		_ = c.List(ctx, bucket, base+"dir", 10, func(e ListEntry) error {
 			if e.Key >= uk {
 				found = e.Key == uk
@@ -119,6 +138,18 @@ func (c *Client) Probe(ctx context.Context, bucket, tag string) (Capabilities, e
 	}
 	if !caps.Unicode {
 		caps.Notes = append(caps.Notes, "a key with spaces, +, % and non-ASCII letters did not round-trip")
+	}
+	mk := base + "multipart"
+	body := strings.Repeat("p", int(MinPartSize)+1)
+	if etag, err := put(mk, body, PutInput{PartSize: MinPartSize}); err != nil {
+		caps.Notes = append(caps.Notes, fmt.Sprintf("a multipart upload (%d-byte part, then 1 byte): %v", MinPartSize, err))
+	} else if info, err := c.Head(ctx, bucket, mk); err != nil || info.Size != int64(len(body)) {
+		caps.Notes = append(caps.Notes, fmt.Sprintf("a multipart upload did not read back whole (%v, %d bytes)", err, info.Size))
+	} else {
+		caps.Multipart, caps.MultipartETag = true, "other"
+		if strings.HasSuffix(etag, "-2") {
+			caps.MultipartETag = "md5-N"
+		}
 	}
 	return caps, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/s3mesh/s3mesh/s3io"
@@ -51,10 +52,17 @@ func startListing(ctx context.Context, wg *sync.WaitGroup, site, bucket string, 
 	return l
 }
 
-// s3List lists bucket at c with pageSize keys per request.
+// s3List lists bucket at c with pageSize keys per request, leaving out
+// the agent's store-probe objects (s3io.ProbePrefix): they are never
+// replicated, and an agent killed while probing leaves some behind.
 func s3List(c *s3io.Client, bucket string, pageSize int32) listFunc {
 	return func(ctx context.Context, fn func(s3io.ListEntry) error) error {
-		return c.List(ctx, bucket, "", pageSize, fn)
+		return c.List(ctx, bucket, "", pageSize, func(e s3io.ListEntry) error {
+			if strings.HasPrefix(e.Key, s3io.ProbePrefix) {
+				return nil
+			}
+			return fn(e)
+		})
 	}
 }
 

@@ -81,8 +81,8 @@ func newStatusCmd() *cobra.Command {
 			}
 			tw.Flush()
 			if c := st.Store; c != nil {
-				fmt.Fprintf(w, "\nstore: conditional PUT %v, conditional DELETE %v, metadata values up to %d B, keys up to %d B, unicode keys %v\n",
-					c.ConditionalPut, c.ConditionalDelete, c.MetadataBytes, c.KeyBytes, c.Unicode)
+				fmt.Fprintf(w, "\nstore: conditional PUT %v, conditional DELETE %v, metadata values up to %d B, keys up to %d B, unicode keys %v, multipart %v (etag %s)\n",
+					c.ConditionalPut, c.ConditionalDelete, c.MetadataBytes, c.KeyBytes, c.Unicode, c.Multipart, c.MultipartETag)
 				for _, n := range c.Notes {
 					fmt.Fprintln(w, "  note:", n)
 				}
