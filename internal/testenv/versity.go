@@ -66,13 +66,20 @@ func RepoRoot(t testing.TB) string {
 }
 
 // VersityBin returns the path of bin/versitygw at the repo root. If the
-// binary is missing it is built with the version pinned in go.mod. Builds go
-// to a temporary name and are renamed into place, so test binaries of
-// several packages running at once never see a half-written file.
+// binary is missing it is built with the version pinned in go.mod.
 func VersityBin(t testing.TB) string {
 	t.Helper()
+	return toolBin(t, "versitygw", "", "github.com/versity/versitygw/cmd/versitygw")
+}
+
+// toolBin returns bin/<name> at the repo root, building pkg (in the module
+// at dir, relative to the root) first if it is missing. Builds go to a
+// temporary name and are renamed into place, so test binaries of several
+// packages running at once never see a half-written file.
+func toolBin(t testing.TB, name, dir, pkg string) string {
+	t.Helper()
 	root := RepoRoot(t)
-	bin := filepath.Join(root, "bin", "versitygw")
+	bin := filepath.Join(root, "bin", name)
 	binMu.Lock()
 	defer binMu.Unlock()
 	if fi, err := os.Stat(bin); err == nil && fi.Mode().IsRegular() {
@@ -82,15 +89,16 @@ func VersityBin(t testing.TB) string {
 		t.Fatalf("testenv: %v", err)
 	}
 	tmp := fmt.Sprintf("%s.tmp-%d", bin, os.Getpid())
-	cmd := exec.Command("go", "build", "-o", tmp, "github.com/versity/versitygw/cmd/versitygw")
-	cmd.Dir = root
+	cmd := exec.Command("go", "build", "-trimpath", "-o", tmp, pkg)
+	cmd.Dir = filepath.Join(root, dir)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		_ = os.Remove(tmp)
-		t.Fatalf("testenv: building versitygw: %v\n%s", err, out)
+		t.Fatalf("testenv: building %s: %v\n%s", name, err, out)
 	}
 	if err := os.Rename(tmp, bin); err != nil {
 		_ = os.Remove(tmp)
-		t.Fatalf("testenv: installing versitygw: %v", err)
+		t.Fatalf("testenv: installing %s: %v", name, err)
 	}
 	return bin
 }
@@ -311,27 +319,5 @@ func tail(path string, n int) string {
 // lab's second S3 implementation.
 func RcloneBin(t testing.TB) string {
 	t.Helper()
-	root := RepoRoot(t)
-	bin := filepath.Join(root, "bin", "rclone")
-	binMu.Lock()
-	defer binMu.Unlock()
-	if fi, err := os.Stat(bin); err == nil && fi.Mode().IsRegular() {
-		return bin
-	}
-	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
-		t.Fatalf("testenv: %v", err)
-	}
-	tmp := fmt.Sprintf("%s.tmp-%d", bin, os.Getpid())
-	cmd := exec.Command("go", "build", "-trimpath", "-o", tmp, "github.com/rclone/rclone")
-	cmd.Dir = filepath.Join(root, "tools", "rclone")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		_ = os.Remove(tmp)
-		t.Fatalf("testenv: building rclone: %v\n%s", err, out)
-	}
-	if err := os.Rename(tmp, bin); err != nil {
-		_ = os.Remove(tmp)
-		t.Fatalf("testenv: installing rclone: %v", err)
-	}
-	return bin
+	return toolBin(t, "rclone", filepath.Join("tools", "rclone"), "github.com/rclone/rclone")
 }
