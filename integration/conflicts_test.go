@@ -24,19 +24,27 @@ func (e *env) putIn(t *testing.T, site, bkt, key string, body []byte) {
 // bodyAt returns the bytes at site (nil, false if absent).
 func (e *env) bodyAt(t *testing.T, site, bkt, key string) ([]byte, bool) {
 	t.Helper()
-	rc, _, err := e.sites[site].s3.Get(ctxT(t), bkt, key, "")
-	if s3io.Classify(err) == s3io.NotFound {
-		return nil, false
+	// A read racing an overwrite in a store whose overwrites are not
+	// atomic (rclone serve s3) ends early: read again, a few times.
+	for attempt := 1; ; attempt++ {
+		rc, _, err := e.sites[site].s3.Get(ctxT(t), bkt, key, "")
+		if s3io.Classify(err) == s3io.NotFound {
+			return nil, false
+		}
+		if err != nil {
+			t.Fatalf("get %s/%s at %s: %v", bkt, key, site, err)
+		}
+		var buf bytes.Buffer
+		_, err = buf.ReadFrom(rc)
+		rc.Close()
+		if err == nil {
+			return buf.Bytes(), true
+		}
+		if attempt == 5 {
+			t.Fatalf("get %s/%s at %s: %v (5 attempts)", bkt, key, site, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	if err != nil {
-		t.Fatalf("get %s/%s at %s: %v", bkt, key, site, err)
-	}
-	defer rc.Close()
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(rc); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes(), true
 }
 
 // agreed waits until every site holds the same bytes for key (or none) and

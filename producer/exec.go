@@ -56,9 +56,6 @@ func (p *Producer) execute(ctx context.Context, k lifecycle.Key, effs []lifecycl
 			if err != nil {
 				return nil, fmt.Errorf("settle %s/%s: %w", k.Bucket, k.Key, err)
 			}
-			if err := complete(k, info); err != nil {
-				return nil, err
-			}
 			next = lifecycle.Inspected{Object: ObjectOf(info)}
 		case lifecycle.Note:
 			note(p.log, k, ef)

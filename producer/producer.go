@@ -257,26 +257,10 @@ func (p *Producer) observeHint(ctx context.Context, k lifecycle.Key, e state.Ent
 		obs, err := p.observe(ctx, k, e) // absent: observe checks the bucket too
 		return obs, ctx, err
 	}
-	if err := complete(k, info); err != nil {
-		return lifecycle.Observe{}, ctx, err
-	}
 	if body != nil {
 		ctx = withPeek(ctx, info.ETag, body)
 	}
 	return p.observation(k, info), ctx, nil
-}
-
-// complete refuses an object the store shows without an ETag: every S3
-// object has one, so this is a store showing something mid-write (not
-// seen here; a defence for stores whose writes are not atomic). Recording
-// it would publish a version no one wrote; the finished write is observed
-// later (its event, the next poll or scan, or the retry of the apply that
-// met it).
-func complete(k lifecycle.Key, info s3io.ObjectInfo) error {
-	if info.Exists && info.ETag == "" {
-		return fmt.Errorf("%s/%s: the store shows it without an ETag (an upload in progress?): %w", k.Bucket, k.Key, errChanged)
-	}
-	return nil
 }
 
 // observation is what the state machine is fed for what the store showed.
@@ -351,9 +335,6 @@ func (p *Producer) load(ctx context.Context, k lifecycle.Key) (state.Entry, erro
 func (p *Producer) observe(ctx context.Context, k lifecycle.Key, e state.Entry) (lifecycle.Observe, error) {
 	info, err := p.s3.Head(ctx, k.Bucket, k.Key)
 	if err != nil {
-		return lifecycle.Observe{}, err
-	}
-	if err := complete(k, info); err != nil {
 		return lifecycle.Observe{}, err
 	}
 	obs := p.observation(k, info)
