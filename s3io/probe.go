@@ -1,7 +1,6 @@
 package s3io
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -165,5 +164,5 @@ func flipETag(etag string) string {
 	} else {
 		b[0] = '0'
 	}
-	return string(bytes.Clone(b))
+	return string(b)
 }
