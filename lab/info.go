@@ -127,7 +127,7 @@ func (l *Lab) printTable(w io.Writer) {
 	in := l.Info()
 	fmt.Fprintf(w, "s3mesh lab: %d site(s) in %s, buckets %s\n\n", len(in.Sites), in.Dir, strings.Join(in.Buckets, ", "))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SITE\tS3\tACCESS KEY\tNATS\tAGENT\tPID")
+	fmt.Fprintln(tw, "SITE\tS3\tACCESS KEY\tNATS\tDASHBOARD\tPID")
 	for _, s := range in.Sites {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\thttp://%s\t%s\n", s.Name, s.S3Endpoint, s.AccessKey, s.NATSURL, s.HTTPAddr, strconv.Itoa(s.AgentPID))
 	}
