@@ -326,6 +326,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		run("poll", func() error { a.Poller.Run(ctx); return nil })
 	}
 	run("peer-keys", func() error { a.checkPeerKeys(ctx); return nil }) // warns only
+	run("gauges", func() error { a.runGauges(ctx); return nil })
 	runner := &consumer.Runner{A: a.Applier, Site: a.cfg.Site, Peers: a.cfg.PeerNames(), Workers: a.cfg.Workers,
 		Budget: a.cfg.Retry.Budget, MaxBackoff: a.cfg.Retry.MaxBackoff,
 		FormerSites: a.cfg.Records.FormerSites, MaxFuture: a.cfg.Records.MaxFuture, SelfMax: a.selfMax(), Keys: a.keyring(),

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/s3mesh/s3mesh/broker"
 	"github.com/s3mesh/s3mesh/consumer"
 	"github.com/s3mesh/s3mesh/producer"
 	"github.com/s3mesh/s3mesh/s3io"
+	"github.com/s3mesh/s3mesh/schema"
 )
 
 // Status is what `s3mesh status` shows of one site. It looks at each
@@ -45,6 +48,77 @@ type PeerStatus struct {
 	// records and this site's tombstones are kept, so what this site missed
 	// may be gone: rebuild it from its peers.
 	NeedsRebuild bool `json:"needs_rebuild,omitempty"`
+	// CaughtUp: every record of the peer that this site's mirror holds is
+	// applied here, the mirror knew of none it lacked (lag 0) and it heard
+	// from the peer recently (not Stalled).
+	CaughtUp bool `json:"caught_up"`
+	// Watermark: every record the peer made before this time is applied
+	// here (see watermark). Zero if the peer was never heard from.
+	Watermark time.Time `json:"watermark"`
+	// WatermarkAgeSeconds is Time − Watermark; -1 if Watermark is zero.
+	WatermarkAgeSeconds float64 `json:"watermark_age_seconds"`
+}
+
+// watermarkInput is what watermark needs to know of one peer.
+type watermarkInput struct {
+	Now     time.Time
+	Active  time.Duration // since the mirror last heard from the peer; < 0: never
+	Lag     uint64        // records the peer had that the mirror lacked, at the last contact
+	Stalled bool
+	Pending uint64 // records the mirror holds that are not applied here yet
+	// Oldest is the origin time (MadeAt) of the oldest record not applied
+	// yet (the apply consumer's ack floor + 1); zero if Pending is 0 or it
+	// could not be read.
+	Oldest time.Time
+	// LastHeld is the origin time of the last record the mirror holds (zero
+	// if none or unread); used only while the mirror knows it lacks records.
+	LastHeld time.Time
+}
+
+// watermark is the time before which every record the peer made is applied
+// here, and whether the site is caught up with the peer:
+//
+//   - records wait to be applied: the origin time of the oldest of them;
+//   - none wait, but the mirror knew at its last contact that the peer had
+//     records it lacked (lag > 0): the origin time of the last record held;
+//   - none wait and none are known to be missing: the time the mirror last
+//     heard from the peer (now − Active). A cut link leaves lag at 0 while
+//     nothing arrives, so this stops advancing: the watermark tells what
+//     the lag figure cannot.
+//
+// It is never later than the last contact (a record's origin time is the
+// peer's clock; a peer clock running ahead must not move the watermark past
+// what this site has heard). Zero (and not caught up) if the peer was never
+// heard from and nothing waits.
+func watermark(in watermarkInput) (wm time.Time, caughtUp bool) {
+	var heard time.Time
+	if in.Active >= 0 {
+		heard = in.Now.Add(-in.Active)
+	}
+	switch {
+	case in.Pending > 0:
+		wm = in.Oldest
+	case in.Lag > 0:
+		wm = in.LastHeld
+		if wm.IsZero() {
+			wm = heard
+		}
+	default:
+		wm = heard
+	}
+	if !heard.IsZero() && wm.After(heard) {
+		wm = heard
+	}
+	caughtUp = in.Pending == 0 && in.Lag == 0 && !in.Stalled && !heard.IsZero()
+	return wm, caughtUp
+}
+
+// ageSeconds is now − t in seconds, -1 for a zero t.
+func ageSeconds(now, t time.Time) float64 {
+	if t.IsZero() {
+		return -1
+	}
+	return now.Sub(t).Seconds()
 }
 
 // needsRebuild reports whether a peer silent for silent may have dropped
@@ -99,26 +173,49 @@ func (a *Agent) sourceStatus() []SourceStatus {
 	return out
 }
 
+// status answers the admin request `status`: the Snapshot, as JSON.
 func (a *Agent) status(ctx context.Context, _ AdminRequest) (string, error) {
-	st := Status{Site: a.cfg.Site, Time: time.Now().UTC(), Buckets: a.Scanner.Status(),
+	st, err := a.Snapshot(ctx)
+	if err != nil {
+		return "", err
+	}
+	b, err := json.Marshal(st)
+	return string(b), err
+}
+
+// Snapshot is what `s3mesh status` shows of this site, read now from the
+// broker (mirrors, consumers, the DLQ) and the scanner.
+func (a *Agent) Snapshot(ctx context.Context) (Status, error) {
+	now := time.Now().UTC()
+	st := Status{Site: a.cfg.Site, Time: now, Buckets: a.Scanner.Status(),
 		Retention: a.cfg.Tombstones.Retention.String(), Backlog: map[string]ConsumerState{}, Sources: a.sourceStatus(), Store: a.caps.Load()}
 	if st.Store == nil {
 		st.Warnings = append(st.Warnings, "the store has not been probed yet (unreachable?): nothing is applied until it is")
 	}
 	ms, err := broker.Mirrors(ctx, a.js, broker.Topology{Site: a.cfg.Site, Peers: a.cfg.PeerNames()})
 	if err != nil {
-		return "", err
+		return Status{}, err
 	}
 	for _, m := range ms {
 		ps := PeerStatus{Peer: m.Peer, LastSeq: m.LastSeq, Lag: m.Lag, SilentFor: m.Active.Seconds(), Stalled: m.Stalled, Error: m.Error}
 		if m.Active < 0 {
 			ps.SilentFor = -1
 		}
+		in := watermarkInput{Now: now, Active: m.Active, Lag: m.Lag, Stalled: m.Stalled}
 		if c, err := a.js.Consumer(ctx, broker.ChangesStream(m.Peer), consumer.ApplyConsumer(a.cfg.Site)); err == nil {
 			if ci, err := c.Info(ctx); err == nil {
 				ps.PendingApply = ci.NumPending + uint64(ci.NumAckPending)
+				in.Pending = ps.PendingApply
+				if in.Pending > 0 {
+					in.Oldest = a.originTime(ctx, m.Peer, ci.AckFloor.Stream+1)
+				}
 			}
 		}
+		if in.Pending == 0 && m.Lag > 0 && m.LastSeq > 0 {
+			in.LastHeld = a.originTime(ctx, m.Peer, m.LastSeq)
+		}
+		ps.Watermark, ps.CaughtUp = watermark(in)
+		ps.WatermarkAgeSeconds = ageSeconds(now, ps.Watermark)
 		if m.Stalled {
 			st.Warnings = append(st.Warnings, fmt.Sprintf("nothing heard from %s for %s: link cut, peer down or mirror stuck", m.Peer, m.Active.Round(time.Second)))
 		}
@@ -147,8 +244,32 @@ func (a *Agent) status(ctx context.Context, _ AdminRequest) (string, error) {
 			st.Backlog[broker.EventsStream(a.cfg.Site)] = ConsumerState{Pending: ci.NumPending, AckPending: ci.NumAckPending}
 		}
 	}
-	b, err := json.Marshal(st)
-	return string(b), err
+	return st, nil
+}
+
+// originTime is the origin time (MadeAt) of the first record at or after
+// seq in this site's mirror of peer's CHANGES; zero if there is none or it
+// cannot be read or decoded. The record is only looked at, not acted on, so
+// its signature is not verified here (the applier does that).
+func (a *Agent) originTime(ctx context.Context, peer string, seq uint64) time.Time {
+	s, err := a.js.Stream(ctx, broker.ChangesStream(peer))
+	if err != nil {
+		return time.Time{}
+	}
+	// next_by_subj: the first message at or after seq (one may have been
+	// removed from the stream by its limits).
+	m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
+	if err != nil {
+		return time.Time{}
+	}
+	rec, err := schema.Decode(m.Data)
+	if err != nil {
+		return time.Time{}
+	}
+	if rec.MadeAt != 0 {
+		return time.UnixMilli(rec.MadeAt).UTC()
+	}
+	return time.UnixMilli(rec.Version.TS).UTC()
 }
 
 func (a *Agent) confirmDeletes(_ context.Context, req AdminRequest) (string, error) {

@@ -123,6 +123,9 @@ func checkOrigin(next handler) handler {
 // dead-lettered at once as bad-record, never retried.
 func (r *Runner) validate(next handler) handler {
 	return func(ctx context.Context, d *delivery) error {
+		// Before the bounds: a record refused for an origin time too far
+		// ahead is a sample of the peer's clock too.
+		r.M.ObserveOrigin(d.peer, time.UnixMilli(d.rec.MadeAt), r.Now())
 		if err := d.rec.ValidateFor(r.limits()); err != nil {
 			return fmt.Errorf("record %s from %s: %w", d.id, d.peer, err)
 		}

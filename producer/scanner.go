@@ -229,6 +229,8 @@ func (s *Scanner) Run(ctx context.Context) {
 			r.done <- scanResult{stats: st, took: time.Since(t0), err: err}
 			if err == nil {
 				delete(due, r.bucket)
+			} else if ctx.Err() == nil {
+				s.P.m.ScanFailures.WithLabelValues(r.bucket).Inc()
 			}
 			continue
 		case <-tick:
@@ -245,6 +247,7 @@ func (s *Scanner) Run(ctx context.Context) {
 					return
 				}
 				s.Log.Warn("scan failed; will retry", "bucket", b, "err", err)
+				s.P.m.ScanFailures.WithLabelValues(b).Inc()
 				due[b] = true
 				debounce.Reset(5 * time.Second)
 				continue
