@@ -32,7 +32,7 @@ lab: build
 ## test: the cheap checks first (they fail fast), then the race detector on
 ## the packages that start no child process of their own, then every unit and
 ## integration test against real versitygw and NATS.
-test: check build race
+test: check deploy-check build race
 	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -count=1 -timeout 20m ./...
 
 ## check: gofmt, go mod tidy, go vet and the layering test; each failure says
@@ -65,6 +65,15 @@ layering:
 	@$(GO) test -count=1 ./internal/layering/ || { \
 		echo "make test: an import breaks the layering (above); remove it, or change the rule in internal/layering/layering_test.go"; \
 		echo "rerun: go test ./internal/layering/"; exit 1; }
+
+## deploy-check: the alert rules (deploy/prometheus) and the Grafana dashboard
+## (deploy/grafana) parsed with Prometheus' own parsers, every metric they name
+## one the agent exports. deploy/check is a module of its own, so Prometheus
+## stays out of s3mesh's go.mod.
+.PHONY: deploy-check
+deploy-check:
+	@cd deploy/check && { $(GO) mod tidy -diff >/dev/null || { echo "make test: deploy/check/go.mod is not tidy; fix: cd deploy/check && go mod tidy"; exit 1; }; } && \
+		$(GO) vet ./... && $(GO) test -count=1 ./... || { echo "make test: deploy/check failed (above); rerun: cd deploy/check && go test ./..."; exit 1; }
 
 ## race: go test -race on the pure and in-process packages (producer's tests
 ## embed NATS in-process; verify's start versitygw children but take seconds,
