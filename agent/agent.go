@@ -345,6 +345,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.httpLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(a.M.Registry, promhttp.HandlerOpts{}))
+		run("dashboard", a.serveDashboard(ctx, mux)) // the page at / and its API (dashboard.go)
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 			if a.nc.Status() != nats.CONNECTED {
 				http.Error(w, "nats: "+a.nc.Status().String(), http.StatusServiceUnavailable)
