@@ -18,6 +18,11 @@ func (a *Agent) probeStore(ctx context.Context) error {
 	delay, warned := time.Second, time.Time{}
 	for {
 		caps, err := a.local.Probe(ctx, bucket, a.cfg.Site)
+		if ctx.Err() != nil {
+			// Stopped mid-probe: what the probe found is the cancellation,
+			// not the store.
+			return nil
+		}
 		if err == nil {
 			a.caps.Store(&caps)
 			return a.judge(caps)

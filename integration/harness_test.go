@@ -116,11 +116,24 @@ func labEnv(t *testing.T) *env {
 // when the test ends.
 func newEnv(t *testing.T, mod func(*lab.Options)) *env {
 	t.Helper()
-	e, err := startEnv(t.TempDir(), testenv.S3meshBin(t), testenv.VersityBin(t), mod)
+	// Not t.TempDir: a failed test's lab (its logs above all) is kept for
+	// inspection, as the shared labs are.
+	dir, err := os.MkdirTemp("", "s3mesh-"+strings.ReplaceAll(t.Name(), "/", "-")+"-")
 	if err != nil {
-		t.Fatalf("start lab: %v", err)
+		t.Fatal(err)
 	}
-	t.Cleanup(e.close)
+	e, err := startEnv(dir, testenv.S3meshBin(t), testenv.VersityBin(t), mod)
+	if err != nil {
+		t.Fatalf("start lab: %v (kept in %s)", err, dir)
+	}
+	t.Cleanup(func() {
+		e.close()
+		if t.Failed() {
+			t.Logf("lab kept for inspection in %s", dir)
+			return
+		}
+		_ = os.RemoveAll(dir)
+	})
 	return e
 }
 

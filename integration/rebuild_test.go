@@ -270,17 +270,27 @@ func TestRebuildLostStateOnly(t *testing.T) {
 	e.mustCtl(t, "start", "b")
 	e.waitObject(t, newerKey, newer, converge)
 	e.waitObject(t, olderKey, overA, converge)
-	kept := 0
-	if err := e.sites["a"].s3.List(ctxT(t), bucket, rebuild.KeptPrefix, 0, func(le s3io.ListEntry) error {
-		if strings.HasPrefix(le.Key, rebuild.KeptPrefix+olderKey+"/b-") {
-			kept++
+	// The kept copy is a local write at b, published by b's agent once it
+	// runs (its store event or scan), so it reaches a some time after the
+	// two keys above: poll.
+	kept, deadline := 0, time.Now().Add(converge)
+	for {
+		kept = 0
+		if err := e.sites["a"].s3.List(ctxT(t), bucket, rebuild.KeptPrefix, 0, func(le s3io.ListEntry) error {
+			if strings.HasPrefix(le.Key, rebuild.KeptPrefix+olderKey+"/b-") {
+				kept++
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+		if kept != 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if kept != 1 {
-		t.Fatalf("b's older write of %s must be kept under %s and replicate: found %d copies at a", olderKey, rebuild.KeptPrefix, kept)
+		t.Fatalf("b's older write of %s must be kept under %s and replicate: found %d copies at a after %v", olderKey, rebuild.KeptPrefix, kept, converge)
 	}
 	for i := range 3 {
 		o := object{body: []byte(fmt.Sprintf("b after its state was rebuilt %d", i))}
