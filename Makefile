@@ -32,7 +32,7 @@ lab: build
 ## test: the cheap checks first (they fail fast), then the race detector on
 ## the packages that start no child process of their own, then every unit and
 ## integration test against real versitygw and NATS.
-test: check deploy-check build race
+test: check deploy-check build race chromium
 	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -count=1 -timeout 20m ./...
 
 ## check: gofmt, go mod tidy, go vet and the layering test; each failure says
@@ -96,6 +96,20 @@ race:
 	fi
 	@CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m $(RACE_PKGS) || { \
 		echo "make test: go test -race failed (above); rerun: CGO_ENABLED=1 go test -race $(RACE_PKGS)"; exit 1; }
+
+## chromium: the dashboard's browser test (integration/dashboard_test.go)
+## drives Debian's chromium; if it is not on PATH and we are root with
+## apt-get, it is installed, otherwise make stops and says what to install.
+.PHONY: chromium
+chromium:
+	@if ! command -v chromium >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "make test: the dashboard test needs chromium and there is none on PATH; installing it with apt-get"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		fi; \
+		command -v chromium >/dev/null || { echo "make test: the dashboard test (integration/dashboard_test.go) needs chromium on PATH"; \
+			echo "fix: install it, e.g. apt-get install chromium"; exit 1; }; \
+	fi
 
 clean:
 	rm -rf $(BIN) .lab
