@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,11 +21,15 @@ type siteLine struct {
 	Error string `json:"error"`
 }
 
-// statusAll runs `s3mesh status --all --lab DIR --json` and returns each
-// line by site, in order, and the exit code.
-func (e *env) statusAll(t *testing.T) (map[string]siteLine, []string, int) {
+// statusAll runs `s3mesh status --all --lab DIR --json` (or with the
+// given target flags instead of --lab) and returns each line by site, in
+// order, and the exit code.
+func (e *env) statusAll(t *testing.T, target ...string) (map[string]siteLine, []string, int) {
 	t.Helper()
-	cmd := exec.Command(testenv.S3meshBin(t), "status", "--all", "--lab", e.info.Dir, "--json", "--timeout", "3s")
+	if len(target) == 0 {
+		target = []string{"--lab", e.info.Dir}
+	}
+	cmd := exec.Command(testenv.S3meshBin(t), append([]string{"status", "--all", "--json", "--timeout", "3s"}, target...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -89,6 +94,27 @@ func TestStatusAll(t *testing.T) {
 		if order[i] != s || st[s].Error != "" || len(st[s].Peers) != 2 {
 			t.Fatalf("site %s: %+v", s, st[s])
 		}
+	}
+
+	// The same from every site's configuration, each through its own broker.
+	var configs []string
+	for _, s := range e.info.Sites {
+		configs = append(configs, "--config", s.Config)
+	}
+	st, order, code = e.statusAll(t, configs...)
+	if code != 0 || len(order) != 3 {
+		t.Fatalf("status --all %v: exit %d, sites %v", configs, code, order)
+	}
+	for i, s := range e.names {
+		if order[i] != s || st[s].Error != "" || len(st[s].Peers) != 2 {
+			t.Fatalf("site %s with --config: %+v", s, st[s])
+		}
+	}
+	// One configuration: its peers are asked through its broker, which a
+	// least-privilege link does not let through: unreachable, and said why.
+	st, _, code = e.statusAll(t, "--config", e.info.Sites[0].Config)
+	if code != 1 || st["a"].Error != "" || !strings.Contains(st["b"].Error, "through this site's broker") {
+		t.Errorf("status --all with a's configuration only: exit %d, %+v", code, st)
 	}
 
 	// A write at a: b is caught up with a, its watermark past the write.

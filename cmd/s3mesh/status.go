@@ -26,6 +26,7 @@ func newStatusCmd() *cobra.Command {
 	var t target
 	var asJSON, all, watch bool
 	var timeout time.Duration
+	var configs []string
 	c := &cobra.Command{
 		Use:   "status",
 		Short: "Show a site's replication state (or every site's, with --all): peers (silence, lag, pending, watermark), held buckets, dead letters, warnings",
@@ -34,9 +35,11 @@ has been silent, the records waiting to be applied and the caught-up watermark (
 the peer made before it is applied here); per bucket the last scan and whether its deletes are
 held; dead letters; warnings.
 
-With --all, every site of the lab (--lab, its lab.json or directory) or of the configuration
-(--config: the site and its peers, asked through the site's broker) is shown, each asked with a
-timeout of its own (--timeout): a site that does not answer shows as unreachable, with the
+With --all, every site of the lab (--lab, its lab.json or directory) or of the configurations is
+shown: each --config's site through its own broker, and the peers they name that have no --config
+of their own through the first site's broker (which works only where the links carry admin
+requests: least-privilege links, as in the lab and deploy gen, do not, so give every site's
+configuration). Each site is asked with a timeout of its own (--timeout): a site that does not answer shows as unreachable, with the
 error, while the others still show (the exit status is then 1). --json prints one JSON object per site and line, the same
 object as status --json, or {"site": ..., "error": ...}. --watch redraws every 2 s.`,
 		Args: cobra.NoArgs,
@@ -53,7 +56,7 @@ object as status --json, or {"site": ..., "error": ...}. --watch redraws every 2
 				if t.site != "" {
 					return errors.New("--site and --all: --all shows every site")
 				}
-				sites, err := t.allSites(timeout)
+				sites, err := t.allSites(configs, timeout)
 				if err != nil {
 					return err
 				}
@@ -77,6 +80,12 @@ object as status --json, or {"site": ..., "error": ...}. --watch redraws every 2
 					return nil
 				}
 			} else {
+				if len(configs) > 1 {
+					return errors.New("several --config: only with --all")
+				}
+				if len(configs) == 1 {
+					t.cfgPath = configs[0]
+				}
 				s, err := t.connect()
 				if err != nil {
 					return err
@@ -122,7 +131,9 @@ object as status --json, or {"site": ..., "error": ...}. --watch redraws every 2
 			}
 		},
 	}
-	t.flags(c)
+	c.Flags().StringVar(&t.labPath, "lab", "", "a running lab's lab.json or directory (with --site, or --all)")
+	c.Flags().StringArrayVar(&configs, "config", nil, "a site configuration file; with --all it may be repeated, one per site")
+	c.Flags().StringVar(&t.site, "site", "", "site name (with --lab; defaults to the config's site)")
 	c.Flags().BoolVar(&asJSON, "json", false, "JSON output (with --all: one object per site and line)")
 	c.Flags().BoolVar(&all, "all", false, "every site of the lab or configuration")
 	c.Flags().BoolVar(&watch, "watch", false, "redraw every 2 s until interrupted")
@@ -232,13 +243,14 @@ type meshSite struct {
 	relayed bool // asked through another site's broker (--config: a peer)
 }
 
-// allSites connects to every site of the lab (one connection per site) or
-// to the configuration's site broker (one connection for the site and its
-// peers). A site whose broker cannot be reached keeps the error.
-func (t *target) allSites(timeout time.Duration) (*meshSites, error) {
+// allSites connects to every site of the lab, or of the configurations
+// (each site's broker; peers without a configuration of their own through
+// the first site's broker). A site whose broker cannot be reached keeps
+// the error.
+func (t *target) allSites(configs []string, timeout time.Duration) (*meshSites, error) {
 	m := &meshSites{timeout: timeout}
 	switch {
-	case t.labPath != "" && t.cfgPath != "":
+	case t.labPath != "" && len(configs) > 0:
 		return nil, errors.New("give --lab or --config, not both")
 	case t.labPath != "":
 		path := t.labPath
@@ -273,27 +285,47 @@ func (t *target) allSites(timeout time.Duration) (*meshSites, error) {
 				m.conns = append(m.conns, out[i].nc)
 			}
 		}
-	case t.cfgPath != "":
-		cfg, err := config.Load(t.cfgPath)
-		if err != nil {
-			return nil, err
+	case len(configs) > 0:
+		// Each configuration's site through its own broker; a peer named by
+		// them without a configuration of its own through the first site's.
+		var first *nats.Conn
+		var firstErr error
+		have := map[string]bool{}
+		var peers []string
+		for i, path := range configs {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return nil, err
+			}
+			if have[cfg.Site] {
+				return nil, fmt.Errorf("%s: a second configuration of site %s", path, cfg.Site)
+			}
+			have[cfg.Site] = true
+			peers = append(peers, cfg.PeerNames()...)
+			url := cfg.NATS.URL
+			if url == "" {
+				url = "nats://" + cfg.NATS.Embedded.Listen
+			}
+			login, err := agent.ClientOptions(cfg.NATS)
+			if err != nil {
+				return nil, err
+			}
+			nc, err := nats.Connect(url, append(login, nats.Name("s3mesh-cli"), nats.Timeout(timeout))...)
+			if err != nil {
+				err = fmt.Errorf("site %s broker %s: %w", cfg.Site, url, err)
+			} else {
+				m.conns = append(m.conns, nc)
+			}
+			if i == 0 {
+				first, firstErr = nc, err
+			}
+			m.sites = append(m.sites, meshSite{name: cfg.Site, nc: nc, err: err})
 		}
-		url := cfg.NATS.URL
-		if url == "" {
-			url = "nats://" + cfg.NATS.Embedded.Listen
-		}
-		login, err := agent.ClientOptions(cfg.NATS)
-		if err != nil {
-			return nil, err
-		}
-		nc, err := nats.Connect(url, append(login, nats.Name("s3mesh-cli"), nats.Timeout(timeout))...)
-		if err != nil {
-			err = fmt.Errorf("site %s broker %s: %w", cfg.Site, url, err)
-		} else {
-			m.conns = append(m.conns, nc)
-		}
-		for i, name := range append([]string{cfg.Site}, cfg.PeerNames()...) {
-			m.sites = append(m.sites, meshSite{name: name, nc: nc, err: err, relayed: i > 0})
+		for _, p := range peers {
+			if !have[p] {
+				have[p] = true
+				m.sites = append(m.sites, meshSite{name: p, nc: first, err: firstErr, relayed: true})
+			}
 		}
 	default:
 		return nil, errors.New("give --lab LAB (its directory or lab.json), or --config SITE.yaml")
