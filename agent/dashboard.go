@@ -63,6 +63,16 @@ func (a *Agent) serveDashboard(ctx context.Context, mux *http.ServeMux) func() e
 	return func() error { d.sample(ctx); return nil }
 }
 
+// DashboardHandler serves the dashboard of site with the given status
+// (and, if js is not nil, the site's DLQ and conflict streams read through
+// it) and no history: the browser test renders hostile data with it.
+func DashboardHandler(site string, status func(context.Context) (Status, error), js jetstream.JetStream) http.Handler {
+	d := &dashboard{site: site, status: status, js: js, hist: newHistory(historyWindow, sampleEvery)}
+	mux := http.NewServeMux()
+	d.register(mux)
+	return mux
+}
+
 func (d *dashboard) register(mux *http.ServeMux) {
 	static, _ := fs.Sub(webFiles, "web")
 	files := http.FileServerFS(static)
