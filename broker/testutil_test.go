@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"testing"
@@ -18,7 +19,11 @@ import (
 )
 
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	level := slog.LevelWarn
+	if os.Getenv("S3MESH_TEST_NATS_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: level}))
 }
 
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment
@@ -314,6 +319,10 @@ func (m *mesh) sameRecords(ctx context.Context, origin string) {
 		}
 		got := readAll(ctx, m.t, m.sites[n].js, ChangesStream(origin))
 		if len(got) != len(want) {
+			if st, err := m.sites[n].js.Stream(ctx, ChangesStream(origin)); err == nil {
+				info := st.CachedInfo()
+				m.t.Logf("%s at %s: state %+v, mirror %+v", ChangesStream(origin), n, info.State, info.Mirror)
+			}
 			m.t.Fatalf("%s at %s: %d records, origin has %d", ChangesStream(origin), n, len(got), len(want))
 		}
 		for i := range want {
