@@ -84,7 +84,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	for _, dir := range []string{sharedDir, mixedDir} {
-		if dir != "" && code == 0 {
+		if dir != "" && code == 0 && os.Getenv("S3MESH_KEEP_LABS") != "1" {
 			os.RemoveAll(dir)
 		} else if dir != "" {
 			fmt.Fprintf(os.Stderr, "integration: lab kept for inspection in %s\n", dir)

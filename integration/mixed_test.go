@@ -95,10 +95,8 @@ func TestMixedStores(t *testing.T) {
 		{"SitePriorityWins", testSitePriorityWins},
 		{"DeleteVersusPut", testDeleteVersusPut},
 		{"ManualConflictParkedThenResolved", testManualConflictParkedThenResolved},
-		// Not yet: under the contended fault workloads (partition, agent
-		// crashes) the rclone site publishes deletes no one made (its
-		// overwrites are not atomic; issue 12's note). They run on the
-		// all-versitygw lab only until that is fixed.
+		{"WorkloadWithPartitionNoSilentLoss", testWorkloadWithPartitionNoSilentLoss},
+		{"FaultAgentCrashes", testFaultAgentCrashes},
 	} {
 		if !t.Run(tc.name, func(t *testing.T) { tc.f(t, e) }) {
 			return // the later ones would fail for the same reason

@@ -96,13 +96,22 @@ func (p *Producer) readInline(ctx context.Context, k lifecycle.Key, v schema.Ver
 	}
 	rc, got, err := p.s3.Get(ctx, k.Bucket, k.Key, v.ETag)
 	if err != nil {
-		if c := s3io.Classify(err); c == s3io.Precondition || c == s3io.NotFound {
+		if c := s3io.Classify(err); c == s3io.Precondition || c == s3io.NotFound || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, errChanged
 		}
 		return nil, fmt.Errorf("read %s/%s: %w", k.Bucket, k.Key, err)
 	}
 	defer rc.Close()
 	body, err := io.ReadAll(io.LimitReader(rc, p.cfg.InlineThreshold+1))
+	if err != nil && ctx.Err() == nil {
+		// A read of the local object cut short: a store whose overwrites
+		// are not atomic (rclone serve s3 replaces the file under an open
+		// read) ends the body early. The object is changing; the pending
+		// record is dropped and the object observed again, rather than
+		// the intent left behind and republished later without its body.
+		p.log.Debug("local read cut short; observing again", "bucket", k.Bucket, "key", k.Key, "err", err)
+		return nil, errChanged
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read %s/%s: %w", k.Bucket, k.Key, err)
 	}

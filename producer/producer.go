@@ -205,6 +205,19 @@ func (p *Producer) reconcileOnce(ctx context.Context, k lifecycle.Key, h Hint, d
 		return Replica, nil
 	}
 	obs, ctx, err := p.observeHint(ctx, k, e, h)
+	if err == nil && obs.Object.Exists && obs.Object.ETag == "" && p.cfg.AbsentConfirm > 0 {
+		// Shown without an ETag: every finished S3 object has one, so this
+		// is most likely a write still landing (rclone serve s3 shows a
+		// renamed-in file before its hash and metadata). Look again a
+		// moment later; a store that keeps showing no ETag is taken as it
+		// is (rclone has objects like that for good).
+		select {
+		case <-ctx.Done():
+			return Unchanged, ctx.Err()
+		case <-time.After(p.cfg.AbsentConfirm):
+		}
+		obs, err = p.observe(ctx, k, e)
+	}
 	if err == nil && !deleteEvent && !obs.Object.Exists && e.Present() && p.cfg.AbsentConfirm > 0 {
 		// Absent without a delete event of its own: look again a moment
 		// later before recording a delete. A store whose overwrites are not
@@ -223,6 +236,14 @@ func (p *Producer) reconcileOnce(ctx context.Context, k lifecycle.Key, h Hint, d
 	}
 	obs.DeleteEvent = deleteEvent
 	st, err := p.drive(ctx, k, e, obs)
+	if err == nil && st.Result == Published && !obs.Object.Exists && !deleteEvent {
+		// A delete found by looking (a poll, a scan, an overwrite's event
+		// that found nothing), not told by a delete event, is the one a
+		// store can fake (rclone serve s3 shows a key absent for a moment
+		// while it overwrites it): say how it was found.
+		p.log.Info("local delete found by looking", "bucket", k.Bucket, "key", k.Key, "hint", h.Op,
+			"held_etag", e.LocalETag, "second_look", p.cfg.AbsentConfirm > 0)
+	}
 	return st.Result, err
 }
 
