@@ -40,6 +40,7 @@ func (a *Agent) setGauges(st Status) {
 	for _, p := range st.Peers {
 		m.PeerSilent.WithLabelValues(p.Peer).Set(p.SilentFor)
 		m.PeerMirrorLag.WithLabelValues(p.Peer).Set(float64(p.Lag))
+		m.PeerSkipped.WithLabelValues(p.Peer).Set(float64(p.SkippedRecords))
 		m.PeerPending.WithLabelValues(p.Peer).Set(float64(p.PendingApply))
 		if p.Watermark.IsZero() {
 			m.PeerWatermark.DeleteLabelValues(p.Peer)

@@ -40,7 +40,7 @@ func TestSetGauges(t *testing.T) {
 	st := Status{Time: now, DeadLetters: 4,
 		Peers: []PeerStatus{
 			{Peer: "a", Lag: 2, SilentFor: 0.5, PendingApply: 7, Watermark: wm, WatermarkAgeSeconds: 90},
-			{Peer: "c", SilentFor: -1, Stalled: true},
+			{Peer: "c", SilentFor: -1, Stalled: true, SkippedRecords: 3},
 			{Peer: "d", SilentFor: 0.2, CaughtUp: true, Watermark: now.Add(-200 * time.Millisecond), WatermarkAgeSeconds: 0.2},
 		},
 		Buckets: []producer.BucketStatus{{Bucket: "demo", LastScan: now.Add(-time.Minute)}, {Bucket: "never"}},
@@ -50,6 +50,7 @@ func TestSetGauges(t *testing.T) {
 	want := map[string]float64{
 		"s3mesh_peer_silent_seconds|a": 0.5, "s3mesh_peer_silent_seconds|c": -1,
 		"s3mesh_peer_mirror_lag_records|a": 2, "s3mesh_peer_records_pending|a": 7,
+		"s3mesh_peer_mirror_skipped_records|a": 0, "s3mesh_peer_mirror_skipped_records|c": 3,
 		"s3mesh_peer_watermark_timestamp_seconds|a": float64(wm.Unix()), "s3mesh_peer_watermark_age_seconds|a": 90,
 		"s3mesh_peer_caught_up|a": 0, "s3mesh_peer_caught_up|c": 0, "s3mesh_peer_caught_up|d": 1,
 		"s3mesh_peer_clock_offset_seconds|a": -0.2,

@@ -33,6 +33,10 @@ type Status struct {
 	// Store is what the agent's probe found the store to support (nil
 	// until the probe has run).
 	Store *s3io.Capabilities `json:"store,omitempty"`
+	// RebuiltAt is when `s3mesh rebuild` last restored this site (nil if
+	// it never was). A rebuild runs while the agent is stopped and prints
+	// its own progress; the agent refuses to start on an unfinished one.
+	RebuiltAt *time.Time `json:"rebuilt_at,omitempty"`
 }
 
 // PeerStatus is the replication state from one peer.
@@ -48,6 +52,10 @@ type PeerStatus struct {
 	// records and this site's tombstones are kept, so what this site missed
 	// may be gone: rebuild it from its peers.
 	NeedsRebuild bool `json:"needs_rebuild,omitempty"`
+	// SkippedRecords: sequences of the peer's stream that this site's
+	// mirror skipped (see broker.MirrorStatus.Skipped): changes that never
+	// reached this site. Not 0 means a rebuild (or verify) is due.
+	SkippedRecords uint64 `json:"skipped_records,omitempty"`
 	// CaughtUp: every record of the peer that this site's mirror holds is
 	// applied here, the mirror knew of none it lacked (lag 0) and it heard
 	// from the peer recently (not Stalled).
@@ -192,12 +200,21 @@ func (a *Agent) Snapshot(ctx context.Context) (Status, error) {
 	if st.Store == nil {
 		st.Warnings = append(st.Warnings, "the store has not been probed yet (unreachable?): nothing is applied until it is")
 	}
+	if meta, ok, err := a.Store.SiteMeta(); err == nil && ok && meta.RebuiltAt > 0 {
+		t := time.UnixMilli(meta.RebuiltAt).UTC()
+		st.RebuiltAt = &t
+	}
 	ms, err := broker.Mirrors(ctx, a.js, broker.Topology{Site: a.cfg.Site, Peers: a.cfg.PeerNames()})
 	if err != nil {
 		return Status{}, err
 	}
 	for _, m := range ms {
-		ps := PeerStatus{Peer: m.Peer, LastSeq: m.LastSeq, Lag: m.Lag, SilentFor: m.Active.Seconds(), Stalled: m.Stalled, Error: m.Error}
+		ps := PeerStatus{Peer: m.Peer, LastSeq: m.LastSeq, Lag: m.Lag, SilentFor: m.Active.Seconds(), Stalled: m.Stalled, Error: m.Error, SkippedRecords: m.Skipped}
+		if m.Skipped > 0 {
+			st.Warnings = append(st.Warnings, fmt.Sprintf("this site's mirror of %s's records skipped %d of them (a hole between its first and last record): "+
+				"those changes never reached this site; `s3mesh verify` shows what differs, and `s3mesh rebuild --site %s` (agent stopped) repairs it",
+				m.Peer, m.Skipped, a.cfg.Site))
+		}
 		if m.Active < 0 {
 			ps.SilentFor = -1
 		}

@@ -461,3 +461,45 @@ func TestServerPingDefaults(t *testing.T) {
 		t.Fatal("negative ping interval accepted")
 	}
 }
+
+// A hole in a mirror (records it will never fetch again) shows in Mirrors
+// as Skipped, so status can say that changes never arrived; records that
+// age out of the front of the stream are not a hole.
+func TestMirrorHoleIsReportedAsSkipped(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	m := newMesh(t, "a", "b")
+	m.ensureAll(ctx)
+	m.publish(ctx, "a", 0, 10)
+	m.waitSeq(ctx, "b", ChangesStream("a"), 10, 10*time.Second)
+	skipped := func() MirrorStatus {
+		st, err := Mirrors(ctx, m.sites["b"].js, m.sites["b"].topo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st[0]
+	}
+	if st := skipped(); st.Skipped != 0 {
+		t.Fatalf("a whole mirror reports %d skipped: %v", st.Skipped, st)
+	}
+	s, err := m.sites["b"].js.Stream(ctx, ChangesStream("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The front going (what age does) is no hole ...
+	if err := s.DeleteMsg(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if st := skipped(); st.Skipped != 0 {
+		t.Fatalf("a mirror missing only its oldest record reports %d skipped: %v", st.Skipped, st)
+	}
+	// ... two records gone from the middle are.
+	for _, seq := range []uint64{4, 7} {
+		if err := s.DeleteMsg(ctx, seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := skipped(); st.Skipped != 2 || !strings.Contains(st.String(), "SKIPPED=2") {
+		t.Fatalf("mirror with two records gone from the middle: %v, want Skipped 2", st)
+	}
+}

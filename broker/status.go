@@ -34,6 +34,14 @@ type MirrorStatus struct {
 	LastSeq uint64
 	// Msgs is the number of records held locally.
 	Msgs uint64
+	// Skipped is how many sequences between the mirror's first and last
+	// record it does not hold. A CHANGES stream only ever loses records
+	// from its front (age), so a mirror with a hole skipped records: the
+	// origin expired them before the mirror could fetch them (a peer cut
+	// off longer than DefaultChangesMaxAge), someone deleted them, or the
+	// server wrote them off (nats-server 2.15.2 did after a leaf link
+	// died mid-delivery). Those changes never reached this site.
+	Skipped uint64
 	// Error is the mirror's last setup error, or why the status could not
 	// be read ("" = none).
 	Error string
@@ -47,6 +55,9 @@ func (m MirrorStatus) String() string {
 	s := fmt.Sprintf("%s: last_seq=%d lag=%d active=%v", m.Peer, m.LastSeq, m.Lag, m.Active.Round(time.Millisecond))
 	if m.Stalled {
 		s += " STALLED"
+	}
+	if m.Skipped > 0 {
+		s += fmt.Sprintf(" SKIPPED=%d", m.Skipped)
 	}
 	if m.Error != "" {
 		s += " error=" + m.Error
@@ -79,6 +90,7 @@ func Mirrors(ctx context.Context, js jetstream.JetStream, t Topology) ([]MirrorS
 		}
 		info := s.CachedInfo()
 		st.LastSeq, st.Msgs = info.State.LastSeq, info.State.Msgs
+		st.Skipped = uint64(max(info.State.NumDeleted, 0))
 		if m := info.Mirror; m != nil {
 			st.Lag, st.Active = m.Lag, m.Active
 			if m.Error != nil {

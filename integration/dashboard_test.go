@@ -56,6 +56,9 @@ func TestDashboard(t *testing.T) {
 	if got := eval(`[...document.querySelectorAll("#peers tr[data-peer]")].map((e) => e.getAttribute("data-peer")).join(",")`); got != "b,c" {
 		t.Fatalf("the peers table shows %q, want b,c", got)
 	}
+	if got := eval(`document.querySelector("#rebuild").textContent`); !strings.Contains(got, "never rebuilt") {
+		t.Fatalf("the scanner section says %q of rebuilds, want that a was never rebuilt", got)
+	}
 	checkProblems("after loading")
 
 	// A write at b: its record reaches a, and the dashboard shows b's last
@@ -331,8 +334,9 @@ func TestDashboardHostileData(t *testing.T) {
 			{Peer: "b", Error: hostileText, Stalled: true, SilentFor: -1, WatermarkAgeSeconds: -1},
 			{Peer: "c", SilentFor: 0.5, CaughtUp: true, Watermark: now, WatermarkAgeSeconds: 0.5},
 		},
-		Sources: []agent.SourceStatus{{Name: hostileText, Type: "nats", Lag: hostileText}},
-		Store:   &s3io.Capabilities{ConditionalPut: true, Notes: []string{hostileText}},
+		Sources:   []agent.SourceStatus{{Name: hostileText, Type: "nats", Lag: hostileText}},
+		Store:     &s3io.Capabilities{ConditionalPut: true, Notes: []string{hostileText}},
+		RebuiltAt: &now,
 	}
 	hs := httptest.NewServer(agent.DashboardHandler("a", func(context.Context) (agent.Status, error) { return st, nil }, js))
 	t.Cleanup(hs.Close)
@@ -347,6 +351,7 @@ func TestDashboardHostileData(t *testing.T) {
 		"the dead letter's error":        `document.querySelector("#dlq td.err").textContent === ` + string(lit),
 		"the conflict's key, quoted":     `document.querySelector("#conflicts td.key").textContent === ` + quoted,
 		"the warning":                    `document.querySelector("#warnings li").textContent === ` + string(lit),
+		"the last rebuild":               `document.querySelector("#rebuild").textContent.startsWith("last rebuild of this site")`,
 		"b's error":                      `document.querySelector('#peers tr[data-peer="b"] .err').textContent === ` + string(lit),
 		"the source":                     `document.querySelector("#sources td").textContent === ` + string(lit),
 		"the store's note":               `document.getElementById("store").textContent.includes(` + string(lit) + `)`,

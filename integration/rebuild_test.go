@@ -157,9 +157,18 @@ func testRebuildWiped(t *testing.T, withBroker bool) {
 	}
 	// The agent of b is stopped: writes made at a and c now wait in b's mirrors.
 	during := side.finish()
+	rebuiltBy := time.Now()
 	e.mustCtl(t, "start", "b")
 	e.quiesce(t, 2*time.Minute)
 	e.verifyConverged(t, bucket)
+	// The rebuilt agent says when it was rebuilt (status, the dashboard);
+	// a site that never was says nothing.
+	if st := e.siteStatus(t, "b"); st.RebuiltAt == nil || st.RebuiltAt.After(rebuiltBy) || time.Since(*st.RebuiltAt) > 10*time.Minute {
+		t.Fatalf("status of the rebuilt site b: rebuilt_at %v, want a time just before %v", st.RebuiltAt, rebuiltBy)
+	}
+	if st := e.siteStatus(t, "a"); st.RebuiltAt != nil {
+		t.Fatalf("status of site a, never rebuilt: rebuilt_at %v", st.RebuiltAt)
+	}
 	if withBroker {
 		// b's JetStream store lost its CHANGES_b: the checker reads b's
 		// records from a's mirror of it (same sequences).

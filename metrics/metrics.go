@@ -31,6 +31,7 @@ type Metrics struct {
 	// Set every few seconds by the agent from its status (agent/gauges.go).
 	PeerSilent       *prometheus.GaugeVec // by peer: seconds since the mirror last heard from it (-1: never)
 	PeerMirrorLag    *prometheus.GaugeVec // by peer: records the peer had that the mirror lacked, at the last contact
+	PeerSkipped      *prometheus.GaugeVec // by peer: sequences the mirror skipped (holes)
 	PeerPending      *prometheus.GaugeVec // by peer: records held here, not yet applied
 	PeerWatermark    *prometheus.GaugeVec // by peer: unix seconds before which every record of the peer is applied
 	PeerWatermarkAge *prometheus.GaugeVec // by peer: now − watermark
@@ -65,6 +66,7 @@ func New() *Metrics {
 		ScanFailures:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_scan_failures_total", Help: "Bucket scans that ended in an error (listing or state failure; the scanner retries), by bucket."}, []string{"bucket"}),
 		PeerSilent:       gauge("s3mesh_peer_silent_seconds", "Seconds since this site's mirror of the peer's records last heard from the peer (records or heartbeats); -1 if never since the broker started. A cut link shows here, not in the lag.", "peer"),
 		PeerMirrorLag:    gauge("s3mesh_peer_mirror_lag_records", "Records the peer had that this site's mirror lacked, as of the mirror's last contact (0 while a link is cut: see s3mesh_peer_silent_seconds).", "peer"),
+		PeerSkipped:      gauge("s3mesh_peer_mirror_skipped_records", "Sequences of the peer's change records that this site's mirror does not hold between its first and last: changes that never reached this site.", "peer"),
 		PeerPending:      gauge("s3mesh_peer_records_pending", "Records of the peer held by this site's mirror and not yet applied here.", "peer"),
 		PeerWatermark:    gauge("s3mesh_peer_watermark_timestamp_seconds", "Unix time before which every record the peer made is applied here: the origin time of the oldest record not yet applied, or the mirror's last contact with the peer when none waits.", "peer"),
 		PeerWatermarkAge: gauge("s3mesh_peer_watermark_age_seconds", "Seconds since the watermark (how far this site is behind the peer); grows while a link is cut even though the lag reads 0.", "peer"),
@@ -79,7 +81,7 @@ func New() *Metrics {
 	}
 	r.MustRegister(m.EventsReceived, m.EventsMalformed, m.Reconciles, m.RecordsPublished, m.RecordsApplied,
 		m.ApplyErrors, m.Conflicts, m.DeadLettered, m.AckFailures, m.Scans, m.ApplyLag, m.HeldBuckets, m.S3Requests,
-		m.ScanFailures, m.PeerSilent, m.PeerMirrorLag, m.PeerPending, m.PeerWatermark, m.PeerWatermarkAge, m.PeerCaughtUp,
+		m.ScanFailures, m.PeerSilent, m.PeerMirrorLag, m.PeerSkipped, m.PeerPending, m.PeerWatermark, m.PeerWatermarkAge, m.PeerCaughtUp,
 		m.PeerClockOffset, m.DeadLetters, m.ScanLastSuccess, m.BuildInfo,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m

@@ -215,6 +215,9 @@ func printStatus(w io.Writer, st agent.Status) {
 			fmt.Fprintln(w, "  note:", n)
 		}
 	}
+	if st.RebuiltAt != nil {
+		fmt.Fprintf(w, "\nlast rebuilt (s3mesh rebuild) %s\n", st.RebuiltAt.Format(time.RFC3339))
+	}
 	for _, warn := range st.Warnings {
 		fmt.Fprintln(w, "WARNING:", warn)
 	}
