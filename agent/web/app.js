@@ -263,7 +263,7 @@
         h("td", { class: b.held ? "no wrap" : "wrap" }, held));
     })) : none("no buckets"),
     h("p", { class: "muted small", id: "rebuild" }, st.rebuilt_at ? "last rebuild of this site (s3mesh rebuild): " + when(st.rebuilt_at) :
-      "this site was never rebuilt; a rebuild runs while the agent is stopped and prints its own progress"));
+      "this site was never rebuilt"));
   }
 
   function renderSources(st) {
