@@ -23,14 +23,19 @@ import (
 // ends early. Both are the store's, not the producer's, to settle.
 type midWrite struct {
 	*s3io.Client
-	mu                sync.Mutex
-	noETag, cutShort  int // how many more looks/reads to spoil
-	heads, gets, cuts int
+	mu               sync.Mutex
+	noETag, cutShort int // how many more looks/reads to spoil
+	absent           int // how many more looks show the key absent
+	cuts             int // reads cut short so far
 }
 
 func (m *midWrite) spoilInfo(info s3io.ObjectInfo) s3io.ObjectInfo {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.absent > 0 && info.Exists {
+		m.absent--
+		return s3io.ObjectInfo{Key: info.Key}
+	}
 	if m.noETag > 0 && info.Exists {
 		m.noETag--
 		info.ETag = ""
@@ -39,9 +44,6 @@ func (m *midWrite) spoilInfo(info s3io.ObjectInfo) s3io.ObjectInfo {
 }
 
 func (m *midWrite) Head(ctx context.Context, bucket, key string) (s3io.ObjectInfo, error) {
-	m.mu.Lock()
-	m.heads++
-	m.mu.Unlock()
 	info, err := m.Client.Head(ctx, bucket, key)
 	return m.spoilInfo(info), err
 }
@@ -69,7 +71,6 @@ func (m *midWrite) Get(ctx context.Context, bucket, key, ifMatch string) (io.Rea
 	rc, info, err := m.Client.Get(ctx, bucket, key, ifMatch)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.gets++
 	if err == nil && m.cutShort > 0 {
 		m.cutShort--
 		m.cuts++
@@ -152,4 +153,32 @@ func TestReconcileObjectMidOverwrite(t *testing.T) {
 			}
 		})
 	}
+
+	// A recorded key shown absent for a moment (no delete event) is no
+	// delete: nothing is published and the state still holds the object.
+	t.Run("shown absent for a moment", func(t *testing.T) {
+		k := "mid/absent"
+		data := strings.Repeat("a", 200)
+		etag, err := client.Put(ctx, s3io.PutInput{Bucket: "demo", Key: k, Body: strings.NewReader(data), Size: int64(len(data))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, err := p.Reconcile(ctx, "demo", k); err != nil || res != Published {
+			t.Fatalf("first reconcile: %v, %v", res, err)
+		}
+		store.mu.Lock()
+		store.absent = 1
+		store.mu.Unlock()
+		before := len(pub.recs)
+		res, err := p.Reconcile(ctx, "demo", k)
+		if err != nil || res != Unchanged || len(pub.recs) != before {
+			t.Fatalf("reconcile of a key absent for one look: %v, %v, %d records published; want unchanged and none", res, err, len(pub.recs)-before)
+		}
+		if store.absent != 0 {
+			t.Fatal("the test spoiled no look")
+		}
+		if e, _, err := st.Get("demo", k); err != nil || e.LocalETag != etag {
+			t.Fatalf("state after: local etag %q, want %q (%v)", e.LocalETag, etag, err)
+		}
+	})
 }

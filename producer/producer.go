@@ -205,31 +205,13 @@ func (p *Producer) reconcileOnce(ctx context.Context, k lifecycle.Key, h Hint, d
 		return Replica, nil
 	}
 	obs, ctx, err := p.observeHint(ctx, k, e, h)
-	if err == nil && obs.Object.Exists && obs.Object.ETag == "" && p.cfg.AbsentConfirm > 0 {
-		// Shown without an ETag: every finished S3 object has one, so this
-		// is most likely a write still landing (rclone serve s3 shows a
-		// renamed-in file before its hash and metadata). Look again a
-		// moment later; a store that keeps showing no ETag is taken as it
-		// is (rclone has objects like that for good).
-		select {
-		case <-ctx.Done():
-			return Unchanged, ctx.Err()
-		case <-time.After(p.cfg.AbsentConfirm):
-		}
-		obs, err = p.observe(ctx, k, e)
+	// A key a store shows half-rewritten is looked at again a moment later:
+	// once if shown without an ETag, and once if (then) absent.
+	if err == nil && p.cfg.AbsentConfirm > 0 && obs.Object.Exists && halfSeen(obs.Object, e, deleteEvent) {
+		obs, err = p.lookAgain(ctx, k, e)
 	}
-	if err == nil && !deleteEvent && !obs.Object.Exists && e.Present() && p.cfg.AbsentConfirm > 0 {
-		// Absent without a delete event of its own: look again a moment
-		// later before recording a delete. A store whose overwrites are not
-		// atomic (rclone serve s3) shows a key being rewritten as absent
-		// for an instant; a delete found that way would remove a live
-		// object at every other site until the rewrite's record arrives.
-		select {
-		case <-ctx.Done():
-			return Unchanged, ctx.Err()
-		case <-time.After(p.cfg.AbsentConfirm):
-		}
-		obs, err = p.observe(ctx, k, e)
+	if err == nil && p.cfg.AbsentConfirm > 0 && !obs.Object.Exists && halfSeen(obs.Object, e, deleteEvent) {
+		obs, err = p.lookAgain(ctx, k, e)
 	}
 	if err != nil {
 		return Unchanged, fmt.Errorf("reconcile %s/%s: %w", k.Bucket, k.Key, err)
@@ -245,6 +227,35 @@ func (p *Producer) reconcileOnce(ctx context.Context, k lifecycle.Key, h Hint, d
 			"held_etag", e.LocalETag, "second_look", p.cfg.AbsentConfirm > 0)
 	}
 	return st.Result, err
+}
+
+// halfSeen reports whether o may be a moment of a local overwrite rather
+// than its result, so that the producer looks again before recording it. A
+// store whose overwrites are not atomic (rclone serve s3: the old file is
+// deleted, the new one renamed in, its hash and metadata attached after)
+// shows such a key as absent for an instant, then present without an ETag
+// (every finished S3 object has one). A delete recorded from the first
+// would remove a live object at every other site until the rewrite's
+// record arrives; a version recorded from the second has no ETag. A key
+// absent by a delete event of its own, or never present, is taken as it
+// is, and so is a store that keeps showing no ETag (rclone has objects
+// like that for good).
+// lookAgain observes k again once Config.AbsentConfirm has passed (see
+// halfSeen).
+func (p *Producer) lookAgain(ctx context.Context, k lifecycle.Key, e state.Entry) (lifecycle.Observe, error) {
+	select {
+	case <-ctx.Done():
+		return lifecycle.Observe{}, ctx.Err()
+	case <-time.After(p.cfg.AbsentConfirm):
+	}
+	return p.observe(ctx, k, e)
+}
+
+func halfSeen(o lifecycle.Object, e state.Entry, deleteEvent bool) bool {
+	if o.Exists {
+		return o.ETag == ""
+	}
+	return !deleteEvent && e.Present()
 }
 
 // isEcho reports whether event hint h is the echo of the applier's last
