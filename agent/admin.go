@@ -248,7 +248,7 @@ func (a *Agent) writeAsLocal(ctx context.Context, rec *schema.Record, e *state.E
 		}
 		return local.Delete(ctx, rec.Bucket, rec.Key, ifMatch)
 	}
-	body, err := a.Applier.OpenBody(ctx, rec)
+	body, err := a.Applier.OpenBody(ctx, rec, false) // rare: the applier checks the bytes itself
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ func (a *Agent) probeStore(ctx context.Context) error {
 		}
 		if err == nil {
 			a.caps.Store(&caps)
+			a.local.TrustContentMD5(caps.ContentMD5)
 			return a.judge(caps)
 		}
 		if ctx.Err() != nil {
@@ -46,7 +47,7 @@ func (a *Agent) probeStore(ctx context.Context) error {
 // judge decides whether the agent may apply records to a store with caps.
 func (a *Agent) judge(caps s3io.Capabilities) error {
 	a.log.Info("store probed", "conditional_put", caps.ConditionalPut, "conditional_delete", caps.ConditionalDelete,
-		"metadata_bytes", caps.MetadataBytes, "key_bytes", caps.KeyBytes, "unicode_keys", caps.Unicode, "notes", caps.Notes)
+		"metadata_bytes", caps.MetadataBytes, "key_bytes", caps.KeyBytes, "unicode_keys", caps.Unicode, "content_md5", caps.ContentMD5, "notes", caps.Notes)
 	switch {
 	case !caps.Conditional() && !a.cfg.S3.UnconditionalWrites:
 		return fmt.Errorf("the store at %s does not honour conditional writes (%v): applying records there could overwrite local writes unseen; "+

@@ -22,6 +22,13 @@ type LocalStore interface {
 	CopyIfMatch(ctx context.Context, bucket, srcKey, dstKey, srcETag string) error
 }
 
+// BodyChecker is a LocalStore that can say whether the store itself checks
+// a Put's body against its ContentMD5 (s3io.Client after the probe); the
+// applier then does not hash fetched bodies itself.
+type BodyChecker interface {
+	ChecksContentMD5(in s3io.PutInput) bool
+}
+
 // BucketPolicy is how one bucket's conflicts are decided and recorded.
 type BucketPolicy = lifecycle.BucketPolicy
 

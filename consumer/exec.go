@@ -95,18 +95,32 @@ func refusal(err error) error {
 // version) with its replica marker, conditionally.
 func (a *Applier) put(ctx context.Context, k lifecycle.Key, p lifecycle.Put) (string, error) {
 	rec := p.Record
-	body, err := a.OpenBody(ctx, rec)
+	at := rec.Attrs
+	in := s3io.PutInput{
+		Bucket: k.Bucket, Key: k.Key, Size: rec.Version.Size, PartSize: a.PartSize,
+		IfMatch: p.IfMatch, IfNoneMatch: p.IfNoneMatch,
+		Attrs: s3io.Attrs{ContentType: at.ContentType, CacheControl: at.CacheControl,
+			ContentEncoding: at.ContentEncoding, ContentDisposition: at.ContentDisposition, Meta: p.Meta},
+	}
+	// A fetched body with a single-part origin ETag must have that MD5:
+	// the store checks it when it can (Content-MD5), the verifier does
+	// otherwise. Either way other bytes are never stored.
+	storeChecks := false
+	if !rec.Inline {
+		if sum, ok := bodyMD5(rec.Version.ETag); ok {
+			in.ContentMD5 = sum
+			if c, ok := a.S3.(BodyChecker); ok {
+				storeChecks = c.ChecksContentMD5(in)
+			}
+		}
+	}
+	body, err := a.OpenBody(ctx, rec, storeChecks)
 	if err != nil {
 		return "", err
 	}
 	defer body.Close()
-	at := rec.Attrs
-	etag, err := a.S3.Put(ctx, s3io.PutInput{
-		Bucket: k.Bucket, Key: k.Key, Body: body, Size: rec.Version.Size, PartSize: a.PartSize,
-		IfMatch: p.IfMatch, IfNoneMatch: p.IfNoneMatch,
-		Attrs: s3io.Attrs{ContentType: at.ContentType, CacheControl: at.CacheControl,
-			ContentEncoding: at.ContentEncoding, ContentDisposition: at.ContentDisposition, Meta: p.Meta},
-	})
+	in.Body = body
+	etag, err := a.S3.Put(ctx, in)
 	return etag, refusal(err)
 }
 

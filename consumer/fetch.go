@@ -18,8 +18,10 @@ import (
 // OpenBody returns a reader of rec's bytes: the inline body, or a stream from
 // the origin (If-Match its ETag) or from any peer holding that exact version
 // (recognised by its replica marker). The reader fails at EOF if the bytes
-// are not the version's (size, and MD5 where the origin ETag is one).
-func (a *Applier) OpenBody(ctx context.Context, rec *schema.Record) (io.ReadCloser, error) {
+// are not the version's: their size, and their MD5 where the origin ETag is
+// one, unless storeChecksMD5 (the store the body goes to refuses other
+// bytes itself, see s3io.PutInput.ContentMD5).
+func (a *Applier) OpenBody(ctx context.Context, rec *schema.Record, storeChecksMD5 bool) (io.ReadCloser, error) {
 	v := rec.Version
 	if rec.Inline {
 		return io.NopCloser(bytes.NewReader(rec.Body)), nil
@@ -46,7 +48,7 @@ func (a *Applier) OpenBody(ctx context.Context, rec *schema.Record) (io.ReadClos
 			}
 			return nil
 		}
-		return newVerifier(rc, v.Size, v.ETag)
+		return newVerifier(rc, v.Size, v.ETag, !storeChecksMD5)
 	}
 	if src, ok := a.Sources[v.Origin]; ok {
 		if rc := try(v.Origin, src); rc != nil {
@@ -83,12 +85,22 @@ type verifier struct {
 	etag string
 }
 
-func newVerifier(rc io.ReadCloser, size int64, etag string) *verifier {
+func newVerifier(rc io.ReadCloser, size int64, etag string, checkMD5 bool) *verifier {
 	v := &verifier{rc: rc, want: size}
-	if len(etag) == 32 && !strings.Contains(etag, "-") {
-		v.md5, v.etag = md5.New(), strings.ToLower(etag)
+	if sum, ok := bodyMD5(etag); ok && checkMD5 {
+		v.md5, v.etag = md5.New(), sum
 	}
 	return v
+}
+
+// bodyMD5 returns the MD5 (lower-case hex) a single-part ETag says the
+// body has; false for a multipart ETag ("…-N") or anything else.
+func bodyMD5(etag string) (string, bool) {
+	b, err := hex.DecodeString(etag)
+	if err != nil || len(b) != md5.Size {
+		return "", false
+	}
+	return strings.ToLower(etag), true
 }
 
 func (v *verifier) Read(p []byte) (int, error) {

@@ -66,7 +66,29 @@ type Client struct {
 	spoolDir string
 	// emulate checks write conditions with a HEAD first (WithEmulatedConditions).
 	emulate bool
-	spooled atomic.Int64 // parts staged on disk (tests)
+	// md5Checked: the store was seen to refuse a body that does not match
+	// its Content-MD5 (TrustContentMD5).
+	md5Checked atomic.Bool
+	spooled    atomic.Int64 // parts staged on disk (tests)
+}
+
+// TrustContentMD5 tells the client whether its store refuses a PUT whose
+// body does not match its Content-MD5 (Probe's Capabilities.ContentMD5).
+// Only then does a Put with ContentMD5 skip the SHA-256 of its body.
+func (c *Client) TrustContentMD5(checked bool) { c.md5Checked.Store(checked) }
+
+// ChecksContentMD5 reports whether a Put of in (with in.ContentMD5 set)
+// has its body checked by the store against that MD5: a single PutObject
+// to a store TrustContentMD5 vouched for. A caller that must not store
+// other bytes checks them itself otherwise.
+func (c *Client) ChecksContentMD5(in PutInput) bool {
+	if !c.md5Checked.Load() || !isMD5(in.ContentMD5) {
+		return false
+	}
+	if err := checkPut(&in); err != nil {
+		return false
+	}
+	return in.Size <= in.PartSize
 }
 
 // Option adjusts a Client built by New.

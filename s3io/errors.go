@@ -185,6 +185,7 @@ var transientCodes = map[string]bool{
 	"InternalError":        true,
 	"ServiceUnavailable":   true,
 	"OperationAborted":     true, // 409: a conflicting operation is in progress
+	"BadDigest":            true, // 400: the bytes that arrived were not the ones meant (Content-MD5)
 }
 
 // Classify says what kind of failure err is (see the Class constants). It

@@ -2,6 +2,7 @@ package s3io
 
 import (
 	"context"
+	"crypto/md5"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -35,6 +36,10 @@ type Capabilities struct {
 	// comparing bytes).
 	Multipart     bool   `json:"multipart"`
 	MultipartETag string `json:"multipart_etag,omitempty"`
+	// ContentMD5: a PUT whose body does not match its Content-MD5 is
+	// refused (BadDigest) and one that matches is stored. Then replica
+	// writes leave the body check to the store (see PutInput.ContentMD5).
+	ContentMD5 bool `json:"content_md5"`
 	// Notes say what failed, for status.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -137,6 +142,17 @@ func (c *Client) Probe(ctx context.Context, bucket, tag string) (Capabilities, e
 	}
 	if !caps.Unicode {
 		caps.Notes = append(caps.Notes, "a key with spaces, +, % and non-ASCII letters did not round-trip")
+	}
+	dk := base + "digest"
+	dbody := "digest"
+	sum := md5.Sum([]byte(dbody))
+	other := md5.Sum([]byte("other"))
+	_, errBad := put(dk, dbody, PutInput{ContentMD5: hex.EncodeToString(other[:])})
+	_, badCode := httpStatus(errBad)
+	_, errGood := put(dk, dbody, PutInput{ContentMD5: hex.EncodeToString(sum[:])})
+	caps.ContentMD5 = badCode == "BadDigest" && errGood == nil
+	if !caps.ContentMD5 {
+		caps.Notes = append(caps.Notes, fmt.Sprintf("Content-MD5 not checked (a wrong one: %v; the right one: %v): the agent checks replica bodies itself", errBad, errGood))
 	}
 	mk := base + "multipart"
 	body := strings.Repeat("p", int(MinPartSize)+1)

@@ -3,6 +3,9 @@ package s3io
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
@@ -38,6 +42,15 @@ type PutInput struct {
 	// IfNoneMatch makes the write succeed only if the key is absent
 	// (If-None-Match: *): ErrPreconditionFailed otherwise.
 	IfNoneMatch bool
+	// ContentMD5 is the hex MD5 the body must have (a single-part ETag;
+	// "" for none). A single PutObject sends it as Content-MD5, which the
+	// store checks: other bytes are refused with BadDigest, a Transient
+	// error (the bytes that arrived were not the ones meant). When the
+	// store is known to check it (TrustContentMD5) the body goes unsigned
+	// (UNSIGNED-PAYLOAD): the signed Content-MD5 header covers it, and
+	// the body is not hashed with SHA-256 on both ends. Multipart uploads
+	// ignore it: see ChecksContentMD5.
+	ContentMD5 string
 	// PartSize is the multipart threshold and part size; DefaultPartSize
 	// when 0, at least MinPartSize otherwise. It is raised automatically
 	// when Size would need more than MaxParts parts.
@@ -121,6 +134,8 @@ func checkPut(in *PutInput) error {
 		return invalid("put", in.Bucket, in.Key, "nil body with size %d", in.Size)
 	case in.IfMatch != "" && in.IfNoneMatch:
 		return invalid("put", in.Bucket, in.Key, "IfMatch and IfNoneMatch together")
+	case in.ContentMD5 != "" && !isMD5(in.ContentMD5):
+		return invalid("put", in.Bucket, in.Key, "ContentMD5 %q is not a hex MD5", in.ContentMD5)
 	case in.PartSize == 0:
 		in.PartSize = DefaultPartSize
 	case in.PartSize < MinPartSize:
@@ -139,6 +154,12 @@ func checkPut(in *PutInput) error {
 	}
 	in.Attrs.Meta = m
 	return nil
+}
+
+// isMD5 reports whether s is an MD5 in hex (32 hex digits).
+func isMD5(s string) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == md5.Size
 }
 
 // checkKey refuses keys no S3 store accepts.
@@ -203,7 +224,14 @@ func (c *Client) putSingle(ctx context.Context, in PutInput) (string, error) {
 	if in.IfNoneMatch {
 		req.IfNoneMatch = aws.String("*")
 	}
-	out, err := c.s3.PutObject(ctx, req)
+	var opts []func(*s3.Options)
+	if sum, err := hex.DecodeString(in.ContentMD5); err == nil && len(sum) == md5.Size {
+		req.ContentMD5 = aws.String(base64.StdEncoding.EncodeToString(sum))
+		if c.md5Checked.Load() {
+			opts = append(opts, s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware))
+		}
+	}
+	out, err := c.s3.PutObject(ctx, req, opts...)
 	if err != nil {
 		// Not reused: after a failed round trip the transport may still
 		// be reading the body in another goroutine.
