@@ -236,7 +236,12 @@ func benchAll(ctx context.Context, w io.Writer) error {
 		{"rss", func() error { return benchBig(ctx, e, "big", cfg.big) }},
 		{"rss", func() error { return benchBacklog(ctx, e, "backlog", cfg.backlog) }},
 		{"scan", func() error { return benchScan(ctx, e, "backlog", cfg.backlog) }},
-		{"rebuild", func() error { return benchRebuildFigure(ctx, e, l, cfg.rebuild) }},
+		{"rebuild", func() error {
+			if err := e.startParked(); err != nil {
+				return err
+			}
+			return benchRebuildFigure(ctx, e, l, cfg.rebuild)
+		}},
 	}
 	for _, s := range steps {
 		if !cfg.want(s.fig) {
@@ -250,6 +255,9 @@ func benchAll(ctx context.Context, w io.Writer) error {
 			}
 		}
 		fmt.Fprintln(w)
+	}
+	if err := e.startParked(); err != nil {
+		e.failed = append(e.failed, err.Error())
 	}
 	e.footer()
 	if len(e.failed) > 0 {

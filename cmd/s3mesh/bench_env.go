@@ -40,6 +40,22 @@ type benchEnv struct {
 	began   time.Time
 	runID   string
 	whole   *cpuSpan // the whole bench, for the footer's warning
+	// parked are agents a figure left stopped so that the figures after
+	// it run on a quiet lab; startParked starts them again.
+	parked []string
+}
+
+// startParked starts the agents a figure left stopped (see parked); they
+// catch up from their brokers' mirrors on their own.
+func (e *benchEnv) startParked() error {
+	for len(e.parked) > 0 {
+		s := e.parked[0]
+		if _, err := e.ctl("start", s); err != nil {
+			return fmt.Errorf("start %s: %w", s, err)
+		}
+		e.parked = e.parked[1:]
+	}
+	return nil
 }
 
 func newBenchEnv(ctx context.Context, w io.Writer, cfg benchConfig, info func() lab.Info, ctl func(string, ...string) (string, error)) (*benchEnv, error) {
