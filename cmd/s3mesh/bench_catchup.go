@@ -92,7 +92,13 @@ func benchCatchup(ctx context.Context, e *benchEnv, bucket string, n int) error 
 		meshCPU = append(meshCPU, msplit)
 		fmt.Fprintf(w, "  run %d: %d writes at a in %.1f s, all published by a after %.1f s, all at c after %.1f s; b held %d of them when the link was healed\n",
 			run, n, writes.Seconds(), published.Seconds(), atC.Seconds(), atB)
-		fmt.Fprintf(w, "    s3mesh: heal → all %d at b in %.2f s (%.0f objects/s); %s; %s\n", n, mt.Seconds(), float64(n)/mt.Seconds(), res[0], verified)
+		resume := "no copy arrived with an event"
+		if f := res[0].first; !f.IsZero() {
+			// Until the first copy: the leaf link redialled, b's mirror
+			// resumed, b's agent pulled and applied one record.
+			resume = fmt.Sprintf("heal → first copy at b %.2f s", f.Sub(t0).Seconds())
+		}
+		fmt.Fprintf(w, "    s3mesh: heal → all %d at b in %.2f s (%.0f objects/s; %s); %s; %s\n", n, mt.Seconds(), float64(n)/mt.Seconds(), resume, res[0], verified)
 		fmt.Fprintf(w, "    %s\n", msplit)
 		if rerr != nil {
 			continue

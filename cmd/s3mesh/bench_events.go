@@ -161,6 +161,7 @@ func (a *arrivals) lastEvent() time.Time {
 // arrivalResult summarises one destination after waitArrivals.
 type arrivalResult struct {
 	site       string
+	first      time.Time // the first copy's event (zero if none had one)
 	last       time.Time // the last copy's arrival (event or confirmation)
 	unmeasured int       // arrived, confirmed by HEAD, time unmeasured
 	events     int       // ObjectCreated events naming keys under the prefix
@@ -238,6 +239,8 @@ func (e *benchEnv) waitArrivals(ctx context.Context, origin string, ws []*arriva
 			if !ok {
 				t = w.confirmed[k]
 				r.unmeasured++
+			} else if r.first.IsZero() || t.Before(r.first) {
+				r.first = t
 			}
 			if t.After(r.last) {
 				r.last = t
