@@ -23,8 +23,12 @@ import (
 func ApplyConsumer(site string) string { return "apply_" + site }
 
 // maxAckPending is how many records of one peer may be delivered and not
-// yet acknowledged.
-const maxAckPending = 1024
+// yet acknowledged. Each one in flight holds its message (headers, reply
+// subject, body) and its decoded record, several KiB: at 1024 a 30,000-record
+// catch-up held ~8 MiB of them live and peaked at 54 MiB anonymous memory;
+// at 256 it peaked at 49 MiB and drained as fast (8 per applier is enough
+// to keep 32 busy).
+const maxAckPending = 256
 
 // applier is what the runner needs of the Applier.
 type applier interface {

@@ -46,6 +46,64 @@ func resetHWM(pid int) error {
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
+// rssSampler follows processes' resident set every 250 ms, split as the
+// kernel counts it: anonymous pages (the agent's own heap, stacks and
+// buffers) and file-backed ones (mostly the s3mesh binary's code and
+// read-only data, which the broker processes running the same binary
+// share and the kernel can drop and read again).
+type rssSampler struct {
+	mu     sync.Mutex
+	anon   map[string]int64 // highest RssAnon seen per site
+	file   map[string]int64 // highest RssFile seen per site
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func sampleRSS(ctx context.Context, pids func() map[string]int) *rssSampler {
+	r := &rssSampler{anon: map[string]int64{}, file: map[string]int64{}, done: make(chan struct{})}
+	ctx, r.cancel = context.WithCancel(ctx)
+	look := func() {
+		for s, pid := range pids() {
+			a, f := statusKB(pid, "RssAnon:"), statusKB(pid, "RssFile:")
+			r.mu.Lock()
+			r.anon[s], r.file[s] = max(r.anon[s], a), max(r.file[s], f)
+			r.mu.Unlock()
+		}
+	}
+	go func() {
+		defer close(r.done)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			look()
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return r
+}
+
+// stop ends the sampling; it returns "a anon 40.1 + file 23.0 MiB, …" for
+// sites, in that order.
+func (r *rssSampler) stop(sites ...string) string {
+	r.cancel()
+	<-r.done
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, s := range sites {
+		if _, ok := r.anon[s]; ok {
+			out = append(out, fmt.Sprintf("%s anon %.1f + file %.1f MiB", s, mib(r.anon[s]), mib(r.file[s])))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+const rssSplitNote = "highest RssAnon and RssFile sampled every 250 ms; the file-backed pages are mostly the s3mesh binary's, shared with the broker processes"
+
 // agentPIDs returns the running agents' pids by site.
 func (e *benchEnv) agentPIDs() map[string]int {
 	out := map[string]int{}
@@ -97,13 +155,16 @@ func benchBig(ctx context.Context, e *benchEnv, bucket string, size int64) error
 	}
 	defer closeAll(ws)
 	applied0 := e.appliedNow(ctx, "a", []string{"b", "c"})
+	split := sampleRSS(ctx, e.agentPIDs)
 	span := e.cpu.begin()
 	t0 := time.Now()
 	if _, err := e.s3["a"].Put(ctx, s3io.PutInput{Bucket: bucket, Key: key, Body: newPatternReader(size), Size: size}); err != nil {
+		split.stop()
 		return fmt.Errorf("writing the big object at a: %w", err)
 	}
 	ack := time.Now()
 	res, err := e.waitArrivals(ctx, "a", ws, []string{key}, size, applied0, 30*time.Minute)
+	splitText := split.stop("a", "b", "c")
 	if err != nil {
 		return err
 	}
@@ -129,6 +190,7 @@ func benchBig(ctx context.Context, e *benchEnv, bucket string, size int64) error
 		}
 	}
 	fmt.Fprintf(w, "  peak RSS (VmHWM) of the agents: %s (target ≤ 64 MiB)\n", strings.Join(peaks, ", "))
+	fmt.Fprintf(w, "  of which: %s (%s)\n", splitText, rssSplitNote)
 	e.record("big object", c)
 	holds := "yes"
 	if worst > rssTarget {
@@ -136,7 +198,7 @@ func benchBig(ctx context.Context, e *benchEnv, bucket string, size int64) error
 	}
 	e.rows = append(e.rows, summaryRow{
 		figure: fmt.Sprintf("peak agent RSS while one %s object written at a replicates to b and c (%.0f s)", fmtBytes(size), last.Sub(t0).Seconds()),
-		s3mesh: strings.Join(peaks, ", "), baseline: "—", ratio: "—", target: "≤ 64 MiB", holds: holds,
+		s3mesh: strings.Join(peaks, ", ") + " (" + splitText + ")", baseline: "—", ratio: "—", target: "≤ 64 MiB", holds: holds,
 	})
 	// Free the disk: delete at a, wait until gone everywhere.
 	if err := e.s3["a"].Delete(ctx, bucket, key, ""); err != nil {
@@ -226,27 +288,9 @@ func benchBacklog(ctx context.Context, e *benchEnv, bucket string, n int) error 
 	started = true
 	healthy := time.Since(t1)
 	pid := e.agentPIDs()["b"]
-	var peakSeen int64
-	var mu sync.Mutex
-	sctx, cancel := context.WithCancel(ctx)
-	go func() {
-		t := time.NewTicker(250 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-sctx.Done():
-				return
-			case <-t.C:
-				if r := statusKB(pid, "VmRSS:"); r > 0 {
-					mu.Lock()
-					peakSeen = max(peakSeen, r)
-					mu.Unlock()
-				}
-			}
-		}
-	}()
+	split := sampleRSS(ctx, func() map[string]int { return map[string]int{"b": pid} })
 	res, err := e.waitArrivals(ctx, "a", []*arrivals{wb}, keys, size, map[string]float64{"b": 0}, 30*time.Minute)
-	cancel()
+	splitText := split.stop("b")
 	if err != nil {
 		return fmt.Errorf("b catching up: %w", err)
 	}
@@ -257,12 +301,9 @@ func benchBacklog(ctx context.Context, e *benchEnv, bucket string, n int) error 
 	if err != nil {
 		return err
 	}
-	mu.Lock()
-	seen := peakSeen
-	mu.Unlock()
 	fmt.Fprintf(w, "  b: started (healthy after %.1f s), all %d at b %.1f s after the start (%.0f records/s); %s; %s\n",
 		healthy.Seconds(), n, took.Seconds(), float64(n)/took.Seconds(), res[0], verified)
-	fmt.Fprintf(w, "  peak RSS of b's agent (VmHWM, pid %d): %.1f MiB (highest VmRSS sampled every 250 ms: %.1f MiB; target ≤ 64 MiB)\n", pid, mib(peakB), mib(seen))
+	fmt.Fprintf(w, "  peak RSS of b's agent (VmHWM, pid %d): %.1f MiB (target ≤ 64 MiB); of which: %s (%s)\n", pid, mib(peakB), splitText, rssSplitNote)
 	e.record("backlog drain at b", c)
 	holds := "yes"
 	if max(peakB, peakA) > rssTarget {
@@ -270,7 +311,7 @@ func benchBacklog(ctx context.Context, e *benchEnv, bucket string, n int) error 
 	}
 	e.rows = append(e.rows, summaryRow{
 		figure:   fmt.Sprintf("peak agent RSS, %d-record backlog (b, c stopped, %d × 1 KiB at a, b started; b drained it in %.0f s = %.0f records/s)", n, n, took.Seconds(), float64(n)/took.Seconds()),
-		s3mesh:   fmt.Sprintf("b %.1f MiB (a %.1f while filling)", mib(peakB), mib(peakA)),
+		s3mesh:   fmt.Sprintf("b %.1f MiB (%s; a %.1f while filling)", mib(peakB), splitText, mib(peakA)),
 		baseline: "—", ratio: "—", target: "≤ 64 MiB", holds: holds,
 	})
 	return nil
