@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -117,6 +118,10 @@ func TestReconcileObjectMidOverwrite(t *testing.T) {
 		{"large object shown without an ETag", 4000, 1, 0},
 		{"body read cut short", 200, 0, 1},
 		{"both, twice", 200, 2, 2},
+		// Shown without an ETag for longer than one second look (rclone
+		// under the mixed lab's fault workloads): looked at again, longer
+		// each time, not published without it.
+		{"large object shown without an ETag for a while", 4000, NoETagLooks, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := "mid/" + strings.ReplaceAll(tc.name, " ", "-")
@@ -153,6 +158,38 @@ func TestReconcileObjectMidOverwrite(t *testing.T) {
 			}
 		})
 	}
+
+	// An object the store never shows with an ETag while the producer
+	// looks is not published at all (nor left as an intent): the reconcile
+	// fails, and a later one, once the store shows the ETag, publishes it.
+	t.Run("never shown with an ETag", func(t *testing.T) {
+		k := "mid/never-etag"
+		data := strings.Repeat("n", 4000)
+		etag, err := client.Put(ctx, s3io.PutInput{Bucket: "demo", Key: k, Body: strings.NewReader(data), Size: int64(len(data))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		store.mu.Lock()
+		store.noETag = 1 + NoETagLooks
+		store.mu.Unlock()
+		before := len(pub.recs)
+		res, err := p.Reconcile(ctx, "demo", k)
+		if !errors.Is(err, errNoETag) || len(pub.recs) != before {
+			t.Fatalf("reconcile of an object never shown with an ETag: %v, %v, %d records published; want errNoETag and none", res, err, len(pub.recs)-before)
+		}
+		if store.noETag != 0 {
+			t.Fatalf("%d looks left unspoiled: the producer looked fewer times than %d", store.noETag, 1+NoETagLooks)
+		}
+		if e, ok, err := st.Get("demo", k); err != nil || ok && (e.Outstanding() || e.Present()) {
+			t.Fatalf("state after: %+v (found %v, %v), want nothing recorded", e, ok, err)
+		}
+		if res, err := p.Reconcile(ctx, "demo", k); err != nil || res != Published || len(pub.recs) != before+1 {
+			t.Fatalf("reconcile once the ETag shows: %v, %v", res, err)
+		}
+		if rec, err := ring.Open(pub.recs[len(pub.recs)-1], "a"); err != nil || rec.Version.ETag != etag {
+			t.Fatalf("record: %+v, %v; want etag %q", rec.Version, err, etag)
+		}
+	})
 
 	// A recorded key shown absent for a moment (no delete event) is no
 	// delete: nothing is published and the state still holds the object.
