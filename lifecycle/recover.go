@@ -1,6 +1,10 @@
 package lifecycle
 
-import "github.com/s3mesh/s3mesh/schema"
+import (
+	"strings"
+
+	"github.com/s3mesh/s3mesh/schema"
+)
 
 // recover settles an outstanding intent: a pending publish is published
 // again (same record, same id: the broker drops a duplicate, consumers skip
@@ -27,7 +31,7 @@ func (m Machine) settle(e Entry, o Object, now int64) Step {
 		return done(e, Unchanged, nil)
 	}
 	e.Applying = nil
-	if (a.Deleted && !o.Exists) || (!a.Deleted && landed(*a, o)) {
+	if (a.Deleted && !o.Exists) || (!a.Deleted && (landed(*a, o) || landedUnmarked(*a, o))) {
 		e.Clock = e.Clock.Merge(a.Clock)
 		e.Held = *a
 		e.LocalETag, e.Attrs = "", ""
@@ -47,4 +51,36 @@ func (m Machine) settle(e Entry, o Object, now int64) Step {
 // its own, for example from the object it overwrites.
 func landed(v schema.Version, o Object) bool {
 	return o.Exists && o.Meta[schema.MetaVID] == v.ID && v.Matches(o.Size, o.ETag)
+}
+
+// landedUnmarked reports whether o, which carries no replica marker at all,
+// is v's replica write whose metadata the store has not attached yet: it
+// has v's size and v's single-part ETag, the MD5 of v's bytes. rclone serve
+// s3 renames a written object into place first and attaches its user
+// metadata (the marker with it) a moment later, so an agent restarted while
+// its PUT was finishing sees v's bytes without the marker; it is the write
+// the durable intent says was being made, not a local one (taken for one,
+// it was published by this site as a version no one wrote). A user write
+// of exactly those bytes in that moment would be taken for the replica too:
+// it holds the same bytes, so none are lost (I2); its attributes are not
+// replicated. A multipart ETag says nothing about the bytes: not taken.
+func landedUnmarked(v schema.Version, o Object) bool {
+	if !o.Exists || o.Size != v.Size || !plainMD5(v.ETag) || !strings.EqualFold(v.ETag, o.ETag) {
+		return false
+	}
+	_, marked := o.Meta[schema.MetaVID]
+	return !marked
+}
+
+// plainMD5 reports whether etag is a single-part ETag (32 hex digits).
+func plainMD5(etag string) bool {
+	if len(etag) != 32 {
+		return false
+	}
+	for _, c := range etag {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
 }

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/s3mesh/s3mesh/schema"
@@ -197,6 +198,13 @@ func TestRecoverApplyIntent(t *testing.T) {
 	marked.Meta = schema.ReplicaMeta(tk.Bucket, tk.Key, put)
 	copiedMarker := obj("0123456789abcdef0123456789abcdef", 12) // other bytes, the marker copied
 	copiedMarker.Meta = marked.Meta
+	// A replica write of bytes with MD5 md5 (a single-part origin ETag),
+	// seen before the store attached its metadata (rclone serve s3).
+	const md5 = "00112233445566778899aabbccddeeff"
+	putMD5 := put
+	putMD5.ETag = md5
+	multi := put
+	multi.ETag = "00112233445566778899aabbccddeeff-2"
 	cases := []struct {
 		name     string
 		applying schema.Version
@@ -207,6 +215,11 @@ func TestRecoverApplyIntent(t *testing.T) {
 		{"put never landed", put, Object{}, false},
 		{"put overtaken by a local write", put, obj("other", 3), false},
 		{"put overtaken by a user write carrying its marker", put, copiedMarker, false},
+		{"put landed, its marker not attached yet", putMD5, obj(md5, 10), true},
+		{"put landed, its marker not attached yet (ETag case)", putMD5, obj(strings.ToUpper(md5), 10), true},
+		{"unmarked object of other bytes", putMD5, obj("ffeeddccbbaa99887766554433221100", 10), false},
+		{"unmarked object of the ETag, another size", putMD5, obj(md5, 11), false},
+		{"unmarked object, a multipart ETag", multi, obj(multi.ETag, 10), false},
 		{"delete landed", del, Object{}, true},
 		{"delete never landed", del, marked, false},
 	}
@@ -229,6 +242,17 @@ func TestRecoverApplyIntent(t *testing.T) {
 	}
 	if st := step(t, ma, Entry{}, Recover{}); st.Next != Done || st.Persist || len(st.Effects) != 0 {
 		t.Fatalf("recover with nothing outstanding: %+v", st)
+	}
+	// Settled from the unmarked object, the key is not a local change
+	// while the marker is still missing, nor once the store attaches it.
+	a := putMD5
+	st := step(t, ma, Entry{Applying: &a}, Inspected{Object: obj(md5, 10)})
+	withMarker := obj(md5, 10)
+	withMarker.Meta = schema.ReplicaMeta(tk.Bucket, tk.Key, putMD5)
+	for _, o := range []Object{obj(md5, 10), withMarker} {
+		if ob := step(t, ma, st.Entry, Observe{Object: o}); ob.Result == Published || len(ob.Effects) != 0 {
+			t.Fatalf("observe after settling from the unmarked object (meta %v): %+v", o.Meta, ob)
+		}
 	}
 }
 
