@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,6 +35,7 @@ type memStore struct {
 	n        int
 	fail     map[string]error // method → error returned once
 	onPut    func()           // runs before a put is checked (a racing local write)
+	onCopy   func()           // runs after a copy's source condition is checked, before it is read
 	puts     int
 	refusals int
 }
@@ -99,6 +102,10 @@ func (s *memStore) CopyIfMatch(_ context.Context, _, src, dst, etag string) erro
 	cur, ok := s.objs[src]
 	if !ok || cur.etag != etag {
 		return s3io.ErrPreconditionFailed
+	}
+	if s.onCopy != nil {
+		s.onCopy()
+		cur = s.objs[src]
 	}
 	s.objs[dst] = memObject{etag: cur.etag, body: cur.body}
 	return nil
@@ -384,5 +391,48 @@ func TestKeptLocalConflictIsLoggedEvenIfTheFirstLogFails(t *testing.T) {
 	d, err := r.a.Apply(context.Background(), older)
 	if err != nil || d.Outcome != schema.KeepLocal || len(r.log.entries) != 1 || r.entry(t).Clock["b"] != 1 {
 		t.Fatalf("retry: %v %v, %d conflict entries, clock %s", d.Outcome, err, len(r.log.entries), r.entry(t).Clock)
+	}
+}
+
+// A store that checks a copy's source condition and then reads the source
+// again (rclone serve s3) copies a local overwrite landing in between: the
+// loser's copy then holds the overwrite's bytes, and was published as a
+// kept loser no conflict made (the mixed lab's agent-crash workload). The
+// copy is removed again and the apply starts over: the overwrite is
+// recorded, decided, and kept as the loser it is.
+func TestLoserCopyRacedByALocalWriteIsRemoved(t *testing.T) {
+	const mineETag, userETag = "11111111111111111111111111111111", "22222222222222222222222222222222"
+	r := newRig(t, BucketPolicy{KeepLosers: true, LosersPrefix: "losers/"})
+	r.s3.objs["k"] = memObject{etag: mineETag, body: "mine"}
+	if err := r.local.Reconcile(context.Background(), "bkt", "k"); err != nil {
+		t.Fatal(err)
+	}
+	var badCopy string
+	r.s3.onCopy = func() {
+		r.s3.onCopy = nil
+		r.s3.objs["k"] = memObject{etag: userETag, body: "user"}
+		badCopy = r.log.entries[0].LoserKeptAs
+	}
+	if _, err := r.a.Apply(context.Background(), inline("b", schema.Clock{"b": 1}, 9000, "theirs")); err != nil {
+		t.Fatal(err)
+	}
+	if badCopy == "" {
+		t.Fatal("the test raced no copy")
+	}
+	if got := r.s3.objs["k"].body; got != "theirs" {
+		t.Fatalf("final body %q, want theirs", got)
+	}
+	// The copy of "user" made as the first loser's was removed before the
+	// apply went on: a delete follows the first copy, before any put.
+	i := slices.Index(r.s3.calls, "copy")
+	rest := r.s3.calls[i+1:]
+	if d, p := slices.Index(rest, "delete"), slices.IndexFunc(rest, func(c string) bool { return strings.HasPrefix(c, "put") }); d < 0 || (p >= 0 && p < d) {
+		t.Fatalf("calls %v: the copy of other bytes was not removed before the apply went on", r.s3.calls)
+	}
+	if len(r.log.entries) != 2 || r.local.reconciles < 2 {
+		t.Fatalf("%d conflict entries, %d reconciles: the overwrite was not recorded and decided", len(r.log.entries), r.local.reconciles)
+	}
+	if kept := r.s3.objs[r.log.entries[1].LoserKeptAs]; kept.body != "user" {
+		t.Fatalf("the overwrite's loser copy holds %q, want user", kept.body)
 	}
 }
