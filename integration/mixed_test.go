@@ -96,11 +96,13 @@ func TestMixedStores(t *testing.T) {
 		{"DeleteVersusPut", testDeleteVersusPut},
 		{"ManualConflictParkedThenResolved", testManualConflictParkedThenResolved},
 		// Not yet in make test: under the contended fault workloads
-		// (partition, agent crashes) the rclone site still publishes a
-		// version no one wrote in about 1 run of 4 (a large object rclone
-		// shows without its ETag beyond the second look; a kept-loser copy
-		// whose replica marker rclone had not yet attached when the
-		// restarted agent looked). Open on issue 12.
+		// (partition, agent crashes) rclone serve s3 sometimes leaves an
+		// object it shows without an ETag (or with a stale one) for good,
+		// lists its key twice and fails every GET of it at EOF (rclone's
+		// read-side hash check): the agent can neither read it nor
+		// replace it conditionally, so site b does not quiesce or
+		// publishes a version no one wrote. README, Stores. Open on
+		// issue 12.
 	} {
 		if !t.Run(tc.name, func(t *testing.T) { tc.f(t, e) }) {
 			return // the later ones would fail for the same reason
