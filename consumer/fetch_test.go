@@ -45,6 +45,19 @@ func (f *flipFirst) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// hashSpy is the destination store, noting whether each Put's body was
+// hashed by the applier itself (a verifier with an MD5).
+type hashSpy struct {
+	*s3io.Client
+	hashed []bool
+}
+
+func (h *hashSpy) Put(ctx context.Context, in s3io.PutInput) (string, error) {
+	v, ok := in.Body.(*verifier)
+	h.hashed = append(h.hashed, ok && v.md5 != nil)
+	return h.Client.Put(ctx, in)
+}
+
 func versityClient(t *testing.T) *s3io.Client {
 	v := testenv.StartVersity(t)
 	c, err := s3io.New(s3io.Endpoint{URL: v.Endpoint, Region: v.Region, AccessKey: v.AccessKey, SecretKey: v.SecretKey})
@@ -86,8 +99,13 @@ func TestFetchedBodyIsChecked(t *testing.T) {
 				src = corrupting{origin}
 			}
 			key := map[bool]string{true: "trusted-", false: "untrusted-"}[trusted] + map[bool]string{true: "bad", false: "good"}[bad]
-			a := &Applier{Site: "a", S3: dest, Sources: map[string]Source{"b": src}, Log: slog.New(slog.DiscardHandler)}
+			spy := &hashSpy{Client: dest}
+			a := &Applier{Site: "a", S3: spy, Sources: map[string]Source{"b": src}, Log: slog.New(slog.DiscardHandler)}
 			got, err := a.put(ctx, lifecycle.Key{Bucket: "bkt", Key: key}, lifecycle.Put{Record: rec, IfNoneMatch: true})
+			// The applier hashes the body only where the store does not.
+			if len(spy.hashed) != 1 || spy.hashed[0] == trusted {
+				t.Errorf("trusted %v: bodies hashed by the applier: %v", trusted, spy.hashed)
+			}
 			info, herr := dest.Head(ctx, "bkt", key)
 			if herr != nil {
 				t.Fatal(herr)

@@ -85,6 +85,9 @@ func (c *Client) ChecksContentMD5(in PutInput) bool {
 	if !c.md5Checked.Load() || !isMD5(in.ContentMD5) {
 		return false
 	}
+	if in.Body == nil {
+		in.Body = strings.NewReader("") // asked before the body is opened
+	}
 	if err := checkPut(&in); err != nil {
 		return false
 	}
