@@ -82,7 +82,7 @@ func TestPutContentMD5(t *testing.T) {
 	}{
 		{PutInput{Bucket: testBucket, Key: "k", Size: 0, ContentMD5: good}, true},
 		{PutInput{Bucket: testBucket, Key: "k", Size: DefaultPartSize, Body: strings.NewReader(""), ContentMD5: good}, true},
-		{PutInput{Bucket: testBucket, Key: "k", Size: 1000, ContentMD5: good}, true}, // asked before the body is opened
+		{PutInput{Bucket: testBucket, Key: "k", Size: 1000, ContentMD5: good}, true},                                              // asked before the body is opened
 		{PutInput{Bucket: testBucket, Key: "k", Size: DefaultPartSize + 1, Body: strings.NewReader(""), ContentMD5: good}, false}, // multipart
 		{PutInput{Bucket: testBucket, Key: "k", Size: MinPartSize + 1, Body: strings.NewReader(""), PartSize: MinPartSize, ContentMD5: good}, false},
 		{PutInput{Bucket: testBucket, Key: "k", Size: 1, Body: strings.NewReader("")}, false},                          // no MD5
