@@ -96,8 +96,7 @@ func newVerifier(rc io.ReadCloser, size int64, etag string, checkMD5 bool) *veri
 // bodyMD5 returns the MD5 (lower-case hex) a single-part ETag says the
 // body has; false for a multipart ETag ("…-N") or anything else.
 func bodyMD5(etag string) (string, bool) {
-	b, err := hex.DecodeString(etag)
-	if err != nil || len(b) != md5.Size {
+	if !schema.PlainMD5(etag) {
 		return "", false
 	}
 	return strings.ToLower(etag), true

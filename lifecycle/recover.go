@@ -65,22 +65,9 @@ func landed(v schema.Version, o Object) bool {
 // it holds the same bytes, so none are lost (I2); its attributes are not
 // replicated. A multipart ETag says nothing about the bytes: not taken.
 func landedUnmarked(v schema.Version, o Object) bool {
-	if !o.Exists || o.Size != v.Size || !plainMD5(v.ETag) || !strings.EqualFold(v.ETag, o.ETag) {
+	if !o.Exists || o.Size != v.Size || !schema.PlainMD5(v.ETag) || !strings.EqualFold(v.ETag, o.ETag) {
 		return false
 	}
 	_, marked := o.Meta[schema.MetaVID]
 	return !marked
-}
-
-// plainMD5 reports whether etag is a single-part ETag (32 hex digits).
-func plainMD5(etag string) bool {
-	if len(etag) != 32 {
-		return false
-	}
-	for _, c := range etag {
-		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
-			return false
-		}
-	}
-	return true
 }

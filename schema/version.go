@@ -100,11 +100,12 @@ func (v Version) Matches(size int64, etag string) bool {
 	if size != v.Size {
 		return false
 	}
-	return !plainMD5(v.ETag) || !plainMD5(etag) || strings.EqualFold(v.ETag, etag)
+	return !PlainMD5(v.ETag) || !PlainMD5(etag) || strings.EqualFold(v.ETag, etag)
 }
 
-// plainMD5 reports whether etag is a single-part ETag (the MD5 of the bytes).
-func plainMD5(etag string) bool {
+// PlainMD5 reports whether etag is a single-part ETag (32 hex digits: the
+// MD5 of the bytes on S3 and the stores tested here).
+func PlainMD5(etag string) bool {
 	if len(etag) != 32 {
 		return false
 	}
