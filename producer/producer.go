@@ -214,9 +214,6 @@ func (p *Producer) reconcileOnce(ctx context.Context, k lifecycle.Key, h Hint, d
 	if err == nil && p.cfg.AbsentConfirm > 0 && !obs.Object.Exists && halfSeen(obs.Object, e, deleteEvent) {
 		obs, err = p.lookAgain(ctx, k, e, p.cfg.AbsentConfirm)
 	}
-	if err == nil && obs.Object.Exists && obs.Object.ETag == "" {
-		p.noETagForGood(k)
-	}
 	if err != nil {
 		return Unchanged, fmt.Errorf("reconcile %s/%s: %w", k.Bucket, k.Key, err)
 	}
@@ -274,7 +271,8 @@ func (p *Producer) noETagForGood(k lifecycle.Key) {
 
 // untilETag looks at k again while the store shows it present without an
 // ETag, at most NoETagLooks times with growing waits, and returns the last
-// observation (which may be absent, or still without an ETag).
+// observation (which may be absent, or still without an ETag: then logged,
+// see noETagForGood).
 func (p *Producer) untilETag(ctx context.Context, k lifecycle.Key, e state.Entry, obs lifecycle.Observe) (lifecycle.Observe, error) {
 	wait := p.cfg.AbsentConfirm
 	for i := 0; wait > 0 && i < NoETagLooks && obs.Object.Exists && halfSeen(obs.Object, e, false); i++ {
@@ -283,6 +281,9 @@ func (p *Producer) untilETag(ctx context.Context, k lifecycle.Key, e state.Entry
 			return obs, err
 		}
 		wait *= 2
+	}
+	if obs.Object.Exists && obs.Object.ETag == "" {
+		p.noETagForGood(k)
 	}
 	return obs, nil
 }
@@ -362,9 +363,6 @@ func (p *Producer) Resolve(ctx context.Context, bucket, key string, over schema.
 	obs, err := p.observe(ctx, k, e)
 	if err == nil {
 		obs, err = p.untilETag(ctx, k, e, obs)
-	}
-	if err == nil && obs.Object.Exists && obs.Object.ETag == "" {
-		p.noETagForGood(k)
 	}
 	if err != nil {
 		return schema.Version{}, fmt.Errorf("resolve %s/%s: %w", bucket, key, err)
