@@ -58,7 +58,7 @@ func (l *Lab) defineProcs(s *site) {
 			// Buckets are the directories under dataDir. ETags are MD5s
 			// (--etag-hash default) and user metadata is kept
 			// (--metadata), as s3mesh needs.
-			args: []string{"serve", "s3", "--addr", loopback(s.ports.S3), "--metadata", "--log-level", "NOTICE", s.dataDir()},
+			args: []string{"serve", "s3", "--addr", loopback(s.ports.S3), "--metadata", "--dir-cache-time", rcloneDirCacheTime, "--log-level", "NOTICE", s.dataDir()},
 			// The key pair by environment, not argv (`ps`); no rclone
 			// config file is read.
 			env: childEnv( // A list option from the environment is CSV: quote the pair.
@@ -213,3 +213,12 @@ func (l *Lab) Status() Status {
 	}
 	return st
 }
+
+// rcloneDirCacheTime is how long rclone serve s3 trusts its in-memory view
+// of a directory (rclone's default: 5 min). Under concurrent overwrites,
+// deletes and listings of one key, that view sometimes keeps a stale entry
+// (measured with rclone v1.76.0: the key listed twice, or shown without an
+// ETag or with the hash of an older body, so every GET of it fails rclone's
+// read-side hash check) until the directory is read again from disk. A
+// short time bounds such a state to about this long instead of minutes.
+const rcloneDirCacheTime = "1s"
