@@ -77,6 +77,12 @@ type S3 struct {
 	// a local write racing a replica write in between can be overwritten
 	// without a conflict being recorded (README, "Stores"). Local only.
 	UnconditionalWrites bool `yaml:"unconditional_writes"`
+	// AllowWritableKey (peers only) says that this peer's store cannot give
+	// a read-only key (rclone serve s3 has one key pair, with every right),
+	// so the key can write there. The agent refuses a peer key that can
+	// write unless this is true, and then warns at every start (README,
+	// "Peers' S3 keys: read-only").
+	AllowWritableKey bool `yaml:"allow_writable_key"`
 }
 
 // Bucket is one replicated bucket.
@@ -432,6 +438,9 @@ func (s *Site) Validate() error {
 	}
 	if err := s.S3.validate("s3"); err != nil {
 		return err
+	}
+	if s.S3.AllowWritableKey {
+		return fieldErr("s3.allow_writable_key", "only for a peer's key (peers[].s3.allow_writable_key): this site's own key writes its store")
 	}
 	if len(s.Buckets) == 0 {
 		return fieldErr("buckets", "at least one replicated bucket is required")

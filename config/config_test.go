@@ -101,6 +101,7 @@ func TestParseValid(t *testing.T) {
 		{"peers[1].s3.region", s.Peers[1].S3.Region, "us-east-1"},
 		{"peers[0].s3.secret_key", s.Peers[0].S3.SecretKey.MustValue(), "peer-secret"},
 		{"peers[1].s3.secret_key", s.Peers[1].S3.SecretKey.MustValue(), "peer-secret"},
+		{"peers[0].s3.allow_writable_key (default false)", s.Peers[0].S3.AllowWritableKey, false},
 		{"events", len(s.Events), 2},
 		{"events[0].name", s.Events[0].Name, "nats"},
 		{"events[0].key_encoding", s.Events[0].KeyEncoding, "raw"},
@@ -186,6 +187,7 @@ func TestParseFieldErrors(t *testing.T) {
 		{"bad peer name", []edit{{"- name: c\n", "- name: C\n"}}, "peers[1].name"},
 		{"peer without s3.endpoint", []edit{{"      endpoint: https://s3.b.example\n", ""}}, "peers[0].s3.endpoint"},
 		{"peer secret unset", []edit{{"secret_key: env:S3MESH_TEST_PEER_SECRET", "secret_key: env:S3MESH_TEST_UNSET"}}, "peers[0].s3.secret_key"},
+		{"allow_writable_key on the site's own store", []edit{{"  access_key: AKLOCAL\n", "  access_key: AKLOCAL\n  allow_writable_key: true\n"}}, "s3.allow_writable_key"},
 		{"event type kafka", []edit{{"type: nats\n", "type: kafka\n"}}, "events[0].type"},
 		{"event type kafka without key_encoding", []edit{{"type: nats\n", "type: kafka\n"}, {"    key_encoding: raw\n", ""}}, "events[0].type"},
 		{"event type missing", []edit{{"  - type: nats\n", "  - name: mystery\n"}}, "events[0].type"},
@@ -239,6 +241,18 @@ func TestParseFieldErrors(t *testing.T) {
 				t.Errorf("message %q does not name the field %q", err.Error(), tc.field)
 			}
 		})
+	}
+}
+
+// peers[].s3.allow_writable_key is read per peer (default false).
+func TestPeerAllowWritableKey(t *testing.T) {
+	y := strings.Replace(setup(t), "      access_key: AKC\n", "      access_key: AKC\n      allow_writable_key: true\n", 1)
+	s, err := Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Peers[0].S3.AllowWritableKey || !s.Peers[1].S3.AllowWritableKey {
+		t.Fatalf("allow_writable_key: b %v, c %v; want false, true", s.Peers[0].S3.AllowWritableKey, s.Peers[1].S3.AllowWritableKey)
 	}
 }
 
