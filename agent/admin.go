@@ -96,7 +96,8 @@ func (a *Agent) serveAdmin(ctx context.Context) ([]*nats.Subscription, error) {
 		}
 		subs = append(subs, sub)
 	}
-	return subs, nil
+	rs, err := a.serveRecords(ctx)
+	return append(subs, rs...), err
 }
 
 // deadLetter loads DLQ entry seq and its record. Anyone who may publish

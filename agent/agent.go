@@ -117,7 +117,7 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	if err := a.connect(); err != nil {
 		return nil, err
 	}
-	topo := broker.Topology{Site: cfg.Site, Peers: cfg.PeerNames(), Replicas: cfg.NATS.StreamReplicas}
+	topo := Topology(cfg)
 	// Retried: a cluster that just lost a node answers only once it has
 	// elected new leaders. A configuration error is not retried.
 	var cfgErr error

@@ -91,7 +91,11 @@ func (a *Agent) ownRecords(ctx context.Context) (uint64, uint64, error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("read %s: %w", broker.ChangesStream(site), err)
 	}
-	inc, own := incarnationOf(site, last)
+	var lastData []byte
+	if last != nil {
+		lastData = last.Data
+	}
+	inc, own := incarnationOf(site, lastData)
 	records := info.State.Msgs
 	if !own {
 		records = 0 // bytes that are not this site's records are no evidence
@@ -104,33 +108,26 @@ func (a *Agent) ownRecords(ctx context.Context) (uint64, uint64, error) {
 	return records, inc, nil
 }
 
-// peerRecords asks every peer's mirror of this site's CHANGES stream (in
-// the peer's JetStream domain) how many of this site's records it holds and
-// reads the incarnation of the last one. A peer that does not answer within
-// a few seconds is left out: this is evidence, not a requirement.
+// peerRecords asks every peer's agent what its mirror of this site's
+// CHANGES stream holds of this site's records (broker.RecordsSubject) and
+// reads the incarnation of the last one. A peer that does not answer
+// within a few seconds is left out: this is evidence, not a requirement.
 func (a *Agent) peerRecords(ctx context.Context) (records, inc uint64) {
 	site := a.cfg.Site
 	for _, p := range a.cfg.PeerNames() {
-		js, err := jetstream.NewWithDomain(a.nc, p)
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		r, err := AskPeerRecords(pctx, a.nc, site, p)
+		cancel()
 		if err != nil {
+			a.log.Info("peer's mirror of this site's records not readable; left out of the start-up check", "peer", p, "err", err)
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		s, err := js.Stream(pctx, broker.ChangesStream(site))
-		var info *jetstream.StreamInfo
-		if err == nil {
-			info, err = s.Info(pctx)
+		if r.Msgs == 0 {
+			continue
 		}
-		if err == nil && info.State.Msgs > 0 {
-			if last, err := s.GetMsg(pctx, info.State.LastSeq); err == nil {
-				if i, own := incarnationOf(site, last); own {
-					records, inc = max(records, info.State.Msgs), max(inc, i)
-				}
-			}
-		} else if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			a.log.Info("peer's mirror of this site's records not readable; left out of the start-up check", "peer", p, "err", err)
+		if i, own := incarnationOf(site, r.Last); own {
+			records, inc = max(records, r.Msgs), max(inc, i)
 		}
-		cancel()
 	}
 	return records, inc
 }
@@ -140,11 +137,11 @@ func (a *Agent) peerRecords(ctx context.Context) (records, inc uint64) {
 // mirror of it, which only this site's records reach: README, "Security"),
 // so it is decoded without verifying its signature: it may be signed by a
 // key this site has since rotated away from.
-func incarnationOf(site string, m *jetstream.RawStreamMsg) (inc uint64, own bool) {
-	if m == nil {
+func incarnationOf(site string, data []byte) (inc uint64, own bool) {
+	if len(data) == 0 {
 		return 0, false
 	}
-	rec, err := schema.Decode(m.Data)
+	rec, err := schema.Decode(data)
 	if err != nil || rec.Version.Origin != site {
 		return 0, false
 	}

@@ -204,7 +204,7 @@ func (a *Agent) Snapshot(ctx context.Context) (Status, error) {
 		t := time.UnixMilli(meta.RebuiltAt).UTC()
 		st.RebuiltAt = &t
 	}
-	ms, err := broker.Mirrors(ctx, a.js, broker.Topology{Site: a.cfg.Site, Peers: a.cfg.PeerNames()})
+	ms, err := broker.Mirrors(ctx, a.js, Topology(a.cfg))
 	if err != nil {
 		return Status{}, err
 	}

@@ -21,12 +21,23 @@ import (
 //     site's records pushed to p's mirror (the mirror deliver subjects);
 //   - the one JetStream API request each mirror makes of the other side,
 //     a reset of its own durable consumer (CONSUMER.RESET of
-//     CHANGES_<origin>/MIRROR_<dest>), and the flow-control replies that
-//     acknowledge records to that one consumer;
-//   - read-only requests for a site's own records in the peer's mirror of
-//     them (stream info, message get), and a page of the peer's per-key
-//     state (the admin verb state.page): the agent's start-up check and
-//     `s3mesh rebuild` need them.
+//     CHANGES_<origin>/<its consumer>), and the flow-control replies that
+//     acknowledge records to that one consumer, whose name holds a secret
+//     of the link (MirrorConsumerFor: a third site cannot address it);
+//   - two read-only agent requests: p's question about its own records in
+//     this site's mirror of them (RecordsSubject: the agent's start-up
+//     check and `s3mesh rebuild` need it) and a page of this site's
+//     per-key state (StatePageSubject, for `s3mesh rebuild`).
+//
+// Nothing else of the JetStream API crosses. In particular no request
+// whose body nats-server reads as options: STREAM.INFO takes
+// deleted_details from the body and then allocates one slot per deleted
+// sequence of the stream (nats-server v2.15.3, filestore State), and a
+// mirror inherits every gap of its origin, so a peer that purged its own
+// stream forward to 2^44 and asked a peer's STREAM.INFO of its mirror
+// crashed that peer's server with one request. STREAM.MSG.GET and
+// DIRECT.GET take batch and multi-subject options from the body too. The
+// agent's RecordsSubject answers the one fixed question instead.
 //
 // So p cannot reach this site's JetStream API otherwise (no purge, delete,
 // create or update of any stream or consumer, no reading of streams),
@@ -63,46 +74,34 @@ type LinkSubjects struct {
 // ServiceMap is a service subject on the link and where it lands.
 type ServiceMap struct{ Link, Site string }
 
-// Links computes the subjects of the link site–peer.
-func Links(site, peer string) LinkSubjects {
+// Links computes the subjects of the link site–peer; secret is the link's
+// shared secret ("" for a link without one: MirrorConsumerFor).
+func Links(site, peer, secret string) LinkSubjects {
 	fc := func(origin, dest string) []string {
 		// Flow-control replies to the consumer feeding dest's mirror, in
 		// both formats nats-server uses (v1 and v2 with domain and
 		// account hash).
+		name := MirrorConsumerFor(origin, dest, secret)
 		return []string{
-			"$JS.FC." + ChangesStream(origin) + "." + MirrorConsumer(dest) + ".*",
-			"$JS.FC." + origin + ".*." + ChangesStream(origin) + "." + MirrorConsumer(dest) + ".*",
+			"$JS.FC." + ChangesStream(origin) + "." + name + ".*",
+			"$JS.FC." + origin + ".*." + ChangesStream(origin) + "." + name + ".*",
 		}
 	}
 	reset := func(origin, dest string) string {
-		return "CONSUMER.RESET." + ChangesStream(origin) + "." + MirrorConsumer(dest)
-	}
-	// What a site may read of its own records in a peer's mirror of them:
-	// the agent's start-up check and `s3mesh rebuild` count them and read
-	// the last one.
-	ownRecords := func(origin string) []string {
-		return []string{
-			"STREAM.INFO." + ChangesStream(origin),
-			"STREAM.MSG.GET." + ChangesStream(origin),
-			"DIRECT.GET." + ChangesStream(origin),
-		}
+		return "CONSUMER.RESET." + ChangesStream(origin) + "." + MirrorConsumerFor(origin, dest, secret)
 	}
 	var l LinkSubjects
 	l.OutStream = []string{MirrorDeliverSubject(site, peer)}
-	for _, api := range append([]string{reset(site, peer)}, ownRecords(peer)...) {
-		// The leaf connection's account maps $JS.<site>.API.> to
-		// $JS.API.> before imports are matched.
-		l.OutService = append(l.OutService, ServiceMap{Link: "$JS.API." + api, Site: "$JS.API." + api})
-	}
-	for _, s := range append(fc(site, peer), StatePageSubject(site)) {
+	// The leaf connection's account maps $JS.<site>.API.> to $JS.API.>
+	// before imports are matched.
+	l.OutService = append(l.OutService, ServiceMap{Link: "$JS.API." + reset(site, peer), Site: "$JS.API." + reset(site, peer)})
+	for _, s := range append(fc(site, peer), StatePageSubject(site), RecordsSubject(site, peer)) {
 		l.OutService = append(l.OutService, ServiceMap{Link: s, Site: s})
 	}
 	l.InStream = []string{MirrorDeliverSubject(peer, site)}
-	for _, api := range append([]string{reset(peer, site)}, ownRecords(site)...) {
-		l.InService = append(l.InService, "$JS."+peer+".API."+api)
-	}
+	l.InService = append(l.InService, "$JS."+peer+".API."+reset(peer, site))
 	l.InService = append(l.InService, fc(peer, site)...)
-	l.InService = append(l.InService, StatePageSubject(peer))
+	l.InService = append(l.InService, StatePageSubject(peer), RecordsSubject(peer, site))
 	return l
 }
 
@@ -118,8 +117,9 @@ type AccountUser = string
 // AccountsConfig renders the accounts block of site's nats-server
 // configuration: SiteAccount with JetStream and siteUsers, and one account
 // per peer with the exports and imports of Links. peerUsers[p] are the leaf
-// users p may log in as (only for peers that dial this site).
-func AccountsConfig(site string, peers []string, siteUsers []AccountUser, peerUsers map[string][]AccountUser) string {
+// users p may log in as (only for peers that dial this site); secrets[p] is
+// the secret of the link to p (MirrorConsumerFor; none: "").
+func AccountsConfig(site string, peers []string, siteUsers []AccountUser, peerUsers map[string][]AccountUser, secrets map[string]string) string {
 	peers = append([]string(nil), peers...)
 	sort.Strings(peers)
 	var b strings.Builder
@@ -134,7 +134,7 @@ func AccountsConfig(site string, peers []string, siteUsers []AccountUser, peerUs
 	}
 	w("    ]\n    exports: [\n")
 	for _, p := range peers {
-		l := Links(site, p)
+		l := Links(site, p, secrets[p])
 		for _, s := range l.OutStream {
 			w("      {stream: %s, accounts: [%s]}\n", q(s), PeerAccount(p))
 		}
@@ -144,7 +144,7 @@ func AccountsConfig(site string, peers []string, siteUsers []AccountUser, peerUs
 	}
 	w("    ]\n    imports: [\n")
 	for _, p := range peers {
-		l := Links(site, p)
+		l := Links(site, p, secrets[p])
 		for _, s := range l.InStream {
 			w("      {stream: {account: %s, subject: %s}}\n", PeerAccount(p), q(s))
 		}
@@ -154,7 +154,7 @@ func AccountsConfig(site string, peers []string, siteUsers []AccountUser, peerUs
 	}
 	w("    ]\n  }\n")
 	for _, p := range peers {
-		l := Links(site, p)
+		l := Links(site, p, secrets[p])
 		w("  # The leaf link to site %s: nothing else lives here.\n", p)
 		w("  %s {\n", PeerAccount(p))
 		if us := peerUsers[p]; len(us) > 0 {

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -61,8 +62,11 @@ func (c *canary) got() []string {
 
 // attackA tries, from a connection at another site, everything issue 10
 // lists against site a. It returns the attacks that got an answer.
-func attackA(t *testing.T, nc *nats.Conn) []string {
+func attackA(t *testing.T, m *mesh, nc *nats.Conn) []string {
 	t.Helper()
+	// The real name of a's consumer feeding c's mirror: an attacker who
+	// learnt it still cannot reach it.
+	toC := m.sites["a"].topo.MirrorConsumer("a", "c")
 	var answered []string
 	try := func(what string, err error) {
 		if err == nil {
@@ -89,16 +93,30 @@ func attackA(t *testing.T, nc *nats.Conn) []string {
 	for _, subj := range []string{
 		"$JS.a.API.STREAM.PURGE." + ChangesStream("a"),
 		"$JS.a.API.STREAM.UPDATE." + ChangesStream("a"),
-		"$JS.a.API.CONSUMER.DELETE." + ChangesStream("a") + "." + MirrorConsumer("c"),
+		"$JS.a.API.CONSUMER.DELETE." + ChangesStream("a") + "." + toC,
 		"$JS.a.API.CONSUMER.DELETE." + ChangesStream("b") + ".APPLY",
-		"$JS.a.API.CONSUMER.RESET." + ChangesStream("a") + "." + MirrorConsumer("c"),
+		"$JS.a.API.CONSUMER.RESET." + ChangesStream("a") + "." + toC,
 		"$JS.a.API.STREAM.CREATE.EVIL",
 		"$JS.a.API.INFO",
 		"$JS.a.API.STREAM.MSG.GET." + ChangesStream("c"),
 		"$JS.a.API.DIRECT.GET." + ChangesStream("a"),
+		// Not even about b's own records in a's mirror: these take
+		// options from the body (deleted_details, batches).
+		"$JS.a.API.STREAM.INFO." + ChangesStream("b"),
+		"$JS.a.API.STREAM.MSG.GET." + ChangesStream("b"),
+		"$JS.a.API.DIRECT.GET." + ChangesStream("b"),
+		"$JS.a.API.DIRECT.GET." + ChangesStream("b") + "." + ChangesSubject("b", 0),
+		"$JS.a.API.CONSUMER.INFO." + ChangesStream("a") + "." + toC,
+		"$JS.a.API.CONSUMER.NAMES." + ChangesStream("a"),
 		"s3mesh.admin.a.status",
+		RecordsSubject("a", "c"), // c's question, not b's
 	} {
-		_, err := nc.Request(subj, []byte("forged"), 500*time.Millisecond)
+		msg, err := nc.Request(subj, []byte(`{"deleted_details":true}`), 500*time.Millisecond)
+		if err == nil && jsRefusal(msg.Data) {
+			// A JetStream API refused it for the link's account, which has
+			// no JetStream ("JetStream not enabled for account").
+			err = errors.New(string(msg.Data))
+		}
 		try(subj, err)
 	}
 	// Plain publishes: into a's own streams, and forged acknowledgements
@@ -108,8 +126,8 @@ func attackA(t *testing.T, nc *nats.Conn) []string {
 		DLQSubject("a", "apply"),
 		EventsSubject("a", "nats"),
 		ConflictsSubject("a"),
-		"$JS.FC." + ChangesStream("a") + "." + MirrorConsumer("c") + ".1",
-		"$JS.FC.a.xyz." + ChangesStream("a") + "." + MirrorConsumer("c") + ".1",
+		"$JS.FC." + ChangesStream("a") + "." + toC + ".1",
+		"$JS.FC.a.xyz." + ChangesStream("a") + "." + toC + ".1",
 		"$JS.ACK." + ChangesStream("b") + ".APPLY.1.1.1.1.1",
 		"$JS.ACK.a.xyz." + ChangesStream("b") + ".APPLY.1.1.1.1.1.1",
 	} {
@@ -121,6 +139,16 @@ func attackA(t *testing.T, nc *nats.Conn) []string {
 		t.Fatal(err)
 	}
 	return answered
+}
+
+// jsRefusal reports whether data is a JetStream API error answer.
+func jsRefusal(data []byte) bool {
+	var r struct {
+		Error *struct {
+			Code int `json:"code"`
+		} `json:"error"`
+	}
+	return json.Unmarshal(data, &r) == nil && r.Error != nil && r.Error.Code >= 400
 }
 
 // TestHostilePeerCannotReachSite: with b's own agent credentials (and then
@@ -148,7 +176,7 @@ func TestHostilePeerCannotReachSite(t *testing.T) {
 	// What reaches a's site account from outside on these subjects is an
 	// attack that got through (a's own agent publishes none of them here).
 	seen := watch(t, a.nc, "forged", "s3mesh.changes.a.>", "s3mesh.dlq.a.>", "s3mesh.events.a.>", "s3mesh.conflicts.a",
-		"$JS.FC.*."+MirrorConsumer("c")+".*", "$JS.FC.*.*.*."+MirrorConsumer("c")+".*", "$JS.ACK.>", "$JS.API.>")
+		"$JS.FC.*."+a.topo.MirrorConsumer("a", "c")+".*", "$JS.FC.*.*.*."+a.topo.MirrorConsumer("a", "c")+".*", "$JS.ACK.>", "$JS.API.>")
 	admin, err := a.nc.Subscribe("s3mesh.admin.a.>", func(m *nats.Msg) { m.Respond([]byte("ok")) })
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +215,7 @@ func TestHostilePeerCannotReachSite(t *testing.T) {
 				t.Errorf("%s: %s at a has last seq %d, want %d", from, s, n, want)
 			}
 		}
-		for _, c := range []struct{ stream, name string }{{ChangesStream("a"), MirrorConsumer("b")}, {ChangesStream("a"), MirrorConsumer("c")}, {ChangesStream("b"), "APPLY"}} {
+		for _, c := range []struct{ stream, name string }{{ChangesStream("a"), a.topo.MirrorConsumer("a", "b")}, {ChangesStream("a"), a.topo.MirrorConsumer("a", "c")}, {ChangesStream("b"), "APPLY"}} {
 			st, err := a.js.Stream(ctx, c.stream)
 			if err == nil {
 				_, err = st.Consumer(ctx, c.name)
@@ -202,33 +230,27 @@ func TestHostilePeerCannotReachSite(t *testing.T) {
 	}
 
 	// 1. b's own agent credentials, at b's broker.
-	answered := attackA(t, m.sites["b"].nc)
+	answered := attackA(t, m, m.sites["b"].nc)
 	check("b's agent", answered, func(int) {
 		// Records b publishes after the attacks cross the same link: once
 		// they are at a, so is everything sent before them.
 		m.publish(ctx, "b", 10, 1)
 		m.waitSeq(ctx, "a", ChangesStream("b"), 11, 20*time.Second)
 	})
-	// What b may do at a: read its own records in a's mirror of them, and
-	// ask a's agent for a page of its state (both read-only).
-	jsA, err := jetstream.NewWithDomain(m.sites["b"].nc, "a")
-	if err != nil {
-		t.Fatal(err)
+	// What b may do at a: ask a's agent about its own records in a's
+	// mirror of them, and for a page of a's state (both read-only). Stand-in
+	// responders answer as a's agent would (it is not running here).
+	for _, subj := range []string{StatePageSubject("a"), RecordsSubject("a", "b")} {
+		sub, err := a.nc.Subscribe(subj, func(m *nats.Msg) { m.Respond([]byte("answer")) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		eventually(t, 10*time.Second, "b asking a on "+subj, func() error {
+			_, err := m.sites["b"].nc.Request(subj, nil, 500*time.Millisecond)
+			return err
+		})
 	}
-	if st, err := jsA.Stream(ctx, ChangesStream("b")); err != nil {
-		t.Errorf("b reading its own records' mirror at a: %v", err)
-	} else if _, err := st.GetMsg(ctx, 1); err != nil {
-		t.Errorf("b reading its first record at a: %v", err)
-	}
-	page, err := a.nc.Subscribe(StatePageSubject("a"), func(m *nats.Msg) { m.Respond([]byte("page")) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer page.Unsubscribe()
-	eventually(t, 10*time.Second, "b asking a for a state page", func() error {
-		_, err := m.sites["b"].nc.Request(StatePageSubject("a"), nil, 500*time.Millisecond)
-		return err
-	})
 	// Replication a→b, a→c, c→a still runs.
 	m.publish(ctx, "a", 10, 5)
 	m.publish(ctx, "c", 10, 5)
@@ -267,7 +289,7 @@ func TestHostilePeerCannotReachSite(t *testing.T) {
 	// The link carries the mirror deliver subject b←a, so a's mirror
 	// consumer for b is a sync point: wait for a's interest in the
 	// subject a's mirror of b listens on to reach the rogue.
-	answered = attackA(t, rnc)
+	answered = attackA(t, m, rnc)
 	check("rogue b", answered, func(int) {
 		marker := watch(t, a.nc, "marker", MirrorDeliverSubject("b", "a"))
 		eventually(t, 10*time.Second, "marker from the rogue at a", func() error {

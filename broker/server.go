@@ -372,6 +372,7 @@ func linkAccounts(cfg ServerConfig, opts *server.Options, agentKey string) error
 	}
 	var peers []string
 	peerUsers := map[string][]AccountUser{}
+	secrets := map[string]string{}
 	seen := map[string]bool{}
 	for _, l := range cfg.Links {
 		if err := ValidSiteName(l.Peer); err != nil {
@@ -385,11 +386,12 @@ func linkAccounts(cfg ServerConfig, opts *server.Options, agentKey string) error
 			return fmt.Errorf("link to %s: password missing or shorter than 16 characters", l.Peer)
 		}
 		peers = append(peers, l.Peer)
+		secrets[l.Peer] = l.Password
 		if l.URL == "" {
 			peerUsers[l.Peer] = []AccountUser{fmt.Sprintf("{user: %s, password: %s, allowed_connection_types: [\"LEAFNODE\"]}", q(l.Peer), q(l.Password))}
 		}
 	}
-	text := AccountsConfig(cfg.Site, peers, siteUsers, peerUsers)
+	text := AccountsConfig(cfg.Site, peers, siteUsers, peerUsers, secrets)
 	if err := opts.ProcessConfigString(text); err != nil {
 		return fmt.Errorf("accounts: %w", err)
 	}

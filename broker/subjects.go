@@ -1,6 +1,9 @@
 package broker
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -70,8 +73,45 @@ func DLQSubject(site, kind string) string { return subjectRoot + ".dlq." + site 
 func DLQSubjectFilter(site string) string { return subjectRoot + ".dlq." + site + ".>" }
 
 // MirrorConsumer is the name of the durable consumer on ChangesStream(origin)
-// that feeds the mirror of it at site dest ("durable sourcing").
+// that feeds the mirror of it at site dest ("durable sourcing"), for a link
+// without a secret (MirrorConsumerFor).
 func MirrorConsumer(dest string) string { return "MIRROR_" + dest }
+
+// MirrorConsumerFor is the name of the durable consumer on
+// ChangesStream(origin) that feeds the mirror of it at dest, over a link
+// whose two ends share secret (the link password): MIRROR_<dest>_ and 128
+// bits of an HMAC of the pair under the secret.
+//
+// The name must be one no third site can guess. Flow-control replies
+// acknowledge records to this consumer, and nats-server's mirror answers a
+// flow-control request on whatever reply subject its sender chose; every
+// mirror of a site lives in the one site account, whose imports route
+// $JS.FC.CHANGES_<origin>.<name>.* to origin. So a peer p that knew the
+// name could make this site's mirror of p answer p's forged request on
+// that subject, and move the acknowledgement floor of origin's consumer
+// for this site: after the next consumer reset, records of origin never
+// reach this site. With the name unknown to p, no subject p can choose
+// matches an import (broker/containment_test.go). Without a secret the
+// name is MirrorConsumer(dest).
+func MirrorConsumerFor(origin, dest, secret string) string {
+	if secret == "" {
+		return MirrorConsumer(dest)
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte("s3mesh mirror consumer\x00" + origin + "\x00" + dest))
+	return MirrorConsumer(dest) + "_" + hex.EncodeToString(mac.Sum(nil)[:16])
+}
+
+// RecordsSubject is where the agent of site answers peer's one question
+// about peer's own records in site's mirror of them (how many, the first
+// and last sequence, the last record's bytes): the start-up check and
+// `s3mesh rebuild` of peer need it. It crosses only the link site–peer, and
+// the agent ignores the request body, so a peer cannot shape the work it
+// asks for (nats-server's own STREAM.INFO takes options from the body, one
+// of which allocates per deleted sequence: see Links).
+func RecordsSubject(site, peer string) string {
+	return subjectRoot + ".admin." + site + ".records." + peer
+}
 
 // MirrorDeliverSubject is the subject on which MirrorConsumer(dest) on
 // ChangesStream(origin) pushes records to the mirror at dest. It crosses

@@ -148,6 +148,13 @@ func newMeshOpt(t testing.TB, secure bool, tune func(*ServerConfig), names ...st
 		}
 	}
 	for _, n := range names {
+		// The link passwords name the mirror consumers, as the agent's
+		// topology does (agent.Topology).
+		s := m.sites[n]
+		s.topo.LinkSecrets = map[string]string{}
+		for _, l := range s.cfg.Links {
+			s.topo.LinkSecrets[l.Peer] = l.Password
+		}
 		m.start(n)
 	}
 	t.Cleanup(func() {

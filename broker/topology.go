@@ -23,6 +23,21 @@ type Topology struct {
 	// Replicas of every stream and mirror consumer (0 = 1). More than 1
 	// needs a clustered NATS server (production), not the embedded one.
 	Replicas int
+	// LinkSecrets holds, per peer, the secret the two ends of the link
+	// share (the embedded broker's link password): it makes the names of
+	// the mirror consumers unguessable to third sites (MirrorConsumerFor).
+	// A peer without one gets the plain name MirrorConsumer.
+	LinkSecrets map[string]string
+}
+
+// MirrorConsumer is the name of the consumer on origin's CHANGES stream
+// that feeds dest's mirror; one of origin and dest is t.Site.
+func (t Topology) MirrorConsumer(origin, dest string) string {
+	peer := origin
+	if peer == t.Site {
+		peer = dest
+	}
+	return MirrorConsumerFor(origin, dest, t.LinkSecrets[peer])
 }
 
 const (
@@ -150,7 +165,7 @@ func streamConfigs(t Topology) []jetstream.StreamConfig {
 }
 
 // mirrorConfig is the local mirror of peer's CHANGES stream, fed by the
-// durable consumer MirrorConsumer(site) that the peer keeps on its stream.
+// durable consumer t.MirrorConsumer(peer, site) that the peer keeps on its stream.
 func mirrorConfig(t Topology, peer string) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        ChangesStream(peer),
@@ -167,7 +182,7 @@ func mirrorConfig(t Topology, peer string) jetstream.StreamConfig {
 			// equal to what the server reports back.
 			External: &jetstream.ExternalStream{APIPrefix: "$JS." + peer + ".API"},
 			Consumer: &jetstream.StreamConsumerSource{
-				Name:           MirrorConsumer(t.Site),
+				Name:           t.MirrorConsumer(peer, t.Site),
 				DeliverSubject: MirrorDeliverSubject(peer, t.Site),
 			},
 		},
@@ -182,7 +197,7 @@ func mirrorConfig(t Topology, peer string) jetstream.StreamConfig {
 // link is back.
 func mirrorConsumerConfig(t Topology, peer string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:        MirrorConsumer(peer),
+		Durable:        t.MirrorConsumer(t.Site, peer),
 		Description:    fmt.Sprintf("s3mesh: feeds the mirror at site %s of %s", peer, ChangesStream(t.Site)),
 		DeliverSubject: MirrorDeliverSubject(t.Site, peer),
 		DeliverPolicy:  jetstream.DeliverAllPolicy,

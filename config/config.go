@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -222,6 +223,13 @@ type Peer struct {
 	// PublicKeys are the nkeys user public keys ("U…") the peer signs its
 	// records with: one, or two while it rotates its key.
 	PublicKeys []string `yaml:"public_keys"`
+	// LinkSecret is a secret this site and the peer share (at least 16
+	// characters, the same at both ends), from which the names of the two
+	// mirror consumers of the link are made (broker.MirrorConsumerFor), so
+	// that no third site can forge flow control for them. Only for an
+	// external broker (nats.url without nats.embedded.links): an embedded
+	// broker's link password serves.
+	LinkSecret Secret `yaml:"link_secret"`
 }
 
 // EventSource is one source of local-change hints.
@@ -501,6 +509,18 @@ func (s *Site) Validate() error {
 		if err := p.S3.validate(f + ".s3"); err != nil {
 			return err
 		}
+		if !p.LinkSecret.IsZero() {
+			v, err := p.LinkSecret.Value()
+			if err != nil {
+				return fieldErr(f+".link_secret", "%v", err)
+			}
+			if len(v) < 16 {
+				return fieldErr(f+".link_secret", "shorter than 16 characters")
+			}
+			if e := s.NATS.Embedded; e != nil && slices.ContainsFunc(e.Links, func(l Link) bool { return l.Peer == p.Name }) {
+				return fieldErr(f+".link_secret", "the embedded broker's link to %s has a password, which serves as the link's secret: set one of the two", p.Name)
+			}
+		}
 	}
 	if err := s.validateSigning(); err != nil {
 		return err
@@ -714,6 +734,24 @@ func (n NATS) validate() error {
 		}
 	}
 	return nil
+}
+
+// LinkSecrets returns, per peer, the secret the link to it shares: the
+// peer's link_secret, else the embedded broker's link password ("" for
+// neither). Call it only on a validated configuration.
+func (s *Site) LinkSecrets() map[string]string {
+	out := map[string]string{}
+	if e := s.NATS.Embedded; e != nil {
+		for _, l := range e.Links {
+			out[l.Peer] = l.Password.MustValue()
+		}
+	}
+	for _, p := range s.Peers {
+		if !p.LinkSecret.IsZero() {
+			out[p.Name] = p.LinkSecret.MustValue()
+		}
+	}
+	return out
 }
 
 // PeerNames returns the peers' names in configuration order.

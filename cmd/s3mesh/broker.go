@@ -31,7 +31,7 @@ func ensureStreams(ctx context.Context, srv *broker.Server, cfg *config.Site) er
 	defer cancel()
 	// Only the origin side: the agents create the mirrors once every broker
 	// of the lab has its consumers (see broker.EnsureOrigin).
-	return broker.EnsureOrigin(ctx, js, broker.Topology{Site: cfg.Site, Peers: cfg.PeerNames(), Replicas: cfg.NATS.StreamReplicas})
+	return broker.EnsureOrigin(ctx, js, agent.Topology(cfg))
 }
 
 // newBrokerCmd: `s3mesh broker --config site.yaml` runs the site's NATS

@@ -70,14 +70,13 @@ X's mirrors.`,
 // rebuildEnv is what runRebuild connects to.
 type rebuildEnv struct {
 	cfg   *config.Site
-	self  *nats.Conn                     // X's broker
-	peers map[string]*nats.Conn          // admin requests to each peer go here
-	pjs   map[string]jetstream.JetStream // each peer's JetStream (its domain)
+	self  *nats.Conn            // X's broker
+	peers map[string]*nats.Conn // admin requests to each peer go here
 	close func()
 }
 
 func rebuildConnect(f rebuildFlags) (*rebuildEnv, error) {
-	env := &rebuildEnv{peers: map[string]*nats.Conn{}, pjs: map[string]jetstream.JetStream{}}
+	env := &rebuildEnv{peers: map[string]*nats.Conn{}}
 	var conns []*nats.Conn
 	var srv *broker.Server
 	env.close = func() {
@@ -131,9 +130,6 @@ func rebuildConnect(f rebuildFlags) (*rebuildEnv, error) {
 				return fail(fmt.Errorf("peer %s unreachable: %w", p, err))
 			}
 			env.peers[p] = nc
-			if env.pjs[p], err = jetstream.New(nc); err != nil {
-				return fail(err)
-			}
 		}
 		return env, nil
 	case f.cfgPath != "":
@@ -161,12 +157,9 @@ func rebuildConnect(f rebuildFlags) (*rebuildEnv, error) {
 		}
 		conns = append(conns, s.nc)
 		env.self = s.nc
-		// Admin requests and the peers' JetStream APIs cross X's leaf links.
+		// Admin requests cross X's leaf links.
 		for _, p := range cfg.PeerNames() {
 			env.peers[p] = s.nc
-			if env.pjs[p], err = jetstream.NewWithDomain(s.nc, p); err != nil {
-				return fail(err)
-			}
 		}
 		return env, nil
 	}
@@ -308,17 +301,17 @@ func continueChanges(ctx context.Context, env *rebuildEnv, log *slog.Logger) err
 	name := broker.ChangesStream(cfg.Site)
 	var peerLast uint64
 	for _, p := range cfg.PeerNames() {
-		s, err := env.pjs[p].Stream(ctx, name)
+		r, err := agent.AskPeerRecords(ctx, env.peers[p], cfg.Site, p)
 		if err != nil {
-			return fmt.Errorf("peer %s: its mirror of %s: %w", p, name, err)
+			return fmt.Errorf("its mirror of %s: %w", name, err)
 		}
-		peerLast = max(peerLast, s.CachedInfo().State.LastSeq)
+		peerLast = max(peerLast, r.LastSeq)
 	}
 	js, err := jetstream.New(env.self)
 	if err != nil {
 		return err
 	}
-	topo := broker.Topology{Site: cfg.Site, Peers: cfg.PeerNames(), Replicas: cfg.NATS.StreamReplicas}
+	topo := agent.Topology(cfg)
 	if err := broker.EnsureOrigin(ctx, js, topo); err != nil {
 		return fmt.Errorf("site %s streams: %w", cfg.Site, err)
 	}

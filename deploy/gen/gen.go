@@ -472,7 +472,7 @@ func nodeConfig(o Options, res *Result, i int, nd Node, agentHash string) ([]byt
 		}
 	}
 	w("\n")
-	w("%s", broker.AccountsConfig(r.Name, peers, siteUsers, peerUsers))
+	w("%s", broker.AccountsConfig(r.Name, peers, siteUsers, peerUsers, nil))
 	w("\nleafnodes {\n")
 	w("  listen: %s\n", q(hostPort(lh, nd.LeafPort)))
 	w("  # A full mesh of leaf links needs this on every server (or loop detection drops links).\n")
