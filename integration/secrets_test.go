@@ -10,10 +10,10 @@ import (
 )
 
 // secretFiles are the files of a lab site directory that hold a secret:
-// S3 secret key, webhook token, the broker passwords of the agent and the
-// event sink, one password per leaf link, the record signing seed and the
-// broker's TLS key; and, in the lab directory itself, the lab CA's key.
-var secretFiles = []string{"s3-secret", "webhook-token", "nats-password", "nats-events-password", "link-*-password", "signing.nk", "nats-key.pem", "../ca-key.pem"}
+// S3 secret key, its keys at its peers' stores, webhook token, the broker
+// passwords of the agent and the event sink, one password per leaf link,
+// the record signing seed and the broker's TLS key; and, in the lab directory itself, the lab CA's key.
+var secretFiles = []string{"s3-secret", "peer-*-s3-secret", "webhook-token", "nats-password", "nats-events-password", "link-*-password", "signing.nk", "nats-key.pem", "../ca-key.pem"}
 
 // secretsOf is what a log line must not contain of a secret file: its
 // content or, for a PEM key, any line of its body.

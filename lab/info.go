@@ -50,6 +50,20 @@ type SiteInfo struct {
 	// PublicKey its public key, which every peer's configuration lists.
 	SigningKey string `json:"signing_key"`
 	PublicKey  string `json:"public_key"`
+	// PeerS3 are the keys this site's agent fetches from its peers' stores
+	// with (its site.yaml peers[].s3), one per peer.
+	PeerS3 []PeerS3Info `json:"peer_s3"`
+}
+
+// PeerS3Info is a site's key at one peer's store: read-only (a versitygw
+// user granted s3:GetObject and s3:ListBucket by bucket policy), or, when
+// Writable, the peer store's only key pair (rclone), which site.yaml marks
+// allow_writable_key.
+type PeerS3Info struct {
+	Peer      string `json:"peer"`
+	AccessKey string `json:"access_key"`
+	SecretKey string `json:"secret_key"`
+	Writable  bool   `json:"writable,omitempty"`
 }
 
 // LinkInfo is one leaf-node link: From's broker dials To's leaf listener
@@ -105,6 +119,12 @@ func (l *Lab) Info() Info {
 		})
 		if !l.o.Insecure {
 			in.Sites[len(in.Sites)-1].NATSUser, in.Sites[len(in.Sites)-1].NATSPassword = agentUser, s.natsPassword
+		}
+		for _, p := range l.sites {
+			if k, ok := s.peerKeys[p.name]; ok {
+				in.Sites[len(in.Sites)-1].PeerS3 = append(in.Sites[len(in.Sites)-1].PeerS3,
+					PeerS3Info{Peer: p.name, AccessKey: k.accessKey, SecretKey: k.secretKey, Writable: k.writable})
+			}
 		}
 	}
 	for _, k := range l.links {

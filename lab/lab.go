@@ -295,6 +295,9 @@ func (l *Lab) setup() error {
 	if err := prepareLinks(l.sites); err != nil {
 		return err
 	}
+	if err := preparePeerKeys(l.sites); err != nil {
+		return err
+	}
 	if !l.o.Insecure {
 		if err := prepareTLS(l.dir, l.sites); err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -361,7 +362,7 @@ func TestLabLinksResumeFresh(t *testing.T) {
 	for i := range in.Sites {
 		a, b := in.Sites[i], in2.Sites[i]
 		a.AgentPID, b.AgentPID = 0, 0
-		if a != b {
+		if !reflect.DeepEqual(a, b) {
 			t.Errorf("site changed on resume:\n%+v\n%+v", a, b)
 		}
 	}

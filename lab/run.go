@@ -25,6 +25,9 @@ func (l *Lab) defineProcs(s *site) {
 			"--region", Region,
 			"--keep-alive",
 			"--quiet",
+			// The internal IAM: the peers' read-only users (peerkeys.go),
+			// made through the admin API on the S3 port.
+			"--iam-dir", s.iamDir(),
 			// No --event-filter: versitygw then sends every event of
 			// every bucket (a nil filter passes everything).
 			"--event-nats-topic", eventsSubject(s.name),
@@ -97,8 +100,18 @@ func (l *Lab) startS3(ctx context.Context, s *site) error {
 	return l.startWait(ctx, s, s.s3)
 }
 
-// startAgent starts s's agent and waits until GET /healthz answers 200.
+// startAgent gives s's peers their read-only keys at s's store (again:
+// its buckets may have been made anew since, by `s3mesh rebuild` after a
+// wipe), then starts s's agent and waits until GET /healthz answers 200.
+// The agent refuses to start with a peer key that can write.
 func (l *Lab) startAgent(ctx context.Context, s *site) error {
+	if s.s3.running() {
+		if err := l.grantPeers(ctx, s); err != nil {
+			return err
+		}
+	} else if s.store == StoreVersity {
+		l.log.Warn("versitygw is not running: the peers' read-only keys are granted at the next start of the agent", "site", s.name)
+	}
 	return l.startWait(ctx, s, s.agent)
 }
 

@@ -30,6 +30,9 @@ func TestLabSigningKeys(t *testing.T) {
 	if err := prepareLinks(sites); err != nil {
 		t.Fatal(err)
 	}
+	if err := preparePeerKeys(sites); err != nil {
+		t.Fatal(err)
+	}
 	leaf := func(x, y *site) string { return loopback(pf.Links[linkName(x.name, y.name)]) }
 	pubs := map[string]string{}
 	for _, s := range sites {

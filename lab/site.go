@@ -59,6 +59,10 @@ type site struct {
 	// caFile is the lab CA the site's broker certificate is signed by
 	// ("" in an --insecure lab: no TLS).
 	caFile string
+	// peerKeys are the S3 keys this site's agent fetches from each peer's
+	// store with (by peer name; peerkeys.go): read-only on versitygw, the
+	// store's only key pair on rclone.
+	peerKeys map[string]peerKey
 
 	broker, s3, agent *proc
 	// Guarded by Lab.mu:
@@ -75,6 +79,10 @@ func (s *site) logDir() string     { return filepath.Join(s.dir, "logs") }
 func (s *site) secretPath() string { return filepath.Join(s.dir, "s3-secret") }
 func (s *site) accessPath() string { return filepath.Join(s.dir, "s3-access-key") }
 func (s *site) tokenPath() string  { return filepath.Join(s.dir, "webhook-token") }
+
+// iamDir is versitygw's internal IAM (--iam-dir: users.json), outside the
+// store's data so that a wipe keeps the peers' read-only users.
+func (s *site) iamDir() string { return filepath.Join(s.dir, "iam") }
 
 // The broker's clients: the agent (and tools acting as the site) and
 // versitygw's event sink, which may only publish the site's events.
@@ -136,7 +144,7 @@ func loopback(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 // prepare creates the site's directories and credentials (generated once,
 // kept across restarts of the lab).
 func (s *site) prepare() error {
-	for _, d := range []string{s.dir, s.logDir(), s.dataDir(), s.natsDir(), s.stateDir()} {
+	for _, d := range []string{s.dir, s.logDir(), s.dataDir(), s.natsDir(), s.stateDir(), s.iamDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("lab: %w", err)
 		}
@@ -215,10 +223,11 @@ type (
 		File string `yaml:"file"`
 	}
 	yS3 struct {
-		Endpoint  string  `yaml:"endpoint"`
-		Region    string  `yaml:"region"`
-		AccessKey string  `yaml:"access_key"`
-		SecretKey ySecret `yaml:"secret_key"`
+		Endpoint         string  `yaml:"endpoint"`
+		Region           string  `yaml:"region"`
+		AccessKey        string  `yaml:"access_key"`
+		SecretKey        ySecret `yaml:"secret_key"`
+		AllowWritableKey bool    `yaml:"allow_writable_key,omitempty"`
 	}
 	yBucket struct {
 		Name      string            `yaml:"name"`
@@ -355,7 +364,7 @@ func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) str
 		}
 		// Peers are reached directly (bodies are fetched from their S3);
 		// only the leaf-node links go through the cuttable proxies.
-		c.Peers = append(c.Peers, yPeer{Name: p.name, S3: p.yS3(), PublicKeys: []string{p.signingPub}})
+		c.Peers = append(c.Peers, yPeer{Name: p.name, S3: s.yPeerS3(p), PublicKeys: []string{p.signingPub}})
 		// One link per pair: the smaller name dials the larger one.
 		url := ""
 		if s.name < p.name {

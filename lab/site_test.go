@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -65,12 +66,19 @@ func TestSiteConfigPassesConfigLoad(t *testing.T) {
 	var sites []*site
 	for _, n := range siteNames(3) {
 		s := newSite(dir, n, pf.Sites[n])
+		s.store = StoreVersity
+		if n == "c" {
+			s.store = StoreRclone
+		}
 		if err := s.prepare(); err != nil {
 			t.Fatal(err)
 		}
 		sites = append(sites, s)
 	}
 	if err := prepareLinks(sites); err != nil {
+		t.Fatal(err)
+	}
+	if err := preparePeerKeys(sites); err != nil {
 		t.Fatal(err)
 	}
 	leaf := func(x, y *site) string { return loopback(pf.Links[linkName(x.name, y.name)]) }
@@ -120,9 +128,22 @@ func TestSiteConfigPassesConfigLoad(t *testing.T) {
 	if len(e.Users) != 1 || e.Users[0].Name != eventsUser || !reflect.DeepEqual(e.Users[0].Publish, []string{"s3mesh.events.a.nats"}) || len(e.Users[0].Subscribe) != 0 {
 		t.Errorf("users = %+v", e.Users)
 	}
-	if !reflect.DeepEqual(a.PeerNames(), []string{"b", "c"}) || a.Peers[0].S3.Endpoint != sites[1].s3Endpoint() ||
-		a.Peers[0].S3.AccessKey != sites[1].accessKey || a.Peers[0].S3.SecretKey.MustValue() != sites[1].secretKey {
+	// Peers' keys: a's own key for b's versitygw (read-only, made at b by
+	// the lab), in a's directory; for c's rclone, c's only key pair, marked
+	// allow_writable_key.
+	pb, pc := a.Peers[0].S3, a.Peers[1].S3
+	if !reflect.DeepEqual(a.PeerNames(), []string{"b", "c"}) || pb.Endpoint != sites[1].s3Endpoint() || pc.Endpoint != sites[2].s3Endpoint() {
 		t.Errorf("peers = %+v", a.Peers)
+	}
+	if pb.AccessKey == sites[1].accessKey || pb.SecretKey.MustValue() == sites[1].secretKey || pb.AllowWritableKey ||
+		pb.AccessKey != sites[0].peerKeys["b"].accessKey || pb.SecretKey.File != sites[0].peerSecretPath("b") || len(pb.SecretKey.MustValue()) != 40 {
+		t.Errorf("a's key at versitygw b = %+v: want a read-only key of a's own, not b's root key", pb)
+	}
+	if pc.AccessKey != sites[2].accessKey || pc.SecretKey.MustValue() != sites[2].secretKey || !pc.AllowWritableKey || pc.SecretKey.File != sites[0].peerSecretPath("c") {
+		t.Errorf("a's key at rclone c = %+v: want c's key pair, allow_writable_key", pc)
+	}
+	if sites[0].peerKeys["b"].accessKey == sites[2].peerKeys["b"].accessKey || sites[0].peerKeys["b"].secretKey == sites[2].peerKeys["b"].secretKey {
+		t.Error("a and c hold the same key for b")
 	}
 	if len(a.Events) != 2 {
 		t.Fatalf("events = %+v", a.Events)
@@ -163,15 +184,23 @@ func TestSiteConfigPassesConfigLoad(t *testing.T) {
 	}
 
 	// Secrets: private files, never inline in site.yaml, stable across runs.
-	for _, f := range []string{sites[0].secretPath(), sites[0].tokenPath(), sites[0].natsPasswordPath(), sites[0].eventsPasswordPath(), sites[0].linkPasswordPath("b")} {
+	for _, f := range []string{sites[0].secretPath(), sites[0].tokenPath(), sites[0].natsPasswordPath(), sites[0].eventsPasswordPath(), sites[0].linkPasswordPath("b"),
+		sites[0].peerSecretPath("b"), sites[0].peerSecretPath("c")} {
 		fi, err := os.Stat(f)
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: mode %v (%v), want 0600", f, fi.Mode(), err)
 		}
 	}
 	y, _ := os.ReadFile(sites[0].configPath())
-	if strings.Contains(string(y), sites[0].secretKey) || strings.Contains(string(y), sites[1].secretKey) {
+	if strings.Contains(string(y), sites[0].secretKey) || strings.Contains(string(y), sites[1].secretKey) || strings.Contains(string(y), sites[0].peerKeys["b"].secretKey) {
 		t.Error("site.yaml contains a secret key")
+	}
+	// Every file a's site.yaml names is in a's directory: a holds only its
+	// own secrets.
+	for _, f := range regexp.MustCompile(`file: (\S+)`).FindAllStringSubmatch(string(y), -1) {
+		if !strings.HasPrefix(f[1], sites[0].dir+string(filepath.Separator)) && f[1] != filepath.Join(dir, "ca.pem") {
+			t.Errorf("a's site.yaml names %s, outside a's directory", f[1])
+		}
 	}
 	again := newSite(dir, "a", pf.Sites["a"])
 	if err := again.prepare(); err != nil {
@@ -179,6 +208,9 @@ func TestSiteConfigPassesConfigLoad(t *testing.T) {
 	}
 	if again.accessKey != sites[0].accessKey || again.secretKey != sites[0].secretKey {
 		t.Error("credentials changed on a second prepare")
+	}
+	if k, err := again.preparePeerKey(sites[1]); err != nil || k != sites[0].peerKeys["b"] {
+		t.Errorf("a's key for b changed on a second prepare (%v)", err)
 	}
 	if sites[0].secretKey == sites[1].secretKey || len(sites[0].secretKey) != 40 {
 		t.Errorf("secret keys not random per site: %d chars", len(sites[0].secretKey))
