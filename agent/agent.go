@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,8 @@ type Agent struct {
 	// adminGate: admin handlers hold it for reading; Run takes it for
 	// writing when it returns (see serveAdmin).
 	adminGate sync.RWMutex
+	// httpLimits: defaultHTTPLimits (tests shorten them before Run).
+	httpLimits httpLimits
 }
 
 // New connects everything; Run starts the work. On error nothing is left
@@ -67,7 +70,7 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		return nil, err
 	}
 	setMemoryLimit(cfg.MemoryBudget, log)
-	a = &Agent{cfg: cfg, log: log, M: metrics.New()}
+	a = &Agent{cfg: cfg, log: log, M: metrics.New(), httpLimits: defaultHTTPLimits}
 	opened := a // the error returns below set a to nil
 	defer func() {
 		if err != nil {
@@ -363,7 +366,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		}
-		a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		a.http = newHTTPServer(limitBodies(mux), a.httpLimits)
 		run("http", func() error {
 			if err := a.http.Serve(a.httpLn); !errors.Is(err, http.ErrServerClosed) {
 				return err
@@ -384,6 +387,66 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	return err
+}
+
+// httpLimits are the timeouts of the agent's HTTP server (README:
+// Dashboard, "Limits of http_addr"). No endpoint streams: the dashboard
+// polls its JSON API (web/app.js), /metrics and /healthz answer at once.
+// The longest legitimate exchange is a webhook request: a body of up to
+// producer.MaxEventBytes, then up to 10 s for its publish to be acked. The
+// one long response, a profile or trace of ?seconds=N with S3MESH_PPROF=1,
+// moves its own write deadline to Write+N (net/http/pprof does it through
+// http.ResponseController), so no profile is cut short.
+type httpLimits struct {
+	ReadHeader time.Duration // request line and headers
+	Read       time.Duration // the whole request, body included
+	Write      time.Duration // from the end of the headers to the end of the response
+	Idle       time.Duration // a kept-alive connection waiting for its next request
+}
+
+// defaultHTTPLimits: Read lets a webhook body of 1 MiB arrive at 35 KB/s;
+// Write covers that body and the publish (10 s) with room to spare; Idle
+// closes a pooled connection of a webhook sender that went quiet (it
+// redials: its events are answered 200 only once stored).
+var defaultHTTPLimits = httpLimits{ReadHeader: 10 * time.Second, Read: 30 * time.Second, Write: 60 * time.Second, Idle: 2 * time.Minute}
+
+// maxNoBodyBytes bounds the request body of every endpoint but the
+// webhook's (none of them reads one).
+const maxNoBodyBytes = 4 << 10
+
+func newHTTPServer(h http.Handler, l httpLimits) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: l.ReadHeader, ReadTimeout: l.Read, WriteTimeout: l.Write, IdleTimeout: l.Idle}
+}
+
+// limitBodies answers 413 to a request body over maxNoBodyBytes on every
+// path but /events/, whose handler (producer.Webhook) reads at most
+// producer.MaxEventBytes, after checking the token, and answers 413 beyond
+// it. A smaller body is read and dropped here: no handler behind it takes
+// one.
+func limitBodies(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/events/") || r.ContentLength == 0 {
+			h.ServeHTTP(w, r)
+			return
+		}
+		tooLarge := fmt.Sprintf("request body over %d bytes: only POST /events/<source> takes a body (up to %d bytes)", maxNoBodyBytes, producer.MaxEventBytes)
+		if r.ContentLength > maxNoBodyBytes {
+			http.Error(w, tooLarge, http.StatusRequestEntityTooLarge)
+			return
+		}
+		// Chunked (ContentLength -1) or small: read it within the limit.
+		if _, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, maxNoBodyBytes)); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				http.Error(w, tooLarge, http.StatusRequestEntityTooLarge)
+				return
+			}
+			http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.Body = http.NoBody
+		h.ServeHTTP(w, r)
+	})
 }
 
 // checkEventSubjects makes sure every nats event source's subject is one

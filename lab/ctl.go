@@ -53,6 +53,10 @@ type ctlResponse struct {
 	Error  string `json:"error,omitempty"`
 }
 
+// maxCtlRequest bounds a request body (a verb and its arguments); a larger
+// one is answered 413.
+const maxCtlRequest = 64 << 10
+
 // ctlHandler runs one verb.
 type ctlHandler func(verb string, args ...string) (string, error)
 
@@ -85,7 +89,10 @@ func serveCtl(path string, h ctlHandler, log *slog.Logger) (*ctlServer, error) {
 		var req ctlRequest
 		var resp ctlResponse
 		code := http.StatusOK
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+		var tooLarge *http.MaxBytesError
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCtlRequest)).Decode(&req); errors.As(err, &tooLarge) {
+			resp.Error, code = fmt.Sprintf("request over %d bytes", maxCtlRequest), http.StatusRequestEntityTooLarge
+		} else if err != nil {
 			resp.Error, code = "bad request: "+err.Error(), http.StatusBadRequest
 		} else if out, err := h(req.Verb, req.Args...); err != nil {
 			resp.Output, resp.Error, code = out, err.Error(), http.StatusBadRequest
@@ -102,7 +109,12 @@ func serveCtl(path string, h ctlHandler, log *slog.Logger) (*ctlServer, error) {
 	})
 	s := &ctlServer{
 		path: path,
-		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		// A verb runs before its response is written: start X waits for the
+		// agent's health, wipe for the broker and versitygw. WriteTimeout
+		// (counted from the end of the headers) is therefore the client's
+		// ctlTimeout, not shorter; the socket is the lab owner's (0600).
+		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: ctlTimeout, IdleTimeout: 2 * time.Minute},
 		done: make(chan struct{}),
 	}
 	go func() {
