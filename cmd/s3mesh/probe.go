@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/s3mesh/s3mesh/internal/versityiam"
 	"github.com/s3mesh/s3mesh/s3io"
 )
 
@@ -103,17 +104,28 @@ func probe(ctx context.Context, raw string, ok200, insecure bool) error {
 
 // newBucketCmd: `s3mesh bucket create` makes the replicated bucket at a
 // site's store (the compose file's one-shot init services use it; the
-// images have no aws CLI). Credentials come from the environment
+// images have no aws CLI) and, with --reader, the peers' read-only users of
+// a versitygw store. Credentials come from the environment
 // (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY by default), never from argv.
 func newBucketCmd() *cobra.Command {
 	c := &cobra.Command{Use: "bucket", Short: "Bucket helpers (create)"}
 	var endpoint, region, accessEnv, secretEnv string
-	var buckets []string
+	var buckets, readerFlags []string
 	var wait time.Duration
 	create := &cobra.Command{
-		Use:   "create --endpoint URL --bucket NAME [--bucket NAME ...]",
-		Short: "Create buckets unless they exist (retrying until --wait while the store starts)",
-		Args:  cobra.NoArgs,
+		Use:   "create --endpoint URL --bucket NAME [--bucket NAME ...] [--reader ACCESS_KEY=SECRET_ENV ...]",
+		Short: "Create buckets unless they exist (retrying until --wait while the store starts); --reader: versitygw read-only users",
+		Long: `Create buckets unless they exist (retrying until --wait while the store starts).
+
+--reader ACCESS_KEY=SECRET_ENV (repeatable; versitygw with its internal IAM,
+--iam-dir, only): make ACCESS_KEY a user of role "user" whose secret is the
+value of the environment variable SECRET_ENV (never argv), and set on every
+--bucket the policy that grants the readers s3:GetObject and s3:ListBucket
+and nothing else (it replaces the bucket's policy): a peer site's
+read-only key (README, "Peers' S3 keys: read-only"). The admin API is the
+gateway's S3 port (versitygw without --admin-port); the credentials are its
+root key.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if endpoint == "" || len(buckets) == 0 {
 				return fmt.Errorf("--endpoint and --bucket are required")
@@ -121,6 +133,18 @@ func newBucketCmd() *cobra.Command {
 			ak, sk := os.Getenv(accessEnv), os.Getenv(secretEnv)
 			if ak == "" || sk == "" {
 				return fmt.Errorf("credentials: set %s and %s", accessEnv, secretEnv)
+			}
+			var readers []versityiam.Reader
+			for _, r := range readerFlags {
+				access, env, ok := strings.Cut(r, "=")
+				if !ok || access == "" || env == "" {
+					return fmt.Errorf("--reader %q: want ACCESS_KEY=SECRET_ENV (the name of the variable holding the secret)", r)
+				}
+				secret := os.Getenv(env)
+				if secret == "" {
+					return fmt.Errorf("--reader %s: the environment variable %s is not set", access, env)
+				}
+				readers = append(readers, versityiam.Reader{Access: access, Secret: secret})
 			}
 			cl, err := s3io.New(s3io.Endpoint{URL: endpoint, Region: region, AccessKey: ak, SecretKey: sk, PathStyle: true})
 			if err != nil {
@@ -142,6 +166,19 @@ func newBucketCmd() *cobra.Command {
 					time.Sleep(time.Second)
 				}
 			}
+			if len(readers) > 0 {
+				ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+				defer cancel()
+				adm := versityiam.Admin{Endpoint: endpoint, Region: region, AccessKey: ak, SecretKey: sk}
+				if err := adm.GrantRead(ctx, buckets, readers); err != nil {
+					return fmt.Errorf("read-only users at %s (versitygw with --iam-dir only): %w", endpoint, err)
+				}
+				var names []string
+				for _, r := range readers {
+					names = append(names, r.Access)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "read-only users %s at %s: s3:GetObject and s3:ListBucket on %s\n", strings.Join(names, ", "), endpoint, strings.Join(buckets, ", "))
+			}
 			return nil
 		},
 	}
@@ -151,6 +188,7 @@ func newBucketCmd() *cobra.Command {
 	create.Flags().StringVar(&accessEnv, "access-key-env", "AWS_ACCESS_KEY_ID", "environment variable holding the access key")
 	create.Flags().StringVar(&secretEnv, "secret-key-env", "AWS_SECRET_ACCESS_KEY", "environment variable holding the secret key")
 	create.Flags().DurationVar(&wait, "wait", 0, "keep retrying this long while the store is not ready")
+	create.Flags().StringArrayVar(&readerFlags, "reader", nil, "ACCESS_KEY=SECRET_ENV: a versitygw read-only user for a peer (repeatable; see --help)")
 	c.AddCommand(create)
 	return c
 }
