@@ -61,6 +61,8 @@ type Agent struct {
 	adminGate sync.RWMutex
 	// httpLimits: defaultHTTPLimits (tests shorten them before Run).
 	httpLimits httpLimits
+	// peerKeys: what checkPeerKeys found of each peer's S3 key.
+	peerKeys peerKeyState
 }
 
 // New connects everything; Run starts the work. On error nothing is left
@@ -116,6 +118,11 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 			return nil, fmt.Errorf("peer %s s3: %w", p.Name, err)
 		}
 		sources[p.Name] = c
+	}
+	// A peer key that can write stops the start (peerkeys.go); what could
+	// not be asked yet is asked again by Run.
+	if a.peerKeys.pending, err = a.checkPeerKeys(ctx); err != nil {
+		return nil, err
 	}
 	if err := a.connect(); err != nil {
 		return nil, err
@@ -328,7 +335,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.Poller != nil {
 		run("poll", func() error { a.Poller.Run(ctx); return nil })
 	}
-	run("peer-keys", func() error { a.checkPeerKeys(ctx); return nil }) // warns only
+	run("peer-keys", func() error { return a.watchPeerKeys(ctx, a.peerKeys.pending) })
 	run("gauges", func() error { a.runGauges(ctx); return nil })
 	runner := &consumer.Runner{A: a.Applier, Site: a.cfg.Site, Peers: a.cfg.PeerNames(), Workers: a.cfg.Workers,
 		Budget: a.cfg.Retry.Budget, MaxBackoff: a.cfg.Retry.MaxBackoff,

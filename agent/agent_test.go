@@ -14,18 +14,23 @@ import (
 
 	"github.com/s3mesh/s3mesh/config"
 	"github.com/s3mesh/s3mesh/internal/testenv"
+	"github.com/s3mesh/s3mesh/internal/versityiam"
 	"github.com/s3mesh/s3mesh/s3io"
 )
 
 // TestThreeAgentsInProcess runs three agents with embedded brokers in one
 // process against three real versitygw servers and checks that a PUT, an
-// overwrite and a DELETE at one site reach the others.
+// overwrite and a DELETE at one site reach the others. Each site fetches
+// from its peers with read-only keys of its own (a versitygw user per
+// peer, granted GetObject and ListBucket by bucket policy), as in the lab.
 func TestThreeAgentsInProcess(t *testing.T) {
 	sites := []string{"a", "b", "c"}
 	vgw := map[string]*testenv.Versity{}
 	clients := map[string]*s3io.Client{}
+	// readKey is the read-only key of site s at peer p's store.
+	readKey := func(s, p string) (string, string) { return "read-" + s + "-at-" + p, "read-secret-of-" + s + "-at-" + p }
 	for _, s := range sites {
-		v := testenv.StartVersity(t)
+		v := testenv.StartVersity(t, "--iam-dir", t.TempDir())
 		vgw[s] = v
 		c, err := s3io.New(s3io.Endpoint{URL: v.Endpoint, Region: v.Region, AccessKey: v.AccessKey, SecretKey: v.SecretKey, PathStyle: true})
 		if err != nil {
@@ -33,6 +38,17 @@ func TestThreeAgentsInProcess(t *testing.T) {
 		}
 		clients[s] = c
 		if err := c.EnsureBucket(context.Background(), "demo"); err != nil {
+			t.Fatal(err)
+		}
+		var readers []versityiam.Reader
+		for _, p := range sites {
+			if p != s {
+				ak, sk := readKey(p, s)
+				readers = append(readers, versityiam.Reader{Access: ak, Secret: sk})
+			}
+		}
+		adm := versityiam.Admin{Endpoint: v.Endpoint, AccessKey: v.AccessKey, SecretKey: v.SecretKey}
+		if err := adm.GrantRead(context.Background(), []string{"demo"}, readers); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -64,9 +80,10 @@ func TestThreeAgentsInProcess(t *testing.T) {
 			if p == s {
 				continue
 			}
-			ps := filepath.Join(dir, p+"-secret")
-			os.WriteFile(ps, []byte(vgw[p].SecretKey), 0o600)
-			cfg.Peers = append(cfg.Peers, config.Peer{Name: p, S3: config.S3{Endpoint: vgw[p].Endpoint, Region: "us-east-1", AccessKey: vgw[p].AccessKey, SecretKey: config.Secret{File: ps}},
+			ak, sk := readKey(s, p)
+			ps := filepath.Join(dir, s+"-read-"+p+"-secret")
+			os.WriteFile(ps, []byte(sk), 0o600)
+			cfg.Peers = append(cfg.Peers, config.Peer{Name: p, S3: config.S3{Endpoint: vgw[p].Endpoint, Region: "us-east-1", AccessKey: ak, SecretKey: config.Secret{File: ps}},
 				PublicKeys: []string{pubs[p]}})
 			if s < p {
 				cfg.NATS.Embedded.LeafRemotes = append(cfg.NATS.Embedded.LeafRemotes, fmt.Sprintf("nats-leaf://127.0.0.1:%d", leaf[p]))

@@ -33,6 +33,10 @@ type Status struct {
 	// Store is what the agent's probe found the store to support (nil
 	// until the probe has run).
 	Store *s3io.Capabilities `json:"store,omitempty"`
+	// PeerKeys is what the start-up probe found of each peer's S3 key on
+	// each bucket (README, "Peers' S3 keys: read-only"): read-only, or
+	// writable only where peers[].s3.allow_writable_key allows it.
+	PeerKeys []PeerKeyStatus `json:"peer_keys,omitempty"`
 	// RebuiltAt is when `s3mesh rebuild` last restored this site (nil if
 	// it never was). A rebuild runs while the agent is stopped and prints
 	// its own progress; the agent refuses to start on an unfinished one.
@@ -200,6 +204,8 @@ func (a *Agent) Snapshot(ctx context.Context) (Status, error) {
 	if st.Store == nil {
 		st.Warnings = append(st.Warnings, "the store has not been probed yet (unreachable?): nothing is applied until it is")
 	}
+	st.PeerKeys = a.peerKeys.list()
+	st.Warnings = append(st.Warnings, peerKeyWarnings(st.PeerKeys)...)
 	if meta, ok, err := a.Store.SiteMeta(); err == nil && ok && meta.RebuiltAt > 0 {
 		t := time.UnixMilli(meta.RebuiltAt).UTC()
 		st.RebuiltAt = &t

@@ -119,6 +119,13 @@ func (e *env) polled(site string) bool {
 // agent's /metrics at addr.
 func webhookEvents(t *testing.T, addr string) float64 {
 	t.Helper()
+	return metricValue(t, addr, `s3mesh_events_received_total{source="vgw"}`)
+}
+
+// metricValue reads one sample (its name and labels as /metrics prints
+// them) from the agent's /metrics at addr; 0 if absent.
+func metricValue(t *testing.T, addr, sample string) float64 {
+	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +136,7 @@ func webhookEvents(t *testing.T, addr string) float64 {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, `s3mesh_events_received_total{source="vgw"} `); ok {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
 			n, err := strconv.ParseFloat(v, 64)
 			if err != nil {
 				t.Fatal(err)

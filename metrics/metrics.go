@@ -27,6 +27,7 @@ type Metrics struct {
 	HeldBuckets      *prometheus.GaugeVec   // 1 while a bucket's deletes are held
 	S3Requests       *prometheus.CounterVec // by store (local or a peer's name) and operation
 	ScanFailures     *prometheus.CounterVec // by bucket: scans that ended in an error
+	PeerKeyWritable  *prometheus.GaugeVec   // by peer, bucket: 1 the peer's S3 key can write (allowed), 0 read-only, -1 not known
 
 	// Set every few seconds by the agent from its status (agent/gauges.go).
 	PeerSilent       *prometheus.GaugeVec // by peer: seconds since the mirror last heard from it (-1: never)
@@ -64,6 +65,7 @@ func New() *Metrics {
 		HeldBuckets:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "s3mesh_bucket_deletes_held", Help: "1 while a scan holds a bucket's deletes for an operator (too many keys missing)."}, []string{"bucket"}),
 		S3Requests:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_s3_requests_total", Help: "HTTP requests sent to S3 (retries included), by store (local, or the peer whose store it is) and operation."}, []string{"store", "op"}),
 		ScanFailures:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_scan_failures_total", Help: "Bucket scans that ended in an error (listing or state failure; the scanner retries), by bucket."}, []string{"bucket"}),
+		PeerKeyWritable:  gauge("s3mesh_peer_s3_key_writable", "1 when this site's S3 key for the peer's store can write there (the agent runs so only with peers[].s3.allow_writable_key), 0 when it is read-only, -1 while not known (store not answering, or an answer the probe cannot read).", "peer", "bucket"),
 		PeerSilent:       gauge("s3mesh_peer_silent_seconds", "Seconds since this site's mirror of the peer's records last heard from the peer (records or heartbeats); -1 if never since the broker started. A cut link shows here, not in the lag.", "peer"),
 		PeerMirrorLag:    gauge("s3mesh_peer_mirror_lag_records", "Records the peer had that this site's mirror lacked, as of the mirror's last contact (0 while a link is cut: see s3mesh_peer_silent_seconds).", "peer"),
 		PeerSkipped:      gauge("s3mesh_peer_mirror_skipped_records", "Sequences of the peer's change records that this site's mirror does not hold between its first and last: changes that never reached this site.", "peer"),
@@ -81,7 +83,7 @@ func New() *Metrics {
 	}
 	r.MustRegister(m.EventsReceived, m.EventsMalformed, m.Reconciles, m.RecordsPublished, m.RecordsApplied,
 		m.ApplyErrors, m.Conflicts, m.DeadLettered, m.AckFailures, m.Scans, m.ApplyLag, m.HeldBuckets, m.S3Requests,
-		m.ScanFailures, m.PeerSilent, m.PeerMirrorLag, m.PeerSkipped, m.PeerPending, m.PeerWatermark, m.PeerWatermarkAge, m.PeerCaughtUp,
+		m.ScanFailures, m.PeerKeyWritable, m.PeerSilent, m.PeerMirrorLag, m.PeerSkipped, m.PeerPending, m.PeerWatermark, m.PeerWatermarkAge, m.PeerCaughtUp,
 		m.PeerClockOffset, m.DeadLetters, m.ScanLastSuccess, m.BuildInfo,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
