@@ -77,6 +77,9 @@ func TestTopologyValidate(t *testing.T) {
 		{Topology{Site: "a", Peers: []string{"b", "b"}}, false},
 		{Topology{Site: "a", Peers: []string{"b.c"}}, false},
 		{Topology{Site: "a", Replicas: -1}, false},
+		{Topology{Site: "a", Limits: Limits{DLQ: StreamLimit{MaxBytes: 1 << 20, MaxMsgs: 10}}}, true},
+		{Topology{Site: "a", Limits: Limits{Changes: StreamLimit{MaxBytes: -1}}}, false},
+		{Topology{Site: "a", Limits: Limits{Events: StreamLimit{MaxMsgs: -1}}}, false},
 	} {
 		if err := tc.topo.validate(); (err == nil) != tc.ok {
 			t.Errorf("%+v: %v, want ok=%v", tc.topo, err, tc.ok)
@@ -212,7 +215,8 @@ func TestEnsureStreamsReconcile(t *testing.T) {
 	st, _ := js.Stream(ctx, ChangesStream("a"))
 	cfg := st.CachedInfo().Config
 	cfg.MaxAge, cfg.AllowDirect = time.Hour, false
-	cfg.MaxMsgs = 12345 // not managed: kept
+	cfg.MaxMsgs = 12345           // managed (nats.limits): put back
+	cfg.MaxMsgsPerSubject = 12345 // not managed: kept
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -226,13 +230,13 @@ func TestEnsureStreamsReconcile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"CHANGES_a: updated [max_age allow_direct]", "CHANGES_a/MIRROR_b: updated [max_ack_pending]"}
+	want := []string{"CHANGES_a: updated [max_msgs max_age allow_direct]", "CHANGES_a/MIRROR_b: updated [max_ack_pending]"}
 	if strings.Join(changes, "|") != strings.Join(want, "|") {
 		t.Fatalf("changes %q, want %q", changes, want)
 	}
 	st, _ = js.Stream(ctx, ChangesStream("a"))
-	if c := st.CachedInfo().Config; c.MaxAge != DefaultChangesMaxAge || !c.AllowDirect || c.MaxMsgs != 12345 {
-		t.Fatalf("after update: max_age %v allow_direct %v max_msgs %d", c.MaxAge, c.AllowDirect, c.MaxMsgs)
+	if c := st.CachedInfo().Config; c.MaxAge != DefaultChangesMaxAge || !c.AllowDirect || c.MaxMsgs != DefaultLimits.Changes.MaxMsgs || c.MaxMsgsPerSubject != 12345 {
+		t.Fatalf("after update: max_age %v allow_direct %v max_msgs %d max_msgs_per_subject %d", c.MaxAge, c.AllowDirect, c.MaxMsgs, c.MaxMsgsPerSubject)
 	}
 	if changes, err = ensureStreams(ctx, js, topo, nil); err != nil || len(changes) != 0 {
 		t.Fatalf("after update: %v, %v; want no changes", changes, err)

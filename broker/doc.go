@@ -15,15 +15,33 @@
 //
 // # Streams (per site S, all file storage)
 //
-//	EVENTS_S     s3mesh.events.S.>      work queue; raw storage events, 2 min dedup
-//	CHANGES_S    s3mesh.changes.S.*     limits, 7 days; change records, 2 min dedup, direct get
-//	CHANGES_P    (mirror, one per peer)  mirror of CHANGES_P in domain P, 7 days, direct get
-//	CONFLICTS_S  s3mesh.conflicts.S     limits, no age limit
-//	DLQ_S        s3mesh.dlq.S.>         limits, no age limit
+//	stream       subjects               retention             at its limits       default limits
+//	EVENTS_S     s3mesh.events.S.>      work queue             refuses new (503)   256 MiB, 1M msgs
+//	CHANGES_S    s3mesh.changes.S.*     limits, 7 days         refuses new         1 GiB, 1M msgs
+//	CHANGES_P    (mirror, one per peer)  limits, 7 days         drops its oldest    those of CHANGES_S
+//	CONFLICTS_S  s3mesh.conflicts.S     limits, no age limit   refuses new         256 MiB, 1M msgs
+//	DLQ_S        s3mesh.dlq.S.>         limits, no age limit   refuses new         256 MiB, 100k msgs
+//
+// EVENTS and CHANGES dedup for 2 min; CHANGES and its mirrors allow direct
+// get. CHANGES_P mirrors CHANGES_P in domain P.
 //
 // EVENTS uses work-queue retention: events are hints consumed by the one
 // producer of the site; an event leaves the stream once its change record
 // is published, and none is ever dropped for age while the agent is down.
+//
+// Every stream has a byte and a message limit (Topology.Limits, from
+// nats.limits; DefaultLimits), so nothing a peer or the store sends can
+// fill the broker's disk. At its limit a stream refuses new messages and
+// keeps every one it acknowledged; its publisher keeps what it was about
+// to store (the webhook answers 503, a record's dead letter or conflict
+// entry is retried and the record not acknowledged). A mirror instead
+// drops its oldest records: nats-server 2.15.3 mirrors at a DiscardNew
+// limit acknowledged a refused record to the origin and stored later ones
+// under the wrong sequences (TestMirrorAtDiscardNewLimitLosesRecords).
+// With the same limits at every site an honest origin refuses its own
+// records before its peers' mirrors of it fill. Usage reports how full
+// each stream is; EnsureStreams adds or changes limits in place, and
+// refuses (ConfigError) a limit below what a stream holds.
 //
 // Bucket names and object keys never appear in subjects; subjects carry
 // only site names, source labels and partition numbers.

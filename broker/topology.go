@@ -28,6 +28,9 @@ type Topology struct {
 	// the mirror consumers unguessable to third sites (MirrorConsumerFor).
 	// A peer without one gets the plain name MirrorConsumer.
 	LinkSecrets map[string]string
+	// Limits bound every stream of the site (zero fields: DefaultLimits).
+	// See Limits for what each stream does at its limit.
+	Limits Limits
 }
 
 // MirrorConsumer is the name of the consumer on origin's CHANGES stream
@@ -78,7 +81,7 @@ func (t Topology) validate() error {
 	if t.Replicas < 0 || t.Replicas > 5 {
 		return fmt.Errorf("broker: replicas %d out of range 0..5", t.Replicas)
 	}
-	return nil
+	return t.Limits.validate()
 }
 
 func (t Topology) replicas() int { return max(t.Replicas, 1) }
@@ -107,6 +110,9 @@ func (e *ConfigError) Error() string {
 func streamConfigs(t Topology) []jetstream.StreamConfig {
 	r := t.replicas()
 	site := t.Site
+	l := t.Limits.withDefaults()
+	// Every stream but the mirrors refuses new messages at its limits
+	// (DiscardNew) rather than drop stored ones; see Limits.
 	cfgs := []jetstream.StreamConfig{
 		{
 			// Events are hints (the producer confirms each by HEAD and
@@ -114,14 +120,17 @@ func streamConfigs(t Topology) []jetstream.StreamConfig {
 			// producer: work-queue retention drops an event once the
 			// producer has published its change record, keeps every
 			// unprocessed event however long the agent is down (no age
-			// limit to lose them to), and makes the stream's message count
-			// the producer's backlog.
+			// limit to lose them to; at its limits new events are
+			// refused, and the scanner finds their changes), and makes the
+			// stream's message count the producer's backlog.
 			Name:        EventsStream(site),
 			Description: "s3mesh: storage events captured at site " + site,
 			Subjects:    []string{EventsSubjectFilter(site)},
 			Storage:     jetstream.FileStorage,
 			Retention:   jetstream.WorkQueuePolicy,
-			Discard:     jetstream.DiscardOld,
+			Discard:     jetstream.DiscardNew,
+			MaxBytes:    l.Events.MaxBytes,
+			MaxMsgs:     l.Events.MaxMsgs,
 			Duplicates:  DedupWindow,
 			Replicas:    r,
 		},
@@ -131,7 +140,9 @@ func streamConfigs(t Topology) []jetstream.StreamConfig {
 			Subjects:    []string{ChangesSubjectFilter(site)},
 			Storage:     jetstream.FileStorage,
 			Retention:   jetstream.LimitsPolicy,
-			Discard:     jetstream.DiscardOld,
+			Discard:     jetstream.DiscardNew,
+			MaxBytes:    l.Changes.MaxBytes,
+			MaxMsgs:     l.Changes.MaxMsgs,
 			MaxAge:      DefaultChangesMaxAge,
 			Duplicates:  DedupWindow,
 			AllowDirect: true,
@@ -143,7 +154,9 @@ func streamConfigs(t Topology) []jetstream.StreamConfig {
 			Subjects:    []string{ConflictsSubject(site)},
 			Storage:     jetstream.FileStorage,
 			Retention:   jetstream.LimitsPolicy,
-			Discard:     jetstream.DiscardOld,
+			Discard:     jetstream.DiscardNew,
+			MaxBytes:    l.Conflicts.MaxBytes,
+			MaxMsgs:     l.Conflicts.MaxMsgs,
 			Duplicates:  DedupWindow,
 			Replicas:    r,
 		},
@@ -153,7 +166,9 @@ func streamConfigs(t Topology) []jetstream.StreamConfig {
 			Subjects:    []string{DLQSubjectFilter(site)},
 			Storage:     jetstream.FileStorage,
 			Retention:   jetstream.LimitsPolicy,
-			Discard:     jetstream.DiscardOld,
+			Discard:     jetstream.DiscardNew,
+			MaxBytes:    l.DLQ.MaxBytes,
+			MaxMsgs:     l.DLQ.MaxMsgs,
 			Duplicates:  DedupWindow,
 			Replicas:    r,
 		},
@@ -166,13 +181,20 @@ func streamConfigs(t Topology) []jetstream.StreamConfig {
 
 // mirrorConfig is the local mirror of peer's CHANGES stream, fed by the
 // durable consumer t.MirrorConsumer(peer, site) that the peer keeps on its stream.
+//
+// It has the limits of the site's own CHANGES and drops its oldest records
+// at them (DiscardOld): nats-server mirrors lose and misnumber records at a
+// DiscardNew limit (see Limits).
 func mirrorConfig(t Topology, peer string) jetstream.StreamConfig {
+	l := t.Limits.withDefaults()
 	return jetstream.StreamConfig{
 		Name:        ChangesStream(peer),
 		Description: fmt.Sprintf("s3mesh: mirror at site %s of the change records of site %s", t.Site, peer),
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
+		MaxBytes:    l.Changes.MaxBytes,
+		MaxMsgs:     l.Changes.MaxMsgs,
 		MaxAge:      DefaultChangesMaxAge,
 		AllowDirect: true,
 		Replicas:    t.replicas(),
@@ -323,6 +345,11 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		if len(fields) == 0 {
 			return "", nil
 		}
+		if slices.Contains(fields, "max_bytes") || slices.Contains(fields, "max_msgs") {
+			if err := overLimit(merged, s.CachedInfo().State); err != nil {
+				return "", err
+			}
+		}
 		if _, err := js.UpdateStream(ctx, merged); err != nil {
 			return "", fmt.Errorf("broker: update stream %s (%v): %w", want.Name, fields, err)
 		}
@@ -332,7 +359,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 
 // reconcileStream returns have with the fields managed by s3mesh set as in
 // want, and the names of those that changed. Fields s3mesh does not manage
-// (limits set by an operator, server metadata, ...) are kept.
+// (other limits set by an operator, server metadata, ...) are kept.
 func reconcileStream(have, want jetstream.StreamConfig) (jetstream.StreamConfig, []string, error) {
 	immutable := func(field string, h, w any) error {
 		return &ConfigError{Stream: want.Name, Field: field, Have: fmt.Sprint(h), Want: fmt.Sprint(w)}
@@ -364,6 +391,8 @@ func reconcileStream(have, want jetstream.StreamConfig) (jetstream.StreamConfig,
 	}
 	set("retention", &merged.Retention, want.Retention)
 	set("discard", &merged.Discard, want.Discard)
+	set("max_bytes", &merged.MaxBytes, want.MaxBytes)
+	set("max_msgs", &merged.MaxMsgs, want.MaxMsgs)
 	set("max_age", &merged.MaxAge, want.MaxAge)
 	if want.Duplicates != 0 { // 0: leave the server's default
 		set("duplicate_window", &merged.Duplicates, want.Duplicates)
