@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -112,7 +111,7 @@ func attackA(t *testing.T, m *mesh, nc *nats.Conn) []string {
 		RecordsSubject("a", "c"), // c's question, not b's
 	} {
 		msg, err := nc.Request(subj, []byte(`{"deleted_details":true}`), 500*time.Millisecond)
-		if err == nil && jsRefusal(msg.Data) {
+		if err == nil && testenv.JSRefusal(msg.Data) {
 			// A JetStream API refused it for the link's account, which has
 			// no JetStream ("JetStream not enabled for account").
 			err = errors.New(string(msg.Data))
@@ -139,16 +138,6 @@ func attackA(t *testing.T, m *mesh, nc *nats.Conn) []string {
 		t.Fatal(err)
 	}
 	return answered
-}
-
-// jsRefusal reports whether data is a JetStream API error answer.
-func jsRefusal(data []byte) bool {
-	var r struct {
-		Error *struct {
-			Code int `json:"code"`
-		} `json:"error"`
-	}
-	return json.Unmarshal(data, &r) == nil && r.Error != nil && r.Error.Code >= 400
 }
 
 // TestHostilePeerCannotReachSite: with b's own agent credentials (and then

@@ -95,6 +95,7 @@ type ConfigError struct {
 	Field    string
 	Have     string
 	Want     string
+	Hint     string // what to do, if there is more to say
 }
 
 func (e *ConfigError) Error() string {
@@ -102,8 +103,12 @@ func (e *ConfigError) Error() string {
 	if e.Consumer != "" {
 		what = "consumer " + e.Consumer + " on stream " + e.Stream
 	}
-	return fmt.Sprintf("broker: %s: field %s cannot be changed in place (existing %s, wanted %s)",
+	msg := fmt.Sprintf("broker: %s: field %s cannot be changed in place (existing %s, wanted %s)",
 		what, e.Field, e.Have, e.Want)
+	if e.Hint != "" {
+		msg += ": " + e.Hint
+	}
+	return msg
 }
 
 // streamConfigs are the streams a site owns, in creation order.
@@ -372,7 +377,13 @@ func reconcileStream(have, want jetstream.StreamConfig) (jetstream.StreamConfig,
 		return have, nil, immutable("retention", have.Retention, want.Retention)
 	}
 	if !sameMirror(have.Mirror, want.Mirror) {
-		return have, nil, immutable("mirror", describeMirror(have.Mirror), describeMirror(want.Mirror))
+		err := &ConfigError{Stream: want.Name, Field: "mirror", Have: describeMirror(have.Mirror), Want: describeMirror(want.Mirror)}
+		if h, w := have.Mirror, want.Mirror; h != nil && w != nil && h.Consumer != nil && w.Consumer != nil && h.Consumer.Name != w.Consumer.Name {
+			err.Hint = "the mirror consumer's name is made from the link's secret (its password): after an upgrade or a new link password, " +
+				"stop this site's agent, delete this mirror stream (it holds only copies of the origin's records) and start the agent again: " +
+				"the origin's records are mirrored again and re-applied, which changes nothing already applied"
+		}
+		return have, nil, err
 	}
 
 	merged := have

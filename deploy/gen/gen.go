@@ -137,6 +137,11 @@ type Region struct {
 	// other region lists in peers[].public_keys.
 	SigningSeed      string
 	SigningPublicKey string
+	// LinkSecrets maps each other region to the 0600 file holding the
+	// secret the two regions share, which names the mirror consumers of
+	// their link (broker.MirrorConsumerFor; the agent's
+	// peers[].link_secret).
+	LinkSecrets map[string]string
 }
 
 // ClientURLs are the region's client URLs, comma-separated (what nats.go
@@ -333,6 +338,25 @@ func Generate(o Options) (*Result, error) {
 		res.Regions = append(res.Regions, r)
 	}
 
+	// One secret per pair of regions, a copy in each region's directory.
+	for i := range res.Regions {
+		for j := i + 1; j < len(res.Regions); j++ {
+			ls, err := randomSecret()
+			if err != nil {
+				return nil, err
+			}
+			for _, pair := range [][2]*Region{{&res.Regions[i], &res.Regions[j]}, {&res.Regions[j], &res.Regions[i]}} {
+				r, other := pair[0], pair[1]
+				if r.LinkSecrets == nil {
+					r.LinkSecrets = map[string]string{}
+				}
+				r.LinkSecrets[other.Name] = filepath.Join(o.Out, r.Name, "link-"+other.Name+"-secret")
+				if err := writeFile(r.LinkSecrets[other.Name], []byte(ls), 0o600); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	hashes := map[string]string{}
 	for _, r := range res.Regions {
 		pw, err := os.ReadFile(r.AgentPassword)
@@ -462,17 +486,23 @@ func nodeConfig(o Options, res *Result, i int, nd Node, agentHash string) ([]byt
 	siteUsers := []broker.AccountUser{fmt.Sprintf("{user: %s, password: %s, allowed_connection_types: [\"STANDARD\"]}", q(r.AgentUser), q(agentHash))}
 	var peers []string
 	peerUsers := map[string][]broker.AccountUser{}
+	secrets := map[string]string{}
 	for j, other := range res.Regions {
 		if j == i {
 			continue
 		}
 		peers = append(peers, other.Name)
+		ls, err := os.ReadFile(r.LinkSecrets[other.Name])
+		if err != nil {
+			return nil, err
+		}
+		secrets[other.Name] = string(ls)
 		if dials(j, i) {
 			peerUsers[other.Name] = []broker.AccountUser{fmt.Sprintf("{nkey: %s, allowed_connection_types: [\"LEAFNODE\"]}", q(other.LeafPublicKey))}
 		}
 	}
 	w("\n")
-	w("%s", broker.AccountsConfig(r.Name, peers, siteUsers, peerUsers, nil))
+	w("%s", broker.AccountsConfig(r.Name, peers, siteUsers, peerUsers, secrets))
 	w("\nleafnodes {\n")
 	w("  listen: %s\n", q(hostPort(lh, nd.LeafPort)))
 	w("  # A full mesh of leaf links needs this on every server (or loop detection drops links).\n")
@@ -524,10 +554,12 @@ func agentSnippet(o Options, res *Result, r Region) []byte {
 	fmt.Fprintf(&b, "  stream_replicas: %d\n", min(len(r.Nodes), 3))
 	fmt.Fprintf(&b, "# The key this region's change records are signed with (README, \"Signed change records\").\n")
 	fmt.Fprintf(&b, "signing:\n  key: {file: %s}\n", o.installed(r.SigningSeed))
-	fmt.Fprintf(&b, "# In peers:, each other region's public_keys:\n")
+	fmt.Fprintf(&b, "# In peers:, each other region's public_keys and the secret of the link to it\n")
+	fmt.Fprintf(&b, "# (it names the link's mirror consumers; README, \"Least-privilege NATS\"):\n")
 	for _, other := range res.Regions {
 		if other.Name != r.Name {
-			fmt.Fprintf(&b, "#   - name: %s\n#     public_keys: [%s]\n", other.Name, other.SigningPublicKey)
+			fmt.Fprintf(&b, "#   - name: %s\n#     public_keys: [%s]\n#     link_secret: {file: %s}\n",
+				other.Name, other.SigningPublicKey, o.installed(r.LinkSecrets[other.Name]))
 		}
 	}
 	return b.Bytes()
