@@ -134,7 +134,7 @@ soak: build
 IMAGE   ?= s3mesh:local
 IMGCTX  := $(BIN)/image
 images:
-	rm -rf $(IMGCTX) && mkdir -p $(IMGCTX)/dirs/tmp $(IMGCTX)/dirs/data $(IMGCTX)/dirs/state
+	rm -rf $(IMGCTX) && mkdir -p $(IMGCTX)/dirs/tmp $(IMGCTX)/dirs/data $(IMGCTX)/dirs/state $(IMGCTX)/dirs/iam
 	chmod 1777 $(IMGCTX)/dirs/tmp
 	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags "-s -w" -o $(IMGCTX)/s3mesh ./cmd/s3mesh
 	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags "-s -w" -o $(IMGCTX)/versitygw github.com/versity/versitygw/cmd/versitygw

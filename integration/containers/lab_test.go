@@ -217,14 +217,17 @@ func startLab(ctx context.Context, cli *testcontainers.DockerClient) (l *lab, er
 		if err := l.startS3(ctx, l.sites[s]); err != nil {
 			return l, err
 		}
-		if err := l.ensureBucket(ctx, s); err != nil {
+		// The bucket and the peers' read-only users (compose's init-<site>).
+		if err := l.initSite(ctx, s); err != nil {
 			return l, err
 		}
 	}
 	// Every site's own streams and mirror-feeding consumers before any agent
-	// creates a mirror (as compose's init-streams does).
-	if err := l.initStreams(ctx); err != nil {
-		return l, err
+	// creates a mirror (as compose's init-streams-<site> do).
+	for _, s := range siteNames {
+		if err := l.initStreams(ctx, s); err != nil {
+			return l, err
+		}
 	}
 	// Agents concurrently: each creates its mirrors of the peers' streams.
 	var wg sync.WaitGroup
@@ -354,13 +357,14 @@ func (l *lab) startS3(ctx context.Context, st *site) error {
 		Name:       "s3mesh-test-" + l.run + "-s3-" + s,
 		Entrypoint: []string{"/versitygw"},
 		Cmd: []string{"--port=:7070", "--region=us-east-1", "--keep-alive", "--quiet",
-			"--event-nats-topic=s3mesh.events." + s + ".nats",
+			"--event-nats-topic=s3mesh.events." + s + ".nats", "--iam-dir=/iam",
 			"posix", "/data"},
 		Env: map[string]string{"ROOT_ACCESS_KEY_ID": "s3mesh-" + s, "ROOT_SECRET_ACCESS_KEY": l.secrets[s],
 			"VGW_EVENT_NATS_URL": "nats://events:" + l.secret("NATS_EVENTS_"+strings.ToUpper(s)) + "@nats-" + s + ":4222"},
-		Networks:           nets,
-		NetworkAliases:     al,
-		Mounts:             testcontainers.Mounts(l.volume("s3-" + s)),
+		Networks:       nets,
+		NetworkAliases: al,
+		Mounts: testcontainers.Mounts(l.volume("s3-"+s), testcontainers.VolumeMount(l.volName("s3-iam-"+s),
+			testcontainers.ContainerMountTarget("/iam"))),
 		ExposedPorts:       []string{"7070/tcp"},
 		HostConfigModifier: loopbackPorts("7070/tcp"),
 		WaitingFor: wait.ForExec([]string{"/s3mesh", "probe", "http://127.0.0.1:7070/"}).
@@ -372,13 +376,7 @@ func (l *lab) startS3(ctx context.Context, st *site) error {
 
 func (l *lab) agentRequest(s string) testcontainers.GenericContainerRequest {
 	nets, al := l.aliases(s, "agent-"+s)
-	env := map[string]string{}
-	for _, p := range siteNames {
-		env["S3_SECRET_"+string(rune(p[0]-'a'+'A'))] = l.secrets[p]
-		env["NATS_PASSWORD_"+strings.ToUpper(p)] = l.secret("NATS_PASSWORD_" + strings.ToUpper(p))
-	}
-	k, v := l.signingEnv(s) // its own seed only
-	env[k] = v
+	env := l.siteEnv(s) // site s's secrets only, as in docker-compose.yml
 	// The compose file's site config, with a short rescan so a lost event
 	// is repaired within the test's time.
 	return testcontainers.GenericContainerRequest{ContainerRequest: testcontainers.ContainerRequest{
@@ -437,19 +435,42 @@ func (l *lab) s3(ctx context.Context, s string) (*s3io.Client, error) {
 		s3io.WithMaxAttempts(1))
 }
 
-func (l *lab) ensureBucket(ctx context.Context, s string) error {
-	c, err := l.s3(ctx, s)
-	if err != nil {
-		return err
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err = c.EnsureBucket(ctx, bucket)
-		if err == nil || time.Now().After(deadline) {
-			return err
+// siteEnv is the environment of agent-<s> and init-streams-<s>, as
+// docker-compose.yml gives it: site s's store secret, broker password and
+// signing seed, and its read-only keys at its peers' stores. Nothing of
+// another site.
+func (l *lab) siteEnv(s string) map[string]string {
+	S := strings.ToUpper(s)
+	env := map[string]string{"S3_SECRET_" + S: l.secrets[s], "NATS_PASSWORD_" + S: l.secret("NATS_PASSWORD_" + S)}
+	k, v := l.signingEnv(s)
+	env[k] = v
+	for _, p := range siteNames {
+		if p != s {
+			env["PEER_S3_SECRET_"+strings.ToUpper(p)] = l.peerSecret(s, p)
 		}
-		time.Sleep(500 * time.Millisecond)
 	}
+	return env
+}
+
+// peerSecret is the secret of site s's read-only key (access key
+// s3mesh-peer-<s>) at peer p's store.
+func (l *lab) peerSecret(s, p string) string {
+	return l.secret("PEER_SECRET_" + strings.ToUpper(s) + "_AT_" + strings.ToUpper(p))
+}
+
+// initSite runs compose's init-<s>: `s3mesh bucket create` of the bucket
+// and of a read-only user per peer at s's store, with s's root key and the
+// peers' secrets for it, on s's network only.
+func (l *lab) initSite(ctx context.Context, s string) error {
+	env := map[string]string{"AWS_ACCESS_KEY_ID": "s3mesh-" + s, "AWS_SECRET_ACCESS_KEY": l.secrets[s]}
+	cmd := []string{"bucket", "create", "--endpoint", "http://s3-" + s + ":7070", "--bucket", bucket, "--wait", "60s"}
+	for _, p := range siteNames {
+		if p != s {
+			env["READER_SECRET_"+strings.ToUpper(p)] = l.peerSecret(p, s)
+			cmd = append(cmd, "--reader", "s3mesh-peer-"+p+"=READER_SECRET_"+strings.ToUpper(p))
+		}
+	}
+	return l.oneShot(ctx, "init-"+s, cmd, env, []string{l.nets[s].Name}, nil)
 }
 
 // cut disconnects site s's containers from the mesh network; heal
@@ -507,24 +528,21 @@ func mapValues[K comparable, V any](m map[K]V) []V {
 	return out
 }
 
-// initStreams runs `s3mesh streams ensure --origin-only` for all sites in a
-// one-shot container on the mesh network and waits for it to exit 0.
-func (l *lab) initStreams(ctx context.Context) error {
-	env := map[string]string{}
-	cmd := []string{"streams", "ensure", "--origin-only"}
-	var files []testcontainers.ContainerFile
-	for _, p := range siteNames {
-		env["S3_SECRET_"+string(rune(p[0]-'a'+'A'))] = l.secrets[p]
-		env["NATS_PASSWORD_"+strings.ToUpper(p)] = l.secret("NATS_PASSWORD_" + strings.ToUpper(p))
-		k, v := l.signingEnv(p) // the configurations are validated, seeds included
-		env[k] = v
-		cmd = append(cmd, "--config", "/etc/s3mesh/site-"+p+".yaml")
-		files = append(files, testcontainers.ContainerFile{HostFilePath: filepath.Join(l.root, "docker", "site-"+p+".yaml"),
-			ContainerFilePath: "/etc/s3mesh/site-" + p + ".yaml", FileMode: 0o644})
-	}
+// initStreams runs compose's init-streams-<s>: `s3mesh streams ensure
+// --origin-only` with site s's configuration and secrets only, on s's
+// network.
+func (l *lab) initStreams(ctx context.Context, s string) error {
+	files := []testcontainers.ContainerFile{{HostFilePath: filepath.Join(l.root, "docker", "site-"+s+".yaml"),
+		ContainerFilePath: "/etc/s3mesh/site.yaml", FileMode: 0o644}}
+	return l.oneShot(ctx, "init-streams-"+s, []string{"streams", "ensure", "--origin-only", "--config", "/etc/s3mesh/site.yaml"},
+		l.siteEnv(s), []string{l.nets[s].Name}, files)
+}
+
+// oneShot runs a one-shot s3mesh container and waits for it to exit 0.
+func (l *lab) oneShot(ctx context.Context, name string, cmd []string, env map[string]string, nets []string, files []testcontainers.ContainerFile) error {
 	c, err := l.start(ctx, testcontainers.GenericContainerRequest{ContainerRequest: testcontainers.ContainerRequest{
-		Image: Image, Name: "s3mesh-test-" + l.run + "-init-streams", Cmd: cmd, Env: env,
-		Networks: []string{l.mesh.Name}, Files: files,
+		Image: Image, Name: "s3mesh-test-" + l.run + "-" + name, Cmd: cmd, Env: env,
+		Networks: nets, Files: files,
 		WaitingFor: wait.ForExit().WithExitTimeout(90 * time.Second),
 	}})
 	if err != nil {
@@ -540,7 +558,7 @@ func (l *lab) initStreams(ctx context.Context) error {
 		if rc != nil {
 			out, _ = io.ReadAll(rc)
 		}
-		return fmt.Errorf("init-streams exited %d: %s", st.ExitCode, out)
+		return fmt.Errorf("%s exited %d: %s", name, st.ExitCode, out)
 	}
 	return nil
 }
