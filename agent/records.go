@@ -14,10 +14,12 @@ import (
 	"github.com/s3mesh/s3mesh/config"
 )
 
-// Topology is the broker layout of cfg's site: its streams, its mirrors of
-// its peers' records and the names of the mirror consumers of each link.
+// Topology is the broker layout of cfg's site: its streams and their
+// limits, its mirrors of its peers' records and the names of the mirror
+// consumers of each link.
 func Topology(cfg *config.Site) broker.Topology {
-	return broker.Topology{Site: cfg.Site, Peers: cfg.PeerNames(), Replicas: cfg.NATS.StreamReplicas, LinkSecrets: cfg.LinkSecrets()}
+	return broker.Topology{Site: cfg.Site, Peers: cfg.PeerNames(), Replicas: cfg.NATS.StreamReplicas, LinkSecrets: cfg.LinkSecrets(),
+		Limits: streamLimits(cfg)}
 }
 
 // PeerRecords is the answer on broker.RecordsSubject(site, peer): what

@@ -128,6 +128,8 @@ type NATS struct {
 	// StreamReplicas is the replica count of every s3mesh stream and
 	// mirror consumer (default 1; 3 on a 3-node production cluster).
 	StreamReplicas int `yaml:"stream_replicas"`
+	// Limits bound every s3mesh stream by bytes and messages (limits.go).
+	Limits StreamLimits `yaml:"limits"`
 }
 
 // TLS is the client side of a TLS connection to the broker.
@@ -390,6 +392,7 @@ func (s *Site) applyDefaults() {
 	if s.NATS.StreamReplicas == 0 {
 		s.NATS.StreamReplicas = 1
 	}
+	s.NATS.Limits.applyDefaults()
 	for i := range s.Peers {
 		if s.Peers[i].S3.Region == "" {
 			s.Peers[i].S3.Region = "us-east-1"
@@ -691,6 +694,9 @@ func (n NATS) validate() error {
 	}
 	if n.StreamReplicas < 1 || n.StreamReplicas > 5 {
 		return fieldErr("nats.stream_replicas", "%d: want 1..5 (3 on a 3-node cluster)", n.StreamReplicas)
+	}
+	if err := n.Limits.validate(); err != nil {
+		return err
 	}
 	if (n.TLS.CertFile == "") != (n.TLS.KeyFile == "") {
 		return fieldErr("nats.tls", "cert_file and key_file must be set together")

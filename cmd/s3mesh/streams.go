@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/s3mesh/s3mesh/agent"
 	"github.com/s3mesh/s3mesh/broker"
 	"github.com/s3mesh/s3mesh/config"
 )
@@ -44,7 +45,7 @@ func newStreamsCmd() *cobra.Command {
 				}
 				defer s.close()
 				sites = append(sites, s)
-				topos = append(topos, broker.Topology{Site: cfg.Site, Peers: cfg.PeerNames(), Replicas: cfg.NATS.StreamReplicas})
+				topos = append(topos, agent.Topology(cfg)) // with the link secrets and stream limits
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 			defer cancel()
