@@ -2,19 +2,32 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/s3mesh/s3mesh/agent"
 	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/config"
 	"github.com/s3mesh/s3mesh/consumer"
+	"github.com/s3mesh/s3mesh/internal/testenv"
 )
 
+// msgData is m's payload, for a failure message ("" without m).
+func msgData(m *nats.Msg) string {
+	if m == nil {
+		return ""
+	}
+	return string(m.Data)
+}
+
 // TestHostileSite: with site b's own credentials from lab.json, every
-// attack of issue 10 on site a fails — purge or delete a's streams, delete
+// attack of issue 10 on site a fails (each refusal beside a positive
+// control: what b may ask is answered within the same timeout) — purge or delete a's streams, delete
 // or reset the consumers that replicate to a and from a, publish into a's
 // CHANGES, EVENTS or DLQ, call a's admin service, forge acknowledgements —
 // and replication between all sites goes on. (broker/links_test.go runs
@@ -69,6 +82,27 @@ func TestHostileSite(t *testing.T) {
 	if len(got) > 0 {
 		t.Errorf("answered for b at a: %v", got)
 	}
+	// Positive controls: what b may ask of a is answered within the same
+	// one-second timeout, so the refusals above are refusals, not a slow
+	// link: a reset of b's own mirror consumer at a, a page of a's state,
+	// and what a's mirror holds of b's records.
+	cfgB, err := config.Load(e.siteInfo(t, "b").Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := "$JS.a.API.CONSUMER.RESET." + broker.ChangesStream("a") + "." + agent.Topology(cfgB).MirrorConsumer("a", "b")
+	if m, err := b.nc.Request(own, nil, time.Second); err != nil || testenv.JSRefusal(m.Data) {
+		t.Errorf("b resetting its own mirror consumer at a: %v %s", err, msgData(m))
+	}
+	page, _ := json.Marshal(agent.AdminRequest{Bucket: bucket, Limit: 1})
+	if m, err := b.nc.Request(broker.StatePageSubject("a"), page, time.Second); err != nil || !strings.Contains(string(m.Data), `"ok":true`) {
+		t.Errorf("b asking a for a state page: %v %s", err, msgData(m))
+	}
+	c, cancel = short()
+	if _, err := agent.AskPeerRecords(c, b.nc, "b", "a"); err != nil {
+		t.Errorf("b asking a about its records: %v", err)
+	}
+	cancel()
 	// Publishes: a record as a's own, an event, a dead letter, forged
 	// acknowledgements for the consumer feeding c's mirror of a.
 	for _, subj := range []string{
