@@ -61,6 +61,7 @@ func (a *Agent) setGauges(st Status) {
 		}
 	}
 	m.DeadLetters.Set(float64(st.DeadLetters))
+	setStreamGauges(m, st.Streams)
 	for _, b := range st.Buckets {
 		if !b.LastScan.IsZero() {
 			m.ScanLastSuccess.WithLabelValues(b.Bucket).Set(float64(b.LastScan.UnixMilli()) / 1000)

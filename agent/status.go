@@ -41,6 +41,9 @@ type Status struct {
 	// it never was). A rebuild runs while the agent is stopped and prints
 	// its own progress; the agent refuses to start on an unfinished one.
 	RebuiltAt *time.Time `json:"rebuilt_at,omitempty"`
+	// Streams is how full each of the site's streams is against its limits
+	// (nats.limits); a warning names each over StreamWarnFill.
+	Streams []broker.StreamUsage `json:"streams,omitempty"`
 }
 
 // PeerStatus is the replication state from one peer.
@@ -266,6 +269,10 @@ func (a *Agent) Snapshot(ctx context.Context) (Status, error) {
 		if ci, err := c.Info(ctx); err == nil {
 			st.Backlog[broker.EventsStream(a.cfg.Site)] = ConsumerState{Pending: ci.NumPending, AckPending: ci.NumAckPending}
 		}
+	}
+	if us, err := broker.Usage(ctx, a.js, Topology(a.cfg)); err == nil {
+		st.Streams = us
+		st.Warnings = append(st.Warnings, streamWarnings(us)...)
 	}
 	return st, nil
 }

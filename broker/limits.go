@@ -203,18 +203,18 @@ func Usage(ctx context.Context, js jetstream.JetStream, t Topology) ([]StreamUsa
 // until it shrank. Lowering a limit below what a stream holds is left to
 // an operator.
 func overLimit(want jetstream.StreamConfig, state jetstream.StreamState) error {
-	effect := "it would refuse every new message"
+	hint := "it would refuse every new message"
 	if want.Discard == jetstream.DiscardOld {
-		effect = "it would drop its oldest records at once"
+		hint = "it would drop its oldest records at once"
 	}
-	fix := effect + "; raise the limit (nats.limits in the site's configuration) or remove messages first"
+	hint += "; raise the limit (nats.limits in the site's configuration) or remove messages first"
 	if want.MaxBytes > 0 && state.Bytes > uint64(want.MaxBytes) {
 		return &ConfigError{Stream: want.Name, Field: "max_bytes", Have: fmt.Sprintf("%d bytes held", state.Bytes),
-			Want: fmt.Sprintf("%d, less than that: %s", want.MaxBytes, fix)}
+			Want: fmt.Sprintf("at most %d", want.MaxBytes), Hint: hint}
 	}
 	if want.MaxMsgs > 0 && state.Msgs > uint64(want.MaxMsgs) {
 		return &ConfigError{Stream: want.Name, Field: "max_msgs", Have: fmt.Sprintf("%d messages held", state.Msgs),
-			Want: fmt.Sprintf("%d, fewer than that: %s", want.MaxMsgs, fix)}
+			Want: fmt.Sprintf("at most %d", want.MaxMsgs), Hint: hint}
 	}
 	return nil
 }

@@ -41,6 +41,11 @@ type Metrics struct {
 	DeadLetters      prometheus.Gauge     // entries in DLQ_<site>
 	ScanLastSuccess  *prometheus.GaugeVec // by bucket: unix seconds of the last scan that completed
 	BuildInfo        *prometheus.GaugeVec // 1, labelled with the site, version and Go version
+	StreamBytes      *prometheus.GaugeVec // by stream, kind: bytes held
+	StreamMaxBytes   *prometheus.GaugeVec // by stream, kind: byte limit
+	StreamMsgs       *prometheus.GaugeVec // by stream, kind: messages held
+	StreamMaxMsgs    *prometheus.GaugeVec // by stream, kind: message limit
+	StreamFill       *prometheus.GaugeVec // by stream, kind: the larger of bytes/limit and messages/limit
 
 	// Clock collects origin-time samples of arriving records (the
 	// consumer) for PeerClockOffset.
@@ -77,6 +82,11 @@ func New() *Metrics {
 		DeadLetters:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "s3mesh_dead_letters", Help: "Entries in this site's dead-letter queue (DLQ_<site>)."}),
 		ScanLastSuccess:  gauge("s3mesh_scan_last_success_timestamp_seconds", "Unix time the last scan of the bucket completed its listing (absent until the first since the agent started).", "bucket"),
 		BuildInfo:        gauge("s3mesh_build_info", "Always 1; labels name the site, the s3mesh version and the Go version.", "site", "version", "go_version"),
+		StreamBytes:      gauge("s3mesh_stream_bytes", "Bytes held by one of this site's streams (kind: events, changes, mirror, conflicts, dlq).", "stream", "kind"),
+		StreamMaxBytes:   gauge("s3mesh_stream_max_bytes", "Byte limit of the stream (nats.limits; 0: none).", "stream", "kind"),
+		StreamMsgs:       gauge("s3mesh_stream_messages", "Messages held by one of this site's streams.", "stream", "kind"),
+		StreamMaxMsgs:    gauge("s3mesh_stream_max_messages", "Message limit of the stream (nats.limits; 0: none).", "stream", "kind"),
+		StreamFill:       gauge("s3mesh_stream_fill_ratio", "How full the stream is: the larger of bytes/max_bytes and messages/max_messages. At 1 a stream refuses new messages (a mirror drops its oldest records instead).", "stream", "kind"),
 		Clock:            NewClockOffsets(5 * time.Minute),
 		ApplyLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "s3mesh_apply_lag_seconds", Help: "Time from a record being made at its origin to being applied here.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}),
@@ -86,6 +96,7 @@ func New() *Metrics {
 		m.ScanFailures, m.PeerKeyWritable, m.PeerSilent, m.PeerMirrorLag, m.PeerSkipped, m.PeerPending, m.PeerWatermark, m.PeerWatermarkAge, m.PeerCaughtUp,
 		m.PeerClockOffset, m.DeadLetters, m.ScanLastSuccess, m.BuildInfo,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	r.MustRegister(m.StreamBytes, m.StreamMaxBytes, m.StreamMsgs, m.StreamMaxMsgs, m.StreamFill)
 	return m
 }
 

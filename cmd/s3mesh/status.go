@@ -208,6 +208,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", src.Name, src.Type, src.Lag)
 	}
 	tw.Flush()
+	printStreams(w, st.Streams)
 	if c := st.Store; c != nil {
 		fmt.Fprintf(w, "\nstore: conditional PUT %v, conditional DELETE %v, metadata values up to %d B, keys up to %d B, unicode keys %v, multipart %v (etag %s), checks Content-MD5 %v\n",
 			c.ConditionalPut, c.ConditionalDelete, c.MetadataBytes, c.KeyBytes, c.Unicode, c.Multipart, c.MultipartETag, c.ContentMD5)

@@ -54,7 +54,7 @@ func TestAlertRules(t *testing.T) {
 		t.Errorf("alert expressions select metrics the agent does not export:\n%s", strings.Join(bad, "\n"))
 	}
 	for _, want := range []string{"S3meshAgentDown", "S3meshPeerSilent", "S3meshApplyLagHigh", "S3meshWatermarkNotAdvancing",
-		"S3meshDeadLettersGrowing", "S3meshDeletesHeld", "S3meshScansFailing", "S3meshClockSkew"} {
+		"S3meshDeadLettersGrowing", "S3meshDeletesHeld", "S3meshScansFailing", "S3meshClockSkew", "S3meshStreamFilling", "S3meshStreamFull"} {
 		if !slices.Contains(alerts, want) {
 			t.Errorf("alert %s missing (have %v)", want, alerts)
 		}
