@@ -28,7 +28,9 @@ func TestThreeAgentsInProcess(t *testing.T) {
 	vgw := map[string]*testenv.Versity{}
 	clients := map[string]*s3io.Client{}
 	// readKey is the read-only key of site s at peer p's store.
-	readKey := func(s, p string) (string, string) { return "read-" + s + "-at-" + p, "read-secret-of-" + s + "-at-" + p }
+	readKey := func(s, p string) (string, string) {
+		return "read-" + s + "-at-" + p, "read-secret-of-" + s + "-at-" + p
+	}
 	for _, s := range sites {
 		v := testenv.StartVersity(t, "--iam-dir", t.TempDir())
 		vgw[s] = v
