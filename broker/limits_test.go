@@ -288,6 +288,19 @@ func TestMirrorLimits(t *testing.T) {
 	}
 	m.waitSeq(ctx, "b", ChangesStream("a"), 5, 10*time.Second)
 	m.sameRecords(ctx, "a")
+	// The mirror counts the same bytes as its origin, so a byte limit
+	// binds both alike too.
+	ob, err := a.js.Stream(ctx, ChangesStream("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := b.js.Stream(ctx, ChangesStream("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, mi := ob.CachedInfo().State.Bytes, mb.CachedInfo().State.Bytes; o != mi || o == 0 {
+		t.Fatalf("origin holds %d bytes, its mirror %d for the same records", o, mi)
+	}
 
 	// Room at the origin again: its two oldest go (as age removes them).
 	origin, err := a.js.Stream(ctx, ChangesStream("a"))
