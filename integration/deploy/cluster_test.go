@@ -28,6 +28,7 @@ import (
 	"github.com/s3mesh/s3mesh/broker"
 	"github.com/s3mesh/s3mesh/deploy/gen"
 	"github.com/s3mesh/s3mesh/internal/testenv"
+	"github.com/s3mesh/s3mesh/internal/versityiam"
 	"github.com/s3mesh/s3mesh/s3io"
 )
 
@@ -307,6 +308,12 @@ func TestDeployClusterTwoRegions(t *testing.T) {
 
 	// Streams: EnsureStreams creates the meta-layer objects while the
 	// cluster may still be electing; retry until it works.
+	// The link's secret names its mirror consumers (as the agent's
+	// peers[].link_secret does).
+	ls, err := os.ReadFile(res.Regions[0].LinkSecrets["b"])
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range []struct {
 		js   jetstream.JetStream
 		site string
@@ -315,7 +322,8 @@ func TestDeployClusterTwoRegions(t *testing.T) {
 		poll(t, "EnsureStreams "+s.site, 30*time.Second, func() error {
 			cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
 			defer ccancel()
-			return broker.EnsureStreams(cctx, s.js, broker.Topology{Site: s.site, Peers: []string{s.peer}, Replicas: 3})
+			return broker.EnsureStreams(cctx, s.js, broker.Topology{Site: s.site, Peers: []string{s.peer}, Replicas: 3,
+				LinkSecrets: map[string]string{s.peer: string(ls)}})
 		})
 	}
 	si, err := jsA.Stream(ctx, broker.ChangesStream("a"))
@@ -509,7 +517,8 @@ func runAgents(t *testing.T, ctx context.Context, res *gen.Result, dir string) {
 	stores := map[string]*testenv.Versity{}
 	clients := map[string]*s3io.Client{}
 	for _, r := range res.Regions {
-		v := testenv.StartVersity(t)
+		// The internal IAM: the peer's read-only user (below).
+		v := testenv.StartVersity(t, "--iam-dir", t.TempDir())
 		stores[r.Name] = v
 		c, err := s3io.New(s3io.Endpoint{URL: v.Endpoint, Region: v.Region, AccessKey: v.AccessKey, SecretKey: v.SecretKey, PathStyle: true})
 		if err != nil {
@@ -536,6 +545,21 @@ func runAgents(t *testing.T, ctx context.Context, res *gen.Result, dir string) {
 	if err := os.WriteFile(secret, []byte(testenv.VersitySecretKey), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Each region reads its peer's store with a read-only key of its own
+	// (the agent refuses a peer key that can write): a versitygw user
+	// granted s3:GetObject and s3:ListBucket by the bucket's policy.
+	readerKey := func(region string) string { return "s3mesh-peer-" + region }
+	readerSecret := func(region string) string { return "peer-secret-of-" + region + "-0123456789" }
+	for i, r := range res.Regions {
+		peer, v := res.Regions[1-i], stores[r.Name]
+		adm := versityiam.Admin{Endpoint: v.Endpoint, AccessKey: v.AccessKey, SecretKey: v.SecretKey}
+		if err := adm.GrantRead(ctx, []string{bucket}, []versityiam.Reader{{Access: readerKey(peer.Name), Secret: readerSecret(peer.Name)}}); err != nil {
+			t.Fatalf("region %s: read-only key for %s: %v", r.Name, peer.Name, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "peer-s3-secret-"+r.Name), []byte(readerSecret(r.Name)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i, r := range res.Regions {
 		peer := res.Regions[1-i]
 		v, pv := stores[r.Name], stores[peer.Name]
@@ -553,10 +577,11 @@ peers:
   - name: %s
     s3: {endpoint: %s, access_key: %s, secret_key: {file: %s}}
     public_keys: [%s]
+    link_secret: {file: %s}
 state_dir: %s
 scan: {interval: 1s}
 `, r.Name, v.Endpoint, v.AccessKey, secret, bucket, r.ClientURLs(), r.AgentUser, r.AgentPassword, res.CA,
-			r.SigningSeed, peer.Name, pv.Endpoint, pv.AccessKey, secret, peer.SigningPublicKey, filepath.Join(dir, "state-"+r.Name))
+			r.SigningSeed, peer.Name, pv.Endpoint, readerKey(r.Name), filepath.Join(dir, "peer-s3-secret-"+r.Name), peer.SigningPublicKey, r.LinkSecrets[peer.Name], filepath.Join(dir, "state-"+r.Name))
 		path := filepath.Join(dir, "agent-"+r.Name+".yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
