@@ -57,9 +57,12 @@ var mayImport = map[string]layer{
 	"producer": {uses: core},
 	"consumer": {uses: core},
 	"agent":    {uses: append(slices.Clone(core), "config", "producer", "consumer")},
-	"lab":      {uses: []string{"config", "pki"}},
+	"lab":      {uses: []string{"config", "pki", "internal/versityiam"}},
 	// deploy gen writes the broker's confined link accounts (broker.AccountsConfig).
 	"deploy": {uses: []string{"broker", "pki"}},
+	// versitygw's admin API (users, bucket policies): the lab and
+	// `s3mesh bucket create --reader` make peers' read-only keys with it.
+	"internal/versityiam": {},
 	// Helpers for tests.
 	"internal/testenv":  {},
 	"internal/layering": {},
