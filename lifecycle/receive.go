@@ -15,6 +15,11 @@ func (m Machine) receive(k Key, e Entry, in Receive, now int64) Step {
 		return done(e, Unchanged, ErrOutstanding)
 	}
 	rec, pol := in.Record, in.Policy
+	// The rank is recomputed, not trusted: its level and flag must be what
+	// this site's policy gives the record's origin and flag.
+	if err := pol.Policy.CheckRankOf(rec.Version); err != nil {
+		return done(e, Unchanged, fmt.Errorf("record %s: %w", rec.Version.ID, err))
+	}
 	d := schema.Decide(e.HeldPtr(), e.Clock, rec.Version, pol.Policy)
 	with := func(s Step) Step { s.Decision = d; return s }
 	var logIt Effect

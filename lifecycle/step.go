@@ -20,17 +20,15 @@ type Machine struct {
 	Floor uint64
 }
 
-// IncarnationShift places the incarnation in a site's clock counters: the
-// n-th write of a key in incarnation i has a counter of at least
-// i<<IncarnationShift + 1. 2^24 writes of one key fit in one incarnation;
-// more spill into the incarnation bits, which keeps counters increasing.
-const IncarnationShift = 24
+// IncarnationShift places the incarnation in a site's clock counters
+// (schema.IncarnationShift).
+const IncarnationShift = schema.IncarnationShift
 
 // IncarnationFloor is the Machine.Floor of incarnation i.
 func IncarnationFloor(i uint64) uint64 { return i << IncarnationShift }
 
 // IncarnationOf is the incarnation a counter was made in.
-func IncarnationOf(counter uint64) uint64 { return counter >> IncarnationShift }
+func IncarnationOf(counter uint64) uint64 { return schema.IncarnationOf(counter) }
 
 // Next says what an executor does after carrying out a Step's effects.
 type Next int

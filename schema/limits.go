@@ -2,6 +2,7 @@ package schema
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -24,6 +25,22 @@ const (
 	// times without wrapping, and any sum or +1 of counters in the code
 	// stays exact.
 	MaxCounter uint64 = 1 << 56
+
+	// IncarnationShift places a site's incarnation in its clock counters:
+	// the n-th write of a key in incarnation i has a counter of at least
+	// i<<IncarnationShift + 1. 2^24 writes of one key fit in one
+	// incarnation; more spill into the incarnation bits, which keeps
+	// counters increasing. An incarnation is at least the unix second the
+	// site's agent started in.
+	IncarnationShift = 24
+
+	// IncarnationHeadroom is how many incarnations past the receiver's
+	// clock (plus MaxFuture) a counter may claim: a site starts a new
+	// incarnation at every start, at least one above the last, so a site
+	// restarted many times within a second runs ahead of the wall clock;
+	// and a key written more than 2^24 times in one run spills into the
+	// next incarnations' bits.
+	IncarnationHeadroom = 1024
 
 	// MaxRankEpoch bounds the epoch of a policy rank (Policy.Rank: epoch
 	// << 16 | flag << 8 | level). An epoch grows by at most one per write
@@ -119,6 +136,20 @@ func (r *Record) ValidateFor(l Limits) error {
 		maxFuture = DefaultMaxFuture
 	}
 	limit := l.Now + maxFuture.Milliseconds()
+	// No site can have made a counter in an incarnation that has not
+	// started yet: a counter's incarnation is at most the unix second of
+	// the latest start of its site. A peer that claims a third site's
+	// counter beyond it could otherwise make every honest write of that
+	// site below it look stale here (skipped, silently).
+	if l.Now > 0 {
+		ceiling := uint64(max(limit, 0))/1000 + IncarnationHeadroom
+		for _, s := range sortedSites(v.Clock) {
+			if n := v.Clock[s]; IncarnationOf(n) > ceiling {
+				return badField("Version.Clock", "entry for site %s is %d, made in incarnation %d, which starts after this site's clock allows (at most %d)",
+					trunc(s), n, IncarnationOf(n), ceiling)
+			}
+		}
+	}
 	if v.TS > limit {
 		return badField("Version.TS", "origin time %d is more than %s after this site's clock (%d)", v.TS, maxFuture, l.Now)
 	}
@@ -198,6 +229,20 @@ func CheckRank(rank uint64) error {
 	}
 	// The level is 8 bits and every value up to maxPriority (255) occurs.
 	return nil
+}
+
+// IncarnationOf is the incarnation a counter was made in.
+func IncarnationOf(counter uint64) uint64 { return counter >> IncarnationShift }
+
+// sortedSites lists c's sites in order, so an error names the same entry
+// every time.
+func sortedSites(c Clock) []string {
+	out := make([]string, 0, len(c))
+	for s := range c {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func trunc(s string) string {

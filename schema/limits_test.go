@@ -27,6 +27,21 @@ func withKey(r *Record, k string) {
 
 func streamed(r *Record, size int64) { r.Inline, r.Body, r.Version.Size = false, nil, size }
 
+// TestCounterFormatBound: the format takes counters up to MaxCounter (a
+// record of 2106 encodes); only ValidateFor bounds them by the clock.
+func TestCounterFormatBound(t *testing.T) {
+	r := validRecord()
+	r.Version.Clock = r.Version.Clock.Clone()
+	withCounter(&r, MaxCounter)
+	if _, err := r.Encode(); err != nil {
+		t.Fatalf("Encode of a counter at 2^56: %v", err)
+	}
+	withCounter(&r, MaxCounter+1)
+	if _, err := r.Encode(); !errors.Is(err, ErrBadRecord) {
+		t.Fatalf("Encode of a counter over 2^56 = %v, want ErrBadRecord", err)
+	}
+}
+
 // TestBounds: for every bound, a record just inside passes, just outside
 // fails with ErrBadRecord naming the field.
 func TestBounds(t *testing.T) {
@@ -40,12 +55,24 @@ func TestBounds(t *testing.T) {
 		{"size at 5 TiB", "", func(r *Record) { streamed(r, MaxSize) }},
 		{"size over 5 TiB", "Version.Size", func(r *Record) { streamed(r, MaxSize+1) }},
 		{"size 2^62", "Version.Size", func(r *Record) { streamed(r, 1<<62) }},
-		{"origin counter at 2^56", "", func(r *Record) { withCounter(r, MaxCounter) }},
+		// 2^56 is within the format's bound (Encode takes it, see
+		// TestCounterFormatBound) but an incarnation of 2^32 has not
+		// started: no site can have made it yet.
+		{"origin counter at 2^56", "Version.Clock", func(r *Record) { withCounter(r, MaxCounter) }},
 		{"origin counter over 2^56", "Version.Clock", func(r *Record) { withCounter(r, MaxCounter+1) }},
 		{"origin counter 2^64-1", "Version.Clock", func(r *Record) { withCounter(r, math.MaxUint64) }},
 		{"real counter of today's incarnation", "", func(r *Record) { withCounter(r, uint64(testNow.Unix())<<24+1) }},
-		{"real counter in 2105", "", func(r *Record) { withCounter(r, uint64(4_290_000_000)<<24+1<<23) }},
-		{"other counter at 2^56", "", func(r *Record) { r.Version.Clock["b"] = MaxCounter }},
+		{"real counter in 2105", "Version.Clock", func(r *Record) { withCounter(r, uint64(4_290_000_000)<<24+1<<23) }},
+		{"other counter at 2^56", "Version.Clock", func(r *Record) { r.Version.Clock["b"] = MaxCounter }},
+		// The ceiling: an incarnation at most MaxFuture past this site's
+		// clock, plus IncarnationHeadroom.
+		{"other counter at the incarnation ceiling", "", func(r *Record) {
+			r.Version.Clock["b"] = uint64(testNow.Add(DefaultMaxFuture).Unix()+IncarnationHeadroom)<<IncarnationShift | 1<<23
+		}},
+		{"other counter past the incarnation ceiling", "Version.Clock", func(r *Record) {
+			r.Version.Clock["b"] = uint64(testNow.Add(DefaultMaxFuture).Unix()+IncarnationHeadroom+1) << IncarnationShift
+		}},
+		{"other counter at 2^55 (a forged dominating clock)", "Version.Clock", func(r *Record) { r.Version.Clock["c"] = 1 << 55 }},
 		{"other counter over 2^56", "Version.Clock", func(r *Record) { r.Version.Clock["b"] = MaxCounter + 1 }},
 		{"clock names only known sites", "", func(r *Record) { r.Version.Clock["c"] = 7 }},
 		{"clock names an unknown site", "Version.Clock", func(r *Record) { r.Version.Clock["mallory"] = 1 }},

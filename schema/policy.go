@@ -127,5 +127,26 @@ func (p Policy) Rank(origin string, deleted bool, held *Version) uint64 {
 	if held.Rank&(1<<(rankLevelBits+rankFlagBits)-1) != 0 {
 		epoch++
 	}
+	// Saturate, never fail: a held version at the bound (only a peer that
+	// forged its rank gets there) must not make this site's own next write
+	// of the key impossible. The write still follows the held version in
+	// its clock, which is what orders the two.
+	epoch = min(epoch, MaxRankEpoch)
 	return epoch<<(rankLevelBits+rankFlagBits) | pr
+}
+
+// CheckRankOf refuses v's rank unless its level and flag are what this
+// site's policy gives v's origin and tombstone flag: a rank is the origin's
+// claim, and a peer that claims another level or flag would outrank what
+// the policy prefers (a site-priority level it does not have, a put
+// dressed as a delete under delete-wins). The epoch depends on history the
+// receiver may not hold; CheckRank bounds it.
+func (p Policy) CheckRankOf(v Version) error {
+	level := v.Rank & (1<<rankLevelBits - 1)
+	flag := v.Rank >> rankLevelBits & (1<<rankFlagBits - 1)
+	if wl, wf := p.level(v.Origin), p.flag(v.Deleted); level != wl || flag != wf {
+		return badField("Version.Rank", "%#x has level %d and flag %d; policy %s gives a %s of %s level %d and flag %d",
+			v.Rank, level, flag, p, map[bool]string{true: "delete", false: "put"}[v.Deleted], trunc(v.Origin), wl, wf)
+	}
+	return CheckRank(v.Rank)
 }

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -492,4 +493,58 @@ func TestPolicyRankFollowsCausality(t *testing.T) {
 			wall += rapid.Int64Range(-50, 50).Draw(t, "tick")
 		}
 	})
+}
+
+// TestCheckRankOf: the receiver recomputes a rank's level and flag from its
+// own policy: a peer claiming a level it does not have or a delete's flag
+// on a put is refused, naming Version.Rank; every rank Policy.Rank makes
+// passes.
+func TestCheckRankOf(t *testing.T) {
+	prio := Policy{Mode: ModeSitePriority, Priority: []string{"a", "b", "c"}}
+	delWins := Policy{Deletes: DeleteWins}
+	held := &Version{Rank: 5<<16 | 1<<8 | 2}
+	cases := []struct {
+		name string
+		p    Policy
+		v    Version
+		ok   bool
+	}{
+		{"lww, honest", Policy{}, Version{Origin: "b", Rank: Policy{}.Rank("b", false, held)}, true},
+		{"lww, a level claimed", Policy{}, Version{Origin: "b", Rank: 3}, false},
+		{"site-priority, honest c", prio, Version{Origin: "c", Rank: prio.Rank("c", false, held)}, true},
+		{"site-priority, c claims a's level", prio, Version{Origin: "c", Rank: prio.Rank("a", false, held)}, false},
+		{"delete-wins, honest delete", delWins, Version{Origin: "b", Deleted: true, Rank: delWins.Rank("b", true, nil)}, true},
+		{"delete-wins, a put with the delete's flag", delWins, Version{Origin: "b", Rank: delWins.Rank("b", true, nil)}, false},
+		{"epoch over the bound", Policy{}, Version{Origin: "b", Rank: (MaxRankEpoch + 1) << 16}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.p.CheckRankOf(tc.v)
+			var fe *FieldError
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("refused: %v", err)
+			case !tc.ok && (!errors.As(err, &fe) || fe.Field != "Version.Rank"):
+				t.Fatalf("CheckRankOf = %v, want a FieldError on Version.Rank", err)
+			}
+		})
+	}
+}
+
+// TestRankSaturates: a write over a held version whose epoch is at the
+// bound (only a forged rank gets there) still gets a valid rank: the site
+// can always publish its own next write.
+func TestRankSaturates(t *testing.T) {
+	for _, p := range []Policy{{}, {Mode: ModeSitePriority, Priority: []string{"a", "b"}}, {Deletes: DeleteWins}} {
+		held := &Version{Origin: "b", Rank: MaxRankEpoch<<16 | 1<<8 | 2}
+		for _, del := range []bool{false, true} {
+			r := p.Rank("a", del, held)
+			if err := CheckRank(r); err != nil {
+				t.Fatalf("%s: rank over a held epoch of 2^40: %v", p, err)
+			}
+			if err := p.CheckRankOf(Version{Origin: "a", Deleted: del, Rank: r}); err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+		}
+	}
 }
