@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"time"
@@ -95,24 +96,39 @@ func (a *Agent) ownRecords(ctx context.Context) (uint64, uint64, error) {
 	if last != nil {
 		lastData = last.Data
 	}
-	inc, own := incarnationOf(site, lastData)
+	// The site's own stream: only this site's agent publishes there, but a
+	// message that does not verify as this site's record is no evidence.
+	inc, err := a.incarnationOf(lastData, time.Now())
 	records := info.State.Msgs
-	if !own {
-		records = 0 // bytes that are not this site's records are no evidence
+	if err != nil {
+		if lastData != nil {
+			a.log.Warn("the last message of this site's own change stream is not a record of this site; not used as evidence", "err", err)
+		}
+		records, inc = 0, 0
 	}
 	if records == 0 {
 		// The site's own stream is empty: new, or its JetStream store was
 		// lost too. Its peers' mirrors of it tell.
-		records, inc = a.peerRecords(ctx)
+		return a.peerRecords(ctx)
 	}
 	return records, inc, nil
 }
 
+// ErrPeerEvidence is a peer's answer about this site's own records that
+// the start-up check cannot use: its last record does not verify with this
+// site's keys, or claims an incarnation that cannot have started.
+var ErrPeerEvidence = errors.New("peer's evidence of this site's records is not usable")
+
 // peerRecords asks every peer's agent what its mirror of this site's
 // CHANGES stream holds of this site's records (broker.RecordsSubject) and
-// reads the incarnation of the last one. A peer that does not answer
-// within a few seconds is left out: this is evidence, not a requirement.
-func (a *Agent) peerRecords(ctx context.Context) (records, inc uint64) {
+// reads the incarnation of the last one, which must verify with this
+// site's own keys (signing.key, signing.former_public_keys) and have
+// started by now: the incarnation lifts every counter this site makes from
+// now on, so a value a peer made up would make it refuse its own writes.
+// A peer that does not answer within a few seconds is left out (this is
+// evidence, not a requirement); a peer whose answer does not verify stops
+// the start, naming the peer.
+func (a *Agent) peerRecords(ctx context.Context) (records, inc uint64, err error) {
 	site := a.cfg.Site
 	for _, p := range a.cfg.PeerNames() {
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -122,30 +138,43 @@ func (a *Agent) peerRecords(ctx context.Context) (records, inc uint64) {
 			a.log.Info("peer's mirror of this site's records not readable; left out of the start-up check", "peer", p, "err", err)
 			continue
 		}
-		if r.Msgs == 0 {
+		if r.Msgs == 0 || len(r.Last) == 0 {
 			continue
 		}
-		if i, own := incarnationOf(site, r.Last); own {
-			records, inc = max(records, r.Msgs), max(inc, i)
+		i, err := a.incarnationOf(r.Last, time.Now())
+		if err != nil {
+			return 0, 0, fmt.Errorf("%w: peer %s says its mirror of %s ends with %d: %w. "+
+				"If this site rotated its signing key, list the old public key in signing.former_public_keys; "+
+				"otherwise peer %s may be compromised: check it, and remove it from peers until then",
+				ErrPeerEvidence, p, broker.ChangesStream(site), r.LastSeq, err, p)
 		}
+		records, inc = max(records, r.Msgs), max(inc, i)
 	}
-	return records, inc
+	return records, inc, nil
 }
 
-// incarnationOf is the incarnation of m; own is false if m is not a record
-// of site. The record is this site's own (its CHANGES stream, or a peer's
-// mirror of it, which only this site's records reach: README, "Security"),
-// so it is decoded without verifying its signature: it may be signed by a
-// key this site has since rotated away from.
-func incarnationOf(site string, data []byte) (inc uint64, own bool) {
+// incarnationOf is the incarnation of data, which must be a record of this
+// site that verifies with its own keys and was made in an incarnation that
+// has started by now (at most schema.IncarnationHeadroom ahead of the
+// clock, as every site's records are bounded).
+func (a *Agent) incarnationOf(data []byte, now time.Time) (uint64, error) {
 	if len(data) == 0 {
-		return 0, false
+		return 0, errors.New("no record")
 	}
-	rec, err := schema.Decode(data)
-	if err != nil || rec.Version.Origin != site {
-		return 0, false
+	site := a.cfg.Site
+	keys := schema.Keyring{Keys: map[string][]ed25519.PublicKey{site: a.cfg.OwnKeys()}, AcceptUnsigned: a.cfg.Records.AcceptUnsigned}
+	rec, err := keys.Open(data, site)
+	if err != nil {
+		return 0, fmt.Errorf("its last record is not this site's (%w)", err)
 	}
-	return lifecycle.IncarnationOf(rec.Version.Clock[site]), true
+	if rec.Version.Origin != site {
+		return 0, fmt.Errorf("its last record claims origin %q", rec.Version.Origin)
+	}
+	inc := lifecycle.IncarnationOf(rec.Version.Clock[site])
+	if ceiling := uint64(now.Unix()) + schema.IncarnationHeadroom; inc > ceiling {
+		return 0, fmt.Errorf("its last record claims incarnation %d, after this site's clock allows (%d)", inc, ceiling)
+	}
+	return inc, nil
 }
 
 // checkNotLost refuses a state that has no site record and no entry while

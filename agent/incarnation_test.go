@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -169,4 +170,71 @@ func TestIncarnationsAndLostState(t *testing.T) {
 		t.Fatalf("counter %d after the rebuild, want above %d", c3, c2)
 	}
 	stop(a, cancel, done)
+}
+
+// TestIncarnationEvidenceIsVerified: the incarnation a start-up check reads
+// from a record of this site (its own stream's last, or a peer's answer)
+// counts only if the record verifies with this site's keys — signing.key
+// or signing.former_public_keys — and its incarnation has started by now.
+// A peer that forged a record "of a" with a huge counter (which would make
+// a refuse every write of its own) is refused, naming the field.
+func TestIncarnationEvidenceIsVerified(t *testing.T) {
+	dir := t.TempDir()
+	signing, pubs := testSigning(t, dir, "a", "old", "b")
+	cfg := &config.Site{Site: "a", Signing: signing["a"]}
+	a := &Agent{cfg: cfg}
+	keyOf := func(name string) ed25519.PrivateKey {
+		c := &config.Site{Signing: signing[name]}
+		k, err := c.SigningKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	now := time.Now()
+	rec := func(inc uint64) *schema.Record {
+		c := schema.Clock{"a": lifecycle.IncarnationFloor(inc) + 1}
+		return &schema.Record{Schema: schema.RecordSchema, Bucket: "demo", Key: "k", Inline: true, MadeAt: now.UnixMilli(),
+			Version: schema.Version{ID: schema.VersionID("a", "demo", "k", c["a"]), Origin: "a", Clock: c, TS: now.UnixMilli()}}
+	}
+	signed := func(r *schema.Record, key string) []byte {
+		b, err := r.Sign(keyOf(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	today := uint64(now.Unix())
+	unsigned, _ := rec(today).Encode()
+	cases := []struct {
+		name string
+		data []byte
+		want uint64 // 0: refused
+	}{
+		{"own key", signed(rec(today), "a"), today},
+		{"former key, not listed", signed(rec(today-100), "old"), 0},
+		{"another site's key", signed(rec(today), "b"), 0},
+		{"unsigned", unsigned, 0},
+		{"own key, incarnation 2^31 (a forged future)", signed(rec(1<<31), "a"), 0},
+		{"own key, at the headroom", signed(rec(today+schema.IncarnationHeadroom-5), "a"), today + schema.IncarnationHeadroom - 5},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := a.incarnationOf(tc.data, now)
+			if tc.want == 0 {
+				if err == nil {
+					t.Fatalf("accepted: incarnation %d", got)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("incarnationOf = %d, %v; want %d", got, err, tc.want)
+			}
+		})
+	}
+	// Listed as a former key, the old seed's record counts.
+	cfg.Signing.FormerPublicKeys = []string{pubs["old"]}
+	if got, err := a.incarnationOf(signed(rec(today-100), "old"), now); err != nil || got != today-100 {
+		t.Fatalf("a record signed with a former key: %d, %v", got, err)
+	}
 }

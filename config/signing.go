@@ -15,6 +15,27 @@ type Signing struct {
 	// Key is an nkeys user seed ("SU…", `s3mesh keys gen --out FILE`
 	// writes one), a secret: {file: PATH} (mode 0600) or {env: NAME}.
 	Key Secret `yaml:"key"`
+	// FormerPublicKeys are the public keys ("U…") of seeds this site
+	// signed with before a key rotation. The agent's start-up check reads
+	// the incarnation of the site's own last record (in its own stream,
+	// or in a peer's mirror of it) only from a record it can verify as its
+	// own: with Key, or with one of these.
+	FormerPublicKeys []string `yaml:"former_public_keys"`
+}
+
+// OwnKeys returns the public keys this site's own records verify with:
+// signing.key's and signing.former_public_keys (Validate has checked them).
+func (s *Site) OwnKeys() []ed25519.PublicKey {
+	var out []ed25519.PublicKey
+	if key, err := s.SigningKey(); err == nil {
+		out = append(out, key.Public().(ed25519.PublicKey))
+	}
+	for _, k := range s.Signing.FormerPublicKeys {
+		if pub, err := ParsePublicKey(k); err == nil {
+			out = append(out, pub)
+		}
+	}
+	return out
 }
 
 // SigningKey reads and parses the site's signing key (Validate has checked
@@ -98,6 +119,13 @@ func (s *Site) validateSigning() error {
 	}
 	own := key.Public().(ed25519.PublicKey)
 	seen := map[string]string{}
+	for i, k := range s.Signing.FormerPublicKeys {
+		f := fmt.Sprintf("signing.former_public_keys[%d]", i)
+		if _, err := ParsePublicKey(k); err != nil {
+			return fieldErr(f, "%v", err)
+		}
+		seen[k] = s.Site
+	}
 	for i, p := range s.Peers {
 		f := fmt.Sprintf("peers[%d].public_keys", i)
 		if len(p.PublicKeys) == 0 {
