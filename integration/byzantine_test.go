@@ -1,0 +1,235 @@
+package integration
+
+import (
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/s3mesh/s3mesh/agent"
+	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/config"
+	"github.com/s3mesh/s3mesh/consumer"
+	"github.com/s3mesh/s3mesh/internal/testenv"
+	"github.com/s3mesh/s3mesh/lifecycle"
+	"github.com/s3mesh/s3mesh/schema"
+)
+
+// TestByzantineSite: acting as a compromised site b — its broker
+// credentials and its record signing key from lab.json — b publishes
+// validly signed records whose content is dishonest. Each attack beside a
+// positive control (the same record made honestly applies), and after each
+// an honest write of the key reaches every honest site (a and c). A lab of
+// its own: b's store and state do not hold what the test publishes as b.
+func TestByzantineSite(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := ctxT(t)
+	a, b := e.sites["a"], e.sites["b"]
+	seed, err := os.ReadFile(e.siteInfo(t, "b").SigningKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyB, err := config.ParseSeed(string(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	honest := []string{"a", "c"}
+	nextB := lifecycle.IncarnationFloor(uint64(time.Now().Unix()))
+	// forge publishes, as b, a record of bucket/key over clock with body.
+	forge := func(t *testing.T, bucket, key string, clock schema.Clock, rank uint64, body string) *schema.Record {
+		t.Helper()
+		nextB++
+		clock = clock.Clone()
+		clock["b"] = nextB
+		sum := md5.Sum([]byte(body))
+		now := time.Now().UnixMilli()
+		rec := &schema.Record{Schema: schema.RecordSchema, Bucket: bucket, Key: key, Inline: true, Body: []byte(body), MadeAt: now,
+			Attrs: schema.Attrs{ContentType: "text/plain"},
+			Version: schema.Version{ID: schema.VersionID("b", bucket, key, nextB), Origin: "b", Clock: clock, TS: now,
+				Rank: rank, Size: int64(len(body)), ETag: hex.EncodeToString(sum[:])}}
+		data, err := rec.Sign(keyB)
+		if err != nil {
+			t.Fatalf("sign: %v", err)
+		}
+		if _, err := b.js.Publish(ctx, broker.ChangesSubject("b", schema.Partition(bucket, key, 1)), data, jetstream.WithMsgID(rec.Version.ID)); err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+	// clockOf is the clock of the last record a made of bucket/key.
+	clockOf := func(t *testing.T, bucket, key string) schema.Clock {
+		t.Helper()
+		var got schema.Clock
+		err := broker.ReadStream(ctx, a.js, broker.ChangesStream("a"), time.Time{}, func(_ uint64, data []byte) error {
+			if r, err := schema.Decode(data); err == nil && r.Bucket == bucket && r.Key == key {
+				got = r.Version.Clock
+			}
+			return nil
+		})
+		if err != nil || got == nil {
+			t.Fatalf("a's record of %s/%s: %v", bucket, key, err)
+		}
+		return got
+	}
+	write := func(t *testing.T, site, bucket, key, body string) {
+		t.Helper()
+		e.putIn(t, site, bucket, key, []byte(body))
+		e.waitAt(t, honest, bucket, key, body, 45*time.Second)
+	}
+	// deadLetter waits for the dead letter of version id at site and
+	// checks its reason names field.
+	deadLetter := func(t *testing.T, site, id, field string) {
+		t.Helper()
+		testenv.Eventually(t, 30*time.Second, "dead letter of "+id+" at "+site, func() error {
+			var found *consumer.DeadLetter
+			err := broker.ReadStream(ctx, e.sites[site].js, broker.DLQStream(site), time.Time{}, func(_ uint64, data []byte) error {
+				var d consumer.DeadLetter
+				if json.Unmarshal(data, &d) == nil && d.VersionID == id {
+					found = &d
+				}
+				return nil
+			})
+			switch {
+			case err != nil:
+				return err
+			case found == nil:
+				return fmt.Errorf("none yet")
+			case found.Reason != consumer.ReasonBadRecord || !strings.Contains(found.Error, field):
+				t.Fatalf("dead letter of %s at %s: reason %s, %q; want %s naming %s", id, site, found.Reason, found.Error, consumer.ReasonBadRecord, field)
+			}
+			return nil
+		})
+	}
+
+	t.Run("clock-poisoning", func(t *testing.T) {
+		// b claims c's counter for the key is 2^55: applied, every later
+		// write of the key at c would look stale at a and be skipped.
+		write(t, "a", bucket, "byz/clock", "from a")
+		cl := clockOf(t, bucket, "byz/clock")
+		poisoned := cl.Clone()
+		poisoned["c"] = 1 << 55
+		bad := forge(t, bucket, "byz/clock", poisoned, 0, "poison")
+		// Positive control: the same write without the forged entry.
+		forge(t, bucket, "byz/clock", cl, 0, "b, honestly")
+		e.waitAt(t, honest, bucket, "byz/clock", "b, honestly", 45*time.Second)
+		// The silent loss the poisoned clock caused: c's next write of the
+		// key skipped at a as stale.
+		write(t, "c", bucket, "byz/clock", "c after the attack")
+		for _, s := range honest {
+			deadLetter(t, s, bad.Version.ID, "Version.Clock")
+		}
+	})
+
+	t.Run("rank-epoch-at-the-bound", func(t *testing.T) {
+		// Under site-priority (b, a, c) b's version at epoch 2^40: valid,
+		// applied; a's own next write over it must still be publishable.
+		write(t, "a", "prio", "byz/rank", "from a")
+		forge(t, "prio", "byz/rank", clockOf(t, "prio", "byz/rank"), schema.MaxRankEpoch<<16|3, "b at epoch 2^40")
+		e.waitAt(t, honest, "prio", "byz/rank", "b at epoch 2^40", 45*time.Second)
+		write(t, "a", "prio", "byz/rank", "a after the attack")
+	})
+
+	t.Run("rank-level-and-flag", func(t *testing.T) {
+		write(t, "a", bucket, "byz/level", "from a")
+		write(t, "a", "delwins", "byz/flag", "from a")
+		level := forge(t, bucket, "byz/level", clockOf(t, bucket, "byz/level"), 5, "b claims level 5 under lww")
+		flag := forge(t, "delwins", "byz/flag", clockOf(t, "delwins", "byz/flag"), 1<<8, "a put with the delete's flag")
+		// Positive controls: the same records with the ranks the policies give.
+		forge(t, bucket, "byz/level", clockOf(t, bucket, "byz/level"), 0, "b, level 0")
+		forge(t, "delwins", "byz/flag", clockOf(t, "delwins", "byz/flag"), 0, "b, a put")
+		e.waitAt(t, honest, bucket, "byz/level", "b, level 0", 45*time.Second)
+		e.waitAt(t, honest, "delwins", "byz/flag", "b, a put", 45*time.Second)
+		for _, s := range honest {
+			deadLetter(t, s, level.Version.ID, "Version.Rank")
+			deadLetter(t, s, flag.Version.ID, "Version.Rank")
+		}
+		write(t, "c", bucket, "byz/level", "c after the attack")
+		write(t, "c", "delwins", "byz/flag", "c after the attack")
+	})
+
+	t.Run("forged-incarnation", func(t *testing.T) {
+		// a restarts with its own stream empty (as after a week without
+		// a write or a lost JetStream store) and asks its peers what they
+		// hold of its records. b answers with an unsigned record "of a"
+		// claiming a counter of 2^55, which would make a refuse every
+		// write of its own.
+		for _, s := range []string{"a", "b"} {
+			if out, err := e.lab.Ctl("kill", s); err != nil {
+				t.Fatalf("kill %s: %v %s", s, err, out)
+			}
+		}
+		sa, err := a.js.Stream(ctx, broker.ChangesStream("a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sa.Purge(ctx); err != nil {
+			t.Fatal(err)
+		}
+		forged := &schema.Record{Schema: schema.UnsignedSchema, Bucket: bucket, Key: "byz/x", Inline: true, MadeAt: time.Now().UnixMilli(),
+			Version: schema.Version{ID: schema.VersionID("a", bucket, "byz/x", 1<<55), Origin: "a", Clock: schema.Clock{"a": 1 << 55}, TS: time.Now().UnixMilli()}}
+		data, err := forged.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, _ := json.Marshal(agent.PeerRecords{Msgs: 1, FirstSeq: 1, LastSeq: 1, Last: data})
+		sub, err := b.nc.Subscribe(broker.RecordsSubject("b", "a"), func(m *nats.Msg) { m.Respond(answer) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		out, err := e.lab.Ctl("start", "a")
+		logA, _ := os.ReadFile(e.logOf(t, "a", "agent"))
+		if err == nil && !strings.Contains(string(logA), "peer b says its mirror") {
+			t.Fatalf("a started on b's forged evidence: %s", out)
+		}
+		if !strings.Contains(string(logA), "peer b says its mirror of CHANGES_a") || !strings.Contains(string(logA), "not this site's") {
+			t.Fatalf("a's agent log does not say why it stopped (peer b's evidence):\n%s", tail(string(logA), 2000))
+		}
+		// Positive control: with b's honest agent back, a starts (c's and
+		// b's answers verify) and its writes reach every honest site.
+		sub.Unsubscribe()
+		for _, s := range []string{"b", "a"} {
+			if out, err := e.lab.Ctl("start", s); err != nil {
+				t.Fatalf("start %s: %v %s", s, err, out)
+			}
+		}
+		write(t, "a", bucket, "byz/after-incarnation", "a after the attack")
+	})
+}
+
+// waitAt polls sites until each holds body under bucket/key.
+func (e *env) waitAt(t *testing.T, sites []string, bucket, key, body string, timeout time.Duration) {
+	t.Helper()
+	for _, s := range sites {
+		testenv.Eventually(t, timeout, fmt.Sprintf("%s/%s at %s holding %q", bucket, key, s, body), func() error {
+			got, ok := e.bodyAt(t, s, bucket, key)
+			if !ok || string(got) != body {
+				return fmt.Errorf("holds %q (present: %v)", got, ok)
+			}
+			return nil
+		})
+	}
+}
+
+// logOf is the path of a lab process's log at site.
+func (e *env) logOf(t *testing.T, site, proc string) string {
+	t.Helper()
+	return filepath.Join(e.siteInfo(t, site).LogDir, proc+".log")
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
