@@ -1,6 +1,7 @@
 package lifecycle_test
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -78,7 +79,14 @@ func (w *simWorld) checkStep(x *simExec, st lifecycle.Step) {
 		}
 	}
 	if in, ok := x.in.(lifecycle.Receive); ok {
-		w.checkReceive(x, in, st)
+		if errors.Is(st.Err, schema.ErrBadRecord) {
+			// Refused before any decision (a forged rank): nothing changes.
+			if len(st.Effects) > 0 || !reflect.DeepEqual(st.Entry, x.e) {
+				w.t.Fatalf("a refused record %s changed %s at %s: %v", in.Record.Version.ID, x.k.Key, x.s.name, st.Effects)
+			}
+		} else {
+			w.checkReceive(x, in, st)
+		}
 	}
 	// The held version only moves up in the conflict order (not under
 	// manual, where a resolution is ranked over the resolver's version only).
@@ -173,6 +181,9 @@ func (w *simWorld) checkReflected(x *simExec, e lifecycle.Entry) {
 // checkDriveEnd checks a Drive that neither crashed nor failed.
 func (w *simWorld) checkDriveEnd(x *simExec, st lifecycle.Step, start lifecycle.Entry, in lifecycle.Input) {
 	w.results[st.Result]++
+	if rec, ok := in.(lifecycle.Receive); ok && errors.Is(st.Err, schema.ErrBadRecord) && w.forged[rec.Record.Version.ID] {
+		return // a Byzantine variant refused (the delivery dead-letters it)
+	}
 	if st.Err != nil {
 		w.t.Fatalf("Drive of %T at %s ended with %v: next=%v result=%v effects=%#v", in, x.s.name, st.Err, st.Next, st.Result, st.Effects)
 	}
@@ -476,10 +487,14 @@ func (w *simWorld) checkConflictsAgree() {
 }
 
 // checkDeadLetters: records are dead-lettered only because they were
-// parked (manual) or no site held their bodies any more.
+// parked (manual), no site held their bodies any more, or they were a
+// Byzantine origin's variants (bad-record).
 func (w *simWorld) checkDeadLetters() {
 	for _, s := range w.sites {
 		for _, d := range s.dlq {
+			if d.reason == "bad-record" && w.forged[d.id] {
+				continue // a Byzantine variant (forge), refused
+			}
 			if d.reason == "manual" && !w.manual || d.reason != "manual" && d.reason != "body-unavailable" {
 				w.t.Fatalf("%s dead-lettered %s: %s", s.name, d.id, d.reason)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"pgregory.net/rapid"
 
@@ -405,8 +406,26 @@ func (w *simWorld) deliver(s *simSite, i int) {
 		w.t.Fatalf("a published record does not decode: %v", err)
 	}
 	w.t.Logf("deliver %s %s to %s", simID(rec.Version.ID), simV(rec.Version), s.name)
-	st, err := w.apply(s, rec)
+	// consumer.validate: bounded before anything acts on it.
+	var st lifecycle.Step
+	err = rec.ValidateFor(schema.NewLimits(w.siteNames(), time.UnixMilli(s.wall), 0))
+	if err == nil {
+		st, err = w.apply(s, rec)
+		if err == nil && errors.Is(st.Err, schema.ErrBadRecord) {
+			err = st.Err // the Applier returns it (a forged rank)
+		}
+	}
+	if w.forged[rec.Version.ID] && !errors.Is(err, schema.ErrBadRecord) && !errors.Is(err, errSimCrash) {
+		w.t.Fatalf("forged %s at %s was not refused as bad-record: %v %v", simID(rec.Version.ID), s.name, st.Result, err)
+	}
 	switch {
+	case errors.Is(err, schema.ErrBadRecord):
+		if !w.forged[rec.Version.ID] {
+			w.t.Fatalf("an honest record %s refused at %s: %v", simID(rec.Version.ID), s.name, err)
+		}
+		if err := w.deadLetter(s, rec, "bad-record"); err != nil {
+			return
+		}
 	case errors.Is(err, errSimParked):
 		if err := w.deadLetter(s, rec, "manual"); err != nil {
 			return

@@ -7,7 +7,11 @@ package lifecycle_test
 // and NATS (sim_exec_test.go). A random schedule interleaves user writes
 // with skewed wall clocks, storage events (some lost, some naming the wrong
 // key), deliveries (reordered and duplicated), scans, racing user writes
-// between two effects, and crashes between any two effects (the durable
+// between two effects, dishonest variants a Byzantine origin signs of its
+// own records (a third site's counter from an incarnation that has not
+// started, a rank whose level or flag the policy does not give; each must
+// be refused as bad-record by consumer.validate's bounds or the core, and
+// change nothing), and crashes between any two effects (the durable
 // entries stay, the interrupted event or delivery comes again, every key is
 // recovered before anything else touches it). Then the faults stop,
 // everything drains, every site scans and everything drains again, and the
@@ -214,6 +218,7 @@ type simWorld struct {
 	dups       int                                //
 	steps      int                                // Steps checked
 	knownLoss  int                                // losses exempted by the simExempt… constants
+	forged     map[string]bool                    // version ids of the Byzantine variants (forge)
 	stats      map[string]int                     // what happened, for the summary of the test
 	results    map[lifecycle.Result]int
 }
@@ -223,7 +228,8 @@ func newSimWorld(t *rapid.T, n int, pol lifecycle.BucketPolicy) *simWorld {
 		t: t, pol: pol, manual: pol.Mode == schema.ModeManual,
 		byETag: map[string]int{}, pubs: map[string]simPub{}, pendingObs: map[string]simMut{},
 		decisions: map[simDecisionKey]schema.Decision{}, results: map[lifecycle.Result]int{}, stats: map[string]int{},
-		dups: 15,
+		forged: map[string]bool{},
+		dups:   15,
 	}
 	w.crashes = rapid.IntRange(0, 6).Draw(t, "crashes")
 	w.races = rapid.IntRange(0, 6).Draw(t, "races")
@@ -244,6 +250,15 @@ func newSimWorld(t *rapid.T, n int, pol lifecycle.BucketPolicy) *simWorld {
 }
 
 func (w *simWorld) stat(what string) { w.stats[what]++ }
+
+// siteNames are the sites a record's clock may name.
+func (w *simWorld) siteNames() []string {
+	names := make([]string, len(w.sites))
+	for i, s := range w.sites {
+		names[i] = s.name
+	}
+	return names
+}
 
 // simTotals sums the stats of the passing runs of one test, so that the
 // test can show what its schedules exercised (go test -v).
@@ -362,7 +377,7 @@ func (w *simWorld) run() {
 		s := w.sites[w.draw(len(w.sites), "site")]
 		// Wall time mostly advances but may jump back (skew, NTP steps).
 		s.wall += rapid.Int64Range(-400, 1500).Draw(w.t, "tick")
-		switch op := w.draw(21, "op"); {
+		switch op := w.draw(22, "op"); {
 		case op < 6 || op < 10 && len(s.events) == 0 && len(s.inbox) == 0:
 			w.userWrite(s, w.keys[w.draw(len(w.keys), "key")], w.chance(3, "del"))
 		case op < 10 && len(s.events) > 0 && (len(s.inbox) == 0 || op < 8):
@@ -373,6 +388,8 @@ func (w *simWorld) run() {
 			w.scan(s)
 		case op == 20:
 			w.sync(s)
+		case op == 21 && len(w.sent) > 0:
+			w.forge(s)
 		default:
 			// An event that names the wrong key (versitygw under load).
 			k := w.keys[w.draw(len(w.keys), "key")]
@@ -380,6 +397,41 @@ func (w *simWorld) run() {
 			s.events = append(s.events, simHint{key: k})
 		}
 	}
+}
+
+// forge is a Byzantine origin: it signs a dishonest variant of one of its
+// records (a fresh version id of its own) and sends it to s alone: a
+// counter of a third site from an incarnation that has not started (which
+// would make that site's later writes of the key look stale), or a rank
+// whose level or flag its policy does not give. s must dead-letter it as
+// bad-record, change nothing for it, and the honest invariants hold.
+func (w *simWorld) forge(s *simSite) {
+	rec, err := schema.Decode(w.sent[w.draw(len(w.sent), "forge-from")])
+	if err != nil {
+		w.t.Fatalf("a sent record does not decode: %v", err)
+	}
+	o := rec.Version.Origin
+	if o == s.name {
+		return // a site does not receive its own records
+	}
+	c := rec.Version.Clock.Clone()
+	c[o] += 1 << 20
+	rec.Version.Clock, rec.Version.ID = c, schema.VersionID(o, rec.Bucket, rec.Key, c[o])
+	third := w.sites[w.draw(len(w.sites), "forge-third")].name
+	if third != o && w.chance(2, "forge-kind") {
+		c[third] = 1 << 55
+		w.t.Logf("forged by %s for %s: %s claims %s's counter is 2^55", o, s.name, simID(rec.Version.ID), third)
+	} else {
+		rec.Version.Rank ^= 1<<8 | 7 // another flag and level
+		w.t.Logf("forged by %s for %s: %s with rank %#x", o, s.name, simID(rec.Version.ID), rec.Version.Rank)
+	}
+	data, err := rec.Encode()
+	if err != nil {
+		w.t.Fatalf("forge: %v", err)
+	}
+	w.forged[rec.Version.ID] = true
+	w.stat("forged records")
+	s.inbox = append(s.inbox, &simDelivery{data: data})
 }
 
 // sync is the agent's state syncer at s: lazy entries become durable, and
