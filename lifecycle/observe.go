@@ -20,7 +20,9 @@ func (m Machine) observe(k Key, e Entry, in Observe, now int64) Step {
 			return done(e, Unchanged, nil) // a delete of a key the site does not hold
 		case in.BucketGone:
 			return done(e, Unchanged, ErrNoBucket)
-		case in.DeletesHeld && !in.DeleteEvent:
+		case in.DeletesHeld:
+			// Delete events too: a site whose user (or attacker) deletes
+			// most of a bucket through S3 is held like a wiped store.
 			s := done(e, Held, nil)
 			s.Effects = []Effect{Note{Warn: true, Msg: "delete not published: the bucket's deletes are held"}}
 			return s

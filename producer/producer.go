@@ -93,6 +93,9 @@ type Producer struct {
 
 	heldMu sync.Mutex
 	held   map[string]bool // buckets whose deletes the scanner holds
+	// eventDeletes holds a bucket whose delete events outrun its delete
+	// fraction (the Scanner sets it up).
+	eventDeletes eventDeletes
 }
 
 func (p *Producer) setHeld(bucket string, on bool) {
@@ -219,6 +222,15 @@ func (p *Producer) reconcileOnce(ctx context.Context, k lifecycle.Key, h Hint, d
 	}
 	obs.DeleteEvent = deleteEvent
 	st, err := p.drive(ctx, k, e, obs)
+	if err == nil && st.Result == Published && !obs.Object.Exists && deleteEvent {
+		if hold, n, limit := p.eventDeletes.note(k.Bucket, time.Now()); hold && !p.isHeld(k.Bucket) {
+			p.setHeld(k.Bucket, true)
+			p.m.HeldBuckets.WithLabelValues(k.Bucket).Set(1)
+			p.log.Error("deletes HELD: too many delete events for the bucket; the next deletes are not published to other sites "+
+				"until the next scan judges the bucket (it holds them while too many keys are missing: confirm with "+
+				"`s3mesh scan confirm-deletes --bucket B`)", "bucket", k.Bucket, "deletes", n, "window", EventDeleteWindow, "limit", limit)
+		}
+	}
 	if err == nil && st.Result == Published && !obs.Object.Exists && !deleteEvent {
 		// A delete found by looking (a poll, a scan, an overwrite's event
 		// that found nothing), not told by a delete event, is the one a

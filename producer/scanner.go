@@ -39,9 +39,14 @@ type Scanner struct {
 	Rate              float64 // listed objects per second (0 = unlimited)
 	PageSize          int32
 	MaxDeleteFraction float64
-	Retention         time.Duration // tombstones older than this are collected
-	Log               *slog.Logger
-	Progress          io.Writer // a terminal to draw progress on, or nil
+	// EventDeletesMin is the fewest delete events within
+	// EventDeleteWindow that can hold a bucket (0: DefaultEventDeletesMin);
+	// beyond it, more than MaxDeleteFraction of the keys the last scan
+	// knew does (eventDeletes).
+	EventDeletesMin int
+	Retention       time.Duration // tombstones older than this are collected
+	Log             *slog.Logger
+	Progress        io.Writer // a terminal to draw progress on, or nil
 
 	once   sync.Once
 	kicks  chan string
@@ -115,6 +120,12 @@ func (s *Scanner) init() {
 		if s.MaxDeleteFraction <= 0 {
 			s.MaxDeleteFraction = 0.1
 		}
+		if s.EventDeletesMin <= 0 {
+			s.EventDeletesMin = DefaultEventDeletesMin
+		}
+		s.P.eventDeletes.mu.Lock()
+		s.P.eventDeletes.fraction, s.P.eventDeletes.min, s.P.eventDeletes.known = s.MaxDeleteFraction, s.EventDeletesMin, s.knownKeys
+		s.P.eventDeletes.mu.Unlock()
 	})
 }
 
@@ -158,6 +169,17 @@ func (s *Scanner) ScanNow(ctx context.Context, bucket string) (ScanStats, time.D
 	case <-ctx.Done():
 		return ScanStats{}, 0, ctx.Err()
 	}
+}
+
+// knownKeys is how many keys of bucket the last finished scan knew (0
+// before one).
+func (s *Scanner) knownKeys(bucket string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.status[bucket]; ok && !st.LastScan.IsZero() {
+		return st.Last.Known
+	}
+	return 0
 }
 
 // Status returns a snapshot of every bucket's scan status.

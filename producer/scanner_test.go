@@ -187,6 +187,64 @@ func TestScanHoldsMassDeletesUntilConfirmed(t *testing.T) {
 	}
 }
 
+// Delete events pass the same guard: once more than max_delete_fraction of
+// the keys the last scan knew (and at least EventDeletesMin) were deleted
+// through events within the window, the next delete events are held; the
+// next scan holds the bucket until an operator confirms, then publishes
+// the rest. A few deletes (under the threshold) go straight through.
+func TestDeleteEventsHeldBeyondFraction(t *testing.T) {
+	s, f, _ := newScanFixture(t, 100)
+	s.EventDeletesMin = 5
+	ctx := context.Background()
+	if _, err := s.ScanBucket(ctx, "b"); err != nil { // knows 100 keys
+		t.Fatal(err)
+	}
+	// A user deletes 30 objects through S3; each delete's event comes.
+	var res []Result
+	for i := 0; i < 30; i++ {
+		k := f.keys[len(f.keys)-1]
+		f.keys = f.keys[:len(f.keys)-1]
+		r, err := s.P.ReconcileDeleteEvent(ctx, "b", k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res = append(res, r)
+	}
+	// The limit is max(5, 10% of 100) = 10: the 11th delete trips the
+	// guard, the 19 after it are held.
+	published := 0
+	for i, r := range res {
+		switch {
+		case i < 11 && r != Published, i >= 11 && r != Held:
+			t.Fatalf("delete event %d: %v (all: %v)", i, r, res)
+		case r == Published:
+			published++
+		}
+	}
+	if int(f.published.Load()) != published {
+		t.Fatalf("%d records published for %d deletes", f.published.Load(), published)
+	}
+	// The scan judges the bucket: 19 of 89 known keys missing, held.
+	st, err := s.ScanBucket(ctx, "b")
+	if err != nil || !st.Held || st.Missing != 19 {
+		t.Fatalf("scan after the event deletes: %+v %v", st, err)
+	}
+	if err := s.ConfirmDeletes("b"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = s.ScanBucket(ctx, "b"); err != nil || st.Held || st.Deleted != 19 {
+		t.Fatalf("after confirm: %+v %v", st, err)
+	}
+	// Released: a few more delete events go straight through.
+	for i := 0; i < 3; i++ {
+		k := f.keys[len(f.keys)-1]
+		f.keys = f.keys[:len(f.keys)-1]
+		if r, err := s.P.ReconcileDeleteEvent(ctx, "b", k); err != nil || r != Published {
+			t.Fatalf("a delete event after the release: %v %v", r, err)
+		}
+	}
+}
+
 // Tombstones stay in the state within the retention (so an old record for
 // the key is recognised as stale and never resurrects it) and are collected
 // after it; neither case publishes anything.

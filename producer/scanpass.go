@@ -136,6 +136,7 @@ func (s *Scanner) reconcile(ctx context.Context, bucket, key string, st *ScanSta
 // nothing missing.
 func (s *Scanner) release(bucket string, st ScanStats) error {
 	s.P.setHeld(bucket, false)
+	s.P.eventDeletes.reset(bucket)
 	s.P.m.HeldBuckets.WithLabelValues(bucket).Set(0)
 	s.P.m.Scans.WithLabelValues(bucket).Inc()
 	var h Hold
