@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,45 +17,6 @@ import (
 // the mirrors still replicate every record in both directions.
 func TestSecureMeshReplication(t *testing.T) {
 	checkMeshReplication(t, newSecureMesh(t, "a", "b", "c"))
-}
-
-// canary records every message that reaches a's site account on subjects a
-// peer must never reach.
-type canary struct {
-	mu   sync.Mutex
-	seen []string
-}
-
-// watch records messages on subjects whose payload is mark (what the
-// attacker, or a's local publishes, send), ignoring the legitimate traffic
-// on the same subjects.
-func watch(t *testing.T, nc *nats.Conn, mark string, subjects ...string) *canary {
-	t.Helper()
-	c := &canary{}
-	for _, s := range subjects {
-		sub, err := nc.Subscribe(s, func(m *nats.Msg) {
-			if mark != "" && string(m.Data) != mark {
-				return
-			}
-			c.mu.Lock()
-			c.seen = append(c.seen, m.Subject)
-			c.mu.Unlock()
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sub.Unsubscribe() })
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-func (c *canary) got() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]string(nil), c.seen...)
 }
 
 // attackA tries, from a connection at another site, everything issue 10
@@ -164,7 +124,7 @@ func TestHostilePeerCannotReachSite(t *testing.T) {
 	}
 	// What reaches a's site account from outside on these subjects is an
 	// attack that got through (a's own agent publishes none of them here).
-	seen := watch(t, a.nc, "forged", "s3mesh.changes.a.>", "s3mesh.dlq.a.>", "s3mesh.events.a.>", "s3mesh.conflicts.a",
+	seen := testenv.Watch(t, a.nc, "forged", "s3mesh.changes.a.>", "s3mesh.dlq.a.>", "s3mesh.events.a.>", "s3mesh.conflicts.a",
 		"$JS.FC.*."+a.topo.MirrorConsumer("a", "c")+".*", "$JS.FC.*.*.*."+a.topo.MirrorConsumer("a", "c")+".*", "$JS.ACK.>", "$JS.API.>")
 	admin, err := a.nc.Subscribe("s3mesh.admin.a.>", func(m *nats.Msg) { m.Respond([]byte("ok")) })
 	if err != nil {
@@ -172,7 +132,7 @@ func TestHostilePeerCannotReachSite(t *testing.T) {
 	}
 	defer admin.Unsubscribe()
 	// b must not see a's local traffic either.
-	bSees := watch(t, m.sites["b"].nc, "local", "s3mesh.admin.a.>", "s3mesh.events.a.>", "$JS.a.API.>")
+	bSees := testenv.Watch(t, m.sites["b"].nc, "local", "s3mesh.admin.a.>", "s3mesh.events.a.>", "$JS.a.API.>")
 
 	wantChanges, wantEvents := uint64(10), uint64(0)
 	check := func(from string, answered []string, sync func(n int)) {
@@ -188,10 +148,10 @@ func TestHostilePeerCannotReachSite(t *testing.T) {
 		}
 		wantEvents++
 		sync(10)
-		if got := seen.got(); len(got) > 0 {
+		if got := seen.Got(); len(got) > 0 {
 			t.Errorf("%s: reached site a: %v", from, got)
 		}
-		if got := bSees.got(); len(got) > 0 {
+		if got := bSees.Got(); len(got) > 0 {
 			t.Errorf("%s: b received a's local traffic: %v", from, got)
 		}
 		for _, s := range []string{ChangesStream("a"), DLQStream("a"), EventsStream("a")} {
@@ -274,23 +234,23 @@ func TestHostilePeerCannotReachSite(t *testing.T) {
 	}
 	defer rnc.Close()
 	// The rogue's interest in a's subjects must not be honoured either.
-	rogueSees := watch(t, rnc, "local", "s3mesh.admin.a.>", "s3mesh.events.a.>", "$JS.a.API.>", "s3mesh.mirror.a.c")
+	rogueSees := testenv.Watch(t, rnc, "local", "s3mesh.admin.a.>", "s3mesh.events.a.>", "$JS.a.API.>", "s3mesh.mirror.a.c")
 	// The link carries the mirror deliver subject b←a, so a's mirror
 	// consumer for b is a sync point: wait for a's interest in the
 	// subject a's mirror of b listens on to reach the rogue.
 	answered = attackA(t, m, rnc)
 	check("rogue b", answered, func(int) {
-		marker := watch(t, a.nc, "marker", MirrorDeliverSubject("b", "a"))
+		marker := testenv.Watch(t, a.nc, "marker", MirrorDeliverSubject("b", "a"))
 		eventually(t, 10*time.Second, "marker from the rogue at a", func() error {
 			rnc.Publish(MirrorDeliverSubject("b", "a"), []byte("marker"))
 			rnc.Flush()
-			if len(marker.got()) == 0 {
+			if len(marker.Got()) == 0 {
 				return errors.New("not yet")
 			}
 			return nil
 		})
 	})
-	if got := rogueSees.got(); len(got) > 0 {
+	if got := rogueSees.Got(); len(got) > 0 {
 		t.Errorf("rogue b received a's local traffic: %v", got)
 	}
 	// a and c replicate on.

@@ -14,11 +14,9 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/s3mesh/s3mesh/agent"
@@ -150,8 +148,8 @@ func TestBrokerContainment(t *testing.T) {
 		}
 		leaf := dialLeaf(t, cfgB, "c")
 		tok := randToken(t)
-		seenAtA := watchSubjects(t, a.nc, "$JS.FC.*.*."+tok, "$JS.FC.*.*.*.*."+tok)
-		seenAtB := watchSubjects(t, b.nc, "$JS.FC.*.*."+tok, "$JS.FC.*.*.*.*."+tok)
+		seenAtA := testenv.Watch(t, a.nc, "", "$JS.FC.*.*."+tok, "$JS.FC.*.*.*.*."+tok)
+		seenAtB := testenv.Watch(t, b.nc, "", "$JS.FC.*.*."+tok, "$JS.FC.*.*.*.*."+tok)
 		// What b can name: the plain consumer name, and names made with
 		// the secrets b holds (of its links to a and to c; none of the
 		// link a–c).
@@ -168,17 +166,17 @@ func TestBrokerContainment(t *testing.T) {
 		own := "$JS.FC.CHANGES_b." + agent.Topology(cfgB).MirrorConsumer("b", "c") + "." + tok
 		testenv.Eventually(t, 15*time.Second, "c's mirror answering b's forged flow-control request", func() error {
 			leaf.publish(t, broker.MirrorDeliverSubject("b", "c"), own, hdr)
-			if len(seenAtB.got()) == 0 {
+			if len(seenAtB.Got()) == 0 {
 				return fmt.Errorf("no answer at b yet")
 			}
 			return nil
 		})
 		// The forged requests went first, over the same connection and
 		// link: answered by now, none of them reached a.
-		if got := seenAtA.got(); len(got) > 0 {
+		if got := seenAtA.Got(); len(got) > 0 {
 			t.Errorf("forged flow control reached a: %v", got)
 		}
-		t.Logf("positive control answered at b on %v", seenAtB.got())
+		t.Logf("positive control answered at b on %v", seenAtB.Got())
 		canary(t, "forged-flow-control")
 	})
 }
@@ -201,38 +199,6 @@ func randToken(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return "T" + hex.EncodeToString(b)
-}
-
-// subjectsSeen records the subjects of every message on some subjects.
-type subjectsSeen struct {
-	mu   sync.Mutex
-	seen []string
-}
-
-func (s *subjectsSeen) got() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.seen...)
-}
-
-func watchSubjects(t *testing.T, nc *nats.Conn, subjects ...string) *subjectsSeen {
-	t.Helper()
-	s := &subjectsSeen{}
-	for _, subj := range subjects {
-		sub, err := nc.Subscribe(subj, func(m *nats.Msg) {
-			s.mu.Lock()
-			s.seen = append(s.seen, m.Subject)
-			s.mu.Unlock()
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sub.Unsubscribe() })
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // rawLeaf is a leaf-node connection spoken by hand: it can publish what a
