@@ -175,6 +175,18 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		Site: cfg.Site, Buckets: cfg.BucketNames(), InlineThreshold: cfg.InlineThreshold, Partitions: Partitions,
 		Policies: policies, Skew: hooks.clockSkew, Ignore: ignore, CounterFloor: floor, SigningKey: signKey,
 		AbsentConfirm: producer.DefaultAbsentConfirm,
+		ListedAlias: func(key string) string {
+			if c := a.caps.Load(); c != nil {
+				return c.ListedAlias(key)
+			}
+			return ""
+		},
+		Unrepresentable: func(key string) string {
+			if c := a.caps.Load(); c != nil {
+				return c.Unrepresentable(key)
+			}
+			return ""
+		},
 	}, a.Store, local, pub, a.M, log.With("part", "producer"))
 	if hooks.crashAfterPublish > 0 {
 		a.Producer.Hooks.AfterPublish = crashAt(hooks.crashAfterPublish)
@@ -192,6 +204,12 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		Site: cfg.Site, Buckets: buckets, Store: a.Store, S3: local, Sources: sources,
 		Local: localAdapter{a.Producer}, Conflict: &conflictLog{site: cfg.Site, js: a.js, log: log.With("part", "conflicts")},
 		PartSize: cfg.PartSize, Log: log.With("part", "consumer"), Now: time.Now,
+		Unrepresentable: func(key string) string {
+			if c := a.caps.Load(); c != nil {
+				return c.Unrepresentable(key)
+			}
+			return ""
+		},
 	}
 	if hooks.crashAfterApply > 0 {
 		a.Applier.Hooks.AfterWrite = crashAt(hooks.crashAfterApply)

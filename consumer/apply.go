@@ -69,6 +69,13 @@ type Applier struct {
 	Log      *slog.Logger
 	Now      func() time.Time
 	Hooks    Hooks
+	// Unrepresentable names the kind of key character the local store
+	// cannot hold under its exact name (s3io.Capabilities.Unrepresentable;
+	// "" if it can; nil: not checked). Such a record is dead-lettered, never
+	// written: the store would keep it under another name, which this
+	// site's producer would then see as a key nobody wrote, and the key
+	// itself as missing.
+	Unrepresentable func(key string) string
 }
 
 // Hooks let tests stop the applier at a precise point (crash injection).
@@ -83,6 +90,7 @@ var (
 	ErrLocalChanging   = errors.New("the local object keeps changing under the apply")
 	ErrParked          = errors.New("conflict parked for an operator (policy manual)")
 	ErrUnauthorized    = errors.New("record does not come from its origin's stream")
+	ErrUnrepresentable = errors.New("this site's store cannot hold the key under its exact name")
 )
 
 // Apply applies rec and returns the decision taken. It is idempotent: a
@@ -91,6 +99,11 @@ var (
 func (a *Applier) Apply(ctx context.Context, rec *schema.Record) (schema.Decision, error) {
 	if _, ok := a.Buckets[rec.Bucket]; !ok {
 		return schema.Decision{}, fmt.Errorf("apply %s/%s: %w", rec.Bucket, rec.Key, ErrNotReplicated)
+	}
+	if a.Unrepresentable != nil && !rec.Version.Deleted {
+		if class := a.Unrepresentable(rec.Key); class != "" {
+			return schema.Decision{}, fmt.Errorf("apply %s/%q: %w (a key with %s)", rec.Bucket, rec.Key, ErrUnrepresentable, class)
+		}
 	}
 	for attempt := 0; attempt < 5; attempt++ {
 		st, err := a.applyOnce(ctx, rec)

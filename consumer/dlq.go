@@ -25,6 +25,11 @@ const (
 	ReasonUnauthorized   = "unauthorized"  // a record claiming another origin than its stream's
 	ReasonBadRecord      = "bad-record"    // a record that breaks a bound (schema.ErrBadRecord: size, clock, rank, time, key)
 	ReasonBadSignature   = "bad-signature" // not signed by a key configured for its stream's site (schema.ErrBadSignature)
+	// ReasonUnrepresentable: this site's store cannot hold the record's key
+	// under its exact name (the store probe found it renames, drops or
+	// refuses such keys): a local fault of this site, never applied under
+	// another name.
+	ReasonUnrepresentable = "unrepresentable-key"
 )
 
 // DeadLetter is one entry of DLQ_<site>: the original record bytes, why it
@@ -72,6 +77,8 @@ func ReasonFor(err error) string {
 		return ReasonManual
 	case errors.Is(err, ErrUnauthorized):
 		return ReasonUnauthorized
+	case errors.Is(err, ErrUnrepresentable):
+		return ReasonUnrepresentable
 	case errors.Is(err, ErrBodyUnavailable):
 		return "" // a later record usually supersedes it; retried until the budget
 	case s3io.Classify(err) == s3io.Permanent:

@@ -41,7 +41,19 @@ type Config struct {
 	InlineThreshold int64
 	Partitions      int
 	Policies        map[string]schema.Policy // per bucket; missing = lww
-	Ignore          []*regexp.Regexp         // keys never replicated (a store's temporary files)
+	// ListedAlias names the key class whose stand-in key holds when the
+	// local store lists such keys under a name nobody wrote
+	// (s3io.Capabilities.ListedAlias; nil or "": none). A key the state
+	// does not know that is such a name is the store's doing, a local
+	// fault: it is logged and counted (s3mesh_reconciles_total
+	// {result="store-alias"}), never published as a new key.
+	ListedAlias func(key string) string
+	// Unrepresentable names the key class the local store cannot hold
+	// under its exact name (s3io.Capabilities.Unrepresentable; nil or "":
+	// none). Such a key that a HEAD no longer finds (and no delete event
+	// named) is not deleted: the store keeps it under another name.
+	Unrepresentable func(key string) string
+	Ignore          []*regexp.Regexp // keys never replicated (a store's temporary files)
 	// AbsentConfirm is how long to wait before a second look at a key the
 	// state holds but the store shows absent, when no delete event says
 	// so (0: no second look). The agent uses DefaultAbsentConfirm.
@@ -207,6 +219,14 @@ func (p *Producer) reconcileOnce(ctx context.Context, k lifecycle.Key, h Hint, d
 	if h.Op != "" && p.isEcho(e, h) {
 		return Replica, nil
 	}
+	if p.cfg.ListedAlias != nil && e.Held.ID == "" && e.Pending == nil {
+		if class := p.cfg.ListedAlias(k.Key); class != "" {
+			p.m.Reconciles.WithLabelValues("store-alias").Inc()
+			p.log.Warn("the store shows a key under a name nobody wrote (it cannot hold keys with "+class+" and lists them so): "+
+				"a local fault of this site, not published", "bucket", k.Bucket, "key", fmt.Sprintf("%q", k.Key))
+			return Unchanged, nil
+		}
+	}
 	obs, ctx, err := p.observeHint(ctx, k, e, h)
 	// A key a store shows half-rewritten is looked at again a moment later:
 	// until it has an ETag (a few times, waiting longer each time), and once
@@ -221,6 +241,14 @@ func (p *Producer) reconcileOnce(ctx context.Context, k lifecycle.Key, h Hint, d
 		return Unchanged, fmt.Errorf("reconcile %s/%s: %w", k.Bucket, k.Key, err)
 	}
 	obs.DeleteEvent = deleteEvent
+	if !obs.Object.Exists && e.Present() && !deleteEvent && p.cfg.Unrepresentable != nil {
+		if class := p.cfg.Unrepresentable(k.Key); class != "" {
+			p.m.Reconciles.WithLabelValues("store-alias").Inc()
+			p.log.Warn("a key the store cannot hold as written (it keeps keys with "+class+" under another name) is not found by its name: "+
+				"a local fault of this site, not a delete", "bucket", k.Bucket, "key", fmt.Sprintf("%q", k.Key))
+			return Unchanged, nil
+		}
+	}
 	st, err := p.drive(ctx, k, e, obs)
 	if err == nil && st.Result == Published && !obs.Object.Exists && deleteEvent {
 		if hold, n, limit := p.eventDeletes.note(k.Bucket, time.Now()); hold && !p.isHeld(k.Bucket) {

@@ -40,8 +40,26 @@ type Capabilities struct {
 	// refused (BadDigest) and one that matches is stored. Then replica
 	// writes leave the body check to the store (see PutInput.ContentMD5).
 	ContentMD5 bool `json:"content_md5"`
+	// KeyClasses are the kinds of key characters the probe tried
+	// (KeyClassProbes), each with whether the store holds such a key under
+	// its exact name and how a listing shows it.
+	KeyClasses []KeyClass `json:"key_classes,omitempty"`
 	// Notes say what failed, for status.
 	Notes []string `json:"notes,omitempty"`
+}
+
+// KeyClass is what the store did with one kind of key.
+type KeyClass struct {
+	Name string `json:"name"` // "control 0x09", "NFD", "trailing dot", ...
+	// Holds: a PUT of the key succeeded and a HEAD and a GET of the exact
+	// key find it.
+	Holds bool `json:"holds"`
+	// ListedAs is the piece a listing shows in place of the class's
+	// characters when it does not show the key as written ("" if it does,
+	// or if the key was not listed at all). A store that cannot hold a key
+	// and lists it under another name (rclone: a tab as U+2409) makes that
+	// other name look like a key nobody wrote.
+	ListedAs string `json:"listed_as,omitempty"`
 }
 
 // Conditional reports whether both conditional writes work: what the agent
@@ -153,6 +171,17 @@ func (c *Client) Probe(ctx context.Context, bucket, tag string) (Capabilities, e
 	caps.ContentMD5 = badCode == "BadDigest" && errGood == nil
 	if !caps.ContentMD5 {
 		caps.Notes = append(caps.Notes, fmt.Sprintf("Content-MD5 not checked (a wrong one: %v; the right one: %v): the agent checks replica bodies itself", errBad, errGood))
+	}
+	caps.KeyClasses = c.probeKeyClasses(ctx, bucket, base, put)
+	var cannot []string
+	for _, kc := range caps.KeyClasses {
+		if !kc.Holds {
+			cannot = append(cannot, kc.Name)
+		}
+	}
+	if len(cannot) > 0 {
+		caps.Notes = append(caps.Notes, fmt.Sprintf("cannot hold keys with %s under their exact names: peers' records of such keys are dead-lettered here as unrepresentable-key",
+			strings.Join(cannot, ", ")))
 	}
 	mk := base + "multipart"
 	body := strings.Repeat("p", int(MinPartSize)+1)

@@ -16,8 +16,33 @@ func TestProbeVersity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !caps.Conditional() || caps.MetadataBytes != 1800 || caps.KeyBytes != 1024 || !caps.Unicode || !caps.Multipart || caps.MultipartETag != "md5-N" || !caps.ContentMD5 || len(caps.Notes) != 0 {
+	if !caps.Conditional() || caps.MetadataBytes != 1800 || caps.KeyBytes != 1024 || !caps.Unicode || !caps.Multipart || caps.MultipartETag != "md5-N" || !caps.ContentMD5 || len(caps.Notes) != 1 {
 		t.Errorf("capabilities %+v", caps)
+	}
+	// Key classes: versitygw (posix) holds every control byte as written
+	// (its listing shows most of them as U+FFFD, which is harmless: the
+	// exact name is what HEAD and GET find), a decomposed letter, trailing
+	// dots and spaces, backslashes; a segment is a file name, at most 255
+	// bytes.
+	if len(caps.KeyClasses) != len(KeyClassProbes) {
+		t.Fatalf("%d key classes probed, want %d", len(caps.KeyClasses), len(KeyClassProbes))
+	}
+	for _, kc := range caps.KeyClasses {
+		if want := kc.Name != "segment over 255 bytes"; kc.Holds != want {
+			t.Errorf("key class %s: holds %v, want %v", kc.Name, kc.Holds, want)
+		}
+	}
+	for key, want := range map[string]string{
+		"a	b":                             "",
+		"dir/" + strings.Repeat("x", 255): "",
+		"dir/" + strings.Repeat("x", 256): "segment over 255 bytes",
+	} {
+		if got := caps.Unrepresentable(key); got != want {
+			t.Errorf("Unrepresentable(%q) = %q, want %q", key, got, want)
+		}
+	}
+	if got := caps.ListedAlias("a\uFFFDb"); got != "" {
+		t.Errorf("ListedAlias of a key versitygw lists U+FFFD in = %q: a class it holds names no alias", got)
 	}
 	left := 0
 	if err := c.List(ctx, testBucket, "", 1000, func(e ListEntry) error {

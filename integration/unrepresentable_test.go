@@ -1,0 +1,121 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/consumer"
+	"github.com/s3mesh/s3mesh/internal/testenv"
+	"github.com/s3mesh/s3mesh/s3io"
+)
+
+// TestUnrepresentableKeys: in the mixed lab (b runs rclone serve s3, which
+// cannot hold a key with a tab or another control byte under its exact
+// name, and lists it as U+2409 and the like), keys with a tab and with
+// 0x01 written at a stay at a and c with their bytes; b dead-letters their
+// records as unrepresentable-key; and nothing is renamed, invented or
+// deleted anywhere, whatever b's listing shows — also after b scans, and
+// for such a key written by a user at b itself.
+func TestUnrepresentableKeys(t *testing.T) {
+	e := mixedEnv(t)
+	ctx := ctxT(t)
+	keys := map[string]string{"unrep/tab\tkey": "tab body", "unrep/soh\x01key": "soh body"}
+	for k, body := range keys {
+		e.putIn(t, "a", bucket, k, []byte(body))
+	}
+	for k, body := range keys {
+		e.waitAt(t, []string{"a", "c"}, bucket, k, body, converge)
+	}
+	// b's DLQ names each key's record, with the reason.
+	for k := range keys {
+		testenv.Eventually(t, converge, fmt.Sprintf("b's dead letter of %q", k), func() error {
+			var found *consumer.DeadLetter
+			err := broker.ReadStream(ctx, e.sites["b"].js, broker.DLQStream("b"), time.Time{}, func(_ uint64, data []byte) error {
+				var d consumer.DeadLetter
+				if json.Unmarshal(data, &d) == nil && d.Key == k {
+					found = &d
+				}
+				return nil
+			})
+			switch {
+			case err != nil:
+				return err
+			case found == nil:
+				return fmt.Errorf("none yet")
+			case found.Reason != consumer.ReasonUnrepresentable:
+				t.Fatalf("dead letter of %q at b: reason %s (%s), want %s", k, found.Reason, found.Error, consumer.ReasonUnrepresentable)
+			}
+			return nil
+		})
+	}
+	// A user writes such a key at b itself: it replicates under the name
+	// the user wrote (b's agent saw it by that name at once), while rclone
+	// soon lists it under another, which b's agent must not publish as a
+	// key nobody wrote; nor may the exact name, which b's store no longer
+	// finds, become a delete.
+	keys["unrep/at-b\tkey"] = "written at b"
+	e.putIn(t, "b", bucket, "unrep/at-b\tkey", []byte("written at b"))
+	e.waitAt(t, []string{"a", "c"}, bucket, "unrep/at-b\tkey", "written at b", converge)
+	testenv.Eventually(t, converge, "b listing its keys under rclone's names", func() error {
+		var listed []string
+		if err := e.sites["b"].s3.List(ctx, bucket, "unrep/", 100, func(le s3io.ListEntry) error {
+			listed = append(listed, le.Key)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if !slices.Contains(listed, "unrep/at-b\u2409key") {
+			return fmt.Errorf("b lists %q", listed)
+		}
+		return nil
+	})
+	// b scans: its listing shows the stand-in names and lacks the exact
+	// ones; nothing may come of either.
+	lab := filepath.Join(e.info.Dir, "lab.json")
+	if out, err := exec.Command(testenv.S3meshBin(t), "scan", "now", "--bucket", bucket, "--lab", lab, "--site", "b").CombinedOutput(); err != nil {
+		t.Fatalf("scan now at b: %v %s", err, out)
+	}
+	e.quiesce(t, converge)
+	want := []string{"unrep/at-b\tkey", "unrep/soh\x01key", "unrep/tab\tkey"}
+	for _, s := range []string{"a", "c"} {
+		for k, body := range keys {
+			if got, ok := e.bodyAt(t, s, bucket, k); !ok || string(got) != body {
+				t.Errorf("%q at %s after b's scan: %q (present %v), want %q", k, s, got, ok, body)
+			}
+		}
+		var listed []string
+		if err := e.sites[s].s3.List(ctx, bucket, "unrep/", 100, func(le s3io.ListEntry) error {
+			if strings.HasPrefix(le.Key, "unrep/") {
+				listed = append(listed, le.Key)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// versitygw lists 0x01 as U+FFFD (the exact name is what HEAD and
+		// GET find): compare the exact names that exist instead.
+		var exact []string
+		for _, k := range listed {
+			if _, ok := e.bodyAt(t, s, bucket, k); ok {
+				exact = append(exact, k)
+			}
+		}
+		for k := range keys {
+			if !slices.Contains(exact, k) {
+				exact = append(exact, k) // held by its exact name (checked above), listed otherwise
+			}
+		}
+		slices.Sort(exact)
+		exact = slices.Compact(exact)
+		if !slices.Equal(exact, want) {
+			t.Errorf("keys under unrep/ at %s: %q, want %q (nothing invented)", s, exact, want)
+		}
+	}
+}
