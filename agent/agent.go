@@ -210,6 +210,7 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 			}
 			return ""
 		},
+		Shares: peerShares(cfg.PeerNames(), cfg.MemoryBudget),
 	}
 	if hooks.crashAfterApply > 0 {
 		a.Applier.Hooks.AfterWrite = crashAt(hooks.crashAfterApply)
@@ -472,6 +473,17 @@ func limitBodies(h http.Handler) http.Handler {
 		r.Body = http.NoBody
 		h.ServeHTTP(w, r)
 	})
+}
+
+// peerShares splits the body memory budget evenly between the peers, so
+// that no peer's records can hold all of it (a body a peer serves slowly
+// holds its buffers while it streams). With one peer it has all of it.
+func peerShares(peers []string, budget int64) map[string]*s3io.Share {
+	out := make(map[string]*s3io.Share, len(peers))
+	for _, p := range peers {
+		out[p] = s3io.NewShare(budget / int64(max(len(peers), 1)))
+	}
+	return out
 }
 
 // checkEventSubjects makes sure every nats event source's subject is one

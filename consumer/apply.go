@@ -76,6 +76,11 @@ type Applier struct {
 	// site's producer would then see as a key nobody wrote, and the key
 	// itself as missing.
 	Unrepresentable func(key string) string
+	// Shares are each peer's part of the local store's memory budget
+	// (s3io.Share): one peer's records, however slowly their bodies come,
+	// buffer at most its share, and the others' keep flowing. A peer
+	// without one draws on the whole budget.
+	Shares map[string]*s3io.Share
 }
 
 // Hooks let tests stop the applier at a precise point (crash injection).

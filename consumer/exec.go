@@ -99,7 +99,7 @@ func (a *Applier) put(ctx context.Context, k lifecycle.Key, p lifecycle.Put) (st
 	at := rec.Attrs
 	in := s3io.PutInput{
 		Bucket: k.Bucket, Key: k.Key, Size: rec.Version.Size, PartSize: a.PartSize,
-		IfMatch: p.IfMatch, IfNoneMatch: p.IfNoneMatch,
+		IfMatch: p.IfMatch, IfNoneMatch: p.IfNoneMatch, Share: a.Shares[rec.Version.Origin],
 		Attrs: s3io.Attrs{ContentType: at.ContentType, CacheControl: at.CacheControl,
 			ContentEncoding: at.ContentEncoding, ContentDisposition: at.ContentDisposition, Meta: p.Meta},
 	}

@@ -122,7 +122,11 @@ func (r *Runner) Run(ctx context.Context, js jetstream.JetStream) error {
 func (r *Runner) run(ctx context.Context, open func(context.Context, string) (consumable, error)) error {
 	r.init()
 	ctx, cancel := context.WithCancel(ctx)
-	p := r.startPool(ctx)
+	// A pool of workers per peer: one peer's records that take long (a
+	// body its store serves slowly, on purpose or not) hold only that
+	// peer's workers, and every other peer's records keep applying. Two
+	// records of one key from two peers meet at the key's lock.
+	pools := map[string]*pool{}
 	var g gate
 	var stops []func()
 	defer func() {
@@ -131,9 +135,13 @@ func (r *Runner) run(ctx context.Context, open func(context.Context, string) (co
 			stop()
 		}
 		g.close() // waits for callbacks in flight; later ones return at once
-		p.wait()
+		for _, p := range pools {
+			p.wait()
+		}
 	}()
 	for _, peer := range r.Peers {
+		p := r.startPool(ctx)
+		pools[peer] = p
 		cons, err := open(ctx, peer)
 		if err != nil {
 			return err
@@ -183,8 +191,8 @@ func (r *Runner) receive(ctx context.Context, peer string, m jetstream.Msg, p *p
 	p.submit(ctx, d)
 }
 
-// pool is the set of workers; records of one key go to one worker, so they
-// apply in order, and different keys apply in parallel.
+// pool is the set of workers of one peer; its records of one key go to one
+// worker, so they apply in order, and different keys apply in parallel.
 type pool struct {
 	queues []chan *delivery
 	wg     sync.WaitGroup

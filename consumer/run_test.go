@@ -261,3 +261,54 @@ func TestRunNeedsSite(t *testing.T) {
 		t.Fatal("Run without a site: no error")
 	}
 }
+
+// One peer's records that take long (a body its store serves slowly, on
+// purpose or not) hold only that peer's workers: every other peer's
+// records keep applying meanwhile, also on keys that would share a worker.
+func TestRunOnePeerCannotHoldTheOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tr := newTestRunner()
+		tr.Peers, tr.Workers = []string{"a", "c"}, 1
+		release := make(chan struct{})
+		tr.a.apply = func(ctx context.Context, rec *schema.Record) (schema.Decision, error) {
+			if rec.Version.Origin == "a" {
+				select { // a's body never comes
+				case <-release:
+				case <-ctx.Done():
+					return schema.Decision{}, ctx.Err()
+				}
+			}
+			return schema.Decision{Outcome: schema.Apply}, nil
+		}
+		src := &fakeSource{msgs: map[string][]*fakeMsg{}}
+		for i := uint64(1); i <= 3; i++ {
+			_, data := recordOf(t, "a", "bkt", fmt.Sprintf("slow%d", i), i)
+			src.msgs["a"] = append(src.msgs["a"], msgOf("a", i, 1, data))
+		}
+		var fromC []*fakeMsg
+		for i := uint64(1); i <= 20; i++ {
+			_, data := recordOf(t, "c", "bkt", fmt.Sprintf("k%d", i), i)
+			fromC = append(fromC, msgOf("c", i, 1, data))
+		}
+		src.msgs["c"] = fromC
+		ctx, cancel := context.WithCancel(context.Background())
+		done := startRun(ctx, tr, src)
+		synctest.Wait() // everything that can move has moved: a's first apply waits
+		for i, m := range fromC {
+			if acks, _ := m.settled(); acks != 1 {
+				t.Fatalf("c's record %d not applied while a's records wait (acks %d)", i+1, acks)
+			}
+		}
+		close(release)
+		synctest.Wait()
+		for _, m := range src.msgs["a"] {
+			if acks, _ := m.settled(); acks != 1 {
+				t.Fatalf("a's record not applied once its body came (acks %d)", acks)
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	})
+}

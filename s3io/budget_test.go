@@ -2,10 +2,12 @@ package s3io
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
 	"testing"
+	"time"
 )
 
 // gatedReader blocks its first Read until gate is closed, after signalling
@@ -125,5 +127,43 @@ func TestSpoolLargeParts(t *testing.T) {
 	}
 	if n := c.spooled.Load(); n != 0 {
 		t.Errorf("parts within the budget were spooled (%d)", n)
+	}
+}
+
+// TestShares: Puts of one share hold at most the share of the budget at
+// once: a second Put of a share whose first holds all of it waits, while a
+// Put of another share goes through; once the first is done the share is
+// whole again.
+func TestShares(t *testing.T) {
+	const budget = 12 << 20
+	c, _ := newTestClient(t, WithMemoryBudget(budget))
+	ctx := testCtx(t)
+	slowPeer, otherPeer := NewShare(budget/2), NewShare(budget/2)
+	body := bytes.Repeat([]byte("x"), budget/2)
+	g := &gatedReader{r: bytes.NewReader(body), started: make(chan struct{}), gate: make(chan struct{})}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Put(ctx, PutInput{Bucket: testBucket, Key: "share/slow", Body: g, Size: int64(len(body)), Share: slowPeer})
+		errc <- err
+	}()
+	<-g.started // holds the whole of slowPeer's share
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := c.Put(wctx, PutInput{Bucket: testBucket, Key: "share/second", Body: bytes.NewReader([]byte("2")), Size: 1, Share: slowPeer})
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a second Put of a share held whole: %v, want it to wait", err)
+	}
+	if _, err := c.Put(ctx, PutInput{Bucket: testBucket, Key: "share/other", Body: bytes.NewReader(body), Size: int64(len(body)), Share: otherPeer}); err != nil {
+		t.Fatalf("a Put of another share while one share is held: %v", err)
+	}
+	close(g.gate)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(ctx, PutInput{Bucket: testBucket, Key: "share/after", Body: bytes.NewReader(body), Size: int64(len(body)), Share: slowPeer}); err != nil {
+		t.Fatalf("the share after its Put: %v", err)
+	}
+	if !c.budget.TryAcquire(budget) {
+		t.Fatal("Puts of shares did not return the budget")
 	}
 }

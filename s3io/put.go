@@ -18,6 +18,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"golang.org/x/sync/semaphore"
 )
 
 // Part sizes for Put.
@@ -55,6 +56,29 @@ type PutInput struct {
 	// when 0, at least MinPartSize otherwise. It is raised automatically
 	// when Size would need more than MaxParts parts.
 	PartSize int64
+	// Share, if set, is the part of the client's memory budget this Put
+	// draws from too (one peer's share: NewShare): Puts of one share
+	// buffer at most its size at once, so they cannot hold the whole
+	// budget; a body whose two part buffers would not fit the share is
+	// staged on disk (WithSpoolDir).
+	Share *Share
+}
+
+// Share is a part of a client's memory budget (PutInput.Share).
+type Share struct {
+	sem *semaphore.Weighted
+	n   int64
+}
+
+// NewShare makes a share of n bytes.
+func NewShare(n int64) *Share { return &Share{sem: semaphore.NewWeighted(n), n: n} }
+
+// bufferCap is the most in may buffer: the budget, or its share of it.
+func (c *Client) bufferCap(in PutInput) int64 {
+	if in.Share != nil && (c.budget == nil || in.Share.n < c.budgetCap) {
+		return in.Share.n
+	}
+	return c.budgetCap
 }
 
 // Put uploads in.Body and returns the new ETag (without quotes).
@@ -97,13 +121,13 @@ func (c *Client) Put(ctx context.Context, in PutInput) (string, error) {
 // spools reports whether in's parts are staged on disk: its two part
 // buffers would not fit the memory budget (see WithSpoolDir).
 func (c *Client) spools(in PutInput) bool {
-	return c.spoolDir != "" && in.Size > in.PartSize && 2*in.PartSize > c.budgetCap
+	return c.spoolDir != "" && in.Size > in.PartSize && 2*in.PartSize > c.bufferCap(in)
 }
 
 // reserve takes what in will buffer from the client's memory budget (see
 // WithMemoryBudget) and returns its release.
 func (c *Client) reserve(ctx context.Context, in PutInput) (func(), error) {
-	if c.budget == nil {
+	if c.budget == nil && in.Share == nil {
 		return func() {}, nil
 	}
 	need := in.Size
@@ -113,14 +137,38 @@ func (c *Client) reserve(ctx context.Context, in PutInput) (func(), error) {
 	if c.spools(in) {
 		need = 0 // staged on disk, through the file system's own buffers
 	}
-	need = min(need, c.budgetCap)
+	if c.budget != nil {
+		need = min(need, c.budgetCap)
+	}
+	if in.Share != nil {
+		need = min(need, in.Share.n)
+	}
 	if need <= 0 {
 		return func() {}, nil
 	}
-	if err := c.budget.Acquire(ctx, need); err != nil {
-		return nil, wrap("put", in.Bucket, in.Key, err)
+	// The share first: a Put waiting for its share holds nothing of the
+	// budget the other shares draw from.
+	if in.Share != nil {
+		if err := in.Share.sem.Acquire(ctx, need); err != nil {
+			return nil, wrap("put", in.Bucket, in.Key, err)
+		}
 	}
-	return func() { c.budget.Release(need) }, nil
+	if c.budget != nil {
+		if err := c.budget.Acquire(ctx, need); err != nil {
+			if in.Share != nil {
+				in.Share.sem.Release(need)
+			}
+			return nil, wrap("put", in.Bucket, in.Key, err)
+		}
+	}
+	return func() {
+		if c.budget != nil {
+			c.budget.Release(need)
+		}
+		if in.Share != nil {
+			in.Share.sem.Release(need)
+		}
+	}, nil
 }
 
 func checkPut(in *PutInput) error {
