@@ -84,29 +84,9 @@ func TestByzantineSite(t *testing.T) {
 		e.putIn(t, site, bucket, key, []byte(body))
 		e.waitAt(t, honest, bucket, key, body, 45*time.Second)
 	}
-	// deadLetter waits for the dead letter of version id at site and
-	// checks its reason names field.
 	deadLetter := func(t *testing.T, site, id, field string) {
 		t.Helper()
-		testenv.Eventually(t, 30*time.Second, "dead letter of "+id+" at "+site, func() error {
-			var found *consumer.DeadLetter
-			err := broker.ReadStream(ctx, e.sites[site].js, broker.DLQStream(site), time.Time{}, func(_ uint64, data []byte) error {
-				var d consumer.DeadLetter
-				if json.Unmarshal(data, &d) == nil && d.VersionID == id {
-					found = &d
-				}
-				return nil
-			})
-			switch {
-			case err != nil:
-				return err
-			case found == nil:
-				return fmt.Errorf("none yet")
-			case found.Reason != consumer.ReasonBadRecord || !strings.Contains(found.Error, field):
-				t.Fatalf("dead letter of %s at %s: reason %s, %q; want %s naming %s", id, site, found.Reason, found.Error, consumer.ReasonBadRecord, field)
-			}
-			return nil
-		})
+		e.waitDeadLetter(t, site, id, func(d consumer.DeadLetter) bool { return d.VersionID == id }, consumer.ReasonBadRecord, field)
 	}
 
 	t.Run("clock-poisoning", func(t *testing.T) {

@@ -1,16 +1,13 @@
 package integration
 
 import (
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/s3mesh/s3mesh/broker"
 	"github.com/s3mesh/s3mesh/consumer"
 	"github.com/s3mesh/s3mesh/internal/testenv"
 	"github.com/s3mesh/s3mesh/s3io"
@@ -35,25 +32,7 @@ func TestUnrepresentableKeys(t *testing.T) {
 	}
 	// b's DLQ names each key's record, with the reason.
 	for k := range keys {
-		testenv.Eventually(t, converge, fmt.Sprintf("b's dead letter of %q", k), func() error {
-			var found *consumer.DeadLetter
-			err := broker.ReadStream(ctx, e.sites["b"].js, broker.DLQStream("b"), time.Time{}, func(_ uint64, data []byte) error {
-				var d consumer.DeadLetter
-				if json.Unmarshal(data, &d) == nil && d.Key == k {
-					found = &d
-				}
-				return nil
-			})
-			switch {
-			case err != nil:
-				return err
-			case found == nil:
-				return fmt.Errorf("none yet")
-			case found.Reason != consumer.ReasonUnrepresentable:
-				t.Fatalf("dead letter of %q at b: reason %s (%s), want %s", k, found.Reason, found.Error, consumer.ReasonUnrepresentable)
-			}
-			return nil
-		})
+		e.waitDeadLetter(t, "b", fmt.Sprintf("%q", k), func(d consumer.DeadLetter) bool { return d.Key == k }, consumer.ReasonUnrepresentable)
 	}
 	// A user writes such a key at b itself: it replicates under the name
 	// the user wrote (b's agent saw it by that name at once), while rclone
