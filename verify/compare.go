@@ -60,16 +60,35 @@ func (r *runner) compare(ctx context.Context, bucket string, k merged) ([]Differ
 		diffs = append(diffs, Difference{Bucket: bucket, Key: k.key, Kind: kind, Detail: detail, Sites: sites})
 	}
 	var present []int
-	var missing, have []string
+	var missing, have, cannot, made []string
 	for i, h := range heads {
-		if h != nil {
+		site := r.sites[i]
+		switch {
+		case h == nil && site.Unrepresentable != nil && site.Unrepresentable(k.key) != "":
+			cannot = append(cannot, site.Name+" (its store cannot hold keys with "+site.Unrepresentable(k.key)+")")
+		case h != nil && site.ListedAlias != nil && site.ListedAlias(k.key) != "":
+			made = append(made, site.Name+" (its store lists keys with "+site.ListedAlias(k.key)+" so)")
+		case h != nil:
 			present = append(present, i)
-			have = append(have, r.sites[i].Name)
-		} else {
-			missing = append(missing, r.sites[i].Name)
+			have = append(have, site.Name)
+		default:
+			missing = append(missing, site.Name)
 		}
 	}
-	if len(missing) > 0 {
+	if len(cannot) > 0 || len(made) > 0 {
+		detail := ""
+		if len(cannot) > 0 {
+			detail = "unrepresentable at " + strings.Join(cannot, ", ")
+		}
+		if len(made) > 0 {
+			if detail != "" {
+				detail += "; "
+			}
+			detail += "a name nobody wrote, made by the store at " + strings.Join(made, ", ")
+		}
+		add("unrepresentable", detail, nil)
+	}
+	if len(missing) > 0 && (len(have) > 0 || len(made) == 0) {
 		sites := map[string]string{}
 		for i, h := range heads {
 			sites[r.sites[i].Name] = "missing"

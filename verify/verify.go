@@ -13,13 +13,22 @@ import (
 type Site struct {
 	Name string
 	S3   *s3io.Client
+	// Unrepresentable and ListedAlias, when known (the site's agent's store
+	// probe, s3io.Capabilities), name the key class the site's store cannot
+	// hold under its exact name, and the class whose stand-in a listed name
+	// holds: a key missing there for that reason, or present there only
+	// under such a name, is reported as "unrepresentable", a local fault of
+	// that site, not as missing.
+	Unrepresentable func(key string) string
+	ListedAlias     func(key string) string
 }
 
 // Difference is one way a key differs between sites.
 type Difference struct {
 	Bucket string `json:"bucket"`
 	Key    string `json:"key"`
-	// Kind is missing, size, content, content-type, cache-control,
+	// Kind is missing, unrepresentable (see Site.Unrepresentable), size,
+	// content, content-type, cache-control,
 	// content-encoding, content-disposition, metadata, or changed (the
 	// object changed while it was being compared).
 	Kind   string `json:"kind"`

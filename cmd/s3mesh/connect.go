@@ -95,8 +95,13 @@ func (s *site) close() { s.nc.Close() }
 
 // admin asks the site's running agent to do verb.
 func (s *site) admin(verb string, req agent.AdminRequest) (string, error) {
+	return s.adminWithin(verb, req, 3*time.Minute)
+}
+
+// adminWithin is admin with a timeout of its own.
+func (s *site) adminWithin(verb string, req agent.AdminRequest, timeout time.Duration) (string, error) {
 	b, _ := json.Marshal(req)
-	m, err := s.nc.Request(agent.AdminSubject(s.name, verb), b, 3*time.Minute)
+	m, err := s.nc.Request(agent.AdminSubject(s.name, verb), b, timeout)
 	if err != nil {
 		return "", fmt.Errorf("site %s's agent did not answer (is it running?): %w", s.name, err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/s3mesh/s3mesh/agent"
 	"github.com/s3mesh/s3mesh/config"
 	"github.com/s3mesh/s3mesh/lab"
 	"github.com/s3mesh/s3mesh/s3io"
@@ -82,6 +83,7 @@ func runVerify(ctx context.Context, f verifyFlags, stdout, stderr io.Writer, tty
 	if err != nil {
 		return verifyExitError, err
 	}
+	storeClasses(f, sites)
 	if f.bucket != "" {
 		if !slices.Contains(buckets, f.bucket) {
 			return verifyExitError, fmt.Errorf("bucket %q is not replicated (buckets: %s)", f.bucket, strings.Join(buckets, ", "))
@@ -116,6 +118,31 @@ func runVerify(ctx context.Context, f verifyFlags, stdout, stderr io.Writer, tty
 		return verifyExitDiffer, nil
 	}
 	return 0, nil
+}
+
+// storeClasses asks each site's agent (those this command can reach: every
+// site of a lab, the configuration's own site) what its store probe found,
+// so that verify tells keys a store cannot hold from missing ones. A site
+// whose agent does not answer is compared without it.
+func storeClasses(f verifyFlags, sites []verify.Site) {
+	for i := range sites {
+		if f.cfgPath != "" && i > 0 {
+			return // only the configuration's own agent answers through its broker
+		}
+		t := target{labPath: f.labPath, cfgPath: f.cfgPath, site: sites[i].Name}
+		s, err := t.connect()
+		if err != nil {
+			continue
+		}
+		out, err := s.adminWithin("status", agent.AdminRequest{}, 5*time.Second)
+		s.close()
+		var st agent.Status
+		if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Store == nil {
+			continue
+		}
+		caps := *st.Store
+		sites[i].Unrepresentable, sites[i].ListedAlias = caps.Unrepresentable, caps.ListedAlias
+	}
 }
 
 // verifySites builds one S3 client per site, and the buckets to compare,
