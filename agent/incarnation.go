@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/config"
 	"github.com/s3mesh/s3mesh/lifecycle"
 	"github.com/s3mesh/s3mesh/schema"
 	"github.com/s3mesh/s3mesh/state"
@@ -158,11 +159,18 @@ func (a *Agent) peerRecords(ctx context.Context) (records, inc uint64, err error
 // has started by now (at most schema.IncarnationHeadroom ahead of the
 // clock, as every site's records are bounded).
 func (a *Agent) incarnationOf(data []byte, now time.Time) (uint64, error) {
+	return OwnIncarnation(a.cfg, data, now)
+}
+
+// OwnIncarnation is the incarnation of data, a record of cfg's site that
+// must verify with the site's own keys and have started by now; an error
+// says why data is no evidence of this site's records.
+func OwnIncarnation(cfg *config.Site, data []byte, now time.Time) (uint64, error) {
 	if len(data) == 0 {
 		return 0, errors.New("no record")
 	}
-	site := a.cfg.Site
-	keys := schema.Keyring{Keys: map[string][]ed25519.PublicKey{site: a.cfg.OwnKeys()}, AcceptUnsigned: a.cfg.Records.AcceptUnsigned}
+	site := cfg.Site
+	keys := schema.Keyring{Keys: map[string][]ed25519.PublicKey{site: cfg.OwnKeys()}, AcceptUnsigned: cfg.Records.AcceptUnsigned}
 	rec, err := keys.Open(data, site)
 	if err != nil {
 		return 0, fmt.Errorf("its last record is not this site's (%w)", err)

@@ -305,6 +305,15 @@ func continueChanges(ctx context.Context, env *rebuildEnv, log *slog.Logger) err
 		if err != nil {
 			return fmt.Errorf("its mirror of %s: %w", name, err)
 		}
+		if r.Msgs == 0 {
+			continue
+		}
+		// The sequence is the peer's word: taken only with a last record
+		// that verifies as this site's own.
+		if _, err := agent.OwnIncarnation(cfg, r.Last, time.Now()); err != nil {
+			return fmt.Errorf("peer %s says its mirror of %s ends at %d, but %w: check peer %s (or list this site's old key in signing.former_public_keys)",
+				p, name, r.LastSeq, err, p)
+		}
 		peerLast = max(peerLast, r.LastSeq)
 	}
 	js, err := jetstream.New(env.self)
