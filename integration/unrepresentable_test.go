@@ -36,14 +36,13 @@ func TestUnrepresentableKeys(t *testing.T) {
 	for k := range keys {
 		e.waitDeadLetter(t, "b", fmt.Sprintf("%q", k), func(d consumer.DeadLetter) bool { return d.Key == k }, consumer.ReasonUnrepresentable)
 	}
-	// A user writes such a key at b itself: it replicates under the name
-	// the user wrote (b's agent saw it by that name at once), while rclone
-	// soon lists it under another, which b's agent must not publish as a
-	// key nobody wrote; nor may the exact name, which b's store no longer
-	// finds, become a delete.
-	keys["unrep/at-b\tkey"] = "written at b"
+	// A user writes such a key at b itself. b's agent publishes it under
+	// the name the user wrote if it looks before rclone forgets that name
+	// (its directory cache, 1 s in the lab), else not at all: either way a
+	// local fault of b. What must never happen: rclone's name for it
+	// published as a key nobody wrote, or the exact name, which b's store
+	// no longer finds, published as a delete.
 	e.putIn(t, "b", bucket, "unrep/at-b\tkey", []byte("written at b"))
-	e.waitAt(t, []string{"a", "c"}, bucket, "unrep/at-b\tkey", "written at b", converge)
 	testenv.Eventually(t, converge, "b listing its keys under rclone's names", func() error {
 		var listed []string
 		if err := e.sites["b"].s3.List(ctx, bucket, "unrep/", 100, func(le s3io.ListEntry) error {
@@ -57,6 +56,16 @@ func TestUnrepresentableKeys(t *testing.T) {
 		}
 		return nil
 	})
+	e.quiesce(t, converge)
+	want := []string{"unrep/soh\x01key", "unrep/tab\tkey"}
+	if got, ok := e.bodyAt(t, "a", bucket, "unrep/at-b\tkey"); ok {
+		if string(got) != "written at b" {
+			t.Fatalf("unrep/at-b\\tkey at a: %q", got)
+		}
+		keys["unrep/at-b\tkey"] = "written at b" // published in time: it must stay
+		want = append([]string{"unrep/at-b\tkey"}, want...)
+	}
+	t.Logf("the key written at b was published under its own name: %v", len(want) == 3)
 	// b scans: its listing shows the stand-in names and lacks the exact
 	// ones; nothing may come of either.
 	lab := filepath.Join(e.info.Dir, "lab.json")
@@ -64,7 +73,6 @@ func TestUnrepresentableKeys(t *testing.T) {
 		t.Fatalf("scan now at b: %v %s", err, out)
 	}
 	e.quiesce(t, converge)
-	want := []string{"unrep/at-b\tkey", "unrep/soh\x01key", "unrep/tab\tkey"}
 	for _, s := range []string{"a", "c"} {
 		for k, body := range keys {
 			if got, ok := e.bodyAt(t, s, bucket, k); !ok || string(got) != body {
