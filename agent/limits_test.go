@@ -7,10 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/s3mesh/s3mesh/broker"
 	"github.com/s3mesh/s3mesh/config"
+	"github.com/s3mesh/s3mesh/internal/brokertest"
 	"github.com/s3mesh/s3mesh/metrics"
 )
 
@@ -38,20 +37,7 @@ func TestStreamLimitsFromConfig(t *testing.T) {
 func TestStreamUsageWarningsAndGauges(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := broker.StartServer(broker.ServerConfig{Site: "a", Listen: "127.0.0.1:0", StoreDir: t.TempDir()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := brokertest.Start(t, "a")
 	topo := broker.Topology{Site: "a", Peers: []string{"b"}, Limits: broker.Limits{DLQ: broker.StreamLimit{MaxMsgs: 5}}}
 	if err := broker.EnsureStreams(ctx, js, topo); err != nil {
 		t.Fatal(err)

@@ -3,14 +3,12 @@ package consumer
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/internal/brokertest"
 	"github.com/s3mesh/s3mesh/s3io"
 	"github.com/s3mesh/s3mesh/schema"
 )
@@ -22,20 +20,7 @@ import (
 func TestDeadLetterRefusedByFullDLQ(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := broker.StartServer(broker.ServerConfig{Site: "b", Listen: "127.0.0.1:0", StoreDir: t.TempDir()}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := srv.Connect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := brokertest.Start(t, "b")
 	topo := broker.Topology{Site: "b", Limits: broker.Limits{DLQ: broker.StreamLimit{MaxMsgs: 2}}}
 	if err := broker.EnsureStreams(ctx, js, topo); err != nil {
 		t.Fatal(err)

@@ -64,8 +64,9 @@ var mayImport = map[string]layer{
 	// `s3mesh bucket create --reader` make peers' read-only keys with it.
 	"internal/versityiam": {},
 	// Helpers for tests.
-	"internal/testenv":  {},
-	"internal/layering": {},
+	"internal/brokertest": {uses: []string{"broker"}},
+	"internal/testenv":    {},
+	"internal/layering":   {},
 	// The top: commands and the end-to-end tests.
 	"cmd":         {anyUse: true},
 	"integration": {anyUse: true},
@@ -81,10 +82,11 @@ type audience struct {
 // importedOnlyBy restricts who imports a package. Packages without a row
 // here may be imported by anyone their importer's mayImport row allows.
 var importedOnlyBy = map[string]audience{
-	"cmd":              {},
-	"integration":      {},
-	"lab":              {by: []string{"cmd"}, tests: true},
-	"internal/testenv": {tests: true},
+	"cmd":                 {},
+	"integration":         {},
+	"lab":                 {by: []string{"cmd"}, tests: true},
+	"internal/testenv":    {tests: true},
+	"internal/brokertest": {tests: true},
 }
 
 const table = "(the tables in internal/layering/layering_test.go)"
