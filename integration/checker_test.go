@@ -330,7 +330,7 @@ func (e *env) observe(ctx context.Context, w *Workload) (*Observed, error) {
 		if err != nil {
 			return nil, err
 		}
-		err = broker.ReadStream(ctx, js, broker.ConflictsStream(s), time.Time{}, func(seq uint64, data []byte) error {
+		conflict := func(seq uint64, data []byte) error {
 			var c schema.ConflictEntry
 			if err := json.Unmarshal(data, &c); err != nil {
 				return fmt.Errorf("CONFLICTS_%s seq %d: %w", s, seq, err)
@@ -339,8 +339,13 @@ func (e *env) observe(ctx context.Context, w *Workload) (*Observed, error) {
 				o.Conflicts = append(o.Conflicts, c)
 			}
 			return nil
-		})
-		if err != nil {
+		}
+		for i, data := range e.lostConflicts[s] {
+			if err := conflict(uint64(i+1), data); err != nil {
+				return nil, fmt.Errorf("before the loss: %w", err)
+			}
+		}
+		if err := broker.ReadStream(ctx, js, broker.ConflictsStream(s), time.Time{}, conflict); err != nil {
 			return nil, err
 		}
 		err = broker.ReadStream(ctx, js, broker.DLQStream(s), time.Time{}, func(seq uint64, data []byte) error {

@@ -41,6 +41,10 @@ type env struct {
 	// whose mirror of its CHANGES stream (same name, same sequences) the
 	// checker reads instead.
 	recordsAt map[string]string
+	// lostConflicts holds, for a site whose JetStream store was lost, the
+	// CONFLICTS entries it had logged before (read just before the loss):
+	// the kept loser copies they name are in CHANGES, mirrored at peers.
+	lostConflicts map[string][][]byte
 }
 
 type siteClients struct {

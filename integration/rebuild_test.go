@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mesh/s3mesh/broker"
 	"github.com/s3mesh/s3mesh/config"
 	"github.com/s3mesh/s3mesh/internal/testenv"
 	"github.com/s3mesh/s3mesh/rebuild"
@@ -133,6 +134,19 @@ func testRebuildWiped(t *testing.T, withBroker bool) {
 	args := []string{"b"}
 	if withBroker {
 		args = append(args, "--broker")
+	}
+	if withBroker {
+		// The conflict log is local to a site and goes with its JetStream
+		// store; the loser copies it names live on in CHANGES_b, mirrored
+		// at a and c. The checker needs the log to explain those copies.
+		var lost [][]byte
+		if err := broker.ReadStream(ctxT(t), e.sites["b"].js, broker.ConflictsStream("b"), time.Time{}, func(_ uint64, data []byte) error {
+			lost = append(lost, data)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		e.lostConflicts = map[string][][]byte{"b": lost}
 	}
 	t.Log(e.mustCtl(t, "wipe", args...))
 	// Started as it is, b's agent refuses: its own CHANGES_b (or, with the
