@@ -101,6 +101,14 @@ func (a *Agent) ownRecords(ctx context.Context) (uint64, uint64, error) {
 	// message that does not verify as this site's record is no evidence.
 	inc, err := a.incarnationOf(lastData, time.Now())
 	records := info.State.Msgs
+	if err != nil && a.cfg.Records.AcceptUnsigned && schema.Unsigned(lastData) {
+		// Made by a build from before signed records (the upgrade
+		// accept_unsigned is for): the stream shows this site published,
+		// and only this site's agent publishes there, but the record is no
+		// evidence of an incarnation; the clock gives the next one.
+		a.log.Info("the last record of this site's own change stream is unsigned (an earlier build); its incarnation is not used")
+		return records, 0, nil
+	}
 	if err != nil {
 		if lastData != nil {
 			a.log.Warn("the last message of this site's own change stream is not a record of this site; not used as evidence", "err", err)
@@ -142,6 +150,14 @@ func (a *Agent) peerRecords(ctx context.Context) (records, inc uint64, err error
 		if r.Msgs == 0 || len(r.Last) == 0 {
 			continue
 		}
+		if a.cfg.Records.AcceptUnsigned && schema.Unsigned(r.Last) {
+			// An unsigned record "of this site" proves nothing: any peer can
+			// make one. During an upgrade from unsigned records it is
+			// expected, so it is left out rather than stopping the start.
+			a.log.Warn("peer's mirror of this site's records ends with an unsigned record; its incarnation is not used", "peer", p)
+			records = max(records, r.Msgs)
+			continue
+		}
 		i, err := a.incarnationOf(r.Last, time.Now())
 		if err != nil {
 			return 0, 0, fmt.Errorf("%w: peer %s says its mirror of %s ends with %d: %w. "+
@@ -170,7 +186,10 @@ func OwnIncarnation(cfg *config.Site, data []byte, now time.Time) (uint64, error
 		return 0, errors.New("no record")
 	}
 	site := cfg.Site
-	keys := schema.Keyring{Keys: map[string][]ed25519.PublicKey{site: cfg.OwnKeys()}, AcceptUnsigned: cfg.Records.AcceptUnsigned}
+	// Never an unsigned record, even with records.accept_unsigned on: anyone
+	// can make one "of this site", and the incarnation it claims lifts every
+	// counter this site makes from now on.
+	keys := schema.Keyring{Keys: map[string][]ed25519.PublicKey{site: cfg.OwnKeys()}}
 	rec, err := keys.Open(data, site)
 	if err != nil {
 		return 0, fmt.Errorf("its last record is not this site's (%w)", err)

@@ -232,6 +232,23 @@ func TestIncarnationEvidenceIsVerified(t *testing.T) {
 			}
 		})
 	}
+	// With records.accept_unsigned on (an upgrade from unsigned records), an
+	// unsigned schema-1 record "of a" is applied as a peer's record, but is
+	// still no evidence of a's incarnation: anyone can make one.
+	cfg.Records.AcceptUnsigned = true
+	forged := rec(today + 5) // plausible: within the clock's headroom
+	forged.Schema = schema.UnsignedSchema
+	bare, err := forged.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (schema.Keyring{AcceptUnsigned: true}).Open(bare, "a"); err != nil {
+		t.Fatalf("positive control: the unsigned record does not open with accept_unsigned: %v", err)
+	}
+	if got, err := a.incarnationOf(bare, now); err == nil {
+		t.Fatalf("an unsigned record with accept_unsigned on gave incarnation %d", got)
+	}
+	cfg.Records.AcceptUnsigned = false
 	// Listed as a former key, the old seed's record counts.
 	cfg.Signing.FormerPublicKeys = []string{pubs["old"]}
 	if got, err := a.incarnationOf(signed(rec(today-100), "old"), now); err != nil || got != today-100 {

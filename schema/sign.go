@@ -86,6 +86,10 @@ type envelope struct {
 	sig     []byte
 }
 
+// Unsigned reports whether b is a bare (unsigned, schema 1) record rather
+// than a signed envelope. It says nothing about whether b is a valid record.
+func Unsigned(b []byte) bool { return len(b) > 0 && !isEnvelope(b) }
+
 // isEnvelope reports whether b starts with a msgpack array (a bare record
 // is a map).
 func isEnvelope(b []byte) bool {
