@@ -1,6 +1,8 @@
 package s3io
 
 import (
+	"golang.org/x/sync/errgroup"
+
 	"context"
 	"errors"
 	"fmt"
@@ -84,18 +86,23 @@ func (c *Client) probeKeyClasses(ctx context.Context, bucket, base string, put f
 		if strings.HasPrefix(p.Name, "trailing") {
 			names[i] = "a" + p.Mid
 		}
+	}
+	// One store round trip at a time would take minutes on a slow store
+	// (every class is four or five requests), and the agent replicates
+	// nothing until its probe is done: the classes go concurrently.
+	parallel(len(KeyClassProbes), func(i int) {
 		_, err := put(dirs[i]+names[i], "k", PutInput{})
 		written[i] = err == nil
-	}
+	})
 	select {
 	case <-ctx.Done():
 		return out
 	case <-time.After(KeyClassSettle):
 	}
 	stop := errors.New("done")
-	for i := range KeyClassProbes {
+	parallel(len(KeyClassProbes), func(i int) {
 		if !written[i] {
-			continue
+			return
 		}
 		key := dirs[i] + names[i]
 		info, herr := c.Head(ctx, bucket, key)
@@ -114,7 +121,7 @@ func (c *Client) probeKeyClasses(ctx context.Context, bucket, base string, put f
 			return nil
 		})
 		if len(listed) != 1 || listed[0] == names[i] {
-			continue
+			return
 		}
 		l := listed[0]
 		out[i].ListedAs = strings.TrimSuffix(strings.TrimPrefix(l, "a"), "z")
@@ -128,8 +135,21 @@ func (c *Client) probeKeyClasses(ctx context.Context, bucket, base string, put f
 			// name).
 			_ = c.Delete(ctx, bucket, dirs[i]+l, "")
 		}
-	}
+	})
 	return out
+}
+
+// probeConcurrency bounds the store requests the probe has in flight.
+const probeConcurrency = 8
+
+// parallel runs f(0..n-1), probeConcurrency at a time, and waits for all.
+func parallel(n int, f func(i int)) {
+	var g errgroup.Group
+	g.SetLimit(probeConcurrency)
+	for i := range n {
+		g.Go(func() error { f(i); return nil })
+	}
+	_ = g.Wait()
 }
 
 // Unrepresentable names the first key class of key that the store, as

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 )
 
 // ProbePrefix is where Probe writes its objects; the agent never replicates
@@ -84,20 +85,21 @@ func (c *Client) Probe(ctx context.Context, bucket, tag string) (Capabilities, e
 		stale = append(stale, e.Key)
 		return nil
 	})
-	for _, k := range stale {
-		_ = c.Delete(ctx, bucket, k, "")
-	}
-	var made []string
+	parallel(len(stale), func(i int) { _ = c.Delete(ctx, bucket, stale[i], "") })
+	var (
+		mu   sync.Mutex
+		made []string
+	)
 	defer func() {
-		for _, k := range made {
-			_ = c.Delete(context.WithoutCancel(ctx), bucket, k, "")
-		}
+		parallel(len(made), func(i int) { _ = c.Delete(context.WithoutCancel(ctx), bucket, made[i], "") })
 	}()
 	put := func(key string, body string, in PutInput) (string, error) {
 		in.Bucket, in.Key, in.Body, in.Size = bucket, key, strings.NewReader(body), int64(len(body))
 		etag, err := c.Put(ctx, in)
 		if err == nil {
+			mu.Lock()
 			made = append(made, key)
+			mu.Unlock()
 		}
 		return etag, err
 	}
