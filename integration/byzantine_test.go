@@ -19,6 +19,7 @@ import (
 	"github.com/s3mesh/s3mesh/config"
 	"github.com/s3mesh/s3mesh/consumer"
 	"github.com/s3mesh/s3mesh/internal/testenv"
+	"github.com/s3mesh/s3mesh/lab"
 	"github.com/s3mesh/s3mesh/lifecycle"
 	"github.com/s3mesh/s3mesh/schema"
 )
@@ -29,8 +30,14 @@ import (
 // positive control (the same record made honestly applies), and after each
 // an honest write of the key reaches every honest site (a and c). A lab of
 // its own: b's store and state do not hold what the test publishes as b.
+// c checks record times against a clock 3 s behind a's (a test hook), as a
+// site whose clock lags does.
 func TestByzantineSite(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, func(o *lab.Options) {
+		if err := os.WriteFile(filepath.Join(o.Dir, "hooks", "c"), []byte("record-clock-skew=-3s\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
 	ctx := ctxT(t)
 	a, b := e.sites["a"], e.sites["b"]
 	seed, err := os.ReadFile(e.siteInfo(t, "b").SigningKey)
@@ -43,8 +50,9 @@ func TestByzantineSite(t *testing.T) {
 	}
 	honest := []string{"a", "c"}
 	nextB := lifecycle.IncarnationFloor(uint64(time.Now().Unix()))
-	// forge publishes, as b, a record of bucket/key over clock with body.
-	forge := func(t *testing.T, bucket, key string, clock schema.Clock, rank uint64, body string) *schema.Record {
+	// forgeAt publishes, as b, a record of bucket/key over clock with body
+	// and origin time ts.
+	forgeAt := func(t *testing.T, bucket, key string, clock schema.Clock, rank uint64, body string, ts int64) *schema.Record {
 		t.Helper()
 		nextB++
 		clock = clock.Clone()
@@ -53,7 +61,7 @@ func TestByzantineSite(t *testing.T) {
 		now := time.Now().UnixMilli()
 		rec := &schema.Record{Schema: schema.RecordSchema, Bucket: bucket, Key: key, Inline: true, Body: []byte(body), MadeAt: now,
 			Attrs: schema.Attrs{ContentType: "text/plain"},
-			Version: schema.Version{ID: schema.VersionID("b", bucket, key, nextB), Origin: "b", Clock: clock, TS: now,
+			Version: schema.Version{ID: schema.VersionID("b", bucket, key, nextB), Origin: "b", Clock: clock, TS: ts,
 				Rank: rank, Size: int64(len(body)), ETag: hex.EncodeToString(sum[:])}}
 		data, err := rec.Sign(keyB)
 		if err != nil {
@@ -64,13 +72,19 @@ func TestByzantineSite(t *testing.T) {
 		}
 		return rec
 	}
-	// clockOf is the clock of the last record a made of bucket/key.
-	clockOf := func(t *testing.T, bucket, key string) schema.Clock {
+	// forge publishes, as b, a record of bucket/key over clock with body,
+	// made now.
+	forge := func(t *testing.T, bucket, key string, clock schema.Clock, rank uint64, body string) *schema.Record {
 		t.Helper()
-		var got schema.Clock
+		return forgeAt(t, bucket, key, clock, rank, body, time.Now().UnixMilli())
+	}
+	// recordOf is the last record a made of bucket/key.
+	recordOf := func(t *testing.T, bucket, key string) *schema.Record {
+		t.Helper()
+		var got *schema.Record
 		err := broker.ReadStream(ctx, a.js, broker.ChangesStream("a"), time.Time{}, func(_ uint64, data []byte) error {
 			if r, err := schema.Decode(data); err == nil && r.Bucket == bucket && r.Key == key {
-				got = r.Version.Clock
+				got = r
 			}
 			return nil
 		})
@@ -78,6 +92,11 @@ func TestByzantineSite(t *testing.T) {
 			t.Fatalf("a's record of %s/%s: %v", bucket, key, err)
 		}
 		return got
+	}
+	// clockOf is the clock of the last record a made of bucket/key.
+	clockOf := func(t *testing.T, bucket, key string) schema.Clock {
+		t.Helper()
+		return recordOf(t, bucket, key).Version.Clock
 	}
 	write := func(t *testing.T, site, bucket, key, body string) {
 		t.Helper()
@@ -133,6 +152,31 @@ func TestByzantineSite(t *testing.T) {
 		}
 		write(t, "c", bucket, "byz/level", "c after the attack")
 		write(t, "c", "delwins", "byz/flag", "c after the attack")
+	})
+
+	t.Run("origin-time-at-the-bound", func(t *testing.T) {
+		// b's version with an origin time just inside a's records.max_future:
+		// valid at a, applied. a's next write of the key follows it
+		// (origin time b's + 1 ms), so it is past the bound of c, whose
+		// clock is 3 s behind: it must reach c all the same, once c's
+		// clock catches up with it, not be refused there.
+		maxFuture := config.DefaultMaxFuture.Milliseconds()
+		write(t, "a", bucket, "byz/ts", "from a")
+		near := forgeAt(t, bucket, "byz/ts", clockOf(t, bucket, "byz/ts"), 0, "b, 1 s inside the bound", time.Now().UnixMilli()+maxFuture-1000)
+		// Positive control: the attack took hold, a holds b's version and
+		// its own next write inherits the far origin time.
+		e.waitAt(t, []string{"a"}, bucket, "byz/ts", "b, 1 s inside the bound", 45*time.Second)
+		write(t, "a", bucket, "byz/ts", "a after the attack")
+		if got := recordOf(t, bucket, "byz/ts").Version.TS; got != near.Version.TS+1 {
+			t.Fatalf("a's write over b's version has origin time %d, want b's + 1 (%d)", got, near.Version.TS+1)
+		}
+		// Far beyond the bound (an hour past every site's window): refused
+		// everywhere, with the field named; the key keeps flowing.
+		far := forgeAt(t, bucket, "byz/ts-far", schema.Clock{}, 0, "b, an hour past the bound", time.Now().UnixMilli()+maxFuture+time.Hour.Milliseconds())
+		for _, s := range honest {
+			deadLetter(t, s, far.Version.ID, "Version.TS")
+		}
+		write(t, "c", bucket, "byz/ts-far", "c after the attack")
 	})
 
 	t.Run("forged-incarnation", func(t *testing.T) {
