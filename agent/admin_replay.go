@@ -296,7 +296,9 @@ func (r *replayer) one(ctx context.Context, seq uint64, data []byte) error {
 		p.err = fmt.Errorf("record %s claims origin %q but came from %s: %w", rec.Version.ID, o, r.stream, consumer.ErrUnauthorized)
 		return r.deadLetter(ctx, p, consumer.ReasonUnauthorized, false)
 	}
-	if err := rec.ValidateFor(r.a.recordLimits()); err != nil {
+	// An early record (schema.ErrEarly) is not dead-lettered here: apply
+	// retries it as a transient failure.
+	if err := rec.ValidateFor(r.a.recordLimits()); err != nil && !errors.Is(err, schema.ErrEarly) {
 		p.err = fmt.Errorf("record %s: %w", rec.Version.ID, err)
 		return r.deadLetter(ctx, p, consumer.ReasonFor(err), false)
 	}
@@ -308,9 +310,17 @@ func (r *replayer) one(ctx context.Context, seq uint64, data []byte) error {
 
 // apply applies p through the consumer's Applier: the per-key state machine
 // decides, and the applier carries the decision out. A transient failure is
-// kept for retryFailed unless last.
+// kept for retryFailed unless last. So is a record that is early
+// (schema.ErrEarly: its times a little past this site's clock plus
+// records.max_future): it applies once the clock has caught up.
 func (r *replayer) apply(ctx context.Context, p *replayed, last bool) error {
-	d, err := r.a.Applier.Apply(ctx, p.rec)
+	var d schema.Decision
+	err := p.rec.ValidateFor(r.a.recordLimits())
+	if err == nil {
+		d, err = r.a.Applier.Apply(ctx, p.rec)
+	} else {
+		err = fmt.Errorf("record %s: %w", p.rec.Version.ID, err)
+	}
 	if err == nil {
 		r.decided(ctx, p, d)
 		return nil
