@@ -43,7 +43,6 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/s3mesh/s3mesh/broker"
-	"github.com/s3mesh/s3mesh/config"
 	"github.com/s3mesh/s3mesh/pki"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -557,7 +556,7 @@ func agentSnippet(o Options, res *Result, r Region) []byte {
 	fmt.Fprintf(&b, "signing:\n  key: {file: %s}\n", o.installed(r.SigningSeed))
 	fmt.Fprintf(&b, "# How far ahead of this region's clock a peer's record times may be: the same\n")
 	fmt.Fprintf(&b, "# in every region (README, \"Configuration reference\").\n")
-	fmt.Fprintf(&b, "records:\n  max_future: %s\n", config.DefaultMaxFuture)
+	fmt.Fprintf(&b, "records:\n  max_future: 24h  # the default (config.DefaultMaxFuture)\n")
 	fmt.Fprintf(&b, "# In peers:, each other region's public_keys and the secret of the link to it\n")
 	fmt.Fprintf(&b, "# (it names the link's mirror consumers; README, \"Least-privilege NATS\"):\n")
 	for _, other := range res.Regions {
