@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,7 @@ func TestByzantineSite(t *testing.T) {
 	}
 	honest := []string{"a", "c"}
 	nextB := lifecycle.IncarnationFloor(uint64(time.Now().Unix()))
+	var lastSeq uint64 // of the last record forged, in CHANGES_b (and its mirrors)
 	// forgeAt publishes, as b, a record of bucket/key over clock with body
 	// and origin time ts.
 	forgeAt := func(t *testing.T, bucket, key string, clock schema.Clock, rank uint64, body string, ts int64) *schema.Record {
@@ -67,9 +69,11 @@ func TestByzantineSite(t *testing.T) {
 		if err != nil {
 			t.Fatalf("sign: %v", err)
 		}
-		if _, err := b.js.Publish(ctx, broker.ChangesSubject("b", schema.Partition(bucket, key, 1)), data, jetstream.WithMsgID(rec.Version.ID)); err != nil {
+		ack, err := b.js.Publish(ctx, broker.ChangesSubject("b", schema.Partition(bucket, key, 1)), data, jetstream.WithMsgID(rec.Version.ID))
+		if err != nil {
 			t.Fatal(err)
 		}
+		lastSeq = ack.Sequence
 		return rec
 	}
 	// forge publishes, as b, a record of bucket/key over clock with body,
@@ -170,6 +174,29 @@ func TestByzantineSite(t *testing.T) {
 		if got := recordOf(t, bucket, "byz/ts").Version.TS; got != near.Version.TS+1 {
 			t.Fatalf("a's write over b's version has origin time %d, want b's + 1 (%d)", got, near.Version.TS+1)
 		}
+		// Two minutes past a's bound, within the early window: it waits at
+		// a (no dead letter), and a replay leaves it to the consumer.
+		early := forgeAt(t, bucket, "byz/ts-early", schema.Clock{}, 0, "b, 2 m past the bound", time.Now().UnixMilli()+maxFuture+2*time.Minute.Milliseconds())
+		earlySeq := lastSeq
+		testenv.Eventually(t, 30*time.Second, fmt.Sprintf("a's mirror of CHANGES_b holding seq %d", earlySeq), func() error {
+			st, err := a.js.Stream(ctx, broker.ChangesStream("b"))
+			if err != nil {
+				return err
+			}
+			if got := st.CachedInfo().State.LastSeq; got < earlySeq {
+				return fmt.Errorf("last seq %d", got)
+			}
+			return nil
+		})
+		out, errOut, code := dlqcliRun(t, "replay", "--lab", e.dlqcliLabJSON(), "--site", "a", "--peer", "b",
+			"--from-seq", strconv.FormatUint(earlySeq, 10), "--json") // b's last record: the range is this one
+		var rr agent.ReplayResult
+		if code != 0 || json.Unmarshal([]byte(out), &rr) != nil {
+			t.Fatalf("s3mesh replay of CHANGES_b:%d at a: exit %d: %s%s", earlySeq, code, out, errOut)
+		}
+		if rr.Read != 1 || rr.Counts.Early != 1 || rr.Counts.DeadLettered != 0 || rr.Counts.Applied != 0 {
+			t.Fatalf("replay of an early record at a: %+v, want it read and counted early only", rr)
+		}
 		// Far beyond the bound (an hour past every site's window): refused
 		// everywhere, with the field named; the key keeps flowing.
 		far := forgeAt(t, bucket, "byz/ts-far", schema.Clock{}, 0, "b, an hour past the bound", time.Now().UnixMilli()+maxFuture+time.Hour.Milliseconds())
@@ -177,6 +204,18 @@ func TestByzantineSite(t *testing.T) {
 			deadLetter(t, s, far.Version.ID, "Version.TS")
 		}
 		write(t, "c", bucket, "byz/ts-far", "c after the attack")
+		for _, s := range honest {
+			err := broker.ReadStream(ctx, e.sites[s].js, broker.DLQStream(s), time.Time{}, func(_ uint64, data []byte) error {
+				var d consumer.DeadLetter
+				if json.Unmarshal(data, &d) == nil && (d.VersionID == early.Version.ID || d.VersionID == near.Version.ID) {
+					return fmt.Errorf("%s dead-lettered %s (%s): %s", s, d.VersionID, d.Reason, d.Error)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
 	})
 
 	t.Run("forged-incarnation", func(t *testing.T) {
