@@ -178,7 +178,7 @@ func (a *Agent) deadRecord(ctx context.Context, seq uint64, dl consumer.DeadLett
 // consumer's limits: this site, its peers, former sites, the future window).
 func (a *Agent) recordLimits() schema.Limits {
 	sites := append(append([]string{a.cfg.Site}, a.cfg.PeerNames()...), a.cfg.Records.FormerSites...)
-	l := schema.NewLimits(sites, time.Now(), a.cfg.Records.MaxFuture)
+	l := schema.NewLimits(sites, a.hooks.recordClock(), a.cfg.Records.MaxFuture)
 	l.Self, l.SelfMax = a.cfg.Site, a.selfMax()
 	return l
 }

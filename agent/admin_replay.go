@@ -27,6 +27,10 @@ const (
 	replayFetchWait     = 5 * time.Second  // how long a fetch waits for records
 )
 
+// warnEarly is the warning of a replay that met early records.
+const warnEarly = "early records (times past this site's clock plus records.max_future, by at most 5m) were not replayed: " +
+	"the consumer applies them once this site's clock reaches them"
+
 // replayRetryDelays are the pauses before a request tries its failed
 // records again, once it has read its range; what still fails transiently
 // goes to the DLQ (retry-budget or body-unavailable, as in the consumer).
@@ -51,14 +55,15 @@ type ReplayResult struct {
 
 // ReplayCounts are the outcomes of the records read, from the decisions of
 // the per-key state machine. Every record read counts in exactly one of
-// Applied, Skipped, KeptLocal, DeadLettered and OtherBucket. In a dry run
-// they are what the replay would do.
+// Applied, Skipped, KeptLocal, DeadLettered, Early and OtherBucket. In a dry
+// run they are what the replay would do.
 type ReplayCounts struct {
 	Applied      int            `json:"applied"`       // the site now holds the record's version (conflicts it won included)
 	Skipped      int            `json:"skipped"`       // the site already held this version or a later one
 	KeptLocal    int            `json:"kept_local"`    // a conflict the held version won: only the clock merged
 	DeadLettered int            `json:"dead_lettered"` // could not be applied (Reasons says why)
 	OtherBucket  int            `json:"other_bucket"`  // not of --bucket
+	Early        int            `json:"early"`         // not replayed: early (schema.ErrEarly), the consumer applies it when this site's clock reaches it
 	Conflicts    int            `json:"conflicts"`     // records decided as conflicts (among the above)
 	Settled      int            `json:"dlq_settled"`   // DLQ entries of records that applied or were superseded, removed
 	Reasons      map[string]int `json:"dead_letter_reasons,omitempty"`
@@ -71,6 +76,7 @@ func (c *ReplayCounts) Add(o ReplayCounts) {
 	c.KeptLocal += o.KeptLocal
 	c.DeadLettered += o.DeadLettered
 	c.OtherBucket += o.OtherBucket
+	c.Early += o.Early
 	c.Conflicts += o.Conflicts
 	c.Settled += o.Settled
 	for r, n := range o.Reasons {
@@ -297,6 +303,15 @@ func (r *replayer) one(ctx context.Context, seq uint64, data []byte) error {
 		return r.deadLetter(ctx, p, consumer.ReasonUnauthorized, false)
 	}
 	if err := rec.ValidateFor(r.a.recordLimits()); err != nil {
+		if errors.Is(err, schema.ErrEarly) {
+			// Valid once this site's clock reaches it; the consumer, which
+			// never acknowledges an early record unapplied, applies it then.
+			r.res.Counts.Early++
+			if !slices.Contains(r.res.Warnings, warnEarly) {
+				r.res.Warnings = append(r.res.Warnings, warnEarly)
+			}
+			return nil
+		}
 		p.err = fmt.Errorf("record %s: %w", rec.Version.ID, err)
 		return r.deadLetter(ctx, p, consumer.ReasonFor(err), false)
 	}

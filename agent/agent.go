@@ -102,6 +102,9 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		log.Warn("s3.unconditional_writes: write conditions are checked by a HEAD before each write; a local write racing a replica write can be lost without a conflict record")
 		localOpts = append(localOpts, s3io.WithEmulatedConditions())
 	}
+	if hooks.recordClockSkew != 0 {
+		log.Warn("TEST HOOK: peers' record times are checked against a shifted clock", "shift", hooks.recordClockSkew)
+	}
 	if hooks.s3Delay > 0 {
 		log.Warn("TEST HOOK: every request to the local S3 is delayed", "delay", hooks.s3Delay)
 		localOpts = append(localOpts, s3io.WithHTTPClient(&http.Client{Transport: slowTransport{hooks.s3Delay, http.DefaultTransport}}))
@@ -359,7 +362,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	runner := &consumer.Runner{A: a.Applier, Site: a.cfg.Site, Peers: a.cfg.PeerNames(), Workers: a.cfg.Workers,
 		Budget: a.cfg.Retry.Budget, MaxBackoff: a.cfg.Retry.MaxBackoff,
 		FormerSites: a.cfg.Records.FormerSites, MaxFuture: a.cfg.Records.MaxFuture, SelfMax: a.selfMax(), Keys: a.keyring(),
-		DLQ: &consumer.DLQ{Site: a.cfg.Site, JS: a.js}, M: a.M, Log: a.log.With("part", "consumer")}
+		DLQ: &consumer.DLQ{Site: a.cfg.Site, JS: a.js}, M: a.M, Log: a.log.With("part", "consumer"), Now: a.hooks.recordClock}
 	// Runner.Run returns only after its workers and Consume callbacks have,
 	// and wg.Wait below waits for it, so Close never closes the state store
 	// under an apply.

@@ -22,12 +22,14 @@ import (
 //	drop-events=1              acknowledge storage events without reading them (a lossy event pipeline)
 //	s3-delay=DURATION          delay every request to this site's own S3 (a slow store)
 //	clock-skew=DURATION        shift the origin time of this site's writes (a clock running ahead)
+//	record-clock-skew=DURATION shift the clock this site checks its peers' record times against (negative: a clock running behind)
 type testHooks struct {
 	crashAfterApply   int64
 	crashAfterPublish int64
 	dropEvents        bool
 	s3Delay           time.Duration
 	clockSkew         time.Duration
+	recordClockSkew   time.Duration
 }
 
 func loadHooks(site string) (testHooks, error) {
@@ -63,6 +65,8 @@ func loadHooks(site string) (testHooks, error) {
 			h.s3Delay, err = time.ParseDuration(v)
 		case "clock-skew":
 			h.clockSkew, err = time.ParseDuration(v)
+		case "record-clock-skew":
+			h.recordClockSkew, err = time.ParseDuration(v)
 		default:
 			err = fmt.Errorf("unknown hook")
 		}
@@ -72,6 +76,11 @@ func loadHooks(site string) (testHooks, error) {
 	}
 	return h, sc.Err()
 }
+
+// recordClock is the clock this site checks its peers' record times
+// against (schema.Limits.Now): the wall clock, shifted by the
+// record-clock-skew hook.
+func (h testHooks) recordClock() time.Time { return time.Now().Add(h.recordClockSkew) }
 
 // crashAt returns a hook that SIGKILLs the process at its n-th call.
 func crashAt(n int64) func(string, string) {

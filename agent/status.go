@@ -19,14 +19,17 @@ import (
 // mirror's Active (time since the peer was last heard from), not only at
 // its lag: a cut link reports lag 0 while nothing arrives.
 type Status struct {
-	Site        string                   `json:"site"`
-	Time        time.Time                `json:"time"`
-	Peers       []PeerStatus             `json:"peers"`
-	Buckets     []producer.BucketStatus  `json:"buckets"`
-	DeadLetters uint64                   `json:"dead_letters"`
-	Retention   string                   `json:"tombstone_retention"`
-	Warnings    []string                 `json:"warnings,omitempty"`
-	Backlog     map[string]ConsumerState `json:"backlog"` // per stream: records not yet applied
+	Site        string                  `json:"site"`
+	Time        time.Time               `json:"time"`
+	Peers       []PeerStatus            `json:"peers"`
+	Buckets     []producer.BucketStatus `json:"buckets"`
+	DeadLetters uint64                  `json:"dead_letters"`
+	Retention   string                  `json:"tombstone_retention"`
+	// MaxFuture is this site's records.max_future, which must be the same
+	// at every site (status --all warns when it is not).
+	MaxFuture string                   `json:"max_future,omitempty"`
+	Warnings  []string                 `json:"warnings,omitempty"`
+	Backlog   map[string]ConsumerState `json:"backlog"` // per stream: records not yet applied
 	// Sources are the site's event sources and the lag each implies for a
 	// local change to become a record.
 	Sources []SourceStatus `json:"sources"`
@@ -203,7 +206,7 @@ func (a *Agent) status(ctx context.Context, _ AdminRequest) (string, error) {
 func (a *Agent) Snapshot(ctx context.Context) (Status, error) {
 	now := time.Now().UTC()
 	st := Status{Site: a.cfg.Site, Time: now, Buckets: a.Scanner.Status(),
-		Retention: a.cfg.Tombstones.Retention.String(), Backlog: map[string]ConsumerState{}, Sources: a.sourceStatus(), Store: a.caps.Load()}
+		Retention: a.cfg.Tombstones.Retention.String(), MaxFuture: a.cfg.Records.MaxFuture.String(), Backlog: map[string]ConsumerState{}, Sources: a.sourceStatus(), Store: a.caps.Load()}
 	if st.Store == nil {
 		st.Warnings = append(st.Warnings, "the store has not been probed yet (unreachable?): nothing is applied until it is")
 	}

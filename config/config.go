@@ -51,9 +51,12 @@ type Site struct {
 // DLQ with reason bad-record.
 type Records struct {
 	// MaxFuture is how far ahead of this site's clock a record's origin
-	// time and creation time may be (default 24h). It absorbs clock skew
-	// between sites; an origin time further ahead would win every lww
-	// conflict of its key for that long.
+	// time and creation time may be (default 24h; up to
+	// schema.EarlyWindow further, a record waits instead). It absorbs
+	// clock skew between sites; an origin time further ahead would win
+	// every lww conflict of its key for that long. It must be the same at
+	// every site: a write over a peer's version inherits its origin time,
+	// so a site with a smaller value would refuse honest writes.
 	MaxFuture time.Duration `yaml:"max_future"`
 	// FormerSites are sites removed from the mesh: their entries remain in
 	// the clocks of keys they wrote, which are accepted. A clock naming any

@@ -143,6 +143,9 @@ func TestDeadLetterReasons(t *testing.T) {
 		{name: "bad record: origin time far ahead", reason: ReasonBadRecord, data: hostile(func(r *schema.Record) {
 			r.Version.TS = 1 << 62
 		})},
+		{name: "bad record: origin time past the bound and the early window", reason: ReasonBadRecord, data: hostile(func(r *schema.Record) {
+			r.Version.TS = newClock().Now().Add(schema.DefaultMaxFuture+schema.EarlyWindow).UnixMilli() + 1
+		})},
 		{name: "bad record: .. key", reason: ReasonBadRecord, data: hostile(func(r *schema.Record) {
 			r.Key = "a/../../etc"
 			r.Version.ID = schema.VersionID("a", r.Bucket, r.Key, 3)
@@ -267,6 +270,73 @@ func repeat(err error, n int) []error {
 		errs[i] = err
 	}
 	return errs
+}
+
+// An early record (origin time a little past this site's clock plus
+// max_future, as an honest write over a peer's version at the bound is at
+// a site whose clock is behind) is nakked until the clock reaches it, then
+// applied: never dead-lettered, however long past the retry budget that
+// takes, and without a failure record that would shorten a later budget.
+func TestEarlyRecordRetriedUntilValid(t *testing.T) {
+	cases := []struct {
+		name  string
+		early time.Duration // past the bound
+		naks  []time.Duration
+	}{
+		{"1 ms early", time.Millisecond, []time.Duration{minEarlyDelay}},
+		{"2 s early", 2 * time.Second, []time.Duration{2 * time.Second}},
+		// Past the retry budget (1m) and MaxBackoff (30s): nakked every 30 s.
+		{"90 s early", 90 * time.Second, []time.Duration{30 * time.Second, 30 * time.Second, 30 * time.Second}},
+		{"at the window", schema.EarlyWindow, repeatDelay(30*time.Second, 10)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := newTestRunner()
+			rec, _ := recordOf(t, "a", "bkt", "k", 3)
+			rec.Version.TS = tr.c.Now().Add(schema.DefaultMaxFuture + tc.early).UnixMilli()
+			data, err := rec.Sign(siteKey("a"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := msgOf("a", 7, 1, data)
+			for i := 0; i < 20; i++ {
+				tr.deliver("a", m)
+				acks, naks := m.settled()
+				if acks > 0 {
+					break
+				}
+				if len(tr.failures.m) != 0 {
+					t.Fatalf("an early record has a failure record: %v", tr.failures.m)
+				}
+				tr.c.advance(naks[len(naks)-1])
+				m.meta.NumDelivered++
+			}
+			acks, naks := m.settled()
+			if acks != 1 || fmt.Sprint(naks) != fmt.Sprint(tc.naks) {
+				t.Fatalf("acks %d naks %v, want naks %v then an ack", acks, naks, tc.naks)
+			}
+			if applied, _ := tr.a.calls(); len(applied) != 1 || applied[0] != rec.Version.ID {
+				t.Fatalf("applied %v, want %s once (after the wait)", applied, rec.Version.ID)
+			}
+			if dls := tr.q.all(); len(dls) != 0 {
+				t.Fatalf("dead letters %+v, want none", dls)
+			}
+			if n := counter(t, tr.M, "s3mesh_records_early_total", "peer", "a"); n != float64(len(tc.naks)) {
+				t.Errorf("records early = %v, want %d", n, len(tc.naks))
+			}
+			if !strings.Contains(tr.log.String(), "record early") {
+				t.Errorf("no early record logged:\n%s", tr.log)
+			}
+		})
+	}
+}
+
+func repeatDelay(d time.Duration, n int) []time.Duration {
+	ds := make([]time.Duration, n)
+	for i := range ds {
+		ds[i] = d
+	}
+	return ds
 }
 
 func TestBackoffDelay(t *testing.T) {

@@ -5,7 +5,8 @@
 // chosen by its key, so records of one key apply in order and different keys
 // apply in parallel. Each record goes through a handler chain, one concern
 // per file: decode and check its origin (handler.go), apply, retry with
-// backoff within a budget of elapsed time (retry.go, failures.go),
+// backoff within a budget of elapsed time, or, for an early record, once
+// this site's clock reaches it (retry.go, failures.go),
 // dead-letter with a reason (poison.go), acknowledge (ack.go).
 //
 // Applier is the executor of the per-key state machine (package lifecycle)

@@ -120,7 +120,9 @@ func checkOrigin(next handler) handler {
 // origin time or MadeAt too far ahead of this site's clock, or a key the
 // store cannot hold safely. (Decode already refused sizes, counters, ranks
 // and msgpack lengths out of bounds.) The error wraps schema.ErrBadRecord:
-// dead-lettered at once as bad-record, never retried.
+// dead-lettered at once as bad-record, never retried. A record whose times
+// are only a little past the bound (schema.ErrEarly) is no failure: retry
+// brings it back once this site's clock has caught up.
 func (r *Runner) validate(next handler) handler {
 	return func(ctx context.Context, d *delivery) error {
 		// Before the bounds: a record refused for an origin time too far

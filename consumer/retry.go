@@ -4,7 +4,12 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/s3mesh/s3mesh/schema"
 )
+
+// minEarlyDelay is the shortest wait before an early record comes back.
+const minEarlyDelay = 100 * time.Millisecond
 
 // retryError asks for the delivery to come back after delay.
 type retryError struct {
@@ -20,6 +25,13 @@ func (e *retryError) Unwrap() error { return e.err }
 // exponential backoff, or, once the retry budget is spent, the DLQ.
 // Permanent failures pass on unchanged (poison dead-letters them).
 //
+// An early record (schema.ErrEarly: its times a little past this site's
+// bound) is no failure: it comes back when this site's clock has caught up
+// with it (at most schema.EarlyWindow), or after MaxBackoff if that is
+// sooner, never dead-lettered and without spending the retry budget.
+// Only its own message waits: the records behind it, of its key too, keep
+// flowing (a later record of the key supersedes it by its clock).
+//
 // The budget is the time since the message's first failure, not a figure
 // derived from how often it was delivered: a message redelivered because it
 // waited in a queue past the ack wait has spent no backoff.
@@ -28,6 +40,17 @@ func (r *Runner) retry(next handler) handler {
 		err := next(ctx, d)
 		if err == nil || errors.Is(err, errShutdown) {
 			return err
+		}
+		var early *schema.EarlyError
+		if errors.As(err, &early) {
+			delay := max(early.Wait, minEarlyDelay)
+			if r.MaxBackoff > 0 {
+				delay = min(delay, r.MaxBackoff)
+			}
+			r.M.RecordsEarly.WithLabelValues(d.peer).Inc()
+			r.Log.Warn("record early (its times are past this site's clock plus records.max_future), will retry", append(d.logArgs(),
+				"field", early.Field, "early_by", early.Wait, "retry_in", delay)...)
+			return &retryError{delay: delay, err: err}
 		}
 		now := r.Now()
 		d.fail = r.failures.record(d.id, now)

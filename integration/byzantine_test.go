@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/s3mesh/s3mesh/config"
 	"github.com/s3mesh/s3mesh/consumer"
 	"github.com/s3mesh/s3mesh/internal/testenv"
+	"github.com/s3mesh/s3mesh/lab"
 	"github.com/s3mesh/s3mesh/lifecycle"
 	"github.com/s3mesh/s3mesh/schema"
 )
@@ -29,8 +31,14 @@ import (
 // positive control (the same record made honestly applies), and after each
 // an honest write of the key reaches every honest site (a and c). A lab of
 // its own: b's store and state do not hold what the test publishes as b.
+// c checks record times against a clock 3 s behind a's (a test hook), as a
+// site whose clock lags does.
 func TestByzantineSite(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, func(o *lab.Options) {
+		if err := os.WriteFile(filepath.Join(o.Dir, "hooks", "c"), []byte("record-clock-skew=-3s\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	})
 	ctx := ctxT(t)
 	a, b := e.sites["a"], e.sites["b"]
 	seed, err := os.ReadFile(e.siteInfo(t, "b").SigningKey)
@@ -43,8 +51,10 @@ func TestByzantineSite(t *testing.T) {
 	}
 	honest := []string{"a", "c"}
 	nextB := lifecycle.IncarnationFloor(uint64(time.Now().Unix()))
-	// forge publishes, as b, a record of bucket/key over clock with body.
-	forge := func(t *testing.T, bucket, key string, clock schema.Clock, rank uint64, body string) *schema.Record {
+	var lastSeq uint64 // of the last record forged, in CHANGES_b (and its mirrors)
+	// forgeAt publishes, as b, a record of bucket/key over clock with body
+	// and origin time ts.
+	forgeAt := func(t *testing.T, bucket, key string, clock schema.Clock, rank uint64, body string, ts int64) *schema.Record {
 		t.Helper()
 		nextB++
 		clock = clock.Clone()
@@ -53,24 +63,32 @@ func TestByzantineSite(t *testing.T) {
 		now := time.Now().UnixMilli()
 		rec := &schema.Record{Schema: schema.RecordSchema, Bucket: bucket, Key: key, Inline: true, Body: []byte(body), MadeAt: now,
 			Attrs: schema.Attrs{ContentType: "text/plain"},
-			Version: schema.Version{ID: schema.VersionID("b", bucket, key, nextB), Origin: "b", Clock: clock, TS: now,
+			Version: schema.Version{ID: schema.VersionID("b", bucket, key, nextB), Origin: "b", Clock: clock, TS: ts,
 				Rank: rank, Size: int64(len(body)), ETag: hex.EncodeToString(sum[:])}}
 		data, err := rec.Sign(keyB)
 		if err != nil {
 			t.Fatalf("sign: %v", err)
 		}
-		if _, err := b.js.Publish(ctx, broker.ChangesSubject("b", schema.Partition(bucket, key, 1)), data, jetstream.WithMsgID(rec.Version.ID)); err != nil {
+		ack, err := b.js.Publish(ctx, broker.ChangesSubject("b", schema.Partition(bucket, key, 1)), data, jetstream.WithMsgID(rec.Version.ID))
+		if err != nil {
 			t.Fatal(err)
 		}
+		lastSeq = ack.Sequence
 		return rec
 	}
-	// clockOf is the clock of the last record a made of bucket/key.
-	clockOf := func(t *testing.T, bucket, key string) schema.Clock {
+	// forge publishes, as b, a record of bucket/key over clock with body,
+	// made now.
+	forge := func(t *testing.T, bucket, key string, clock schema.Clock, rank uint64, body string) *schema.Record {
 		t.Helper()
-		var got schema.Clock
+		return forgeAt(t, bucket, key, clock, rank, body, time.Now().UnixMilli())
+	}
+	// recordOf is the last record a made of bucket/key.
+	recordOf := func(t *testing.T, bucket, key string) *schema.Record {
+		t.Helper()
+		var got *schema.Record
 		err := broker.ReadStream(ctx, a.js, broker.ChangesStream("a"), time.Time{}, func(_ uint64, data []byte) error {
 			if r, err := schema.Decode(data); err == nil && r.Bucket == bucket && r.Key == key {
-				got = r.Version.Clock
+				got = r
 			}
 			return nil
 		})
@@ -78,6 +96,11 @@ func TestByzantineSite(t *testing.T) {
 			t.Fatalf("a's record of %s/%s: %v", bucket, key, err)
 		}
 		return got
+	}
+	// clockOf is the clock of the last record a made of bucket/key.
+	clockOf := func(t *testing.T, bucket, key string) schema.Clock {
+		t.Helper()
+		return recordOf(t, bucket, key).Version.Clock
 	}
 	write := func(t *testing.T, site, bucket, key, body string) {
 		t.Helper()
@@ -133,6 +156,66 @@ func TestByzantineSite(t *testing.T) {
 		}
 		write(t, "c", bucket, "byz/level", "c after the attack")
 		write(t, "c", "delwins", "byz/flag", "c after the attack")
+	})
+
+	t.Run("origin-time-at-the-bound", func(t *testing.T) {
+		// b's version with an origin time just inside a's records.max_future:
+		// valid at a, applied. a's next write of the key follows it
+		// (origin time b's + 1 ms), so it is past the bound of c, whose
+		// clock is 3 s behind: it must reach c all the same, once c's
+		// clock catches up with it, not be refused there.
+		maxFuture := config.DefaultMaxFuture.Milliseconds()
+		write(t, "a", bucket, "byz/ts", "from a")
+		near := forgeAt(t, bucket, "byz/ts", clockOf(t, bucket, "byz/ts"), 0, "b, 1 s inside the bound", time.Now().UnixMilli()+maxFuture-1000)
+		// Positive control: the attack took hold, a holds b's version and
+		// its own next write inherits the far origin time.
+		e.waitAt(t, []string{"a"}, bucket, "byz/ts", "b, 1 s inside the bound", 45*time.Second)
+		write(t, "a", bucket, "byz/ts", "a after the attack")
+		if got := recordOf(t, bucket, "byz/ts").Version.TS; got != near.Version.TS+1 {
+			t.Fatalf("a's write over b's version has origin time %d, want b's + 1 (%d)", got, near.Version.TS+1)
+		}
+		// Two minutes past a's bound, within the early window: it waits at
+		// a (no dead letter), and a replay leaves it to the consumer.
+		early := forgeAt(t, bucket, "byz/ts-early", schema.Clock{}, 0, "b, 2 m past the bound", time.Now().UnixMilli()+maxFuture+2*time.Minute.Milliseconds())
+		earlySeq := lastSeq
+		testenv.Eventually(t, 30*time.Second, fmt.Sprintf("a's mirror of CHANGES_b holding seq %d", earlySeq), func() error {
+			st, err := a.js.Stream(ctx, broker.ChangesStream("b"))
+			if err != nil {
+				return err
+			}
+			if got := st.CachedInfo().State.LastSeq; got < earlySeq {
+				return fmt.Errorf("last seq %d", got)
+			}
+			return nil
+		})
+		out, errOut, code := dlqcliRun(t, "replay", "--lab", e.dlqcliLabJSON(), "--site", "a", "--peer", "b",
+			"--from-seq", strconv.FormatUint(earlySeq, 10), "--json") // b's last record: the range is this one
+		var rr agent.ReplayResult
+		if code != 0 || json.Unmarshal([]byte(out), &rr) != nil {
+			t.Fatalf("s3mesh replay of CHANGES_b:%d at a: exit %d: %s%s", earlySeq, code, out, errOut)
+		}
+		if rr.Read != 1 || rr.Counts.Early != 1 || rr.Counts.DeadLettered != 0 || rr.Counts.Applied != 0 {
+			t.Fatalf("replay of an early record at a: %+v, want it read and counted early only", rr)
+		}
+		// Far beyond the bound (an hour past every site's window): refused
+		// everywhere, with the field named; the key keeps flowing.
+		far := forgeAt(t, bucket, "byz/ts-far", schema.Clock{}, 0, "b, an hour past the bound", time.Now().UnixMilli()+maxFuture+time.Hour.Milliseconds())
+		for _, s := range honest {
+			deadLetter(t, s, far.Version.ID, "Version.TS")
+		}
+		write(t, "c", bucket, "byz/ts-far", "c after the attack")
+		for _, s := range honest {
+			err := broker.ReadStream(ctx, e.sites[s].js, broker.DLQStream(s), time.Time{}, func(_ uint64, data []byte) error {
+				var d consumer.DeadLetter
+				if json.Unmarshal(data, &d) == nil && (d.VersionID == early.Version.ID || d.VersionID == near.Version.ID) {
+					return fmt.Errorf("%s dead-lettered %s (%s): %s", s, d.VersionID, d.Reason, d.Error)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
 	})
 
 	t.Run("forged-incarnation", func(t *testing.T) {

@@ -290,6 +290,9 @@ type (
 	yLog struct {
 		Level string `yaml:"level"`
 	}
+	yRecords struct {
+		MaxFuture string `yaml:"max_future"`
+	}
 	ySite struct {
 		Site     string    `yaml:"site"`
 		S3       yS3       `yaml:"s3"`
@@ -301,6 +304,7 @@ type (
 		HTTPAddr string    `yaml:"http_addr"`
 		Scan     yScan     `yaml:"scan"`
 		Retry    yRetry    `yaml:"retry,omitempty"`
+		Records  yRecords  `yaml:"records"`
 		Log      yLog      `yaml:"log"`
 		Signing  *ySigning `yaml:"signing"`
 	}
@@ -347,6 +351,8 @@ func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) str
 		Scan:     yScan{Interval: scan.String()},
 		Log:      yLog{Level: "info"},
 		Signing:  s.ySigning(),
+		// The same at every site of the mesh (README, "Configuration reference").
+		Records: yRecords{MaxFuture: config.DefaultMaxFuture.String()},
 	}
 	for _, b := range buckets {
 		yb := yBucket{Name: b}

@@ -2,9 +2,11 @@ package lifecycle
 
 import (
 	"errors"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/s3mesh/s3mesh/schema"
 )
@@ -272,5 +274,46 @@ func TestIncarnationFloor(t *testing.T) {
 	st = step(t, m, cur, Observe{Object: obj("e3", 10)})
 	if got := st.Effects[0].(Publish).Record.Version.Clock["a"]; got != m.Floor+4 {
 		t.Fatalf("within an incarnation counters grow by one: got %d, want %d", got, m.Floor+4)
+	}
+}
+
+// TestPublishOverFarFutureVersion: no origin time a peer gave the held
+// version makes this site's own next write of the key unpublishable. The
+// write follows it (held + 1 ms, saturating at the largest time), its record
+// encodes, and a receiver whose clock is a little behind this site's finds
+// it early (retried), not bad.
+func TestPublishOverFarFutureVersion(t *testing.T) {
+	maxFuture := schema.DefaultMaxFuture.Milliseconds()
+	for _, tc := range []struct {
+		name   string
+		heldTS int64
+		wantTS int64
+	}{
+		{"held just inside this site's bound", now + maxFuture - 1, now + maxFuture},
+		{"held at this site's bound", now + maxFuture, now + maxFuture + 1},
+		{"held at the largest time", math.MaxInt64, math.MaxInt64},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			held := ver("b", schema.Clock{"b": 1}, tc.heldTS, false)
+			st := step(t, ma, holding(held), Observe{Object: obj("e2", 10)})
+			if st.Err != nil || len(st.Effects) != 1 {
+				t.Fatalf("no publish over b's version: %+v", st)
+			}
+			r := st.Effects[0].(Publish).Record
+			if r.Version.TS != tc.wantTS {
+				t.Fatalf("origin time %d, want %d", r.Version.TS, tc.wantTS)
+			}
+			if _, err := r.Encode(); err != nil {
+				t.Fatalf("this site's own write does not encode: %v", err)
+			}
+			if tc.heldTS == math.MaxInt64 {
+				return
+			}
+			// A receiver 2 s behind this site's clock.
+			l := schema.NewLimits([]string{"a", "b"}, time.UnixMilli(now-2000), 0)
+			if err := r.ValidateFor(l); !errors.Is(err, schema.ErrEarly) || errors.Is(err, schema.ErrBadRecord) {
+				t.Fatalf("at a receiver 2 s behind: %v, want early (not bad)", err)
+			}
+		})
 	}
 }

@@ -21,6 +21,7 @@ type Metrics struct {
 	ApplyErrors      *prometheus.CounterVec // by peer, class
 	Conflicts        prometheus.Counter
 	DeadLettered     *prometheus.CounterVec // by reason
+	RecordsEarly     *prometheus.CounterVec // by peer: deliveries retried because their times were a little past this site's bound
 	AckFailures      *prometheus.CounterVec // by op: ack, nak, in_progress, term
 	Scans            *prometheus.CounterVec // by bucket
 	ApplyLag         prometheus.Histogram   // seconds from record made to applied
@@ -65,6 +66,7 @@ func New() *Metrics {
 		ApplyErrors:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_apply_errors_total", Help: "Failed apply attempts, by peer and error class."}, []string{"peer", "class"}),
 		Conflicts:        prometheus.NewCounter(prometheus.CounterOpts{Name: "s3mesh_conflicts_total", Help: "Concurrent versions decided at this site."}),
 		DeadLettered:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_dead_lettered_total", Help: "Records sent to the dead-letter queue, by reason."}, []string{"reason"}),
+		RecordsEarly:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_records_early_total", Help: "Deliveries of peer records retried later because their origin time was past this site's clock plus records.max_future by at most the early window (5 m), by peer. Steady growth: this site's clock is behind, or a peer stamps times at the bound."}, []string{"peer"}),
 		AckFailures:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_ack_failures_total", Help: "Acknowledgements of peer records and storage events that could not be sent, by op (ack, nak, in_progress, term); the message is redelivered after the ack wait."}, []string{"op"}),
 		Scans:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_scans_total", Help: "Completed bucket scans."}, []string{"bucket"}),
 		HeldBuckets:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "s3mesh_bucket_deletes_held", Help: "1 while a scan holds a bucket's deletes for an operator (too many keys missing)."}, []string{"bucket"}),
@@ -92,7 +94,7 @@ func New() *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}),
 	}
 	r.MustRegister(m.EventsReceived, m.EventsMalformed, m.Reconciles, m.RecordsPublished, m.RecordsApplied,
-		m.ApplyErrors, m.Conflicts, m.DeadLettered, m.AckFailures, m.Scans, m.ApplyLag, m.HeldBuckets, m.S3Requests,
+		m.ApplyErrors, m.Conflicts, m.DeadLettered, m.RecordsEarly, m.AckFailures, m.Scans, m.ApplyLag, m.HeldBuckets, m.S3Requests,
 		m.ScanFailures, m.PeerKeyWritable, m.PeerSilent, m.PeerMirrorLag, m.PeerSkipped, m.PeerPending, m.PeerWatermark, m.PeerWatermarkAge, m.PeerCaughtUp,
 		m.PeerClockOffset, m.DeadLetters, m.ScanLastSuccess, m.BuildInfo,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -51,6 +52,19 @@ const (
 	// origin time (Version.TS) and MadeAt may be, unless configured.
 	DefaultMaxFuture = 24 * time.Hour
 
+	// EarlyWindow is how far past its bound (the receiver's clock plus
+	// MaxFuture, and the incarnation ceiling that follows from it) a
+	// record's times may be and still be early rather than bad: an
+	// EarlyError, which a receiver retries once its clock has caught up.
+	// An origin time is hybrid (NextTS): a site's honest write over a
+	// version a peer made just inside that site's bound inherits its
+	// origin time + 1 ms, so a third site whose clock is a little behind
+	// sees it a little past its own bound. Waiting is right for that (the
+	// record becomes valid by itself as the clock advances); dead-lettering
+	// it would lose an honest write. The window covers clock skew between
+	// sites that keep NTP, with a wide margin; beyond it a record is bad.
+	EarlyWindow = 5 * time.Minute
+
 	// MaxEntries bounds every msgpack map and array header of a record, and
 	// MaxDepth their nesting, before anything is decoded. A record has a
 	// handful of fields, one clock entry per site and user metadata (which
@@ -74,6 +88,26 @@ func (e *FieldError) Error() string { return "bad record: field " + e.Field + ":
 
 // Unwrap makes errors.Is(err, ErrBadRecord) (and ErrMalformed) hold.
 func (e *FieldError) Unwrap() error { return ErrBadRecord }
+
+// ErrEarly is the sentinel of a record whose times are past this site's
+// bound by at most EarlyWindow (an *EarlyError says by how much). It is
+// not ErrMalformed: the record becomes valid as this site's clock
+// advances, so a receiver retries it after EarlyError.Wait.
+var ErrEarly = errors.New("record early")
+
+// EarlyError is a record that is early: valid in all but its times, which
+// are past this site's bound by Wait (at most EarlyWindow).
+type EarlyError struct {
+	Field string        // the field furthest past its bound: "Version.TS", "MadeAt" or "Version.Clock"
+	Wait  time.Duration // how long until this site's clock admits the record
+}
+
+func (e *EarlyError) Error() string {
+	return fmt.Sprintf("record early: field %s is %s past this site's bound (its clock plus records.max_future): valid once this site's clock has advanced by that much", e.Field, e.Wait)
+}
+
+// Unwrap makes errors.Is(err, ErrEarly) hold.
+func (e *EarlyError) Unwrap() error { return ErrEarly }
 
 func badField(field, format string, a ...any) error {
 	return &FieldError{Field: field, Msg: fmt.Sprintf(format, a...)}
@@ -112,7 +146,9 @@ func NewLimits(sites []string, now time.Time, maxFuture time.Duration) Limits {
 // ValidateFor checks r as a receiving site must before acting on it: the
 // invariants of Validate, plus that its clock names only known sites, that
 // its times are not absurdly far in the future, and that its key (and the
-// name its loser copy would get) can be stored safely.
+// name its loser copy would get) can be stored safely. A record whose
+// times are past the bound by at most EarlyWindow, and that breaks no
+// other bound, gets an *EarlyError (ErrEarly): not bad, only early.
 func (r *Record) ValidateFor(l Limits) error {
 	if err := r.Validate(); err != nil {
 		return err
@@ -136,6 +172,15 @@ func (r *Record) ValidateFor(l Limits) error {
 		maxFuture = DefaultMaxFuture
 	}
 	limit := l.Now + maxFuture.Milliseconds()
+	window := EarlyWindow.Milliseconds()
+	// early is the field furthest past its bound and by how many ms; a
+	// field past it by more than the window is bad.
+	var early EarlyError
+	past := func(field string, by int64) {
+		if by > early.Wait.Milliseconds() {
+			early = EarlyError{Field: field, Wait: time.Duration(by) * time.Millisecond}
+		}
+	}
 	// No site can have made a counter in an incarnation that has not
 	// started yet: a counter's incarnation is at most the unix second of
 	// the latest start of its site. A peer that claims a third site's
@@ -144,17 +189,31 @@ func (r *Record) ValidateFor(l Limits) error {
 	if l.Now > 0 {
 		ceiling := uint64(max(limit, 0))/1000 + IncarnationHeadroom
 		for _, s := range sortedSites(v.Clock) {
-			if n := v.Clock[s]; IncarnationOf(n) > ceiling {
-				return badField("Version.Clock", "entry for site %s is %d, made in incarnation %d, which starts after this site's clock allows (at most %d)",
-					trunc(s), n, IncarnationOf(n), ceiling)
+			n := v.Clock[s]
+			inc := IncarnationOf(n)
+			if inc <= ceiling {
+				continue
 			}
+			// The clock admits inc once limit reaches (inc-headroom)*1000.
+			by := int64(inc-IncarnationHeadroom)*1000 - limit
+			if inc-ceiling > uint64(window/1000) || by > window {
+				return badField("Version.Clock", "entry for site %s is %d, made in incarnation %d, which starts after this site's clock allows (at most %d, and %s more)",
+					trunc(s), n, inc, ceiling, EarlyWindow)
+			}
+			past("Version.Clock", by)
 		}
 	}
 	if v.TS > limit {
-		return badField("Version.TS", "origin time %d is more than %s after this site's clock (%d)", v.TS, maxFuture, l.Now)
+		if v.TS-limit > window {
+			return badField("Version.TS", "origin time %d is more than %s (records.max_future) + %s after this site's clock (%d)", v.TS, maxFuture, EarlyWindow, l.Now)
+		}
+		past("Version.TS", v.TS-limit)
 	}
 	if r.MadeAt > limit {
-		return badField("MadeAt", "%d is more than %s after this site's clock (%d)", r.MadeAt, maxFuture, l.Now)
+		if r.MadeAt-limit > window {
+			return badField("MadeAt", "%d is more than %s (records.max_future) + %s after this site's clock (%d)", r.MadeAt, maxFuture, EarlyWindow, l.Now)
+		}
+		past("MadeAt", r.MadeAt-limit)
 	}
 	if err := CheckKey(r.Key); err != nil {
 		return err
@@ -164,6 +223,9 @@ func (r *Record) ValidateFor(l Limits) error {
 	// the origin no "/" or NUL (a configured site name has neither).
 	if strings.ContainsAny(v.Origin, "/\x00\\") {
 		return badField("Version.Origin", "%q would put the loser copy's name outside the losers prefix", trunc(v.Origin))
+	}
+	if early.Wait > 0 {
+		return &early
 	}
 	return nil
 }

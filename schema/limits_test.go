@@ -43,10 +43,13 @@ func TestCounterFormatBound(t *testing.T) {
 }
 
 // TestBounds: for every bound, a record just inside passes, just outside
-// fails with ErrBadRecord naming the field.
+// fails with ErrBadRecord naming the field (for times: "early:" and the
+// field when past the bound by at most EarlyWindow, ErrEarly).
 func TestBounds(t *testing.T) {
 	day := DefaultMaxFuture.Milliseconds()
+	win := EarlyWindow.Milliseconds()
 	now := testNow.UnixMilli()
+	ceiling := uint64(testNow.Add(DefaultMaxFuture).Unix() + IncarnationHeadroom)
 	cases := []struct {
 		name  string
 		field string // "" = passes
@@ -69,8 +72,14 @@ func TestBounds(t *testing.T) {
 		{"other counter at the incarnation ceiling", "", func(r *Record) {
 			r.Version.Clock["b"] = uint64(testNow.Add(DefaultMaxFuture).Unix()+IncarnationHeadroom)<<IncarnationShift | 1<<23
 		}},
-		{"other counter past the incarnation ceiling", "Version.Clock", func(r *Record) {
-			r.Version.Clock["b"] = uint64(testNow.Add(DefaultMaxFuture).Unix()+IncarnationHeadroom+1) << IncarnationShift
+		{"other counter past the incarnation ceiling", "early:Version.Clock", func(r *Record) {
+			r.Version.Clock["b"] = (ceiling + 1) << IncarnationShift
+		}},
+		{"other counter at the incarnation ceiling + the early window", "early:Version.Clock", func(r *Record) {
+			r.Version.Clock["b"] = (ceiling + uint64(EarlyWindow/time.Second)) << IncarnationShift
+		}},
+		{"other counter past the incarnation ceiling + the early window", "Version.Clock", func(r *Record) {
+			r.Version.Clock["b"] = (ceiling + uint64(EarlyWindow/time.Second) + 1) << IncarnationShift
 		}},
 		{"other counter at 2^55 (a forged dominating clock)", "Version.Clock", func(r *Record) { r.Version.Clock["c"] = 1 << 55 }},
 		{"other counter over 2^56", "Version.Clock", func(r *Record) { r.Version.Clock["b"] = MaxCounter + 1 }},
@@ -81,11 +90,16 @@ func TestBounds(t *testing.T) {
 		{"rank epoch over 2^40", "Version.Rank", func(r *Record) { r.Version.Rank = (MaxRankEpoch + 1) << 16 }},
 		{"rank 2^64-1", "Version.Rank", func(r *Record) { r.Version.Rank = math.MaxUint64 }},
 		{"ts at now+24h", "", func(r *Record) { r.Version.TS = now + day }},
-		{"ts past now+24h", "Version.TS", func(r *Record) { r.Version.TS = now + day + 1 }},
+		{"ts past now+24h", "early:Version.TS", func(r *Record) { r.Version.TS = now + day + 1 }},
+		{"ts at now+24h+window", "early:Version.TS", func(r *Record) { r.Version.TS = now + day + win }},
+		{"ts past now+24h+window", "Version.TS", func(r *Record) { r.Version.TS = now + day + win + 1 }},
+		{"ts early and key bad: bad", "Key", func(r *Record) { r.Version.TS = now + day + 1; withKey(r, "a//b") }},
 		{"ts far future", "Version.TS", func(r *Record) { r.Version.TS = math.MaxInt64 }},
 		{"ts long ago", "", func(r *Record) { r.Version.TS = 0 }},
 		{"made at now+24h", "", func(r *Record) { r.MadeAt = now + day }},
-		{"made past now+24h", "MadeAt", func(r *Record) { r.MadeAt = now + day + 1 }},
+		{"made past now+24h", "early:MadeAt", func(r *Record) { r.MadeAt = now + day + 1 }},
+		{"made past now+24h+window", "MadeAt", func(r *Record) { r.MadeAt = now + day + win + 1 }},
+		{"made and ts early: the later names the wait", "early:MadeAt", func(r *Record) { r.Version.TS = now + day + 5; r.MadeAt = now + day + 9 }},
 		{"key with dots in a name", "", func(r *Record) { withKey(r, "a/..b/c../.d/e.") }},
 		{"folder marker", "", func(r *Record) { streamed(r, 0); withKey(r, "dir/sub/") }},
 		{"key ..", "Key", func(r *Record) { withKey(r, "..") }},
@@ -114,6 +128,27 @@ func TestBounds(t *testing.T) {
 				}
 				if _, err := Decode(b); err != nil {
 					t.Fatalf("Decode: %v", err)
+				}
+				return
+			}
+			if field, ok := strings.CutPrefix(tc.field, "early:"); ok {
+				var ee *EarlyError
+				if !errors.As(err, &ee) || !errors.Is(err, ErrEarly) || errors.Is(err, ErrMalformed) {
+					t.Fatalf("ValidateFor = %v, want an EarlyError (ErrEarly, not ErrMalformed)", err)
+				}
+				if ee.Field != field || ee.Wait <= 0 || ee.Wait > EarlyWindow {
+					t.Fatalf("EarlyError %+v, want field %s and a wait in (0, %s]", ee, field, EarlyWindow)
+				}
+				// Once this site's clock has advanced by the wait, the
+				// record is valid.
+				l := testLimits()
+				l.Now += ee.Wait.Milliseconds()
+				if err := r.ValidateFor(l); err != nil {
+					t.Fatalf("after waiting %s: %v", ee.Wait, err)
+				}
+				l.Now--
+				if err := r.ValidateFor(l); !errors.Is(err, ErrEarly) {
+					t.Fatalf("1 ms before the wait is over: %v, want ErrEarly", err)
 				}
 				return
 			}
@@ -294,14 +329,22 @@ func FuzzValidateFor(f *testing.F) {
 			}
 			return
 		}
+		early := false
 		if err := r.ValidateFor(l); err != nil {
-			if !errors.Is(err, ErrBadRecord) {
-				t.Fatalf("ValidateFor error %v is not ErrBadRecord", err)
+			if !errors.Is(err, ErrBadRecord) && !errors.Is(err, ErrEarly) {
+				t.Fatalf("ValidateFor error %v is neither ErrBadRecord nor ErrEarly", err)
 			}
-			return
+			if !errors.Is(err, ErrEarly) {
+				return
+			}
+			early = true
 		}
 		v := r.Version
-		if v.Size > MaxSize || v.TS > l.Now+DefaultMaxFuture.Milliseconds() || CheckKey(r.Key) != nil {
+		bound := l.Now + DefaultMaxFuture.Milliseconds()
+		if early {
+			bound += EarlyWindow.Milliseconds()
+		}
+		if v.Size > MaxSize || v.TS > bound || r.MadeAt > bound || CheckKey(r.Key) != nil {
 			t.Fatalf("accepted out of bounds: %+v", v)
 		}
 		for s, n := range v.Clock {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -40,9 +41,15 @@ func (v Version) Less(w Version) bool {
 
 // NextTS is the origin time of a new local write: its wall-clock time, but
 // always after the version it replaces, so that the conflict order agrees
-// with causality even when clocks skew.
+// with causality even when clocks skew. It saturates at the largest time
+// rather than wrap: whatever origin time a peer gave the held version, the
+// next write gets one (a receiver's limits keep peers' times far below it;
+// the clock, not the time, orders the write after the held version).
 func NextTS(wallMillis int64, held *Version) int64 {
 	if held != nil && wallMillis <= held.TS {
+		if held.TS == math.MaxInt64 {
+			return held.TS
+		}
 		return held.TS + 1
 	}
 	return wallMillis

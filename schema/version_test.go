@@ -2,6 +2,7 @@ package schema
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"sort"
 	"testing"
@@ -105,6 +106,9 @@ func TestNextTS(t *testing.T) {
 		{"wall negative", -5, held, 1001},
 		{"held negative, wall zero", 0, &Version{TS: -3}, 0},
 		{"held negative, wall lower", -9, &Version{TS: -3}, -2},
+		// A held time at the largest value (only a peer's forged time that
+		// no receiver's limits stopped gets there): saturate, never wrap.
+		{"held at the largest time", 5000, &Version{TS: math.MaxInt64}, math.MaxInt64},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -112,7 +116,7 @@ func TestNextTS(t *testing.T) {
 			if got != tc.want {
 				t.Fatalf("NextTS(%d, %+v) = %d, want %d", tc.wall, tc.held, got, tc.want)
 			}
-			if tc.held != nil && got <= tc.held.TS {
+			if tc.held != nil && got <= tc.held.TS && got != math.MaxInt64 {
 				t.Fatalf("NextTS %d not after held %d", got, tc.held.TS)
 			}
 		})

@@ -33,7 +33,7 @@ func newDeployCmd() *cobra.Command {
   <region>/nats-<region>-<n>.pem   node certificate (server and client auth) and -key.pem
   <region>/agent-password          NATS password of the region's agent (0600); configs hold only its bcrypt hash
   <region>/leaf.nk                 nkey seed the region's nodes dial other regions with (0600)
-  <region>/agent-nats.yaml         the nats: section of the region's agent config
+  <region>/agent-nats.yaml         the nats:, signing: and records: sections of the region's agent config
   deployment.json                  machine-readable description of all of it
 
 Host names come from --host-pattern ("{region}" and "{n}" are replaced) or

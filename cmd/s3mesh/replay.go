@@ -149,6 +149,9 @@ func printReplay(w io.Writer, r *agent.ReplayResult) {
 		{"conflicts", fmt.Sprintf("%d (among the above)", c.Conflicts)},
 		{"dlq-settled", fmt.Sprintf("%d (dead letters of these records %s)", c.Settled, map[bool]string{false: "removed", true: "that would be removed"}[r.DryRun])},
 	}
+	if c.Early > 0 {
+		rows = append(rows, [2]string{"early", fmt.Sprintf("%d (not replayed: the consumer applies them once this site's clock reaches them)", c.Early)})
+	}
 	for _, row := range rows {
 		fmt.Fprintf(w, "  %-14s %s\n", row[0], row[1])
 	}

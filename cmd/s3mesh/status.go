@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"text/tabwriter"
@@ -428,6 +429,9 @@ func printAllTable(w io.Writer, res []siteStatus) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
+	if warn := mixedMaxFuture(res); warn != "" {
+		fmt.Fprintf(w, "WARNING: %s\n\n", warn)
+	}
 	for _, r := range res {
 		if r.err != nil {
 			fmt.Fprintf(w, "site %s UNREACHABLE: %v\n", r.site, r.err)
@@ -444,6 +448,28 @@ func printAllTable(w io.Writer, res []siteStatus) {
 			fmt.Fprintf(w, "  WARNING: %s\n", warn)
 		}
 	}
+}
+
+// mixedMaxFuture is a warning when the sites that answered do not all use
+// the same records.max_future, or "". With different values, a record one
+// site accepts can be too far ahead for another for longer than the early
+// window, and that site dead-letters an honest write over it (README,
+// "Configuration reference").
+func mixedMaxFuture(res []siteStatus) string {
+	var parts []string
+	seen := map[string]bool{}
+	for _, r := range res {
+		if r.err != nil || r.st.MaxFuture == "" {
+			continue
+		}
+		seen[r.st.MaxFuture] = true
+		parts = append(parts, r.site+" "+r.st.MaxFuture)
+	}
+	if len(seen) < 2 {
+		return ""
+	}
+	return "records.max_future differs between sites (" + strings.Join(parts, ", ") +
+		"): set the same value at every site, or an honest write over a peer's version near one site's bound is refused (bad-record) at a site with a smaller one"
 }
 
 // writerIsTerminal reports whether w is a terminal.

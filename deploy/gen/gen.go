@@ -131,7 +131,7 @@ type Region struct {
 	// region (same CA) cannot join this region's cluster.
 	RoutePassword string
 	LeafPublicKey string
-	AgentNATS     string // path of an agent config `nats:` and `signing:` snippet
+	AgentNATS     string // path of an agent config `nats:`, `signing:` and `records:` snippet
 	// SigningSeed is the 0600 file holding the nkeys seed the region's
 	// agent signs its change records with; SigningPublicKey is what every
 	// other region lists in peers[].public_keys.
@@ -554,6 +554,9 @@ func agentSnippet(o Options, res *Result, r Region) []byte {
 	fmt.Fprintf(&b, "  stream_replicas: %d\n", min(len(r.Nodes), 3))
 	fmt.Fprintf(&b, "# The key this region's change records are signed with (README, \"Signed change records\").\n")
 	fmt.Fprintf(&b, "signing:\n  key: {file: %s}\n", o.installed(r.SigningSeed))
+	fmt.Fprintf(&b, "# How far ahead of this region's clock a peer's record times may be: the same\n")
+	fmt.Fprintf(&b, "# in every region (README, \"Configuration reference\").\n")
+	fmt.Fprintf(&b, "records:\n  max_future: 24h  # the default (config.DefaultMaxFuture)\n")
 	fmt.Fprintf(&b, "# In peers:, each other region's public_keys and the secret of the link to it\n")
 	fmt.Fprintf(&b, "# (it names the link's mirror consumers; README, \"Least-privilege NATS\"):\n")
 	for _, other := range res.Regions {
