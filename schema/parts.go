@@ -143,6 +143,7 @@ type ETagHash struct {
 	part  hash.Hash
 	outer hash.Hash // MD5 of the part MD5s (multipart), or of the bytes
 	over  bool      // more bytes than the layout holds
+	sum   *string   // Sum's answer, once asked (the hashes are then spent)
 }
 
 // NewETagHash returns a hash that recomputes etag for an object of total
@@ -164,6 +165,9 @@ func NewETagHash(etag string, total int64, parts *Parts) (*ETagHash, bool) {
 
 // Write hashes p; it never fails.
 func (h *ETagHash) Write(p []byte) (int, error) {
+	if h.sum != nil {
+		return len(p), nil
+	}
 	if h.parts == nil {
 		return h.outer.Write(p)
 	}
@@ -195,9 +199,19 @@ func (h *ETagHash) nextPart() {
 	h.left = h.parts.partSize(h.i, h.n, h.total)
 }
 
-// Sum is the ETag of the bytes written; call it once, after the last byte.
-// For a multipart ETag, bytes short of or past the layout give "".
+// Sum is the ETag of the bytes written, once they are all written: the
+// first call ends the hash (later Writes are ignored, later calls give the
+// same answer). For a multipart ETag, bytes short of or past the layout
+// give "".
 func (h *ETagHash) Sum() string {
+	if h.sum == nil {
+		s := h.final()
+		h.sum = &s
+	}
+	return *h.sum
+}
+
+func (h *ETagHash) final() string {
 	if h.parts == nil {
 		return hex.EncodeToString(h.outer.Sum(nil))
 	}
@@ -211,8 +225,8 @@ func (h *ETagHash) Sum() string {
 	return hex.EncodeToString(h.outer.Sum(nil)) + "-" + strconv.Itoa(h.n)
 }
 
-// Matches reports whether the bytes written have the ETag (call once, at
-// the end of the bytes).
+// Matches reports whether the bytes written have the ETag (ends the hash,
+// like Sum).
 func (h *ETagHash) Matches() bool { return h.Sum() == h.want }
 
 // Want is the ETag being recomputed.
