@@ -194,10 +194,30 @@ func TestMultipartBodyFromAThirdSiteIsChecked(t *testing.T) {
 	atThird(forged, bad)
 	atThird(good, body)
 	atThird(old, body)
+	// A single-part version (plain MD5 ETag), which a's store checks
+	// itself (Content-MD5): other bytes from c are refused by the store,
+	// and c is distrusted for it all the same.
+	small := body[:1<<20]
+	petag, err := origin.Put(ctx, s3io.PutInput{Bucket: "bkt", Key: "plain", Body: bytes.NewReader(small), Size: int64(len(small))})
+	if err != nil || !schema.PlainMD5(petag) {
+		t.Fatalf("origin put: %q %v", petag, err)
+	}
+	plain := &schema.Record{Schema: schema.RecordSchema, Bucket: "bkt", Key: "plain",
+		Version: schema.Version{ID: schema.VersionID("b", "bkt", "plain", 1), Origin: "b", Clock: schema.Clock{"b": 1}, TS: 1, Size: int64(len(small)), ETag: petag}}
+	badSmall := bytes.Clone(small)
+	badSmall[100] ^= 1
+	atThird(plain, badSmall)
+	if caps, err := dest.Probe(ctx, "bkt", "t"); err != nil || !caps.ContentMD5 {
+		t.Fatalf("probe of a's store: %+v %v", caps, err)
+	}
+	dest.TrustContentMD5(true)
 
 	a := &Applier{Site: "a", S3: dest, Sources: map[string]Source{"b": origin, "c": third}, Log: slog.New(slog.DiscardHandler)}
+	apply2 := func(rec *schema.Record) (string, error) {
+		return a.put(ctx, lifecycle.Key{Bucket: "bkt", Key: rec.Key}, lifecycle.Put{Record: rec, IfNoneMatch: true})
+	}
 	apply := func(rec *schema.Record) error {
-		_, err := a.put(ctx, lifecycle.Key{Bucket: "bkt", Key: rec.Key}, lifecycle.Put{Record: rec, IfNoneMatch: true})
+		_, err := apply2(rec)
 		return err
 	}
 	holds := func(key string) bool {
@@ -241,6 +261,18 @@ func TestMultipartBodyFromAThirdSiteIsChecked(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "only origin b serves it") || third.gets != 2 || holds("old") {
 		t.Fatalf("no layout while b is down: err %v, c asked %d times; want c not asked", err, third.gets)
 	}
+	// A plain MD5 checked by a's store: refused there (BadDigest), c
+	// distrusted.
+	err = apply(plain)
+	if err == nil || s3io.Classify(err) != s3io.Transient || third.gets != 3 {
+		t.Fatalf("other bytes from c, checked by a's store: err %v (class %v), c asked %d times", err, s3io.Classify(err), third.gets)
+	}
+	if info, err := dest.Head(ctx, "bkt", "plain"); err != nil || info.Exists {
+		t.Fatalf("other bytes from c were stored: %+v %v", info, err)
+	}
+	if err := apply(plain); err == nil || !strings.Contains(err.Error(), "not asked: c") || third.gets != 3 {
+		t.Fatalf("retry while b is down: err %v, c asked %d times; want c not asked again", err, third.gets)
+	}
 
 	ov.Start()
 	for _, rec := range []*schema.Record{forged, old} {
@@ -248,7 +280,10 @@ func TestMultipartBodyFromAThirdSiteIsChecked(t *testing.T) {
 			t.Fatalf("%s from b, back up: %v", rec.Key, err)
 		}
 	}
-	if third.gets != 2 {
-		t.Errorf("c asked %d times, want 2: b serves its own versions first", third.gets)
+	if etag, err := apply2(plain); err != nil || etag != petag {
+		t.Fatalf("plain from b, back up: %q %v", etag, err)
+	}
+	if third.gets != 3 {
+		t.Errorf("c asked %d times, want 3: b serves its own versions first", third.gets)
 	}
 }
