@@ -152,7 +152,9 @@ func (c *counting) Get(ctx context.Context, bucket, key, ifMatch string) (io.Rea
 // version applies from b. Positive control: c's copy of the right bytes
 // (written with another part size, so c's own ETag differs) applies while
 // b is down. A record without a layout (schema 2) is fetched from b only:
-// c is not asked even though it holds the right bytes.
+// c is not asked even though it holds the right bytes. And a single-part
+// version whose MD5 a's store checks itself: c's other bytes are refused
+// by the store (BadDigest) and c is not asked for it again either.
 func TestMultipartBodyFromAThirdSiteIsChecked(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
