@@ -97,7 +97,11 @@ func (a *Applier) OpenBody(ctx context.Context, rec *schema.Record, storeChecksM
 		errs = append(errs, fmt.Sprintf("not asked: %s (served other bytes for this version)", strings.Join(passed, ", ")))
 	}
 	if !checkable && len(errs) > 0 {
-		errs = append(errs, fmt.Sprintf("no other site asked: ETag %s cannot be checked without the origin's part layout, so only origin %s serves it", v.ETag, v.Origin))
+		why := "not an MD5 or multipart ETag"
+		if _, _, mp := schema.MultipartETag(v.ETag); mp {
+			why = "a multipart ETag and the record has no part layout"
+		}
+		errs = append(errs, fmt.Sprintf("no other site asked: the bytes cannot be checked against ETag %q (%s), so only origin %s serves it", v.ETag, why, v.Origin))
 	}
 	if len(errs) > 0 {
 		// Some site could not be asked: a transient failure, retried.
