@@ -81,6 +81,8 @@ type Applier struct {
 	// buffer at most its share, and the others' keep flowing. A peer
 	// without one draws on the whole budget.
 	Shares map[string]*s3io.Share
+
+	badSources // peers that served wrong bytes, per version (fetch.go)
 }
 
 // Hooks let tests stop the applier at a precise point (crash injection).

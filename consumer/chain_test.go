@@ -93,12 +93,12 @@ func TestDeadLetterReasons(t *testing.T) {
 		}},
 		{name: "unknown version", reason: ReasonUnknownVersion, data: func(t *testing.T) []byte {
 			_, d := recordOf(t, "a", "bkt", "k", 3)
-			d[1] = 3 // the envelope's schema: [3, ...]
+			d[1] = 4 // the envelope's schema: [4, ...]
 			return d
 		}},
 		{name: "unknown version inside the envelope", reason: ReasonUnknownVersion, data: func(t *testing.T) []byte {
 			rec, _ := recordOf(t, "a", "bkt", "k", 3)
-			rec.Schema = 3
+			rec.Schema = 4
 			return seal(t, "a", mustMsgpack(t, rec))
 		}},
 		{name: "bad signature: unsigned v1", reason: ReasonBadSignature, data: func(t *testing.T) []byte {

@@ -122,6 +122,12 @@ func (a *Applier) put(ctx context.Context, k lifecycle.Key, p lifecycle.Put) (st
 	defer body.Close()
 	in.Body = body
 	etag, err := a.S3.Put(ctx, in)
+	var se *s3io.Error
+	if vr, ok := body.(*verifier); ok && errors.As(err, &se) && se.Code == "BadDigest" {
+		// The store checked the bytes (Content-MD5) and refused them: the
+		// site that served them is distrusted as if the verifier had.
+		_ = vr.fail(fmt.Errorf("the store refused the body from %s: not the MD5 %s origin %s signed", vr.site, rec.Version.ETag, vr.origin))
+	}
 	return etag, refusal(err)
 }
 

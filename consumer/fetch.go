@@ -3,33 +3,48 @@ package consumer
 import (
 	"bytes"
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"fmt"
-	"hash"
 	"io"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/s3mesh/s3mesh/s3io"
 	"github.com/s3mesh/s3mesh/schema"
 )
 
 // OpenBody returns a reader of rec's bytes: the inline body, or a stream from
-// the origin (If-Match its ETag) or from any peer holding that exact version
+// the origin (If-Match its ETag) or from a peer holding that exact version
 // (recognised by its replica marker). The reader fails at EOF if the bytes
-// are not the version's: their size, and their MD5 where the origin ETag is
-// one, unless storeChecksMD5 (the store the body goes to refuses other
-// bytes itself, see s3io.PutInput.ContentMD5).
+// are not the version's: their size, and the ETag the origin signed,
+// recomputed from the bytes (schema.ETagHash: the MD5 of a single-part
+// ETag, or of the parts' MD5s with the record's part layout for a
+// multipart one), unless storeChecksMD5 (a single-part ETag, and the store
+// the body goes to refuses other bytes itself, see s3io.PutInput.ContentMD5).
+//
+// Bytes that cannot be checked against the signed ETag (a multipart ETag
+// without a part layout: a schema 2 record, or an origin store that could
+// not tell its layout) are fetched from the origin only, whose bytes are
+// the version by definition: a third site could serve any bytes of the
+// right size. A peer whose bytes failed the check for a version is not
+// asked for that version again (distrust), so a retry goes to the others.
 func (a *Applier) OpenBody(ctx context.Context, rec *schema.Record, storeChecksMD5 bool) (io.ReadCloser, error) {
 	v := rec.Version
 	if rec.Inline {
 		return io.NopCloser(bytes.NewReader(rec.Body)), nil
 	}
-	var errs []string
+	_, checkable := schema.NewETagHash(v.ETag, v.Size, rec.Parts)
+	var errs, passed []string
 	try := func(site string, src Source) io.ReadCloser {
 		ifMatch := v.ETag
 		if site != v.Origin {
+			if !checkable {
+				return nil
+			}
+			if a.distrusted(v.ID, site) {
+				passed = append(passed, site)
+				return nil
+			}
 			info, err := src.Head(ctx, rec.Bucket, rec.Key)
 			if err != nil {
 				errs = append(errs, fmt.Sprintf("%s: %v", site, err))
@@ -48,7 +63,18 @@ func (a *Applier) OpenBody(ctx context.Context, rec *schema.Record, storeChecksM
 			}
 			return nil
 		}
-		return newVerifier(rc, v.Size, v.ETag, !storeChecksMD5)
+		vr := &verifier{rc: rc, want: v.Size, site: site, origin: v.Origin}
+		if h, ok := schema.NewETagHash(v.ETag, v.Size, rec.Parts); ok && !(storeChecksMD5 && schema.PlainMD5(v.ETag)) {
+			vr.hash = h
+		}
+		if site != v.Origin {
+			vr.mismatch = func(err error) {
+				a.distrust(v.ID, site)
+				a.Log.Warn("a peer served other bytes than the origin signed: not asked for this version again",
+					"bucket", rec.Bucket, "key", rec.Key, "version", v.ID, "peer", site, "origin", v.Origin, "err", err)
+			}
+		}
+		return vr
 	}
 	if src, ok := a.Sources[v.Origin]; ok {
 		if rc := try(v.Origin, src); rc != nil {
@@ -67,6 +93,16 @@ func (a *Applier) OpenBody(ctx context.Context, rec *schema.Record, storeChecksM
 			return rc, nil
 		}
 	}
+	if len(passed) > 0 {
+		errs = append(errs, fmt.Sprintf("not asked: %s (served other bytes for this version)", strings.Join(passed, ", ")))
+	}
+	if !checkable && len(errs) > 0 {
+		why := "not an MD5 or multipart ETag"
+		if _, _, mp := schema.MultipartETag(v.ETag); mp {
+			why = "a multipart ETag and the record has no part layout"
+		}
+		errs = append(errs, fmt.Sprintf("no other site asked: the bytes cannot be checked against ETag %q (%s), so only origin %s serves it", v.ETag, why, v.Origin))
+	}
 	if len(errs) > 0 {
 		// Some site could not be asked: a transient failure, retried.
 		return nil, fmt.Errorf("fetch %s/%s version %s: %s", rec.Bucket, rec.Key, v.ID, strings.Join(errs, "; "))
@@ -75,22 +111,15 @@ func (a *Applier) OpenBody(ctx context.Context, rec *schema.Record, storeChecksM
 }
 
 // verifier checks, as the body streams, that it has the expected size and
-// (for single-part ETags) MD5; it reports a mismatch instead of EOF, so the
-// PUT it feeds fails rather than storing wrong bytes.
+// (hash set) the origin's ETag; it reports a mismatch instead of EOF, so
+// the PUT it feeds fails rather than storing wrong bytes.
 type verifier struct {
-	rc   io.ReadCloser
-	want int64
-	n    int64
-	md5  hash.Hash
-	etag string
-}
-
-func newVerifier(rc io.ReadCloser, size int64, etag string, checkMD5 bool) *verifier {
-	v := &verifier{rc: rc, want: size}
-	if sum, ok := bodyMD5(etag); ok && checkMD5 {
-		v.md5, v.etag = md5.New(), sum
-	}
-	return v
+	rc           io.ReadCloser
+	want, n      int64
+	hash         *schema.ETagHash
+	site, origin string
+	mismatch     func(error) // called once on a mismatch (nil: nothing to note)
+	err          error       // the mismatch, returned by every later Read
 }
 
 // bodyMD5 returns the MD5 (lower-case hex) a single-part ETag says the
@@ -103,23 +132,66 @@ func bodyMD5(etag string) (string, bool) {
 }
 
 func (v *verifier) Read(p []byte) (int, error) {
+	if v.err != nil {
+		// A reader that got the mismatch alongside the last bytes may read
+		// again: it gets the mismatch again, never a clean EOF.
+		return 0, v.err
+	}
 	n, err := v.rc.Read(p)
 	v.n += int64(n)
-	if v.md5 != nil {
-		v.md5.Write(p[:n])
+	if v.hash != nil {
+		v.hash.Write(p[:n])
 	}
 	if v.n > v.want {
-		return n, fmt.Errorf("body longer than the record's %d bytes", v.want)
+		return n, v.fail(fmt.Errorf("body from %s longer than the record's %d bytes", v.site, v.want))
 	}
 	if err == io.EOF {
 		if v.n != v.want {
-			return n, fmt.Errorf("body of %d bytes, record says %d", v.n, v.want)
+			return n, v.fail(fmt.Errorf("body from %s of %d bytes, record says %d", v.site, v.n, v.want))
 		}
-		if v.md5 != nil && hex.EncodeToString(v.md5.Sum(nil)) != v.etag {
-			return n, fmt.Errorf("body MD5 differs from ETag %s", v.etag)
+		if v.hash != nil && !v.hash.Matches() {
+			return n, v.fail(fmt.Errorf("body from %s differs from the %s origin %s signed", v.site, v.hash, v.origin))
 		}
 	}
 	return n, err
 }
 
+func (v *verifier) fail(err error) error {
+	if v.mismatch != nil {
+		v.mismatch(err)
+	}
+	v.err = err
+	return err
+}
+
 func (v *verifier) Close() error { return v.rc.Close() }
+
+// maxDistrusted bounds the versions whose untrustworthy peers are
+// remembered (the set starts over when full: at worst a peer is asked
+// again, and refused again).
+const maxDistrusted = 4096
+
+// distrust notes that site served other bytes than version id's.
+func (a *Applier) distrust(id, site string) {
+	a.badMu.Lock()
+	defer a.badMu.Unlock()
+	if a.bad == nil || len(a.bad) >= maxDistrusted {
+		a.bad = make(map[string]map[string]bool)
+	}
+	if a.bad[id] == nil {
+		a.bad[id] = make(map[string]bool)
+	}
+	a.bad[id][site] = true
+}
+
+func (a *Applier) distrusted(id, site string) bool {
+	a.badMu.Lock()
+	defer a.badMu.Unlock()
+	return a.bad[id][site]
+}
+
+// badSources is the applier's memory of peers that served wrong bytes.
+type badSources struct {
+	badMu sync.Mutex
+	bad   map[string]map[string]bool // version id → peers
+}

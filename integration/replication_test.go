@@ -11,8 +11,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/s3mesh/s3mesh/broker"
 	"github.com/s3mesh/s3mesh/consumer"
 	"github.com/s3mesh/s3mesh/s3io"
+	"github.com/s3mesh/s3mesh/schema"
 )
 
 const converge = 60 * time.Second
@@ -31,6 +33,35 @@ func (e *env) seqs(t *testing.T) map[string]uint64 {
 		m[n] = e.changesSeq(t, n)
 	}
 	return m
+}
+
+// checkPartLayout asserts that site's last record is of key and, if its
+// ETag is a multipart one, is schema 3 with parts of partSize bytes
+// (otherwise schema 2 without a layout).
+func (e *env) checkPartLayout(t *testing.T, site, key string, partSize int64) {
+	t.Helper()
+	ctx := ctxT(t)
+	st, err := e.sites[site].js.Stream(ctx, broker.ChangesStream(site))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, broker.ChangesSubjectFilter(site))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := schema.Decode(m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, multipart := schema.MultipartETag(rec.Version.ETag)
+	switch {
+	case rec.Key != key:
+		t.Errorf("%s's last record is of %q, want %q", site, rec.Key, key)
+	case multipart && (rec.Schema != schema.PartsSchema || rec.Parts == nil || rec.Parts.Size != partSize):
+		t.Errorf("%s's record of %s (ETag %s): schema %d, parts %+v; want schema %d with %d-byte parts", site, key, rec.Version.ETag, rec.Schema, rec.Parts, schema.PartsSchema, partSize)
+	case !multipart && (rec.Schema != schema.RecordSchema || rec.Parts != nil):
+		t.Errorf("%s's record of %s (ETag %s): schema %d, parts %+v; want schema %d without parts", site, key, rec.Version.ETag, rec.Schema, rec.Parts, schema.RecordSchema)
+	}
 }
 
 // checkRecords asserts that each site published exactly want[site] records
@@ -125,6 +156,10 @@ func testCopyMultipartAndMultiDelete(t *testing.T, e *env) {
 	mp := object{body: randBytes(20 << 20), attrs: s3io.Attrs{ContentType: "application/x-mp", Meta: map[string]string{"part": "yes"}}}
 	e.put(t, "c", "cp/multipart-20m", mp)
 	e.waitObject(t, "cp/multipart-20m", mp, 2*converge)
+	// c's record of it carries the part layout its store tells (schema 3),
+	// against which a and b checked the bytes; a store that names the
+	// upload by its plain MD5 (rclone) needs none.
+	e.checkPartLayout(t, "c", "cp/multipart-20m", 5<<20)
 
 	// Multi-object DELETE at b. At a polled site (the mixed lab's rclone)
 	// deletes are found by listing, so three of a dozen keys gone at once

@@ -80,6 +80,11 @@ func (p *Producer) publish(ctx context.Context, k lifecycle.Key, ef lifecycle.Pu
 		}
 		rec.Inline, rec.Body = true, body
 	}
+	if !rec.Inline && !rec.Version.Deleted {
+		if err := p.addParts(ctx, k, &rec); err != nil {
+			return nil, err
+		}
+	}
 	if err := p.send(ctx, &rec); err != nil {
 		return nil, err
 	}
@@ -88,6 +93,47 @@ func (p *Producer) publish(ctx context.Context, k lifecycle.Key, ef lifecycle.Pu
 	}
 	p.log.Debug("published", "bucket", k.Bucket, "key", k.Key, "id", rec.Version.ID, "deleted", rec.Version.Deleted, "clock", rec.Version.Clock.String())
 	return lifecycle.PublishAcked{Publish: ef}, nil
+}
+
+// addParts gives the record of a multipart object its part layout, read
+// from the store (one HEAD per part; only for multipart ETags, and only
+// when the record is published, not at every observation), so peers can
+// check its bytes from any site that holds them (schema.Parts). The
+// layout is not in the durable pending intent: a republish reads it again.
+// Where the store cannot tell, or the layout it tells does not fit the
+// object, the record goes without one (schema 2) and its body is fetched
+// from this site only: a publish never waits on a layout.
+func (p *Producer) addParts(ctx context.Context, k lifecycle.Key, rec *schema.Record) error {
+	v := rec.Version
+	_, n, multipart := schema.MultipartETag(v.ETag)
+	pl, ok := p.s3.(PartLister)
+	if !multipart || !ok {
+		return nil
+	}
+	sizes, err := pl.PartSizes(ctx, k.Bucket, k.Key, v.ETag, n)
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("part layout of %s/%s: %w", k.Bucket, k.Key, err)
+	}
+	if err != nil || sizes == nil {
+		// Changed since it was observed (its record is then stale anyway:
+		// the next one follows), or the store failed or cannot tell.
+		p.log.Debug("multipart record without a part layout: peers fetch its body from this site only",
+			"bucket", k.Bucket, "key", k.Key, "id", v.ID, "err", err)
+		return nil
+	}
+	parts := schema.PartsOf(sizes)
+	if parts == nil {
+		p.log.Info("multipart record without a part layout (too many unequal parts to list): peers fetch its body from this site only",
+			"bucket", k.Bucket, "key", k.Key, "id", v.ID, "parts", n)
+		return nil
+	}
+	if err := parts.Check(v.Size, v.ETag); err != nil {
+		p.log.Warn("the store told a part layout that does not fit the object: published without one, peers fetch its body from this site only",
+			"bucket", k.Bucket, "key", k.Key, "id", v.ID, "err", err)
+		return nil
+	}
+	rec.Schema, rec.Parts = schema.PartsSchema, parts
+	return nil
 }
 
 func (p *Producer) readInline(ctx context.Context, k lifecycle.Key, v schema.Version) ([]byte, error) {

@@ -28,6 +28,13 @@ type ObjectStore interface {
 	BucketExists(ctx context.Context, bucket string) (bool, error)
 }
 
+// PartLister is an ObjectStore that can tell a multipart object's part
+// sizes (s3io.Client.PartSizes): records of such objects then carry their
+// part layout, and peers can check the bytes from any site that holds them.
+type PartLister interface {
+	PartSizes(ctx context.Context, bucket, key, etag string, n int) ([]int64, error)
+}
+
 // Publisher publishes a change record durably (returns once JetStream has
 // stored it). msgID is the record's version id, used for deduplication.
 type Publisher interface {

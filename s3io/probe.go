@@ -37,6 +37,12 @@ type Capabilities struct {
 	// comparing bytes).
 	Multipart     bool   `json:"multipart"`
 	MultipartETag string `json:"multipart_etag,omitempty"`
+	// PartLayout: the store tells a multipart object's part sizes (HEAD
+	// with partNumber, Client.PartSizes), so this site's records of its
+	// multipart objects carry their layout and peers can check such a
+	// body from any site that holds it. Without it (an "md5-N" store
+	// only) peers fetch this site's multipart bodies from it alone.
+	PartLayout bool `json:"part_layout,omitempty"`
 	// ContentMD5: a PUT whose body does not match its Content-MD5 is
 	// refused (BadDigest) and one that matches is stored. Then replica
 	// writes leave the body check to the store (see PutInput.ContentMD5).
@@ -195,6 +201,13 @@ func (c *Client) Probe(ctx context.Context, bucket, tag string) (Capabilities, e
 		caps.Multipart, caps.MultipartETag = true, "other"
 		if strings.HasSuffix(etag, "-2") {
 			caps.MultipartETag = "md5-N"
+			sizes, err := c.PartSizes(ctx, bucket, mk, etag, 2)
+			switch {
+			case err == nil && len(sizes) == 2 && sizes[0] == MinPartSize && sizes[1] == 1:
+				caps.PartLayout = true
+			default:
+				caps.Notes = append(caps.Notes, fmt.Sprintf("does not tell a multipart object's part sizes (HEAD with partNumber: %v, %v): peers fetch this site's multipart bodies from it alone", sizes, err))
+			}
 		}
 	}
 	return caps, nil

@@ -16,7 +16,7 @@ func TestProbeVersity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !caps.Conditional() || caps.MetadataBytes != 1800 || caps.KeyBytes != 1024 || !caps.Unicode || !caps.Multipart || caps.MultipartETag != "md5-N" || !caps.ContentMD5 || len(caps.Notes) != 1 {
+	if !caps.Conditional() || caps.MetadataBytes != 1800 || caps.KeyBytes != 1024 || !caps.Unicode || !caps.Multipart || caps.MultipartETag != "md5-N" || !caps.PartLayout || !caps.ContentMD5 || len(caps.Notes) != 1 {
 		t.Errorf("capabilities %+v", caps)
 	}
 	// Key classes: versitygw (posix) holds every control byte as written

@@ -12,15 +12,30 @@ import (
 )
 
 // RecordSchema is the version of the change-record encoding this build
-// writes: 2, a record signed by its origin (sign.go). This build also
-// reads UnsignedSchema, the unsigned records of earlier builds (accepted
-// from a peer only with Keyring.AcceptUnsigned, during a rolling upgrade).
-// A record with another schema version is not guessed at: it goes to the
-// dead-letter queue.
+// writes for a record without a part layout: 2, a record signed by its
+// origin (sign.go). PartsSchema, 3, is the same with the part layout of a
+// multipart body (Record.Parts, parts.go), which the signature covers like
+// every other field; a producer writes it only for a record that carries a
+// layout, so an earlier build still reads every other record (it sends a
+// schema 3 record to its DLQ as an unknown version, to be retried once it
+// is upgraded). This build also reads UnsignedSchema, the unsigned records
+// of earlier builds (accepted from a peer only with
+// Keyring.AcceptUnsigned, during a rolling upgrade). A record with another
+// schema version is not guessed at: it goes to the dead-letter queue.
 const (
+	PartsSchema    = 3
 	RecordSchema   = 2
 	UnsignedSchema = 1
 )
+
+// knownSchema reports whether this build reads records of schema v.
+func knownSchema(v int) bool {
+	return v == UnsignedSchema || v == RecordSchema || v == PartsSchema
+}
+
+// SignedSchema reports whether records of schema v are signed (travel in
+// an envelope).
+func SignedSchema(v int) bool { return v == RecordSchema || v == PartsSchema }
 
 // Sentinel errors of Decode, matched with errors.Is.
 var (
@@ -48,6 +63,10 @@ type Record struct {
 	Inline  bool    `msgpack:"inline"` // Body holds the whole object
 	Body    []byte  `msgpack:"body,omitempty"`
 	MadeAt  int64   `msgpack:"made"` // wall time the record was made, unix ms (for lag)
+	// Parts is the part layout of a multipart body at the origin (schema
+	// PartsSchema only): with it a receiver checks bytes from any site
+	// against the signed ETag (parts.go).
+	Parts *Parts `msgpack:"parts,omitempty"`
 }
 
 // Encode serialises r with msgpack: the record's content, unsigned. What a
@@ -74,7 +93,7 @@ func Decode(b []byte) (*Record, error) {
 		if err != nil {
 			return nil, err
 		}
-		return decodeContent(env.content, RecordSchema)
+		return decodeContent(env.content, env.schema)
 	}
 	return decodeContent(b, 0)
 }
@@ -91,8 +110,8 @@ func decodeContent(b []byte, want int) (*Record, error) {
 	if err := msgpack.Unmarshal(b, &probe); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	if probe.Schema != RecordSchema && probe.Schema != UnsignedSchema {
-		return nil, fmt.Errorf("%w: %d (this build reads %d and %d)", ErrUnknownVersion, probe.Schema, UnsignedSchema, RecordSchema)
+	if !knownSchema(probe.Schema) {
+		return nil, fmt.Errorf("%w: %d (this build reads %d to %d)", ErrUnknownVersion, probe.Schema, UnsignedSchema, PartsSchema)
 	}
 	if want != 0 && probe.Schema != want {
 		return nil, fmt.Errorf("%w: a signed envelope holds a schema %d record, want %d", ErrMalformed, probe.Schema, want)
@@ -116,7 +135,7 @@ func (r *Record) Validate() error {
 	}
 	v := r.Version
 	switch {
-	case r.Schema != RecordSchema && r.Schema != UnsignedSchema:
+	case !knownSchema(r.Schema):
 		return fmt.Errorf("%w: %d", ErrUnknownVersion, r.Schema)
 	case r.Bucket == "":
 		return bad("empty bucket")
@@ -134,6 +153,15 @@ func (r *Record) Validate() error {
 		return bad("tombstone with a body")
 	case r.Inline && int64(len(r.Body)) != v.Size:
 		return bad("inline body of %d bytes, size says %d", len(r.Body), v.Size)
+	case r.Parts != nil && r.Schema != PartsSchema:
+		return badField("Parts", "a part layout in a schema %d record (only schema %d carries one)", r.Schema, PartsSchema)
+	case r.Parts != nil && v.Deleted:
+		return badField("Parts", "a part layout on a tombstone")
+	}
+	if r.Parts != nil {
+		if err := r.Parts.Check(v.Size, v.ETag); err != nil {
+			return err
+		}
 	}
 	for k := range r.Attrs.Meta {
 		if IsOwnMeta(k) {

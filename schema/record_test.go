@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -56,7 +57,7 @@ func recordGen() *rapid.Generator[Record] {
 			ETag: rapid.StringMatching(`[0-9a-f]{0,32}(-[0-9]{1,4})?`).Draw(t, "etag"),
 		}
 		r := Record{Schema: RecordSchema, Bucket: bucket, Key: key, MadeAt: rapid.Int64().Draw(t, "made")}
-		switch rapid.IntRange(0, 2).Draw(t, "kind") {
+		switch rapid.IntRange(0, 3).Draw(t, "kind") {
 		case 0: // tombstone
 			v.Deleted = true
 			v.Size = rapid.Int64Range(0, 1<<40).Draw(t, "size")
@@ -67,8 +68,16 @@ func recordGen() *rapid.Generator[Record] {
 				r.Body = nil // omitempty: an empty body decodes as nil
 			}
 			v.Size = int64(len(r.Body))
-		default: // body fetched separately
+		case 2: // body fetched separately
 			v.Size = rapid.Int64Range(0, MaxSize).Draw(t, "size")
+		default: // a multipart body fetched separately, with its part layout (schema 3)
+			sizes := rapid.SliceOfN(rapid.Int64Range(0, MaxPartSize), 1, 40).Draw(t, "parts")
+			v.Size = 0
+			for _, n := range sizes {
+				v.Size += n
+			}
+			v.ETag = rapid.StringMatching(`[0-9a-f]{32}`).Draw(t, "md5") + "-" + strconv.Itoa(len(sizes))
+			r.Schema, r.Parts = PartsSchema, PartsOf(sizes)
 		}
 		r.Version = v
 		r.Attrs = Attrs{
@@ -162,7 +171,7 @@ func TestDecodeGarbage(t *testing.T) {
 		{"only schema", mp(map[string]any{"v": 1}), ErrMalformed},
 		{"empty map: schema 0", mp(map[string]any{}), ErrUnknownVersion},
 		{"msgpack nil", mp(nil), ErrUnknownVersion},
-		{"schema 3", mp(map[string]any{"v": 3}), ErrUnknownVersion},
+		{"schema 4", mp(map[string]any{"v": 4}), ErrUnknownVersion},
 		{"schema -1", mp(map[string]any{"v": -1}), ErrUnknownVersion},
 		{"clock of wrong type", func() []byte {
 			r := validRecord()
@@ -187,7 +196,7 @@ func TestDecodeGarbage(t *testing.T) {
 }
 
 func TestDecodeUnknownVersion(t *testing.T) {
-	for _, schema := range []int{0, 3, 4, 1 << 30} {
+	for _, schema := range []int{0, 4, 5, 1 << 30} {
 		r := validRecord()
 		r.Schema = schema
 		if _, err := r.Encode(); !errors.Is(err, ErrUnknownVersion) {
@@ -202,13 +211,13 @@ func TestDecodeUnknownVersion(t *testing.T) {
 		}
 	}
 	// A future schema need not have this schema's shape at all.
-	b, _ := msgpack.Marshal(map[string]any{"v": 3, "ver": []int{1}, "k": 7})
+	b, _ := msgpack.Marshal(map[string]any{"v": 4, "ver": []int{1}, "k": 7})
 	if _, err := Decode(b); !errors.Is(err, ErrUnknownVersion) {
-		t.Errorf("Decode of a differently shaped schema 3: %v", err)
+		t.Errorf("Decode of a differently shaped schema 4: %v", err)
 	}
-	b, _ = msgpack.Marshal([]any{3, "a future envelope"})
+	b, _ = msgpack.Marshal([]any{4, "a future envelope"})
 	if _, err := Decode(b); !errors.Is(err, ErrUnknownVersion) {
-		t.Errorf("Decode of a schema 3 envelope: %v", err)
+		t.Errorf("Decode of a schema 4 envelope: %v", err)
 	}
 }
 

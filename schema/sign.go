@@ -10,13 +10,13 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// A record of schema 2 travels as a signed envelope, a msgpack array of
-// four:
+// A record of schema 2 or 3 travels as a signed envelope, a msgpack array
+// of four:
 //
-//	[2, content (bin), signer's ed25519 public key (bin, 32), signature (bin, 64)]
+//	[v, content (bin), signer's ed25519 public key (bin, 32), signature (bin, 64)]
 //
 // content is the record's own encoding (Encode: a msgpack map whose "v" is
-// 2), and the signature covers exactly those bytes (Ed25519ctx, context
+// v, 2 or 3), and the signature covers exactly those bytes (Ed25519ctx, context
 // SignatureContext). The envelope is an array and a bare record a map, so
 // the first byte tells them apart. checkShape bounds the envelope, and then
 // the content, before either is decoded.
@@ -41,20 +41,29 @@ var sigOpts = &ed25519.Options{Context: SignatureContext}
 // Sign encodes r (Encode) and seals it with key, the signing key of r's
 // origin site: what a producer publishes.
 func (r *Record) Sign(key ed25519.PrivateKey) ([]byte, error) {
-	if r.Schema != RecordSchema {
-		return nil, fmt.Errorf("%w: only schema %d records are signed, not %d", ErrUnknownVersion, RecordSchema, r.Schema)
+	if !SignedSchema(r.Schema) {
+		return nil, fmt.Errorf("%w: only schema %d and %d records are signed, not %d", ErrUnknownVersion, RecordSchema, PartsSchema, r.Schema)
 	}
 	content, err := r.Encode()
 	if err != nil {
 		return nil, err
 	}
-	return Seal(content, key)
+	return sealSchema(content, key, r.Schema)
 }
 
 // Seal wraps content (a record's encoding, not checked) in a signed
-// envelope. Sign is the producer's way; Seal also lets tests sign content
-// that is not a valid record.
+// envelope of schema RecordSchema. Sign is the producer's way; Seal also
+// lets tests sign content that is not a valid record.
 func Seal(content []byte, key ed25519.PrivateKey) ([]byte, error) {
+	return sealSchema(content, key, RecordSchema)
+}
+
+// SealSchema is Seal with the envelope's schema given (tests).
+func SealSchema(content []byte, key ed25519.PrivateKey, schema int) ([]byte, error) {
+	return sealSchema(content, key, schema)
+}
+
+func sealSchema(content []byte, key ed25519.PrivateKey, schema int) ([]byte, error) {
 	if len(key) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("signing key: %d bytes, want %d", len(key), ed25519.PrivateKeySize)
 	}
@@ -67,7 +76,7 @@ func Seal(content []byte, key ed25519.PrivateKey) ([]byte, error) {
 	enc := msgpack.NewEncoder(&buf)
 	for _, err := range []error{
 		enc.EncodeArrayLen(envelopeLen),
-		enc.EncodeInt(RecordSchema),
+		enc.EncodeInt(int64(schema)),
 		enc.EncodeBytes(content),
 		enc.EncodeBytes(key.Public().(ed25519.PublicKey)),
 		enc.EncodeBytes(sig),
@@ -81,6 +90,7 @@ func Seal(content []byte, key ed25519.PrivateKey) ([]byte, error) {
 
 // envelope is a decoded, not yet verified, envelope.
 type envelope struct {
+	schema  int // of the content, which must say the same
 	content []byte
 	signer  ed25519.PublicKey
 	sig     []byte
@@ -118,15 +128,15 @@ func openEnvelope(b []byte) (*envelope, error) {
 		return nil, malformed("schema: %v", err)
 	}
 	switch {
-	case v > RecordSchema:
-		return nil, fmt.Errorf("%w: signed envelope of schema %d (this build reads %d)", ErrUnknownVersion, v, RecordSchema)
-	case v != RecordSchema:
+	case v > PartsSchema:
+		return nil, fmt.Errorf("%w: signed envelope of schema %d (this build reads %d and %d)", ErrUnknownVersion, v, RecordSchema, PartsSchema)
+	case !SignedSchema(int(v)):
 		return nil, malformed("schema %d is never an envelope", v)
 	}
 	if n != envelopeLen {
 		return nil, malformed("%d items, want %d", n, envelopeLen)
 	}
-	var env envelope
+	env := envelope{schema: int(v)}
 	if env.content, err = dec.DecodeBytes(); err != nil {
 		return nil, malformed("content: %v", err)
 	}
@@ -185,7 +195,7 @@ func (k Keyring) Open(b []byte, site string) (*Record, error) {
 	if err := k.verify(env, site); err != nil {
 		return nil, err
 	}
-	return decodeContent(env.content, RecordSchema)
+	return decodeContent(env.content, env.schema)
 }
 
 func (k Keyring) verify(env *envelope, site string) error {

@@ -211,8 +211,8 @@ func printStatus(w io.Writer, st agent.Status) {
 	tw.Flush()
 	printStreams(w, st.Streams)
 	if c := st.Store; c != nil {
-		fmt.Fprintf(w, "\nstore: conditional PUT %v, conditional DELETE %v, metadata values up to %d B, keys up to %d B, unicode keys %v, multipart %v (etag %s), checks Content-MD5 %v\n",
-			c.ConditionalPut, c.ConditionalDelete, c.MetadataBytes, c.KeyBytes, c.Unicode, c.Multipart, c.MultipartETag, c.ContentMD5)
+		fmt.Fprintf(w, "\nstore: conditional PUT %v, conditional DELETE %v, metadata values up to %d B, keys up to %d B, unicode keys %v, multipart %v (etag %s, part layout %v), checks Content-MD5 %v\n",
+			c.ConditionalPut, c.ConditionalDelete, c.MetadataBytes, c.KeyBytes, c.Unicode, c.Multipart, c.MultipartETag, c.PartLayout, c.ContentMD5)
 		for _, n := range c.Notes {
 			fmt.Fprintln(w, "  note:", n)
 		}
