@@ -59,6 +59,13 @@ func TestDashboard(t *testing.T) {
 	if got := eval(`document.querySelector("#rebuild").textContent`); !strings.Contains(got, "never rebuilt") {
 		t.Fatalf("the scanner section says %q of rebuilds, want that a was never rebuilt", got)
 	}
+	// The store's key classes in one line: a's versitygw cannot hold a
+	// segment over 255 bytes (a file name), and the classes are not
+	// dumped as objects.
+	waitFor("the store's key classes", `document.getElementById("store").textContent.includes("segment over 255 bytes")`, 30*time.Second)
+	if got := eval(`document.getElementById("store").textContent`); strings.Contains(got, "[object") {
+		t.Fatalf("the store section shows raw objects: %q", got)
+	}
 	checkProblems("after loading")
 
 	// A write at b: its record reaches a, and the dashboard shows b's last

@@ -51,6 +51,9 @@ type Capabilities struct {
 	// (KeyClassProbes), each with whether the store holds such a key under
 	// its exact name and how a listing shows it.
 	KeyClasses []KeyClass `json:"key_classes,omitempty"`
+	// CannotHold names the key classes the store does not hold under
+	// their exact name (Holds false), for status and the dashboard.
+	CannotHold []string `json:"cannot_hold,omitempty"`
 	// Notes say what failed, for status.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -187,6 +190,7 @@ func (c *Client) Probe(ctx context.Context, bucket, tag string) (Capabilities, e
 			cannot = append(cannot, kc.Name)
 		}
 	}
+	caps.CannotHold = cannot
 	if len(cannot) > 0 {
 		caps.Notes = append(caps.Notes, fmt.Sprintf("cannot hold keys with %s under their exact names: peers' records of such keys are dead-lettered here as unrepresentable-key",
 			strings.Join(cannot, ", ")))

@@ -32,6 +32,9 @@ func TestProbeVersity(t *testing.T) {
 			t.Errorf("key class %s: holds %v, want %v", kc.Name, kc.Holds, want)
 		}
 	}
+	if len(caps.CannotHold) != 1 || caps.CannotHold[0] != "segment over 255 bytes" {
+		t.Errorf("cannot hold %q, want only the long segment", caps.CannotHold)
+	}
 	for key, want := range map[string]string{
 		"a	b":                             "",
 		"dir/" + strings.Repeat("x", 255): "",

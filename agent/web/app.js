@@ -287,6 +287,17 @@
     const dl = h("dl", { class: "kv" });
     for (const k of Object.keys(c)) {
       const v = c[k];
+      if (k === "key_classes") {
+        // One line for the classes: cannot_hold names those it does not hold.
+        if (!c.cannot_hold || c.cannot_hold.length === 0) {
+          add(dl, [h("dt", null, "key classes"), h("dd", null, "holds every class probed (" + v.length + ")")]);
+        }
+        continue;
+      }
+      if (k === "cannot_hold") {
+        add(dl, [h("dt", null, "cannot hold keys with"), h("dd", { class: "no" }, v.join(", "))]);
+        continue;
+      }
       const text = v === true ? "yes" : v === false ? "no" : Array.isArray(v) ? v.join("; ") : String(v);
       add(dl, [h("dt", null, k.replace(/_/g, " ")), h("dd", { class: v === false ? "no" : "" }, text)]);
     }

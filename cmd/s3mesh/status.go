@@ -213,6 +213,13 @@ func printStatus(w io.Writer, st agent.Status) {
 	if c := st.Store; c != nil {
 		fmt.Fprintf(w, "\nstore: conditional PUT %v, conditional DELETE %v, metadata values up to %d B, keys up to %d B, unicode keys %v, multipart %v (etag %s, part layout %v), checks Content-MD5 %v\n",
 			c.ConditionalPut, c.ConditionalDelete, c.MetadataBytes, c.KeyBytes, c.Unicode, c.Multipart, c.MultipartETag, c.PartLayout, c.ContentMD5)
+		switch {
+		case len(c.KeyClasses) == 0:
+		case len(c.CannotHold) == 0:
+			fmt.Fprintf(w, "  holds every key class probed (%d)\n", len(c.KeyClasses))
+		default:
+			fmt.Fprintf(w, "  cannot hold keys with: %s (peers' records of such keys are dead-lettered here as unrepresentable-key)\n", strings.Join(c.CannotHold, ", "))
+		}
 		for _, n := range c.Notes {
 			fmt.Fprintln(w, "  note:", n)
 		}
