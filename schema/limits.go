@@ -75,6 +75,30 @@ func (e *FieldError) Error() string { return "bad record: field " + e.Field + ":
 // Unwrap makes errors.Is(err, ErrBadRecord) (and ErrMalformed) hold.
 func (e *FieldError) Unwrap() error { return ErrBadRecord }
 
+// ErrUnproven is the sentinel of a record whose clock claims a counter of a
+// third site (neither the record's origin nor the receiver) above any
+// counter that site's own signed records have shown the receiver (an
+// *UnprovenError says which). It is either forged or ahead of that site's
+// own records (which the receiver has not had yet): the receiver waits for
+// the proof before it dead-letters it. It wraps ErrBadRecord.
+var ErrUnproven = fmt.Errorf("%w: clock entry not proven by its site", ErrBadRecord)
+
+// UnprovenError is a record's entry for Site that is over Proven, the
+// highest counter of Site's own entry in any record Site signed that the
+// receiver has checked.
+type UnprovenError struct {
+	Site          string
+	Claim, Proven uint64
+}
+
+func (e *UnprovenError) Error() string {
+	return fmt.Sprintf("bad record: field Version.Clock: entry for site %s is %d, above every counter %s's own signed records have shown this site (%d)",
+		e.Site, e.Claim, e.Site, e.Proven)
+}
+
+// Unwrap makes errors.Is(err, ErrUnproven) (and ErrBadRecord) hold.
+func (e *UnprovenError) Unwrap() error { return ErrUnproven }
+
 func badField(field, format string, a ...any) error {
 	return &FieldError{Field: field, Msg: fmt.Sprintf(format, a...)}
 }
@@ -98,6 +122,15 @@ type Limits struct {
 	// longer write the key.
 	Self    string
 	SelfMax uint64
+	// Proven is, for each site W it names, the highest counter of W's own
+	// entry in any record signed by W (verified, origin W) that the
+	// receiver has checked. A record's entry for W, where W is neither its
+	// origin nor Self, above Proven[W] is refused with an *UnprovenError:
+	// accepted, it would be merged into the key's clock here, and every
+	// later write of the key at W below it would look stale here (skipped
+	// silently). Sites it does not name (former sites) are not checked;
+	// nil checks none.
+	Proven map[string]uint64
 }
 
 // NewLimits builds Limits for the given sites.
@@ -111,8 +144,10 @@ func NewLimits(sites []string, now time.Time, maxFuture time.Duration) Limits {
 
 // ValidateFor checks r as a receiving site must before acting on it: the
 // invariants of Validate, plus that its clock names only known sites, that
-// its times are not absurdly far in the future, and that its key (and the
-// name its loser copy would get) can be stored safely.
+// its times are not absurdly far in the future, that its key (and the
+// name its loser copy would get) can be stored safely, and, checked last,
+// that its entries for third sites are proven (an *UnprovenError is the
+// only error a later call may not return for the same record).
 func (r *Record) ValidateFor(l Limits) error {
 	if err := r.Validate(); err != nil {
 		return err
@@ -164,6 +199,24 @@ func (r *Record) ValidateFor(l Limits) error {
 	// the origin no "/" or NUL (a configured site name has neither).
 	if strings.ContainsAny(v.Origin, "/\x00\\") {
 		return badField("Version.Origin", "%q would put the loser copy's name outside the losers prefix", trunc(v.Origin))
+	}
+	// Last: every other bound is final, this one may be met later.
+	return l.checkProven(v)
+}
+
+// checkProven refuses an entry of v's clock for a third site above what
+// that site's own records proved (Limits.Proven).
+func (l Limits) checkProven(v Version) error {
+	if l.Proven == nil {
+		return nil
+	}
+	for _, s := range sortedSites(v.Clock) {
+		if s == v.Origin || s == l.Self {
+			continue
+		}
+		if p, ok := l.Proven[s]; ok && v.Clock[s] > p {
+			return &UnprovenError{Site: s, Claim: v.Clock[s], Proven: p}
+		}
 	}
 	return nil
 }
