@@ -247,7 +247,7 @@ func newSimWorld(t *rapid.T, n int, pol lifecycle.BucketPolicy) *simWorld {
 		w.sites = append(w.sites, &simSite{
 			i: i, name: name, m: lifecycle.Machine{Site: name, InlineThreshold: inline},
 			store: newSimStore(), entries: map[string][]byte{}, lazy: map[string][]byte{}, copies: map[string]map[string]bool{},
-			wall: 1_700_000_000_000 + rapid.Int64Range(-3000, 3000).Draw(t, "skew"),
+			wall:   1_700_000_000_000 + rapid.Int64Range(-3000, 3000).Draw(t, "skew"),
 			proven: map[string]uint64{},
 		})
 	}
