@@ -180,6 +180,7 @@ func (a *Agent) recordLimits() schema.Limits {
 	sites := append(append([]string{a.cfg.Site}, a.cfg.PeerNames()...), a.cfg.Records.FormerSites...)
 	l := schema.NewLimits(sites, time.Now(), a.cfg.Records.MaxFuture)
 	l.Self, l.SelfMax = a.cfg.Site, a.selfMax()
+	l.Proven = a.proven.Counters()
 	return l
 }
 

@@ -300,6 +300,9 @@ func (r *replayer) one(ctx context.Context, seq uint64, data []byte) error {
 		p.err = fmt.Errorf("record %s: %w", rec.Version.ID, err)
 		return r.deadLetter(ctx, p, consumer.ReasonFor(err), false)
 	}
+	if err := r.a.proven.Raise(rec.Version.Origin, rec.Version.Clock[rec.Version.Origin]); err != nil {
+		return err
+	}
 	if r.req.DryRun {
 		return r.decide(ctx, p)
 	}

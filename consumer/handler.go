@@ -120,7 +120,10 @@ func checkOrigin(next handler) handler {
 // origin time or MadeAt too far ahead of this site's clock, or a key the
 // store cannot hold safely. (Decode already refused sizes, counters, ranks
 // and msgpack lengths out of bounds.) The error wraps schema.ErrBadRecord:
-// dead-lettered at once as bad-record, never retried.
+// dead-lettered at once as bad-record, never retried; but for an entry of
+// a third site that site has not proved yet (schema.ErrUnproven), which
+// retry holds back for a while (proofWait). A record that passes proves
+// its origin's own entry (Proven.Raise).
 func (r *Runner) validate(next handler) handler {
 	return func(ctx context.Context, d *delivery) error {
 		// Before the bounds: a record refused for an origin time too far
@@ -128,6 +131,9 @@ func (r *Runner) validate(next handler) handler {
 		r.M.ObserveOrigin(d.peer, time.UnixMilli(d.rec.MadeAt), r.Now())
 		if err := d.rec.ValidateFor(r.limits()); err != nil {
 			return fmt.Errorf("record %s from %s: %w", d.id, d.peer, err)
+		}
+		if err := r.Proven.Raise(d.peer, d.rec.Version.Clock[d.peer]); err != nil {
+			return err // the state store failed: retried
 		}
 		return next(ctx, d)
 	}

@@ -1,0 +1,85 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/s3mesh/s3mesh/consumer"
+	"github.com/s3mesh/s3mesh/schema"
+	"github.com/s3mesh/s3mesh/state"
+)
+
+// loadProven reads what each peer's own records proved it made
+// (consumer.Proven) from the state, and seeds a peer with nothing proved:
+// from the last record of this site's mirror of the peer's stream, which
+// must verify with the peer's keys, be of the peer's origin and keep the
+// bounds every record keeps; and, when the state holds no proven counters
+// at all (its first start with them, a fresh or rebuilt state), from the
+// peer's entry in every key's clock the state holds. That entry was merged
+// from records this site applied, so a peer's honest claim over a key this
+// site has seen needs no proof again; a claim over what the peer made
+// since waits for the peer's records (which follow in the mirror).
+func (a *Agent) loadProven(ctx context.Context) (*consumer.Proven, error) {
+	peers := a.cfg.PeerNames()
+	p, found, err := consumer.LoadProven(a.Store, peers)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		clocks, err := stateMaxima(a.Store, a.cfg.BucketNames())
+		if err != nil {
+			return nil, fmt.Errorf("seed proven counters: %w", err)
+		}
+		for _, peer := range peers {
+			if err := p.Raise(peer, clocks[peer]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	keys := a.keyring()
+	for _, peer := range peers {
+		if p.Get(peer) > 0 {
+			continue
+		}
+		r := a.peerRecordsHere(ctx, peer)
+		if len(r.Last) == 0 {
+			continue
+		}
+		rec, err := keys.Open(r.Last, peer)
+		if err == nil && rec.Version.Origin != peer {
+			err = fmt.Errorf("it claims origin %q", rec.Version.Origin)
+		}
+		if err == nil {
+			l := schema.NewLimits(nil, time.Now(), a.cfg.Records.MaxFuture)
+			err = rec.ValidateFor(l)
+		}
+		if err != nil {
+			a.log.Warn("the last record of this site's mirror of a peer's stream is no proof of that peer's counters; not used", "peer", peer, "seq", r.LastSeq, "err", err)
+			continue
+		}
+		if err := p.Raise(peer, rec.Version.Clock[peer]); err != nil {
+			return nil, err
+		}
+	}
+	a.log.Info("proven counters of the peers", "proven", p.Counters(), "seeded", !found)
+	return p, nil
+}
+
+// stateMaxima is, per site, the highest entry any key's clock in buckets
+// holds.
+func stateMaxima(st *state.Store, buckets []string) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for _, b := range buckets {
+		err := st.Scan(b, "", func(_ string, e state.Entry) error {
+			for s, n := range e.Clock {
+				out[s] = max(out[s], n)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
