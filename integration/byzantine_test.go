@@ -19,6 +19,7 @@ import (
 	"github.com/s3mesh/s3mesh/config"
 	"github.com/s3mesh/s3mesh/consumer"
 	"github.com/s3mesh/s3mesh/internal/testenv"
+	"github.com/s3mesh/s3mesh/lab"
 	"github.com/s3mesh/s3mesh/lifecycle"
 	"github.com/s3mesh/s3mesh/schema"
 )
@@ -30,7 +31,9 @@ import (
 // an honest write of the key reaches every honest site (a and c). A lab of
 // its own: b's store and state do not hold what the test publishes as b.
 func TestByzantineSite(t *testing.T) {
-	e := newEnv(t, nil)
+	// Records whose third-site counters are not proved wait this long
+	// for that site's records before they go to the DLQ.
+	e := newEnv(t, func(o *lab.Options) { o.ProofWait = 5 * time.Second })
 	ctx := ctxT(t)
 	a, b := e.sites["a"], e.sites["b"]
 	seed, err := os.ReadFile(e.siteInfo(t, "b").SigningKey)
@@ -42,6 +45,7 @@ func TestByzantineSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	honest := []string{"a", "c"}
+	var clockAt func(t *testing.T, site, bucket, key string) schema.Clock
 	nextB := lifecycle.IncarnationFloor(uint64(time.Now().Unix()))
 	// forge publishes, as b, a record of bucket/key over clock with body.
 	forge := func(t *testing.T, bucket, key string, clock schema.Clock, rank uint64, body string) *schema.Record {
@@ -65,10 +69,13 @@ func TestByzantineSite(t *testing.T) {
 		return rec
 	}
 	// clockOf is the clock of the last record a made of bucket/key.
-	clockOf := func(t *testing.T, bucket, key string) schema.Clock {
+	clockOf := func(t *testing.T, bucket, key string) schema.Clock { return clockAt(t, "a", bucket, key) }
+	// clockAt is the clock of the last record site made of bucket/key (in
+	// its stream, or a's mirror of it).
+	clockAt = func(t *testing.T, site, bucket, key string) schema.Clock {
 		t.Helper()
 		var got schema.Clock
-		err := broker.ReadStream(ctx, a.js, broker.ChangesStream("a"), time.Time{}, func(_ uint64, data []byte) error {
+		err := broker.ReadStream(ctx, a.js, broker.ChangesStream(site), time.Time{}, func(_ uint64, data []byte) error {
 			if r, err := schema.Decode(data); err == nil && r.Bucket == bucket && r.Key == key {
 				got = r.Version.Clock
 			}
@@ -84,9 +91,9 @@ func TestByzantineSite(t *testing.T) {
 		e.putIn(t, site, bucket, key, []byte(body))
 		e.waitAt(t, honest, bucket, key, body, 45*time.Second)
 	}
-	deadLetter := func(t *testing.T, site, id, field string) {
+	deadLetter := func(t *testing.T, site, id string, words ...string) {
 		t.Helper()
-		e.waitDeadLetter(t, site, id, func(d consumer.DeadLetter) bool { return d.VersionID == id }, consumer.ReasonBadRecord, field)
+		e.waitDeadLetter(t, site, id, func(d consumer.DeadLetter) bool { return d.VersionID == id }, consumer.ReasonBadRecord, words...)
 	}
 
 	t.Run("clock-poisoning", func(t *testing.T) {
@@ -106,6 +113,30 @@ func TestByzantineSite(t *testing.T) {
 		for _, s := range honest {
 			deadLetter(t, s, bad.Version.ID, "Version.Clock")
 		}
+	})
+
+	t.Run("clock-poisoning-below-the-ceiling", func(t *testing.T) {
+		// b claims c's counter for the key is the first of c's incarnation
+		// an hour from now: below the ceiling a's clock allows (24 h and
+		// 1024 incarnations ahead), above any counter c made. c refuses it
+		// (above any counter c can have made); a, unless it waits for c's
+		// own records to prove the claim, applies it, and every later write
+		// of the key at c looks stale at a and is skipped.
+		write(t, "c", bucket, "byz/proof", "from c")
+		cl := clockAt(t, "c", bucket, "byz/proof")
+		poisoned := cl.Clone()
+		poisoned["c"] = lifecycle.IncarnationFloor(uint64(time.Now().Add(time.Hour).Unix()))
+		bad := forge(t, bucket, "byz/proof", poisoned, 0, "poison below the ceiling")
+		// Positive control: b's honest record over c's real write applies.
+		forge(t, bucket, "byz/proof", cl, 0, "b over c's write")
+		e.waitAt(t, honest, bucket, "byz/proof", "b over c's write", 45*time.Second)
+		// The silent loss the claim would cause: c's next write of the key
+		// skipped at a as stale.
+		write(t, "c", bucket, "byz/proof", "c after the attack")
+		// a held the forged record back while c's records might still
+		// prove it, then dead-lettered it, naming the field and the site.
+		deadLetter(t, "a", bad.Version.ID, "Version.Clock", "site c")
+		deadLetter(t, "c", bad.Version.ID, "Version.Clock")
 	})
 
 	t.Run("rank-epoch-at-the-bound", func(t *testing.T) {

@@ -236,6 +236,9 @@ type (
 	yRetry struct {
 		Budget string `yaml:"budget,omitempty"`
 	}
+	yRecords struct {
+		ProofWait string `yaml:"proof_wait,omitempty"`
+	}
 	yLink struct {
 		Peer     string  `yaml:"peer"`
 		URL      string  `yaml:"url,omitempty"`
@@ -301,6 +304,7 @@ type (
 		HTTPAddr string    `yaml:"http_addr"`
 		Scan     yScan     `yaml:"scan"`
 		Retry    yRetry    `yaml:"retry,omitempty"`
+		Records  yRecords  `yaml:"records,omitempty"`
 		Log      yLog      `yaml:"log"`
 		Signing  *ySigning `yaml:"signing"`
 	}
@@ -357,6 +361,9 @@ func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) str
 	}
 	if o.RetryBudget > 0 {
 		c.Retry.Budget = o.RetryBudget.String()
+	}
+	if o.ProofWait > 0 {
+		c.Records.ProofWait = o.ProofWait.String()
 	}
 	for _, p := range all {
 		if p == s {
