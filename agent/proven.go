@@ -46,24 +46,35 @@ func (a *Agent) loadProven(ctx context.Context) (*consumer.Proven, error) {
 		if len(r.Last) == 0 {
 			continue
 		}
-		rec, err := keys.Open(r.Last, peer)
-		if err == nil && rec.Version.Origin != peer {
-			err = fmt.Errorf("it claims origin %q", rec.Version.Origin)
-		}
-		if err == nil {
-			l := schema.NewLimits(nil, time.Now(), a.cfg.Records.MaxFuture)
-			err = rec.ValidateFor(l)
-		}
+		n, err := provenBy(keys, peer, r.Last, time.Now(), a.cfg.Records.MaxFuture)
 		if err != nil {
 			a.log.Warn("the last record of this site's mirror of a peer's stream is no proof of that peer's counters; not used", "peer", peer, "seq", r.LastSeq, "err", err)
 			continue
 		}
-		if err := p.Raise(peer, rec.Version.Clock[peer]); err != nil {
+		if err := p.Raise(peer, n); err != nil {
 			return nil, err
 		}
 	}
 	a.log.Info("proven counters of the peers", "proven", p.Counters(), "seeded", !found)
 	return p, nil
+}
+
+// provenBy is the counter of peer's own entry in data, which must be a
+// record of peer's origin that verifies with peer's keys and keeps the
+// bounds a received record keeps (no counter from an incarnation that has
+// not started by now).
+func provenBy(keys schema.Keyring, peer string, data []byte, now time.Time, maxFuture time.Duration) (uint64, error) {
+	rec, err := keys.Open(data, peer)
+	if err != nil {
+		return 0, err
+	}
+	if rec.Version.Origin != peer {
+		return 0, fmt.Errorf("it claims origin %q", rec.Version.Origin)
+	}
+	if err := rec.ValidateFor(schema.NewLimits(nil, now, maxFuture)); err != nil {
+		return 0, err
+	}
+	return rec.Version.Clock[peer], nil
 }
 
 // stateMaxima is, per site, the highest entry any key's clock in buckets

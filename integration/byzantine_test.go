@@ -4,9 +4,11 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -93,7 +95,9 @@ func TestByzantineSite(t *testing.T) {
 	}
 	deadLetter := func(t *testing.T, site, id string, words ...string) {
 		t.Helper()
-		e.waitDeadLetter(t, site, id, func(d consumer.DeadLetter) bool { return d.VersionID == id }, consumer.ReasonBadRecord, words...)
+		match := func(d consumer.DeadLetter) bool { return d.VersionID == id }
+		e.awaitDeadLetter(t, site, id, match, converge)
+		e.waitDeadLetter(t, site, id, match, consumer.ReasonBadRecord, words...)
 	}
 
 	t.Run("clock-poisoning", func(t *testing.T) {
@@ -137,6 +141,64 @@ func TestByzantineSite(t *testing.T) {
 		// prove it, then dead-lettered it, naming the field and the site.
 		deadLetter(t, "a", bad.Version.ID, "Version.Clock", "site c")
 		deadLetter(t, "c", bad.Version.ID, "Version.Clock")
+	})
+
+	t.Run("honest-claim-waits-for-proof", func(t *testing.T) {
+		// The same check on an honest b: with the a–c link cut, b applies
+		// c's write and writes the key over it. a cannot have c's record
+		// yet, so b's record waits for it, and after records.proof_wait
+		// goes to the DLQ; once the link heals and c's record arrives,
+		// `dlq retry` applies it.
+		const key = "byz/partition"
+		write(t, "c", bucket, key, "from c")
+		e.mustCtl(t, "cut", "a", "c")
+		healed := false
+		t.Cleanup(func() {
+			if !healed {
+				e.mustCtl(t, "heal", "a", "c")
+			}
+		})
+		// A proof is per site: c's counter for the key must get above every
+		// counter of c a has seen (c wrote other keys twice), so c writes
+		// it four times.
+		last := ""
+		for i := range 4 {
+			last = fmt.Sprintf("c while cut off from a, %d", i)
+			e.putIn(t, "c", bucket, key, []byte(last))
+			e.waitAt(t, []string{"b"}, bucket, key, last, 45*time.Second)
+		}
+		e.putIn(t, "b", bucket, key, []byte("b over c's write"))
+		e.waitAt(t, []string{"c"}, bucket, key, "b over c's write", 45*time.Second)
+		seen := uint64(0)
+		err := broker.ReadStream(ctx, a.js, broker.ChangesStream("c"), time.Time{}, func(_ uint64, data []byte) error {
+			if r, err := schema.Decode(data); err == nil {
+				seen = max(seen, r.Version.Clock["c"])
+			}
+			return nil
+		})
+		if claim := clockAt(t, "b", bucket, key)["c"]; err != nil || claim <= seen {
+			t.Fatalf("b's record claims c's counter %d, not above the %d a has seen (%v): the test proves nothing", claim, seen, err)
+		}
+		match := func(d consumer.DeadLetter) bool { return d.Key == key && d.Peer == "b" }
+		e.awaitDeadLetter(t, "a", "b's record of "+key, match, converge)
+		e.waitDeadLetter(t, "a", "b's record of "+key, match, consumer.ReasonBadRecord, "Version.Clock", "site c")
+		if got, _ := e.bodyAt(t, "a", bucket, key); string(got) != "from c" {
+			t.Fatalf("a holds %q while its link to c is cut, want c's first write", got)
+		}
+		e.mustCtl(t, "heal", "a", "c")
+		healed = true
+		e.waitAt(t, []string{"a"}, bucket, key, last, converge)
+		var id string
+		for _, d := range e.dlqcliList(t, "a") {
+			if d.Key == key && d.Peer == "b" {
+				id = strconv.FormatUint(d.ID, 10)
+			}
+		}
+		out, errOut, code := dlqcliRun(t, "dlq", "retry", id, "--lab", e.dlqcliLabJSON(), "--site", "a")
+		if code != 0 || !strings.Contains(out, id+": apply") {
+			t.Fatalf("dlq retry %s at a: exit %d, stdout %q, stderr %q; want %q", id, code, out, errOut, id+": apply")
+		}
+		e.waitAt(t, honest, bucket, key, "b over c's write", 45*time.Second)
 	})
 
 	t.Run("rank-epoch-at-the-bound", func(t *testing.T) {
@@ -215,6 +277,38 @@ func TestByzantineSite(t *testing.T) {
 			}
 		}
 		write(t, "a", bucket, "byz/after-incarnation", "a after the attack")
+	})
+}
+
+// awaitDeadLetter polls DLQ_<site> until it holds an entry match selects.
+// It reads the stream message by message: a consumer per poll (as
+// waitDeadLetter makes) would reach the account's consumer limit in a wait
+// of seconds.
+func (e *env) awaitDeadLetter(t *testing.T, site, what string, match func(consumer.DeadLetter) bool, timeout time.Duration) {
+	t.Helper()
+	ctx := ctxT(t)
+	next := uint64(1)
+	testenv.Eventually(t, timeout, fmt.Sprintf("dead letter of %s at %s", what, site), func() error {
+		s, err := e.sites[site].js.Stream(ctx, broker.DLQStream(site))
+		if err != nil {
+			return err
+		}
+		st := s.CachedInfo().State
+		for seq := max(next, st.FirstSeq); st.Msgs > 0 && seq <= st.LastSeq; seq++ {
+			m, err := s.GetMsg(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			var d consumer.DeadLetter
+			if json.Unmarshal(m.Data, &d) == nil && match(d) {
+				return nil
+			}
+			next = seq + 1
+		}
+		return fmt.Errorf("none yet (%d entries)", st.Msgs)
 	})
 }
 
