@@ -16,10 +16,11 @@ import (
 // must verify with the peer's keys, be of the peer's origin and keep the
 // bounds every record keeps; and, when the state holds no proven counters
 // at all (its first start with them, a fresh or rebuilt state), from the
-// peer's entry in every key's clock the state holds. That entry was merged
-// from records this site applied, so a peer's honest claim over a key this
-// site has seen needs no proof again; a claim over what the peer made
-// since waits for the peer's records (which follow in the mirror).
+// peer's own entry in the versions of it the state holds. A claim within
+// a key's own clock needs no proof (consumer: validateOverKey), so a
+// peer's honest claim over what this site has seen applies; a claim over
+// what the third site made since waits for its records (which follow in
+// the mirror).
 func (a *Agent) loadProven(ctx context.Context) (*consumer.Proven, error) {
 	peers := a.cfg.PeerNames()
 	p, found, err := consumer.LoadProven(a.Store, peers)
@@ -27,7 +28,7 @@ func (a *Agent) loadProven(ctx context.Context) (*consumer.Proven, error) {
 		return nil, err
 	}
 	if !found {
-		clocks, err := stateMaxima(a.Store, a.cfg.BucketNames())
+		clocks, err := heldProven(a.Store, a.cfg.BucketNames())
 		if err != nil {
 			return nil, fmt.Errorf("seed proven counters: %w", err)
 		}
@@ -77,14 +78,16 @@ func provenBy(keys schema.Keyring, peer string, data []byte, now time.Time, maxF
 	return rec.Version.Clock[peer], nil
 }
 
-// stateMaxima is, per site, the highest entry any key's clock in buckets
-// holds.
-func stateMaxima(st *state.Store, buckets []string) (map[string]uint64, error) {
+// heldProven is, per site, the highest counter of its own entry in the
+// versions of it the state holds in buckets: each came in a record that
+// site signed. (The merged clocks are no proof: they hold what peers
+// claimed.)
+func heldProven(st *state.Store, buckets []string) (map[string]uint64, error) {
 	out := map[string]uint64{}
 	for _, b := range buckets {
 		err := st.Scan(b, "", func(_ string, e state.Entry) error {
-			for s, n := range e.Clock {
-				out[s] = max(out[s], n)
+			if o := e.Held.Origin; o != "" {
+				out[o] = max(out[o], e.Held.Clock[o])
 			}
 			return nil
 		})

@@ -14,7 +14,7 @@ import (
 // The seed of a peer's proven counter from the last record of this site's
 // mirror of its stream counts only a record that verifies with the peer's
 // keys, is of the peer's origin and keeps the bounds; the seed from the
-// state is each site's highest entry in any key's clock.
+// state is each site's own entry in the versions of it the state holds.
 func TestProvenSeeds(t *testing.T) {
 	now := time.Now()
 	seedB := ed25519.NewKeyFromSeed(make([]byte, 32))
@@ -49,16 +49,24 @@ func TestProvenSeeds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	for key, c := range map[string]schema.Clock{"k1": {"b": 5, "c": 9}, "k2": {"b": 8}, "k3": {"a": 2}} {
-		if err := st.Put("demo", key, state.Entry{Clock: c}); err != nil {
+	held := func(origin string, c schema.Clock) state.Entry {
+		return state.Entry{Clock: schema.Clock{"b": 1 << 40, "c": 1 << 40}, Held: schema.Version{ID: "x", Origin: origin, Clock: c}}
+	}
+	for key, e := range map[string]state.Entry{
+		"k1": held("b", schema.Clock{"b": 5, "c": 9}), // c's 9 is b's claim, not c's
+		"k2": held("b", schema.Clock{"b": 8}),
+		"k3": held("c", schema.Clock{"b": 50, "c": 3}),
+		"k4": {Clock: schema.Clock{"a": 2}},
+	} {
+		if err := st.Put("demo", key, e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := st.Put("other", "k", state.Entry{Clock: schema.Clock{"b": 100}}); err != nil {
+	if err := st.Put("other", "k", held("b", schema.Clock{"b": 100})); err != nil {
 		t.Fatal(err)
 	}
-	got, err := stateMaxima(st, []string{"demo"})
-	if err != nil || got["b"] != 8 || got["c"] != 9 || got["a"] != 2 {
-		t.Fatalf("state maxima of demo: %v %v, want a:2 b:8 c:9", got, err)
+	got, err := heldProven(st, []string{"demo"})
+	if err != nil || len(got) != 2 || got["b"] != 8 || got["c"] != 3 {
+		t.Fatalf("proven by the held versions of demo: %v %v, want b:8 c:3 (each site's own entry of its own versions; not the merged clocks)", got, err)
 	}
 }

@@ -129,7 +129,11 @@ func (r *Runner) validate(next handler) handler {
 		// Before the bounds: a record refused for an origin time too far
 		// ahead is a sample of the peer's clock too.
 		r.M.ObserveOrigin(d.peer, time.UnixMilli(d.rec.MadeAt), r.Now())
-		if err := d.rec.ValidateFor(r.limits()); err != nil {
+		err := d.rec.ValidateFor(r.limits())
+		if errors.Is(err, schema.ErrUnproven) {
+			err = r.validateOverKey(d)
+		}
+		if err != nil {
 			return fmt.Errorf("record %s from %s: %w", d.id, d.peer, err)
 		}
 		if err := r.Proven.Raise(d.peer, d.rec.Version.Clock[d.peer]); err != nil {
@@ -137,6 +141,26 @@ func (r *Runner) validate(next handler) handler {
 		}
 		return next(ctx, d)
 	}
+}
+
+// validateOverKey validates a record with an unproven third-site entry
+// again, counting as proved what the key's own clock here already holds:
+// an entry no higher lifts nothing here (it is what this site merged from
+// records it checked before, such as the third site's own record of the
+// key after the site's later records left the stream, or a claim proved
+// then), so it needs no proof again.
+func (r *Runner) validateOverKey(d *delivery) error {
+	clock, err := r.A.KeyClock(d.rec.Bucket, d.rec.Key)
+	if err != nil {
+		return fmt.Errorf("state of %s/%s: %w", d.rec.Bucket, d.rec.Key, err) // transient: retried
+	}
+	l := r.limits()
+	for s, n := range clock {
+		if p, ok := l.Proven[s]; ok && n > p {
+			l.Proven[s] = n
+		}
+	}
+	return d.rec.ValidateFor(l)
 }
 
 // apply applies the record, keeping the message alive meanwhile, and

@@ -32,8 +32,9 @@ func (m memMeta) PutMetaLazy(name string, v any) error {
 // A peer's record whose clock claims a third site's counter above what that
 // site's own records proved here waits (nak with backoff, nothing applied,
 // other records go on) until the third site's record proves it, then
-// applies; one never proved goes to the DLQ as bad-record naming the field
-// and the site once ProofWait has passed. What was proved is kept in the
+// applies; a claim within the key's own clock here applies at once; one
+// never proved goes to the DLQ as bad-record naming the field and the site
+// once ProofWait has passed. What was proved is kept in the
 // store and read back.
 func TestUnprovenClaimWaitsForProof(t *testing.T) {
 	store := memMeta{}
@@ -96,6 +97,19 @@ func TestUnprovenClaimWaitsForProof(t *testing.T) {
 	if acks, _ := m1.settled(); acks != 1 || len(applied) != 3 {
 		t.Fatalf("proved claim: acks %d applied %v, want it applied", acks, applied)
 	}
+	// A claim no higher than the key's own clock here lifts nothing: it
+	// needs no proof again. One above it waits.
+	tr.a.clocks = map[string]schema.Clock{"bkt/held": {"c": 50}}
+	mh := claim(4, 3, 50, "held")
+	tr.deliver("a", mh)
+	if acks, naks := mh.settled(); acks != 1 || len(naks) != 0 || len(applied) != 4 {
+		t.Fatalf("a claim within the key's clock: acks %d naks %v applied %v, want it applied", acks, naks, applied)
+	}
+	mh2 := claim(5, 4, 51, "held")
+	tr.deliver("a", mh2)
+	if acks, naks := mh2.settled(); acks != 0 || len(naks) != 1 || len(applied) != 4 {
+		t.Fatalf("a claim above the key's clock and the proof: acks %d naks %v applied %v, want a nak", acks, naks, applied)
+	}
 	// A claim never proved waits ProofWait, then is dead-lettered.
 	m2 := claim(3, 2, 6, "k")
 	tr.deliver("a", m2)
@@ -111,13 +125,13 @@ func TestUnprovenClaimWaitsForProof(t *testing.T) {
 		!strings.Contains(dl[0].Error, "Version.Clock") || !strings.Contains(dl[0].Error, "site c is 6") {
 		t.Fatalf("after ProofWait: acks %d dead letters %+v, want one bad-record naming Version.Clock and site c", acks, dl)
 	}
-	if len(applied) != 3 {
+	if len(applied) != 4 {
 		t.Fatalf("the unproven claim was applied: %v", applied)
 	}
 	// Kept: a restart reads it back; a site no longer a peer is dropped.
 	p2, found, err := LoadProven(store, []string{"a", "c"})
-	if err != nil || !found || p2.Get("c") != 5 || p2.Get("a") != 1 {
-		t.Fatalf("reloaded: found %v c=%d a=%d %v; want c=5 a=1 (the dead-lettered record proves nothing)", found, p2.Get("c"), p2.Get("a"), err)
+	if err != nil || !found || p2.Get("c") != 5 || p2.Get("a") != 3 {
+		t.Fatalf("reloaded: found %v c=%d a=%d %v; want c=5 a=3 (the records that waited prove nothing)", found, p2.Get("c"), p2.Get("a"), err)
 	}
 	p3, _, _ := LoadProven(store, []string{"a"})
 	if _, ok := p3.Counters()["c"]; ok {

@@ -41,6 +41,8 @@ type applier interface {
 	// AfterSync runs fn once the state writes made so far are durable
 	// (state.Store.AfterSync).
 	AfterSync(fn func())
+	// KeyClock is the merged clock this site holds for bucket/key.
+	KeyClock(bucket, key string) (schema.Clock, error)
 }
 
 var _ applier = (*Applier)(nil)
