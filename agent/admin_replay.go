@@ -296,7 +296,7 @@ func (r *replayer) one(ctx context.Context, seq uint64, data []byte) error {
 		p.err = fmt.Errorf("record %s claims origin %q but came from %s: %w", rec.Version.ID, o, r.stream, consumer.ErrUnauthorized)
 		return r.deadLetter(ctx, p, consumer.ReasonUnauthorized, false)
 	}
-	if err := rec.ValidateFor(r.a.recordLimits()); err != nil {
+	if err := r.a.validatePeerRecord(rec); err != nil {
 		p.err = fmt.Errorf("record %s: %w", rec.Version.ID, err)
 		return r.deadLetter(ctx, p, consumer.ReasonFor(err), false)
 	}

@@ -154,13 +154,7 @@ func (r *Runner) validateOverKey(d *delivery) error {
 	if err != nil {
 		return fmt.Errorf("state of %s/%s: %w", d.rec.Bucket, d.rec.Key, err) // transient: retried
 	}
-	l := r.limits()
-	for s, n := range clock {
-		if p, ok := l.Proven[s]; ok && n > p {
-			l.Proven[s] = n
-		}
-	}
-	return d.rec.ValidateFor(l)
+	return d.rec.ValidateFor(r.limits().OverKey(clock))
 }
 
 // apply applies the record, keeping the message alive meanwhile, and

@@ -409,18 +409,12 @@ func (w *simWorld) deliver(s *simSite, i int) {
 	// consumer.validate: bounded before anything acts on it.
 	var st lifecycle.Step
 	l := schema.NewLimits(w.siteNames(), time.UnixMilli(s.wall), 0)
-	l.Self, l.Proven = s.name, s.proven
+	l.Self, l.Proven = s.name, maps.Clone(s.proven)
 	err = rec.ValidateFor(l)
 	if errors.Is(err, schema.ErrUnproven) {
 		// consumer.validateOverKey: what the key's clock holds needs no
 		// proof again.
-		l.Proven = maps.Clone(s.proven)
-		for site, n := range s.entry(rec.Key).Clock {
-			if p, ok := l.Proven[site]; ok && n > p {
-				l.Proven[site] = n
-			}
-		}
-		err = rec.ValidateFor(l)
+		err = rec.ValidateFor(l.OverKey(s.entry(rec.Key).Clock))
 	}
 	if errors.Is(err, schema.ErrUnproven) {
 		// consumer.proofWait: retried while the proof may still come; once

@@ -204,6 +204,22 @@ func (r *Record) ValidateFor(l Limits) error {
 	return l.checkProven(v)
 }
 
+// OverKey is l with Proven raised to what clock, the key's merged clock at
+// the receiver, holds: a record's entry no higher lifts nothing there (the
+// clock holds only what the receiver checked before), so it needs no proof
+// again. l is not changed.
+func (l Limits) OverKey(clock Clock) Limits {
+	if l.Proven == nil {
+		return l
+	}
+	p := make(map[string]uint64, len(l.Proven))
+	for s, n := range l.Proven {
+		p[s] = max(n, clock[s])
+	}
+	l.Proven = p
+	return l
+}
+
 // checkProven refuses an entry of v's clock for a third site above what
 // that site's own records proved (Limits.Proven).
 func (l Limits) checkProven(v Version) error {

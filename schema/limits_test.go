@@ -366,6 +366,15 @@ func TestValidateForProven(t *testing.T) {
 		t.Fatalf("a record out of another bound: got %v, want a final bad-record", err)
 	}
 	r.Version.TS = testNow.UnixMilli()
+	// Within the key's own clock at the receiver: no proof needed; the
+	// Limits it came from are not changed.
+	over := l.OverKey(Clock{"c": 8, "z": 99})
+	if err := r.ValidateFor(over); err != nil || l.Proven["c"] != 7 || len(over.Proven) != len(l.Proven) {
+		t.Fatalf("c's entry within the key's clock: %v (Proven %v, over %v)", err, l.Proven, over.Proven)
+	}
+	if err := r.ValidateFor(l.OverKey(Clock{"c": 7})); !errors.Is(err, ErrUnproven) {
+		t.Fatalf("c's entry above the key's clock and the proof: got %v", err)
+	}
 	// A site Proven does not name is not checked.
 	delete(l.Proven, "c")
 	if err := r.ValidateFor(l); err != nil {
