@@ -136,10 +136,25 @@ func (a *Agent) deadLetter(ctx context.Context, seq uint64, trust bool) (jetstre
 		return s, dl, nil, fmt.Errorf("dead letter %d names %s/%s version %s, its record is %s/%s version %s: %w",
 			seq, dl.Bucket, dl.Key, dl.VersionID, rec.Bucket, rec.Key, rec.Version.ID, consumer.ErrDeadLetterMismatch)
 	}
-	if err := rec.ValidateFor(a.recordLimits()); err != nil {
+	if err := a.validatePeerRecord(rec); err != nil {
 		return s, dl, nil, fmt.Errorf("dead letter %d cannot be applied: %w", seq, err)
 	}
 	return s, dl, rec, nil
+}
+
+// validatePeerRecord checks a peer's record as the consumer does
+// (schema.ValidateFor with recordLimits; a third-site entry within the
+// key's own clock here needs no proof).
+func (a *Agent) validatePeerRecord(rec *schema.Record) error {
+	err := rec.ValidateFor(a.recordLimits())
+	if !errors.Is(err, schema.ErrUnproven) {
+		return err
+	}
+	clock, err := a.Applier.KeyClock(rec.Bucket, rec.Key)
+	if err != nil {
+		return err
+	}
+	return rec.ValidateFor(a.recordLimits().OverKey(clock))
 }
 
 // deadRecord returns the bytes of dead letter seq's record: the record of
@@ -180,6 +195,7 @@ func (a *Agent) recordLimits() schema.Limits {
 	sites := append(append([]string{a.cfg.Site}, a.cfg.PeerNames()...), a.cfg.Records.FormerSites...)
 	l := schema.NewLimits(sites, a.hooks.recordClock(), a.cfg.Records.MaxFuture)
 	l.Self, l.SelfMax = a.cfg.Site, a.selfMax()
+	l.Proven = a.proven.Counters()
 	return l
 }
 

@@ -302,7 +302,7 @@ func (r *replayer) one(ctx context.Context, seq uint64, data []byte) error {
 		p.err = fmt.Errorf("record %s claims origin %q but came from %s: %w", rec.Version.ID, o, r.stream, consumer.ErrUnauthorized)
 		return r.deadLetter(ctx, p, consumer.ReasonUnauthorized, false)
 	}
-	if err := rec.ValidateFor(r.a.recordLimits()); err != nil {
+	if err := r.a.validatePeerRecord(rec); err != nil {
 		if errors.Is(err, schema.ErrEarly) {
 			// Valid once this site's clock reaches it; the consumer, which
 			// never acknowledges an early record unapplied, applies it then.
@@ -314,6 +314,9 @@ func (r *replayer) one(ctx context.Context, seq uint64, data []byte) error {
 		}
 		p.err = fmt.Errorf("record %s: %w", rec.Version.ID, err)
 		return r.deadLetter(ctx, p, consumer.ReasonFor(err), false)
+	}
+	if err := r.a.proven.Raise(rec.Version.Origin, rec.Version.Clock[rec.Version.Origin]); err != nil {
+		return err
 	}
 	if r.req.DryRun {
 		return r.decide(ctx, p)

@@ -56,6 +56,7 @@ type Agent struct {
 	httpLn   net.Listener
 	running  sync.WaitGroup // Run in progress
 	floor    uint64         // this run's lowest counter, minus one (lifecycle.Machine.Floor)
+	proven   *consumer.Proven
 	// adminGate: admin handlers hold it for reading; Run takes it for
 	// writing when it returns (see serveAdmin).
 	adminGate sync.RWMutex
@@ -155,6 +156,9 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		return nil, err
 	}
 	a.floor = floor
+	if a.proven, err = a.loadProven(ctx); err != nil {
+		return nil, err
+	}
 	pub := &publisher{site: cfg.Site, js: a.js}
 	var ignore []*regexp.Regexp
 	for _, re := range cfg.IgnoreKeys {
@@ -362,6 +366,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	runner := &consumer.Runner{A: a.Applier, Site: a.cfg.Site, Peers: a.cfg.PeerNames(), Workers: a.cfg.Workers,
 		Budget: a.cfg.Retry.Budget, MaxBackoff: a.cfg.Retry.MaxBackoff,
 		FormerSites: a.cfg.Records.FormerSites, MaxFuture: a.cfg.Records.MaxFuture, SelfMax: a.selfMax(), Keys: a.keyring(),
+		Proven: a.proven, ProofWait: a.cfg.Records.ProofWait,
 		DLQ: &consumer.DLQ{Site: a.cfg.Site, JS: a.js}, M: a.M, Log: a.log.With("part", "consumer"), Now: a.hooks.recordClock}
 	// Runner.Run returns only after its workers and Consume callbacks have,
 	// and wg.Wait below waits for it, so Close never closes the state store

@@ -66,6 +66,12 @@ type Records struct {
 	// builds from peers, unverified: only while a mesh is being upgraded
 	// (README, "Signed change records"). Default false.
 	AcceptUnsigned bool `yaml:"accept_unsigned"`
+	// ProofWait is how long a peer's record whose clock claims a counter
+	// of a third site above any counter that site's own records have shown
+	// this site waits for those records (retried with backoff; default 1h).
+	// Then it goes to the DLQ as bad-record; `s3mesh dlq retry` applies it
+	// once the third site's records have arrived.
+	ProofWait time.Duration `yaml:"proof_wait"`
 }
 
 // S3 is an S3 endpoint and its credentials.
@@ -313,6 +319,7 @@ const (
 	DefaultRetryBudget     = 10 * time.Minute
 	DefaultMaxBackoff      = 30 * time.Second
 	DefaultMaxFuture       = 24 * time.Hour // schema.DefaultMaxFuture
+	DefaultProofWait       = time.Hour      // consumer.DefaultProofWait
 )
 
 // Error is a configuration error naming the offending field.
@@ -388,6 +395,9 @@ func (s *Site) applyDefaults() {
 	}
 	if s.Records.MaxFuture == 0 {
 		s.Records.MaxFuture = DefaultMaxFuture
+	}
+	if s.Records.ProofWait == 0 {
+		s.Records.ProofWait = DefaultProofWait
 	}
 	if s.S3.Region == "" {
 		s.S3.Region = "us-east-1"
@@ -533,6 +543,9 @@ func (s *Site) Validate() error {
 	}
 	if s.Records.MaxFuture < time.Minute {
 		return fieldErr("records.max_future", "%s: want at least 1m (clocks of sites skew)", s.Records.MaxFuture)
+	}
+	if s.Records.ProofWait < time.Second {
+		return fieldErr("records.proof_wait", "%s: want at least 1s", s.Records.ProofWait)
 	}
 	for i, f := range s.Records.FormerSites {
 		if err := ValidSiteName(f); err != nil {

@@ -121,8 +121,9 @@ type fakeApplier struct {
 	markErr error
 
 	mu      sync.Mutex
-	applied []string // version ids, in the order Apply was called
-	dead    []string // bucket/key/id of MarkDead calls
+	applied []string                // version ids, in the order Apply was called
+	dead    []string                // bucket/key/id of MarkDead calls
+	clocks  map[string]schema.Clock // bucket/key → the key's clock (KeyClock)
 }
 
 func (a *fakeApplier) Apply(ctx context.Context, rec *schema.Record) (schema.Decision, error) {
@@ -148,6 +149,12 @@ func (a *fakeApplier) MarkDead(bucket, key, id string) error {
 func (a *fakeApplier) AfterSync(fn func()) { fn() }
 
 func (a *fakeApplier) Replicated(bucket string) bool { return a.buckets[bucket] }
+
+func (a *fakeApplier) KeyClock(bucket, key string) (schema.Clock, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.clocks[bucket+"/"+key].Clone(), nil
+}
 
 func (a *fakeApplier) calls() (applied, dead []string) {
 	a.mu.Lock()

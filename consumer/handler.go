@@ -120,19 +120,43 @@ func checkOrigin(next handler) handler {
 // origin time or MadeAt too far ahead of this site's clock, or a key the
 // store cannot hold safely. (Decode already refused sizes, counters, ranks
 // and msgpack lengths out of bounds.) The error wraps schema.ErrBadRecord:
-// dead-lettered at once as bad-record, never retried. A record whose times
-// are only a little past the bound (schema.ErrEarly) is no failure: retry
-// brings it back once this site's clock has caught up.
+// dead-lettered at once as bad-record, never retried; but for an entry of
+// a third site that site has not proved yet (schema.ErrUnproven), which
+// retry holds back for a while (proofWait). A record whose times are only
+// a little past the bound (schema.ErrEarly) is no failure: retry brings it
+// back once this site's clock has caught up. A record that passes proves
+// its origin's own entry (Proven.Raise).
 func (r *Runner) validate(next handler) handler {
 	return func(ctx context.Context, d *delivery) error {
 		// Before the bounds: a record refused for an origin time too far
 		// ahead is a sample of the peer's clock too.
 		r.M.ObserveOrigin(d.peer, time.UnixMilli(d.rec.MadeAt), r.Now())
-		if err := d.rec.ValidateFor(r.limits()); err != nil {
+		err := d.rec.ValidateFor(r.limits())
+		if errors.Is(err, schema.ErrUnproven) {
+			err = r.validateOverKey(d)
+		}
+		if err != nil {
 			return fmt.Errorf("record %s from %s: %w", d.id, d.peer, err)
+		}
+		if err := r.Proven.Raise(d.peer, d.rec.Version.Clock[d.peer]); err != nil {
+			return err // the state store failed: retried
 		}
 		return next(ctx, d)
 	}
+}
+
+// validateOverKey validates a record with an unproven third-site entry
+// again, counting as proved what the key's own clock here already holds:
+// an entry no higher lifts nothing here (it is what this site merged from
+// records it checked before, such as the third site's own record of the
+// key after the site's later records left the stream, or a claim proved
+// then), so it needs no proof again.
+func (r *Runner) validateOverKey(d *delivery) error {
+	clock, err := r.A.KeyClock(d.rec.Bucket, d.rec.Key)
+	if err != nil {
+		return fmt.Errorf("state of %s/%s: %w", d.rec.Bucket, d.rec.Key, err) // transient: retried
+	}
+	return d.rec.ValidateFor(r.limits().OverKey(clock))
 }
 
 // apply applies the record, keeping the message alive meanwhile, and

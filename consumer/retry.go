@@ -54,6 +54,9 @@ func (r *Runner) retry(next handler) handler {
 		}
 		now := r.Now()
 		d.fail = r.failures.record(d.id, now)
+		if errors.Is(err, schema.ErrUnproven) {
+			return r.awaitProof(d, now, err)
+		}
 		if ReasonFor(err) != "" {
 			return err
 		}
@@ -69,6 +72,29 @@ func (r *Runner) retry(next handler) handler {
 			"attempt", d.fail.attempts, "failing_for", now.Sub(d.fail.first), "retry_in", delay, "err", err)...)
 		return &retryError{delay: delay, err: err}
 	}
+}
+
+// awaitProof holds back a record whose clock claims a counter of a third
+// site W above what W's own records proved here (schema.ErrUnproven): it
+// is forged, or W made that counter and its record has not arrived yet
+// (the W→here link lags or is cut while the record's origin hears W). The
+// record is retried with backoff, holding only its own delivery (other
+// keys and other peers go on), until W's records prove it or proofWait has
+// passed since its first attempt; then it goes to the DLQ as bad-record,
+// where `s3mesh dlq retry` applies it once the proof has arrived.
+func (r *Runner) awaitProof(d *delivery, now time.Time, err error) error {
+	wait := r.ProofWait
+	if wait <= 0 {
+		wait = DefaultProofWait
+	}
+	if now.Sub(d.fail.first) >= wait {
+		return err // poison: bad-record
+	}
+	r.M.ApplyErrors.WithLabelValues(d.peer, "unproven").Inc()
+	delay := backoffDelay(d.fail.attempts, r.MaxBackoff)
+	r.Log.Warn("record claims a counter its site has not proved here yet; waiting for that site's records", append(d.logArgs(),
+		"attempt", d.fail.attempts, "waiting_for", now.Sub(d.fail.first), "retry_in", delay, "err", err)...)
+	return &retryError{delay: delay, err: err}
 }
 
 // backoffDelay is the wait after the n-th failed attempt: 1 s, 2 s, 4 s, …

@@ -41,6 +41,8 @@ type applier interface {
 	// AfterSync runs fn once the state writes made so far are durable
 	// (state.Store.AfterSync).
 	AfterSync(fn func())
+	// KeyClock is the merged clock this site holds for bucket/key.
+	KeyClock(bucket, key string) (schema.Clock, error)
 }
 
 var _ applier = (*Applier)(nil)
@@ -68,6 +70,12 @@ type Runner struct {
 	// SelfMax is the highest counter this site can have made (see
 	// schema.Limits.SelfMax; 0: not checked).
 	SelfMax uint64
+	// Proven is what each peer's own records proved it made (nil: third-site
+	// entries are not checked). A record whose entry for a third site is
+	// above it waits, retried with backoff, up to ProofWait after its first
+	// attempt (0: DefaultProofWait), then goes to the DLQ as bad-record.
+	Proven    *Proven
+	ProofWait time.Duration
 	// Keys are the peers' public keys every record is verified against
 	// (schema.Keyring.Open): a record not signed by a key of the peer whose
 	// stream it came from goes to the DLQ as bad-signature.
@@ -80,7 +88,8 @@ type Runner struct {
 
 // limits is what schema.ValidateFor checks records against now.
 func (r *Runner) limits() schema.Limits {
-	return schema.Limits{Sites: r.sites, Now: r.Now().UnixMilli(), MaxFuture: r.MaxFuture, Self: r.Site, SelfMax: r.SelfMax}
+	return schema.Limits{Sites: r.sites, Now: r.Now().UnixMilli(), MaxFuture: r.MaxFuture, Self: r.Site, SelfMax: r.SelfMax,
+		Proven: r.Proven.Counters()}
 }
 
 func (r *Runner) init() {

@@ -4,6 +4,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -34,7 +35,10 @@ import (
 // c checks record times against a clock 3 s behind a's (a test hook), as a
 // site whose clock lags does.
 func TestByzantineSite(t *testing.T) {
+	// Records whose third-site counters are not proved wait this long
+	// for that site's records before they go to the DLQ.
 	e := newEnv(t, func(o *lab.Options) {
+		o.ProofWait = 5 * time.Second
 		if err := os.WriteFile(filepath.Join(o.Dir, "hooks", "c"), []byte("record-clock-skew=-3s\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -50,6 +54,7 @@ func TestByzantineSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	honest := []string{"a", "c"}
+	var clockAt func(t *testing.T, site, bucket, key string) schema.Clock
 	nextB := lifecycle.IncarnationFloor(uint64(time.Now().Unix()))
 	var lastSeq uint64 // of the last record forged, in CHANGES_b (and its mirrors)
 	// forgeAt publishes, as b, a record of bucket/key over clock with body
@@ -82,20 +87,30 @@ func TestByzantineSite(t *testing.T) {
 		t.Helper()
 		return forgeAt(t, bucket, key, clock, rank, body, time.Now().UnixMilli())
 	}
-	// recordOf is the last record a made of bucket/key.
-	recordOf := func(t *testing.T, bucket, key string) *schema.Record {
+	// recordAt is the last record site made of bucket/key (in its stream,
+	// or a's mirror of it).
+	recordAt := func(t *testing.T, site, bucket, key string) *schema.Record {
 		t.Helper()
 		var got *schema.Record
-		err := broker.ReadStream(ctx, a.js, broker.ChangesStream("a"), time.Time{}, func(_ uint64, data []byte) error {
+		err := broker.ReadStream(ctx, a.js, broker.ChangesStream(site), time.Time{}, func(_ uint64, data []byte) error {
 			if r, err := schema.Decode(data); err == nil && r.Bucket == bucket && r.Key == key {
 				got = r
 			}
 			return nil
 		})
 		if err != nil || got == nil {
-			t.Fatalf("a's record of %s/%s: %v", bucket, key, err)
+			t.Fatalf("%s's record of %s/%s: %v", site, bucket, key, err)
 		}
 		return got
+	}
+	// recordOf is the last record a made of bucket/key.
+	recordOf := func(t *testing.T, bucket, key string) *schema.Record {
+		t.Helper()
+		return recordAt(t, "a", bucket, key)
+	}
+	clockAt = func(t *testing.T, site, bucket, key string) schema.Clock {
+		t.Helper()
+		return recordAt(t, site, bucket, key).Version.Clock
 	}
 	// clockOf is the clock of the last record a made of bucket/key.
 	clockOf := func(t *testing.T, bucket, key string) schema.Clock {
@@ -107,9 +122,11 @@ func TestByzantineSite(t *testing.T) {
 		e.putIn(t, site, bucket, key, []byte(body))
 		e.waitAt(t, honest, bucket, key, body, 45*time.Second)
 	}
-	deadLetter := func(t *testing.T, site, id, field string) {
+	deadLetter := func(t *testing.T, site, id string, words ...string) {
 		t.Helper()
-		e.waitDeadLetter(t, site, id, func(d consumer.DeadLetter) bool { return d.VersionID == id }, consumer.ReasonBadRecord, field)
+		match := func(d consumer.DeadLetter) bool { return d.VersionID == id }
+		e.awaitDeadLetter(t, site, id, match, converge)
+		e.waitDeadLetter(t, site, id, match, consumer.ReasonBadRecord, words...)
 	}
 
 	t.Run("clock-poisoning", func(t *testing.T) {
@@ -129,6 +146,88 @@ func TestByzantineSite(t *testing.T) {
 		for _, s := range honest {
 			deadLetter(t, s, bad.Version.ID, "Version.Clock")
 		}
+	})
+
+	t.Run("clock-poisoning-below-the-ceiling", func(t *testing.T) {
+		// b claims c's counter for the key is the first of c's incarnation
+		// an hour from now: below the ceiling a's clock allows (24 h and
+		// 1024 incarnations ahead), above any counter c made. c refuses it
+		// (above any counter c can have made); a, unless it waits for c's
+		// own records to prove the claim, applies it, and every later write
+		// of the key at c looks stale at a and is skipped.
+		write(t, "c", bucket, "byz/proof", "from c")
+		cl := clockAt(t, "c", bucket, "byz/proof")
+		poisoned := cl.Clone()
+		poisoned["c"] = lifecycle.IncarnationFloor(uint64(time.Now().Add(time.Hour).Unix()))
+		bad := forge(t, bucket, "byz/proof", poisoned, 0, "poison below the ceiling")
+		// Positive control: b's honest record over c's real write applies.
+		forge(t, bucket, "byz/proof", cl, 0, "b over c's write")
+		e.waitAt(t, honest, bucket, "byz/proof", "b over c's write", 45*time.Second)
+		// The silent loss the claim would cause: c's next write of the key
+		// skipped at a as stale.
+		write(t, "c", bucket, "byz/proof", "c after the attack")
+		// a held the forged record back while c's records might still
+		// prove it, then dead-lettered it, naming the field and the site.
+		deadLetter(t, "a", bad.Version.ID, "Version.Clock", "site c")
+		deadLetter(t, "c", bad.Version.ID, "Version.Clock")
+	})
+
+	t.Run("honest-claim-waits-for-proof", func(t *testing.T) {
+		// The same check on an honest b: with the a–c link cut, b applies
+		// c's write and writes the key over it. a cannot have c's record
+		// yet, so b's record waits for it, and after records.proof_wait
+		// goes to the DLQ; once the link heals and c's record arrives,
+		// `dlq retry` applies it.
+		const key = "byz/partition"
+		write(t, "c", bucket, key, "from c")
+		e.mustCtl(t, "cut", "a", "c")
+		healed := false
+		t.Cleanup(func() {
+			if !healed {
+				e.mustCtl(t, "heal", "a", "c")
+			}
+		})
+		// A proof is per site: c's counter for the key must get above every
+		// counter of c a has seen (c wrote other keys twice), so c writes
+		// it four times.
+		last := ""
+		for i := range 4 {
+			last = fmt.Sprintf("c while cut off from a, %d", i)
+			e.putIn(t, "c", bucket, key, []byte(last))
+			e.waitAt(t, []string{"b"}, bucket, key, last, 45*time.Second)
+		}
+		e.putIn(t, "b", bucket, key, []byte("b over c's write"))
+		e.waitAt(t, []string{"c"}, bucket, key, "b over c's write", 45*time.Second)
+		seen := uint64(0)
+		err := broker.ReadStream(ctx, a.js, broker.ChangesStream("c"), time.Time{}, func(_ uint64, data []byte) error {
+			if r, err := schema.Decode(data); err == nil {
+				seen = max(seen, r.Version.Clock["c"])
+			}
+			return nil
+		})
+		if claim := clockAt(t, "b", bucket, key)["c"]; err != nil || claim <= seen {
+			t.Fatalf("b's record claims c's counter %d, not above the %d a has seen (%v): the test proves nothing", claim, seen, err)
+		}
+		match := func(d consumer.DeadLetter) bool { return d.Key == key && d.Peer == "b" }
+		e.awaitDeadLetter(t, "a", "b's record of "+key, match, converge)
+		e.waitDeadLetter(t, "a", "b's record of "+key, match, consumer.ReasonBadRecord, "Version.Clock", "site c")
+		if got, _ := e.bodyAt(t, "a", bucket, key); string(got) != "from c" {
+			t.Fatalf("a holds %q while its link to c is cut, want c's first write", got)
+		}
+		e.mustCtl(t, "heal", "a", "c")
+		healed = true
+		e.waitAt(t, []string{"a"}, bucket, key, last, converge)
+		var id string
+		for _, d := range e.dlqcliList(t, "a") {
+			if d.Key == key && d.Peer == "b" {
+				id = strconv.FormatUint(d.ID, 10)
+			}
+		}
+		out, errOut, code := dlqcliRun(t, "dlq", "retry", id, "--lab", e.dlqcliLabJSON(), "--site", "a")
+		if code != 0 || !strings.Contains(out, id+": apply") {
+			t.Fatalf("dlq retry %s at a: exit %d, stdout %q, stderr %q; want %q", id, code, out, errOut, id+": apply")
+		}
+		e.waitAt(t, honest, bucket, key, "b over c's write", 45*time.Second)
 	})
 
 	t.Run("rank-epoch-at-the-bound", func(t *testing.T) {
@@ -267,6 +366,38 @@ func TestByzantineSite(t *testing.T) {
 			}
 		}
 		write(t, "a", bucket, "byz/after-incarnation", "a after the attack")
+	})
+}
+
+// awaitDeadLetter polls DLQ_<site> until it holds an entry match selects.
+// It reads the stream message by message: a consumer per poll (as
+// waitDeadLetter makes) would reach the account's consumer limit in a wait
+// of seconds.
+func (e *env) awaitDeadLetter(t *testing.T, site, what string, match func(consumer.DeadLetter) bool, timeout time.Duration) {
+	t.Helper()
+	ctx := ctxT(t)
+	next := uint64(1)
+	testenv.Eventually(t, timeout, fmt.Sprintf("dead letter of %s at %s", what, site), func() error {
+		s, err := e.sites[site].js.Stream(ctx, broker.DLQStream(site))
+		if err != nil {
+			return err
+		}
+		st := s.CachedInfo().State
+		for seq := max(next, st.FirstSeq); st.Msgs > 0 && seq <= st.LastSeq; seq++ {
+			m, err := s.GetMsg(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			var d consumer.DeadLetter
+			if json.Unmarshal(m.Data, &d) == nil && match(d) {
+				return nil
+			}
+			next = seq + 1
+		}
+		return fmt.Errorf("none yet (%d entries)", st.Msgs)
 	})
 }
 

@@ -45,6 +45,8 @@ type Options struct {
 	Conflicts map[string]config.Conflicts
 	// RetryBudget is the agents' retry.budget (default: the agent's, 10m).
 	RetryBudget time.Duration
+	// ProofWait is the agents' records.proof_wait (default: the agent's, 1h).
+	ProofWait time.Duration
 	// AgentExtraEnv is added to the agents' environment (KEY=value).
 	AgentExtraEnv []string
 	// ReadyTimeout bounds how long each process may take to become ready

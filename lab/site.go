@@ -236,6 +236,10 @@ type (
 	yRetry struct {
 		Budget string `yaml:"budget,omitempty"`
 	}
+	yRecords struct {
+		MaxFuture string `yaml:"max_future"`
+		ProofWait string `yaml:"proof_wait,omitempty"`
+	}
 	yLink struct {
 		Peer     string  `yaml:"peer"`
 		URL      string  `yaml:"url,omitempty"`
@@ -289,9 +293,6 @@ type (
 	}
 	yLog struct {
 		Level string `yaml:"level"`
-	}
-	yRecords struct {
-		MaxFuture string `yaml:"max_future"`
 	}
 	ySite struct {
 		Site     string    `yaml:"site"`
@@ -363,6 +364,9 @@ func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) str
 	}
 	if o.RetryBudget > 0 {
 		c.Retry.Budget = o.RetryBudget.String()
+	}
+	if o.ProofWait > 0 {
+		c.Records.ProofWait = o.ProofWait.String()
 	}
 	for _, p := range all {
 		if p == s {

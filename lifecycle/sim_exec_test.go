@@ -408,8 +408,29 @@ func (w *simWorld) deliver(s *simSite, i int) {
 	w.t.Logf("deliver %s %s to %s", simID(rec.Version.ID), simV(rec.Version), s.name)
 	// consumer.validate: bounded before anything acts on it.
 	var st lifecycle.Step
-	err = rec.ValidateFor(schema.NewLimits(w.siteNames(), time.UnixMilli(s.wall), 0))
+	l := schema.NewLimits(w.siteNames(), time.UnixMilli(s.wall), 0)
+	l.Self, l.Proven = s.name, maps.Clone(s.proven)
+	err = rec.ValidateFor(l)
+	if errors.Is(err, schema.ErrUnproven) {
+		// consumer.validateOverKey: what the key's clock holds needs no
+		// proof again.
+		err = rec.ValidateFor(l.OverKey(s.entry(rec.Key).Clock))
+	}
+	if errors.Is(err, schema.ErrUnproven) {
+		// consumer.proofWait: retried while the proof may still come; once
+		// nothing in flight can prove it (the bound, with every link up),
+		// dead-lettered as bad-record.
+		if d.fails++; !w.quiet || w.provable(s, err) {
+			w.t.Logf("  %v: the delivery waits", err)
+			if !w.forged[rec.Version.ID] {
+				w.stat("honest record waited for proof")
+			}
+			return
+		}
+	}
 	if err == nil {
+		o := rec.Version.Origin
+		s.proven[o] = max(s.proven[o], rec.Version.Clock[o])
 		st, err = w.apply(s, rec)
 		if err == nil && errors.Is(st.Err, schema.ErrBadRecord) {
 			err = st.Err // the Applier returns it (a forged rank)
@@ -459,6 +480,27 @@ func (w *simWorld) deliver(s *simSite, i int) {
 	if (err == nil || errors.Is(err, errSimParked)) && w.chance(3, "again") {
 		w.checkRedelivery(s, rec)
 	}
+}
+
+// provable reports whether a record in s's inbox, or one its origin has
+// yet to publish (a pending version), may still prove the entry err names.
+func (w *simWorld) provable(s *simSite, err error) bool {
+	var ue *schema.UnprovenError
+	if !errors.As(err, &ue) {
+		w.t.Fatalf("unproven without an UnprovenError: %v", err)
+	}
+	for _, d := range s.inbox {
+		if rec, err := schema.Decode(d.data); err == nil && rec.Version.Origin == ue.Site && rec.Version.Clock[ue.Site] >= ue.Claim {
+			return true
+		}
+	}
+	o := w.site(ue.Site)
+	for _, k := range o.entryKeys() {
+		if p := o.entry(k).Pending; p != nil && p.Version.Clock[ue.Site] >= ue.Claim {
+			return true
+		}
+	}
+	return false
 }
 
 // event handles the i-th storage event waiting at s.

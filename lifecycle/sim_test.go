@@ -9,9 +9,11 @@ package lifecycle_test
 // key), deliveries (reordered and duplicated), scans, racing user writes
 // between two effects, dishonest variants a Byzantine origin signs of its
 // own records (a third site's counter from an incarnation that has not
-// started, a rank whose level or flag the policy does not give; each must
-// be refused as bad-record by consumer.validate's bounds or the core, and
-// change nothing), and crashes between any two effects (the durable
+// started, or from one that has but above any counter the third site made,
+// a rank whose level or flag the policy does not give; each must be
+// refused as bad-record by consumer.validate's bounds or the core, and
+// change nothing; an honest record whose third-site counter is not proven
+// yet waits for that site's record), and crashes between any two effects (the durable
 // entries stay, the interrupted event or delivery comes again, every key is
 // recovered before anything else touches it). Then the faults stop,
 // everything drains, every site scans and everything drains again, and the
@@ -147,6 +149,10 @@ type simSite struct {
 	dlq           []simDead
 	copies        map[string]map[string]bool // loser key → ETags copied there
 	wall          int64                      // the site's (skewed) clock, unix ms
+	// proven is, per other site, the highest counter of its own entry in
+	// its records this site checked (consumer.Proven: durable before the
+	// record is acknowledged, so a crash loses none of it).
+	proven map[string]uint64
 }
 
 // entry is the key's entry as the site's process reads it: the lazy one if
@@ -241,8 +247,16 @@ func newSimWorld(t *rapid.T, n int, pol lifecycle.BucketPolicy) *simWorld {
 		w.sites = append(w.sites, &simSite{
 			i: i, name: name, m: lifecycle.Machine{Site: name, InlineThreshold: inline},
 			store: newSimStore(), entries: map[string][]byte{}, lazy: map[string][]byte{}, copies: map[string]map[string]bool{},
-			wall: 1_700_000_000_000 + rapid.Int64Range(-3000, 3000).Draw(t, "skew"),
+			wall:   1_700_000_000_000 + rapid.Int64Range(-3000, 3000).Draw(t, "skew"),
+			proven: map[string]uint64{},
 		})
+	}
+	for _, s := range w.sites {
+		for _, p := range w.sites {
+			if p != s {
+				s.proven[p.name] = 0
+			}
+		}
 	}
 	t.Logf("%d sites, keys %v, policy %s %v keep-losers=%v, inline ≤ %d, %d crashes, %d racing writes",
 		n, w.keys, pol.Policy, pol.Priority, pol.KeepLosers, inline, w.crashes, w.races)
@@ -404,7 +418,10 @@ func (w *simWorld) run() {
 // counter of a third site from an incarnation that has not started (which
 // would make that site's later writes of the key look stale), or a rank
 // whose level or flag its policy does not give. s must dead-letter it as
-// bad-record, change nothing for it, and the honest invariants hold.
+// bad-record, change nothing for it, and the honest invariants hold; or a
+// counter of a third site below that ceiling but above any counter the
+// third site made, which s must hold back (consumer: retried while proof
+// may still come) and then dead-letter as bad-record.
 func (w *simWorld) forge(s *simSite) {
 	rec, err := schema.Decode(w.sent[w.draw(len(w.sent), "forge-from")])
 	if err != nil {
@@ -418,10 +435,18 @@ func (w *simWorld) forge(s *simSite) {
 	c[o] += 1 << 20
 	rec.Version.Clock, rec.Version.ID = c, schema.VersionID(o, rec.Bucket, rec.Key, c[o])
 	third := w.sites[w.draw(len(w.sites), "forge-third")].name
-	if third != o && w.chance(2, "forge-kind") {
+	switch kind := w.draw(3, "forge-kind"); {
+	case third != o && kind == 0:
 		c[third] = 1 << 55
 		w.t.Logf("forged by %s for %s: %s claims %s's counter is 2^55", o, s.name, simID(rec.Version.ID), third)
-	} else {
+	case third != o && third != s.name && kind == 1:
+		// Far below the incarnation ceiling, but above every counter
+		// third has made and will make in this run, honest or forged (a
+		// forged record's own counter is at most 2^20 above an honest one).
+		c[third] = w.made(third) + 1<<21
+		w.stat("forged below the ceiling")
+		w.t.Logf("forged by %s for %s: %s claims %s's counter is %d, above any it made", o, s.name, simID(rec.Version.ID), third, c[third])
+	default:
 		rec.Version.Rank ^= 1<<8 | 7 // another flag and level
 		w.t.Logf("forged by %s for %s: %s with rank %#x", o, s.name, simID(rec.Version.ID), rec.Version.Rank)
 	}
@@ -432,6 +457,17 @@ func (w *simWorld) forge(s *simSite) {
 	w.forged[rec.Version.ID] = true
 	w.stat("forged records")
 	s.inbox = append(s.inbox, &simDelivery{data: data})
+}
+
+// made is the highest counter of site's own entry in any record it sent.
+func (w *simWorld) made(site string) uint64 {
+	var n uint64
+	for _, data := range w.sent {
+		if rec, err := schema.Decode(data); err == nil && rec.Version.Origin == site {
+			n = max(n, rec.Version.Clock[site])
+		}
+	}
+	return n
 }
 
 // sync is the agent's state syncer at s: lazy entries become durable, and

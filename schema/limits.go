@@ -109,6 +109,30 @@ func (e *EarlyError) Error() string {
 // Unwrap makes errors.Is(err, ErrEarly) hold.
 func (e *EarlyError) Unwrap() error { return ErrEarly }
 
+// ErrUnproven is the sentinel of a record whose clock claims a counter of a
+// third site (neither the record's origin nor the receiver) above any
+// counter that site's own signed records have shown the receiver (an
+// *UnprovenError says which). It is either forged or ahead of that site's
+// own records (which the receiver has not had yet): the receiver waits for
+// the proof before it dead-letters it. It wraps ErrBadRecord.
+var ErrUnproven = fmt.Errorf("%w: clock entry not proven by its site", ErrBadRecord)
+
+// UnprovenError is a record's entry for Site that is over Proven, the
+// highest counter of Site's own entry in any record Site signed that the
+// receiver has checked.
+type UnprovenError struct {
+	Site          string
+	Claim, Proven uint64
+}
+
+func (e *UnprovenError) Error() string {
+	return fmt.Sprintf("bad record: field Version.Clock: entry for site %s is %d, above every counter %s's own signed records have shown this site (%d)",
+		e.Site, e.Claim, e.Site, e.Proven)
+}
+
+// Unwrap makes errors.Is(err, ErrUnproven) (and ErrBadRecord) hold.
+func (e *UnprovenError) Unwrap() error { return ErrUnproven }
+
 func badField(field, format string, a ...any) error {
 	return &FieldError{Field: field, Msg: fmt.Sprintf(format, a...)}
 }
@@ -132,6 +156,15 @@ type Limits struct {
 	// longer write the key.
 	Self    string
 	SelfMax uint64
+	// Proven is, for each site W it names, the highest counter of W's own
+	// entry in any record signed by W (verified, origin W) that the
+	// receiver has checked. A record's entry for W, where W is neither its
+	// origin nor Self, above Proven[W] is refused with an *UnprovenError:
+	// accepted, it would be merged into the key's clock here, and every
+	// later write of the key at W below it would look stale here (skipped
+	// silently). Sites it does not name (former sites) are not checked;
+	// nil checks none.
+	Proven map[string]uint64
 }
 
 // NewLimits builds Limits for the given sites.
@@ -145,10 +178,12 @@ func NewLimits(sites []string, now time.Time, maxFuture time.Duration) Limits {
 
 // ValidateFor checks r as a receiving site must before acting on it: the
 // invariants of Validate, plus that its clock names only known sites, that
-// its times are not absurdly far in the future, and that its key (and the
-// name its loser copy would get) can be stored safely. A record whose
-// times are past the bound by at most EarlyWindow, and that breaks no
-// other bound, gets an *EarlyError (ErrEarly): not bad, only early.
+// its times are not absurdly far in the future, that its key (and the
+// name its loser copy would get) can be stored safely, and, checked last,
+// that its entries for third sites are proven. A record whose times are
+// past the bound by at most EarlyWindow, and that breaks no other bound,
+// gets an *EarlyError (ErrEarly): not bad, only early. An *UnprovenError
+// comes only after every other bound holds and the record is not early.
 func (r *Record) ValidateFor(l Limits) error {
 	if err := r.Validate(); err != nil {
 		return err
@@ -226,6 +261,40 @@ func (r *Record) ValidateFor(l Limits) error {
 	}
 	if early.Wait > 0 {
 		return &early
+	}
+	// Last: every other bound is final, this one may be met later.
+	return l.checkProven(v)
+}
+
+// OverKey is l with Proven raised to what clock, the key's merged clock at
+// the receiver, holds: a record's entry no higher lifts nothing there (the
+// clock holds only what the receiver checked before), so it needs no proof
+// again. l is not changed.
+func (l Limits) OverKey(clock Clock) Limits {
+	if l.Proven == nil {
+		return l
+	}
+	p := make(map[string]uint64, len(l.Proven))
+	for s, n := range l.Proven {
+		p[s] = max(n, clock[s])
+	}
+	l.Proven = p
+	return l
+}
+
+// checkProven refuses an entry of v's clock for a third site above what
+// that site's own records proved (Limits.Proven).
+func (l Limits) checkProven(v Version) error {
+	if l.Proven == nil {
+		return nil
+	}
+	for _, s := range sortedSites(v.Clock) {
+		if s == v.Origin || s == l.Self {
+			continue
+		}
+		if p, ok := l.Proven[s]; ok && v.Clock[s] > p {
+			return &UnprovenError{Site: s, Claim: v.Clock[s], Proven: p}
+		}
 	}
 	return nil
 }

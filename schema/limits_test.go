@@ -374,3 +374,59 @@ func TestValidateForSelfEntry(t *testing.T) {
 		t.Fatalf("SelfMax 0 checks nothing: %v", err)
 	}
 }
+
+// A record's entry for a third site may not exceed what that site's own
+// signed records have shown the receiver (Limits.Proven): the claim below
+// the incarnation ceiling would otherwise silence that site's later writes
+// of the key here. The origin's own entry and the receiver's are bounded
+// elsewhere; a site Proven does not name (a former site) is not checked.
+func TestValidateForProven(t *testing.T) {
+	r := validRecord() // origin a, clock a:3 b:1
+	r.Version.Clock["c"] = 7
+	l := NewLimits([]string{"a", "b", "c"}, testNow, 0)
+	l.Self = "b"
+	if err := r.ValidateFor(l); err != nil {
+		t.Fatalf("nil Proven checks nothing: %v", err)
+	}
+	l.Proven = map[string]uint64{"c": 7, "a": 0, "b": 0}
+	if err := r.ValidateFor(l); err != nil {
+		t.Fatalf("c's entry at what c proved, a's (the origin's) and b's (Self) above Proven: %v", err)
+	}
+	// One over what c proved: below the incarnation ceiling by far, but
+	// unproven.
+	r.Version.Clock["c"] = 8
+	err := r.ValidateFor(l)
+	var ue *UnprovenError
+	if !errors.As(err, &ue) || ue.Site != "c" || ue.Claim != 8 || ue.Proven != 7 {
+		t.Fatalf("c's entry above what c proved: got %v", err)
+	}
+	if !errors.Is(err, ErrUnproven) || !errors.Is(err, ErrBadRecord) || !strings.Contains(err.Error(), "Version.Clock") || !strings.Contains(err.Error(), "site c") {
+		t.Fatalf("unproven entry: %v should be ErrUnproven and ErrBadRecord and name Version.Clock and c", err)
+	}
+	// Another bound the record breaks is final and wins over the wait.
+	r.Version.TS = testNow.Add(48 * time.Hour).UnixMilli()
+	if err := r.ValidateFor(l); errors.Is(err, ErrUnproven) || !errors.Is(err, ErrBadRecord) {
+		t.Fatalf("a record out of another bound: got %v, want a final bad-record", err)
+	}
+	r.Version.TS = testNow.UnixMilli()
+	// Within the key's own clock at the receiver: no proof needed; the
+	// Limits it came from are not changed.
+	over := l.OverKey(Clock{"c": 8, "z": 99})
+	if err := r.ValidateFor(over); err != nil || l.Proven["c"] != 7 || len(over.Proven) != len(l.Proven) {
+		t.Fatalf("c's entry within the key's clock: %v (Proven %v, over %v)", err, l.Proven, over.Proven)
+	}
+	if err := r.ValidateFor(l.OverKey(Clock{"c": 7})); !errors.Is(err, ErrUnproven) {
+		t.Fatalf("c's entry above the key's clock and the proof: got %v", err)
+	}
+	// A site Proven does not name is not checked.
+	delete(l.Proven, "c")
+	if err := r.ValidateFor(l); err != nil {
+		t.Fatalf("c not in Proven: %v", err)
+	}
+	// A site with nothing proven yet: any claim waits.
+	l.Proven["c"] = 0
+	r.Version.Clock["c"] = 1
+	if err := r.ValidateFor(l); !errors.Is(err, ErrUnproven) {
+		t.Fatalf("c has proved nothing: got %v", err)
+	}
+}

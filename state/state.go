@@ -379,6 +379,27 @@ func (s *Store) PutMeta(name string, v any) error {
 	return s.db.Set(k, b, pebble.Sync)
 }
 
+// PutMetaLazy stores v under name without waiting for the disk, as
+// PutLazy does an entry: it is durable at the latest with the next synced
+// write, and AfterSync waits for it.
+func (s *Store) PutMetaLazy(name string, v any) error {
+	k := append([]byte{metaPrefix}, name...)
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if !s.sync {
+		return s.db.Set(k, b, pebble.NoSync)
+	}
+	s.lazyMu.Lock()
+	defer s.lazyMu.Unlock()
+	if err := s.db.Set(k, b, pebble.NoSync); err != nil {
+		return fmt.Errorf("state meta %s: %w", name, err)
+	}
+	s.written++
+	return nil
+}
+
 type quietLogger struct{}
 
 func (quietLogger) Infof(string, ...any)  {}

@@ -206,6 +206,30 @@ func TestPutLazyAndAfterSync(t *testing.T) {
 	if e, ok, _ := st.Get("b", "acked"); !ok || e.Held.ID != "3" {
 		t.Fatalf("a lazy write AfterSync reported durable was lost by a crash: %+v %v", e, ok)
 	}
+	// A lazy meta record likewise: gone in a crash without a sync, kept
+	// once AfterSync ran.
+	var got map[string]uint64
+	if err := st.PutMetaLazy("m", map[string]uint64{"c": 1}); err != nil {
+		t.Fatal(err)
+	}
+	st = crash(st)
+	if ok, _ := st.GetMeta("m", &got); ok {
+		t.Fatal("a lazy meta write with no sync after it survived a crash")
+	}
+	if err := st.PutMetaLazy("m", map[string]uint64{"c": 2}); err != nil {
+		t.Fatal(err)
+	}
+	synced := make(chan struct{})
+	st.AfterSync(func() { close(synced) })
+	select {
+	case <-synced:
+	case <-time.After(10 * time.Second):
+		t.Fatal("AfterSync's callback never ran after a lazy meta write")
+	}
+	st = crash(st)
+	if ok, _ := st.GetMeta("m", &got); !ok || got["c"] != 2 {
+		t.Fatalf("a lazy meta write AfterSync reported durable was lost by a crash: %v %v", got, ok)
+	}
 	// Close runs what still waits.
 	if err := st.PutLazy("b", "late", entry("4")); err != nil {
 		t.Fatal(err)
