@@ -1,9 +1,7 @@
 package producer
 
 import (
-	"bytes"
 	"context"
-	"crypto/ed25519"
 	"io"
 	"log/slog"
 	"strings"
@@ -11,10 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/s3mesh/s3mesh/internal/testenv"
 	"github.com/s3mesh/s3mesh/s3io"
-	"github.com/s3mesh/s3mesh/schema"
-	"github.com/s3mesh/s3mesh/state"
 )
 
 // midWrite is a real store (versitygw) seen the way a store whose
@@ -86,23 +81,8 @@ func (m *midWrite) Get(ctx context.Context, bucket, key, ifMatch string) (io.Rea
 // with an empty ETag and no body this way, which the no-silent-loss checker
 // caught as invented changes and lost writes).
 func TestReconcileObjectMidOverwrite(t *testing.T) {
-	v := testenv.StartVersity(t)
-	client, err := s3io.New(s3io.Endpoint{URL: v.Endpoint, Region: v.Region, AccessKey: v.AccessKey, SecretKey: v.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	if err := client.EnsureBucket(ctx, "demo"); err != nil {
-		t.Fatal(err)
-	}
-	st, err := state.Open(t.TempDir(), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
-	ring := schema.Keyring{Keys: map[string][]ed25519.PublicKey{"a": {key.Public().(ed25519.PublicKey)}}}
+	f := newVersityFixture(t, 9)
+	ctx, client, st, key, ring := f.ctx, f.s3, f.st, f.key, f.ring
 	store := &midWrite{Client: client}
 	pub := &capture{}
 	p := New(Config{Site: "a", Buckets: []string{"demo"}, InlineThreshold: 1024, SigningKey: key, AbsentConfirm: 20 * time.Millisecond},

@@ -2,20 +2,13 @@ package producer
 
 import (
 	"bytes"
-	"context"
-	"crypto/ed25519"
 	"crypto/rand"
-	"io"
-	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/s3mesh/s3mesh/internal/testenv"
 	"github.com/s3mesh/s3mesh/s3io"
 	"github.com/s3mesh/s3mesh/schema"
-	"github.com/s3mesh/s3mesh/state"
 )
 
 // TestMultipartRecordCarriesPartLayout: the record of a multipart object
@@ -24,27 +17,10 @@ import (
 // ETag from its bytes; a single-part object's record costs no extra
 // request and stays schema 2.
 func TestMultipartRecordCarriesPartLayout(t *testing.T) {
-	v := testenv.StartVersity(t)
 	var reqs requests
-	s3, err := s3io.New(s3io.Endpoint{URL: v.Endpoint, Region: v.Region, AccessKey: v.AccessKey, SecretKey: v.SecretKey}, s3io.WithRequestCounter(reqs.add))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	if err := s3.EnsureBucket(ctx, "demo"); err != nil {
-		t.Fatal(err)
-	}
-	st, err := state.Open(t.TempDir(), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
-	pub := &capture{}
-	p := New(Config{Site: "a", Buckets: []string{"demo"}, InlineThreshold: 1024, SigningKey: key},
-		st, s3, pub, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ring := schema.Keyring{Keys: map[string][]ed25519.PublicKey{"a": {key.Public().(ed25519.PublicKey)}}}
+	f := newVersityFixture(t, 7, s3io.WithRequestCounter(reqs.add))
+	ctx, s3, ring := f.ctx, f.s3, f.ring
+	p, pub := f.producer()
 
 	body := make([]byte, 2*s3io.MinPartSize+1<<20)
 	rand.Read(body)

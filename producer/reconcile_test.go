@@ -1,20 +1,13 @@
 package producer
 
 import (
-	"bytes"
 	"context"
-	"crypto/ed25519"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/s3mesh/s3mesh/internal/testenv"
 	"github.com/s3mesh/s3mesh/s3io"
-	"github.com/s3mesh/s3mesh/schema"
-	"github.com/s3mesh/s3mesh/state"
 )
 
 // capture is a Publisher that keeps what it is given (the broker is not
@@ -52,27 +45,10 @@ func (r *requests) take() []string {
 // the event of the applier's own replica write is recognised with no
 // request at all, once.
 func TestReconcileEventRequests(t *testing.T) {
-	v := testenv.StartVersity(t)
 	var reqs requests
-	s3, err := s3io.New(s3io.Endpoint{URL: v.Endpoint, Region: v.Region, AccessKey: v.AccessKey, SecretKey: v.SecretKey}, s3io.WithRequestCounter(reqs.add))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	if err := s3.EnsureBucket(ctx, "demo"); err != nil {
-		t.Fatal(err)
-	}
-	st, err := state.Open(t.TempDir(), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
-	pub := &capture{}
-	p := New(Config{Site: "a", Buckets: []string{"demo"}, InlineThreshold: 1024, SigningKey: key},
-		st, s3, pub, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ring := schema.Keyring{Keys: map[string][]ed25519.PublicKey{"a": {key.Public().(ed25519.PublicKey)}}}
+	f := newVersityFixture(t, 7, s3io.WithRequestCounter(reqs.add))
+	ctx, s3, ring := f.ctx, f.s3, f.ring
+	p, pub := f.producer()
 	put := func(k, data string) string {
 		etag, err := s3.Put(ctx, s3io.PutInput{Bucket: "demo", Key: k, Body: strings.NewReader(data), Size: int64(len(data))})
 		if err != nil {
