@@ -98,10 +98,6 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
 	localOpts := []s3io.Option{s3io.WithMemoryBudget(cfg.MemoryBudget), s3io.WithSpoolDir(spool), counter("local")}
-	if cfg.S3.UnconditionalWrites {
-		log.Warn("s3.unconditional_writes: write conditions are checked by a HEAD before each write; a local write racing a replica write can be lost without a conflict record")
-		localOpts = append(localOpts, s3io.WithEmulatedConditions())
-	}
 	if hooks.s3Delay > 0 {
 		log.Warn("TEST HOOK: every request to the local S3 is delayed", "delay", hooks.s3Delay)
 		localOpts = append(localOpts, s3io.WithHTTPClient(&http.Client{Transport: slowTransport{hooks.s3Delay, http.DefaultTransport}}))

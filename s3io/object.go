@@ -118,7 +118,7 @@ func (c *Client) Delete(ctx context.Context, bucket, key, ifMatch string) error 
 		return err
 	}
 	in := &s3.DeleteObjectInput{Bucket: &bucket, Key: &key}
-	if ifMatch != "" && c.emulate {
+	if ifMatch != "" && c.emulateDelete.Load() {
 		info, err := c.Head(ctx, bucket, key)
 		switch {
 		case err != nil:
