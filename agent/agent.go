@@ -65,6 +65,9 @@ type Agent struct {
 	peerKeys peerKeyState
 }
 
+// scanEventGrace is Scanner.EventGrace at a site with an event source.
+const scanEventGrace = 5 * time.Second
+
 // New connects everything; Run starts the work. On error nothing is left
 // running.
 func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err error) {
@@ -191,6 +194,14 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		Debounce: cfg.Scan.Debounce, Rate: cfg.Scan.Rate, PageSize: cfg.Scan.PageSize,
 		MaxDeleteFraction: cfg.Scan.MaxDeleteFraction, Retention: cfg.Tombstones.Retention,
 		Log: log.With("part", "scanner"), Progress: terminal(os.Stderr)}
+	for _, e := range cfg.Events {
+		if e.Type != "poll" {
+			// A scan may see a user's delete before its event (MinIO's
+			// queued NATS target replays every 3 s): a scan that would
+			// hold the bucket for a few keys waits this long for them.
+			a.Scanner.EventGrace = scanEventGrace
+		}
+	}
 	for _, e := range cfg.Events {
 		if e.Type == "poll" {
 			a.Poller = &producer.Poller{Scanner: a.Scanner, Interval: e.Interval, Log: log.With("part", "poll")}
