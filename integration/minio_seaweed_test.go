@@ -13,8 +13,9 @@ import (
 // The MinIO/SeaweedFS lab: site a runs a MinIO server whose own bucket
 // notifications reach a's broker over MinIO's NATS target, b runs `weed
 // server -s3` (SeaweedFS sends no S3 events: b's agent polls it), c runs
-// versitygw with its NATS sink. Both builds are made through testenv when
-// bin/ lacks them (`make stores`).
+// versitygw with its NATS sink. The same replication, conflict and fault
+// tests as in TestMixedStores run on it. Both builds are made through
+// testenv when bin/ lacks them (`make stores`).
 var (
 	mswOnce sync.Once
 	msw     *env
@@ -101,7 +102,12 @@ func TestMinioSeaweedLab(t *testing.T) {
 	}{
 		{"PutAtEverySiteReplicatesWithAttributes", testPutAtEverySiteReplicatesWithAttributes},
 		{"OverwriteAndDeletePropagate", testOverwriteAndDeletePropagate},
+		{"CopyMultipartAndMultiDelete", testCopyMultipartAndMultiDelete},
+		{"AwkwardKeysReplicate", testAwkwardKeysReplicate},
 		{"ConcurrentWritesConvergeLWWAndKeepLosers", testConcurrentWritesConvergeLWWAndKeepLosers},
+		{"SitePriorityWins", testSitePriorityWins},
+		{"DeleteVersusPut", testDeleteVersusPut},
+		{"ManualConflictParkedThenResolved", testManualConflictParkedThenResolved},
 		{"WorkloadWithPartitionNoSilentLoss", testWorkloadWithPartitionNoSilentLoss},
 		{"FaultAgentCrashes", testFaultAgentCrashes},
 	} {
