@@ -22,6 +22,21 @@ $(BIN)/nats-server: go.mod go.sum
 $(BIN)/rclone: tools/rclone/go.mod tools/rclone/go.sum
 	cd tools/rclone && $(GO) build -trimpath -o $(BIN)/rclone github.com/rclone/rclone
 
+## stores: MinIO and SeaweedFS (`weed server -s3`), two more S3 servers for
+## the mixed-store lab (`s3mesh lab --stores minio,seaweedfs,versitygw`) and
+## TestMinioSeaweedLab. Each is pinned in a tools module of its own
+## (tools/minio, tools/seaweedfs). They are large builds (README, Stores), so
+## they are not prerequisites of tools or build; the tests build them through
+## internal/testenv when bin/ lacks them.
+.PHONY: stores
+stores: $(BIN)/minio $(BIN)/weed
+
+$(BIN)/minio: tools/minio/go.mod tools/minio/go.sum
+	cd tools/minio && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/minio github.com/minio/minio
+
+$(BIN)/weed: tools/seaweedfs/go.mod tools/seaweedfs/go.sum
+	cd tools/seaweedfs && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/weed github.com/seaweedfs/seaweedfs/weed
+
 build: tools
 	$(GO) build -o $(BIN)/s3mesh ./cmd/s3mesh
 

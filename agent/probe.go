@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/s3mesh/s3mesh/s3io"
@@ -26,7 +27,16 @@ func (a *Agent) probeStore(ctx context.Context) error {
 		if err == nil {
 			a.caps.Store(&caps)
 			a.local.TrustContentMD5(caps.ContentMD5)
-			return a.judge(caps)
+			if err := a.judge(caps); err != nil {
+				return err
+			}
+			// The weaker mode only for the writes the store ignores the
+			// conditions of (the probe saw the store itself: the client
+			// emulates nothing before this).
+			if a.cfg.S3.UnconditionalWrites {
+				a.local.EmulateConditions(!caps.ConditionalPut, !caps.ConditionalDelete)
+			}
+			return nil
 		}
 		if ctx.Err() != nil {
 			return nil
@@ -53,7 +63,18 @@ func (a *Agent) judge(caps s3io.Capabilities) error {
 		return fmt.Errorf("the store at %s does not honour conditional writes (%v): applying records there could overwrite local writes unseen; "+
 			"use a store that does, or accept the weaker mode with s3.unconditional_writes: true (README, Stores)", a.cfg.S3.Endpoint, caps.Notes)
 	case caps.Conditional() && a.cfg.S3.UnconditionalWrites:
-		a.log.Warn("s3.unconditional_writes is set but the store honours conditional writes: remove it for the safe mode")
+		a.log.Warn("s3.unconditional_writes is set but the store honours conditional writes: remove it (it changes nothing here)")
+	case !caps.Conditional():
+		var weak []string
+		if !caps.ConditionalPut {
+			weak = append(weak, "PUT")
+		}
+		if !caps.ConditionalDelete {
+			weak = append(weak, "DELETE")
+		}
+		a.log.Warn("s3.unconditional_writes: the store ignores the conditions of "+strings.Join(weak, " and ")+
+			": those replica writes are checked by a HEAD first and then sent unconditionally, so a local write landing between the two is lost without a conflict record (README, Stores)",
+			"emulated", weak)
 	}
 	return nil
 }

@@ -68,7 +68,7 @@ func TestMain(m *testing.M) {
 	for _, l := range []struct {
 		e   *env
 		dir string
-	}{{shared, sharedDir}, {mixed, mixedDir}} {
+	}{{shared, sharedDir}, {mixed, mixedDir}, {msw, mswDir}} {
 		if l.e == nil {
 			continue
 		}
@@ -87,7 +87,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "integration: %d log lines of the lab in %s hold none of its secrets\n", lines, l.dir)
 		}
 	}
-	for _, dir := range []string{sharedDir, mixedDir} {
+	for _, dir := range []string{sharedDir, mixedDir, mswDir} {
 		if dir != "" && code == 0 && os.Getenv("S3MESH_KEEP_LABS") != "1" {
 			os.RemoveAll(dir)
 		} else if dir != "" {

@@ -26,10 +26,12 @@ type Info struct {
 type SiteInfo struct {
 	Name       string `json:"name"`
 	S3Endpoint string `json:"s3_endpoint"`
-	// Store is the S3 implementation the site runs (versitygw or rclone).
+	// Store is the S3 implementation the site runs (versitygw, rclone,
+	// minio or seaweedfs).
 	Store string `json:"store"`
-	// Events is where the agent learns of the store's changes: nats,
-	// webhook (versitygw's webhook sink) or poll.
+	// Events is where the agent learns of the store's changes: nats
+	// (versitygw's NATS sink, or MinIO's own bucket notifications over its
+	// NATS target), webhook (versitygw's webhook sink) or poll.
 	Events    string `json:"events"`
 	Region    string `json:"region"`
 	AccessKey string `json:"access_key"`
@@ -56,9 +58,10 @@ type SiteInfo struct {
 }
 
 // PeerS3Info is a site's key at one peer's store: read-only (a versitygw
-// user granted s3:GetObject and s3:ListBucket by bucket policy), or, when
-// Writable, the peer store's only key pair (rclone), which site.yaml marks
-// allow_writable_key.
+// user granted s3:GetObject and s3:ListBucket by bucket policy, or a
+// SeaweedFS identity with Read and List only), or, when Writable, the peer
+// store's root key pair (rclone's only one; MinIO's, as the lab makes no
+// MinIO users), which site.yaml marks allow_writable_key.
 type PeerS3Info struct {
 	Peer      string `json:"peer"`
 	AccessKey string `json:"access_key"`

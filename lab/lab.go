@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,16 +28,21 @@ type Options struct {
 	Fresh      bool     // wipe Dir first (refused unless Dir is empty or a lab directory)
 	S3meshBin  string   // s3mesh executable run as broker and agent (default os.Executable())
 	VersityBin string   // versitygw executable (default: "versitygw" beside S3meshBin)
-	// Stores names each site's S3 implementation, in site order: "versitygw"
-	// (events over NATS) or "rclone" (`rclone serve s3`, no events: the
-	// agent polls). Default: versitygw everywhere.
+	// Stores names each site's S3 implementation, in site order:
+	// "versitygw" (events over NATS), "rclone" (`rclone serve s3`, no
+	// events: the agent polls), "minio" (its own bucket notifications to
+	// the site's broker) or "seaweedfs" (`weed server -s3`, polled), in any
+	// mix. Default: versitygw everywhere.
 	Stores []string
 	// Events names each site's event source, in site order: "nats"
-	// (versitygw's NATS sink), "webhook" (versitygw's webhook sink, posting
-	// to the agent's token-protected webhook endpoint) or "poll" (the agent
-	// lists the store). Default: nats for versitygw, poll for rclone.
+	// (versitygw's NATS sink, or MinIO's NATS notification target),
+	// "webhook" (versitygw's webhook sink, posting to the agent's
+	// token-protected webhook endpoint) or "poll" (the agent lists the
+	// store). Default: nats for versitygw and MinIO, poll for the others.
 	Events       []string
 	RcloneBin    string        // rclone executable (default: "rclone" beside S3meshBin)
+	MinioBin     string        // minio executable (default: "minio" beside S3meshBin)
+	WeedBin      string        // SeaweedFS's weed executable (default: "weed" beside S3meshBin)
 	Poll         time.Duration // poll interval of sites without events (default 2s)
 	Log          *slog.Logger
 	Stdout       io.Writer     // where the endpoint table is printed (default: nowhere)
@@ -142,20 +148,25 @@ func (o Options) withDefaults() (Options, error) {
 	if o.RcloneBin == "" {
 		o.RcloneBin = filepath.Join(filepath.Dir(o.S3meshBin), "rclone")
 	}
+	if o.MinioBin == "" {
+		o.MinioBin = filepath.Join(filepath.Dir(o.S3meshBin), "minio")
+	}
+	if o.WeedBin == "" {
+		o.WeedBin = filepath.Join(filepath.Dir(o.S3meshBin), "weed")
+	}
 	if o.Poll == 0 {
 		o.Poll = 2 * time.Second
 	}
 	if len(o.Stores) > 0 && len(o.Stores) != o.Sites {
 		return o, fmt.Errorf("lab: --stores names %d store(s) for %d sites: one per site, in site order", len(o.Stores), o.Sites)
 	}
-	rclone := false
+	used := map[string]bool{}
 	for i, st := range o.Stores {
 		switch st {
-		case StoreVersity:
-		case StoreRclone:
-			rclone = true
+		case StoreVersity, StoreRclone, StoreMinio, StoreSeaweed:
+			used[st] = true
 		default:
-			return o, fmt.Errorf("lab: --stores: store %d is %q: want %s or %s", i+1, st, StoreVersity, StoreRclone)
+			return o, fmt.Errorf("lab: --stores: store %d is %q: want %s, %s, %s or %s", i+1, st, StoreVersity, StoreRclone, StoreMinio, StoreSeaweed)
 		}
 	}
 	if len(o.Events) > 0 && len(o.Events) != o.Sites {
@@ -167,15 +178,13 @@ func (o Options) withDefaults() (Options, error) {
 			store = o.Stores[i]
 		}
 		switch {
-		case ev == EventsPoll:
-		case (ev == EventsNATS || ev == EventsWebhook) && store == StoreVersity:
-		case ev == EventsNATS || ev == EventsWebhook:
-			return o, fmt.Errorf("lab: --events: site %d runs %s, which sends no %s events: use poll", i+1, store, ev)
-		default:
+		case ev != EventsNATS && ev != EventsWebhook && ev != EventsPoll:
 			return o, fmt.Errorf("lab: --events: source %d is %q: want %s, %s or %s", i+1, ev, EventsNATS, EventsWebhook, EventsPoll)
+		case !slices.Contains(storeEvents(store), ev):
+			return o, fmt.Errorf("lab: --events: site %d runs %s, which sends no %s events: use %s", i+1, store, ev, strings.Join(storeEvents(store), " or "))
 		}
 	}
-	for _, b := range []*string{&o.S3meshBin, &o.VersityBin, &o.RcloneBin} {
+	for _, b := range []*string{&o.S3meshBin, &o.VersityBin, &o.RcloneBin, &o.MinioBin, &o.WeedBin} {
 		abs, err := filepath.Abs(*b)
 		if err != nil {
 			return o, err
@@ -185,8 +194,21 @@ func (o Options) withDefaults() (Options, error) {
 	if fi, err := os.Stat(o.VersityBin); err != nil || fi.IsDir() {
 		return o, fmt.Errorf("lab: versitygw not found at %s: run `make build` (it puts versitygw beside s3mesh in bin/) or pass --versitygw", o.VersityBin)
 	}
-	if fi, err := os.Stat(o.RcloneBin); rclone && (err != nil || fi.IsDir()) {
-		return o, fmt.Errorf("lab: rclone not found at %s: run `make build` (it builds the pinned rclone into bin/) or pass --rclone", o.RcloneBin)
+	for _, b := range []struct{ store, bin, how string }{
+		{StoreRclone, o.RcloneBin, "run `make build` (it builds the pinned rclone into bin/) or pass --rclone"},
+		{StoreMinio, o.MinioBin, "run `make stores` (it builds the pinned MinIO into bin/) or pass --minio"},
+		{StoreSeaweed, o.WeedBin, "run `make stores` (it builds the pinned SeaweedFS into bin/) or pass --weed"},
+	} {
+		if fi, err := os.Stat(b.bin); used[b.store] && (err != nil || fi.IsDir()) {
+			return o, fmt.Errorf("lab: %s not found at %s: %s", b.store, b.bin, b.how)
+		}
+	}
+	if used[StoreMinio] {
+		for _, b := range o.Buckets {
+			if len(b) < 3 {
+				return o, fmt.Errorf("lab: bucket %q: MinIO needs bucket names of 3 characters or more", b)
+			}
+		}
 	}
 	return o, nil
 }
@@ -261,18 +283,21 @@ func (l *Lab) setup() error {
 		}
 	}
 	names := siteNames(l.o.Sites)
-	pf, err := loadPorts(filepath.Join(l.dir, "ports.json"), names)
+	storeOf := func(name string) string {
+		if i := slices.Index(names, name); i >= 0 && len(l.o.Stores) > 0 {
+			return l.o.Stores[i]
+		}
+		return StoreVersity
+	}
+	pf, err := loadPorts(filepath.Join(l.dir, "ports.json"), names, func(n string) int { return storePorts(storeOf(n)) })
 	if err != nil {
 		return err
 	}
 	inUse := map[string]int{}
 	for _, n := range names {
 		s := newSite(l.dir, n, pf.Sites[n])
-		s.store, s.events = StoreVersity, EventsNATS
-		if len(l.o.Stores) > 0 {
-			s.store = l.o.Stores[len(l.sites)]
-		}
-		if s.store == StoreRclone {
+		s.store, s.events = storeOf(n), EventsNATS
+		if !slices.Contains(storeEvents(s.store), EventsNATS) {
 			s.events = EventsPoll
 		}
 		if len(l.o.Events) > 0 {
@@ -285,6 +310,9 @@ func (l *Lab) setup() error {
 		l.byName[n] = s
 		for what, p := range map[string]int{"s3": s.ports.S3, "nats": s.ports.NATS, "leaf": s.ports.Leaf, "http": s.ports.HTTP} {
 			inUse[fmt.Sprintf("site %s %s", n, what)] = p
+		}
+		for i, p := range s.ports.Store[:storePorts(s.store)] {
+			inUse[fmt.Sprintf("site %s %s internal port %d", n, s.store, i+1)] = p
 		}
 	}
 	for i, x := range l.sites {
@@ -299,6 +327,13 @@ func (l *Lab) setup() error {
 	}
 	if err := preparePeerKeys(l.sites); err != nil {
 		return err
+	}
+	for _, s := range l.sites {
+		if s.store == StoreSeaweed {
+			if err := writeWeedIdentities(s, l.sites); err != nil {
+				return err
+			}
+		}
 	}
 	if !l.o.Insecure {
 		if err := prepareTLS(l.dir, l.sites); err != nil {
@@ -385,7 +420,7 @@ func (l *Lab) boot(ctx context.Context) error {
 		c := newS3Client(s.s3Endpoint(), s.accessKey, s.secretKey)
 		for _, b := range l.o.Buckets {
 			if err := ensureBucket(ctx, c, b); err != nil {
-				return fmt.Errorf("lab: site %s: %w; see %s", s.name, err, s.logPath("versitygw"))
+				return fmt.Errorf("lab: site %s: %w; see %s", s.name, err, s.s3.logPath)
 			}
 		}
 		return nil

@@ -281,7 +281,7 @@ func TestLabStartCtlStop(t *testing.T) {
 
 func assertPortsFree(t *testing.T, dir string) {
 	t.Helper()
-	pf, err := loadPorts(filepath.Join(dir, "ports.json"), nil)
+	pf, err := loadPorts(filepath.Join(dir, "ports.json"), nil, noStorePorts)
 	if err != nil {
 		t.Fatal(err)
 	}

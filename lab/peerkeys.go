@@ -31,7 +31,8 @@ import (
 type peerKey struct {
 	accessKey string
 	secretKey string // never logged
-	// writable: the peer's store has no read-only key (rclone): the key is
+	// writable: the peer's store has no read-only key (rclone; MinIO, in
+	// the lab): the key is
 	// the store's own, and site.yaml says allow_writable_key.
 	writable bool
 }
@@ -65,8 +66,8 @@ func preparePeerKeys(sites []*site) error {
 }
 
 func (s *site) preparePeerKey(x *site) (peerKey, error) {
-	if x.store == StoreRclone {
-		// The store's only key pair, copied into p's directory (again at
+	if x.store == StoreRclone || x.store == StoreMinio {
+		// The store's only key pair (the lab makes no MinIO users), copied into p's directory (again at
 		// every start: x's may be new).
 		for path, v := range map[string]string{s.peerAccessPath(x.name): x.accessKey, s.peerSecretPath(x.name): x.secretKey} {
 			mode := os.FileMode(0o600)

@@ -22,9 +22,13 @@ type sitePorts struct {
 	NATS int `json:"nats"` // broker client port
 	Leaf int `json:"leaf"` // broker leaf-node listener (peers reach it through proxies)
 	HTTP int `json:"http"` // agent http_addr (metrics, health, webhook)
+	// Store are the internal ports of a store that runs more services
+	// than its S3 endpoint (SeaweedFS: master, volume and filer, HTTP and
+	// gRPC each, and the S3 gateway's gRPC), storePorts of them.
+	Store []int `json:"store,omitempty"`
 }
 
-func (p sitePorts) all() []int { return []int{p.S3, p.NATS, p.Leaf, p.HTTP} }
+func (p sitePorts) all() []int { return append([]int{p.S3, p.NATS, p.Leaf, p.HTTP}, p.Store...) }
 
 // portsFile is the content of <dir>/ports.json.
 type portsFile struct {
@@ -48,8 +52,9 @@ func siteNames(n int) []string {
 // loadPorts reads path (a missing file is an empty one), gives every site
 // in names and every pair of them ports that are not yet assigned, and
 // saves the file if anything was added. Ports already in the file are
-// kept, including those of sites not in names.
-func loadPorts(path string, names []string) (*portsFile, error) {
+// kept, including those of sites not in names. storeN(name) is how many
+// internal store ports the site needs (sitePorts.Store).
+func loadPorts(path string, names []string, storeN func(string) int) (*portsFile, error) {
 	pf := &portsFile{}
 	b, err := os.ReadFile(path)
 	switch {
@@ -78,9 +83,11 @@ func loadPorts(path string, names []string) (*portsFile, error) {
 	}
 	need := 0
 	for _, n := range names {
-		if _, ok := pf.Sites[n]; !ok {
+		sp, ok := pf.Sites[n]
+		if !ok {
 			need += 4
 		}
+		need += max(0, storeN(n)-len(sp.Store))
 	}
 	for i, x := range names {
 		for _, y := range names[i+1:] {
@@ -98,9 +105,14 @@ func loadPorts(path string, names []string) (*portsFile, error) {
 	}
 	take := func() int { p := free[0]; free = free[1:]; return p }
 	for _, n := range names {
-		if _, ok := pf.Sites[n]; !ok {
-			pf.Sites[n] = sitePorts{S3: take(), NATS: take(), Leaf: take(), HTTP: take()}
+		sp, ok := pf.Sites[n]
+		if !ok {
+			sp = sitePorts{S3: take(), NATS: take(), Leaf: take(), HTTP: take()}
 		}
+		for len(sp.Store) < storeN(n) {
+			sp.Store = append(sp.Store, take())
+		}
+		pf.Sites[n] = sp
 	}
 	for i, x := range names {
 		for _, y := range names[i+1:] {

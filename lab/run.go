@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-// defineProcs sets up (without starting) s's broker, versitygw and agent.
+// defineProcs sets up (without starting) s's broker, store (versitygw,
+// rclone, MinIO or SeaweedFS) and agent.
 func (l *Lab) defineProcs(s *site) {
 	s.broker = &proc{
 		name: s.name + "/broker", bin: l.o.S3meshBin,
@@ -73,6 +74,12 @@ func (l *Lab) defineProcs(s *site) {
 			onExit:    func(*proc) { l.restartS3Later(s) },
 		}
 	}
+	switch s.store {
+	case StoreMinio:
+		s.s3 = l.minioProc(s)
+	case StoreSeaweed:
+		s.s3 = l.weedProc(s)
+	}
 	s.agent = &proc{
 		name: s.name + "/agent", bin: l.o.S3meshBin,
 		args:    []string{"agent", "--config", s.configPath()},
@@ -107,6 +114,9 @@ func (l *Lab) startS3(ctx context.Context, s *site) error {
 func (l *Lab) startAgent(ctx context.Context, s *site) error {
 	if s.s3.running() {
 		if err := l.grantPeers(ctx, s); err != nil {
+			return err
+		}
+		if err := l.applyMinioNotifications(ctx, s); err != nil {
 			return err
 		}
 	} else if s.store == StoreVersity {

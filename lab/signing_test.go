@@ -15,7 +15,7 @@ import (
 // restarts), and every site's configuration lists its peers' public keys.
 func TestLabSigningKeys(t *testing.T) {
 	dir := t.TempDir()
-	pf, err := loadPorts(filepath.Join(dir, "ports.json"), siteNames(3))
+	pf, err := loadPorts(filepath.Join(dir, "ports.json"), siteNames(3), noStorePorts)
 	if err != nil {
 		t.Fatal(err)
 	}

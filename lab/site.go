@@ -29,11 +29,40 @@ func eventsSubject(site string) string { return "s3mesh.events." + site + ".nats
 const (
 	StoreVersity = "versitygw" // posix backend; events over NATS (and webhook)
 	StoreRclone  = "rclone"    // `rclone serve s3` of a local directory; no events
+	// StoreMinio is a single-drive MinIO server whose own bucket
+	// notifications go to the site's broker (its NATS target).
+	StoreMinio = "minio"
+	// StoreSeaweed is `weed server -s3` (master, volume, filer and S3
+	// gateway in one process); no S3 bucket notifications: polled.
+	StoreSeaweed = "seaweedfs"
 )
+
+// storeEvents says which event sources a store can feed: nats (a sink of
+// its own publishing S3 event JSON to the broker), webhook, poll (always).
+func storeEvents(store string) []string {
+	switch store {
+	case StoreVersity:
+		return []string{EventsNATS, EventsWebhook, EventsPoll}
+	case StoreMinio:
+		return []string{EventsNATS, EventsPoll}
+	}
+	return []string{EventsPoll}
+}
+
+// storeProc is the name of a store's process in logs and errors.
+func storeProc(store string) string {
+	switch store {
+	case StoreRclone, StoreMinio:
+		return store
+	case StoreSeaweed:
+		return "weed"
+	}
+	return "versitygw"
+}
 
 // The event sources a lab site can take its store's changes from.
 const (
-	EventsNATS    = "nats"    // versitygw's NATS sink into EVENTS_<site>
+	EventsNATS    = "nats"    // the store's NATS sink (versitygw, MinIO) into EVENTS_<site>
 	EventsWebhook = "webhook" // versitygw's webhook sink into the agent's /events/vgw
 	EventsPoll    = "poll"    // the agent lists the store (rclone sends no events)
 )
@@ -45,7 +74,7 @@ const vgwWebhook = "vgw"
 // site is one lab site: its files, ports, credentials and processes.
 type site struct {
 	name      string
-	store     string // StoreVersity or StoreRclone
+	store     string // StoreVersity, StoreRclone, StoreMinio or StoreSeaweed
 	events    string // EventsNATS, EventsWebhook or EventsPoll
 	dir       string // <lab dir>/<name>
 	ports     sitePorts
@@ -228,6 +257,9 @@ type (
 		AccessKey        string  `yaml:"access_key"`
 		SecretKey        ySecret `yaml:"secret_key"`
 		AllowWritableKey bool    `yaml:"allow_writable_key,omitempty"`
+		// UnconditionalWrites: the store ignores If-Match on DELETE
+		// (MinIO); the agent then HEAD-checks replica deletes only.
+		UnconditionalWrites bool `yaml:"unconditional_writes,omitempty"`
 	}
 	yBucket struct {
 		Name      string            `yaml:"name"`
@@ -311,8 +343,9 @@ type (
 	}
 )
 
-// yEvents are s's event sources: versitygw's NATS sink, or polling for a
-// store that sends none; and the webhook endpoint either way.
+// yEvents are s's event sources: the store's NATS sink (versitygw's, or
+// MinIO's NATS notification target), versitygw's webhook sink, or polling
+// for a store that sends none; and the webhook endpoint either way.
 func (s *site) yEvents(o Options) []yEvent {
 	var ev []yEvent
 	switch s.events {
@@ -321,13 +354,19 @@ func (s *site) yEvents(o Options) []yEvent {
 	case EventsWebhook:
 		ev = append(ev, yEvent{Type: "webhook", Name: vgwWebhook, KeyEncoding: "raw", Token: &ySecret{File: s.tokenPath()}})
 	default:
-		ev = append(ev, yEvent{Type: "nats", Name: "nats", Subject: eventsSubject(s.name), KeyEncoding: "raw"})
+		// versitygw writes keys raw; MinIO URL-encodes them, as S3 does.
+		enc := "raw"
+		if s.store == StoreMinio {
+			enc = "url"
+		}
+		ev = append(ev, yEvent{Type: "nats", Name: "nats", Subject: eventsSubject(s.name), KeyEncoding: enc})
 	}
 	return append(ev, yEvent{Type: "webhook", Name: "webhook", KeyEncoding: "url", Token: &ySecret{File: s.tokenPath()}})
 }
 
 func (s *site) yS3() yS3 {
-	return yS3{Endpoint: s.s3Endpoint(), Region: Region, AccessKey: s.accessKey, SecretKey: ySecret{File: s.secretPath()}}
+	return yS3{Endpoint: s.s3Endpoint(), Region: Region, AccessKey: s.accessKey, SecretKey: ySecret{File: s.secretPath()},
+		UnconditionalWrites: s.store == StoreMinio}
 }
 
 // siteConfig renders s's site.yaml. all is every site of the lab (s

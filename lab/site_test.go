@@ -14,7 +14,7 @@ import (
 
 func TestLoadPortsPersists(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ports.json")
-	pf, err := loadPorts(path, siteNames(2))
+	pf, err := loadPorts(path, siteNames(2), noStorePorts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,16 +35,16 @@ func TestLoadPortsPersists(t *testing.T) {
 		t.Fatalf("ports = %+v", pf)
 	}
 
-	again, err := loadPorts(path, siteNames(2))
+	again, err := loadPorts(path, siteNames(2), noStorePorts)
 	if err != nil || !reflect.DeepEqual(again, pf) {
 		t.Fatalf("reloaded %+v (%v), want %+v", again, err, pf)
 	}
 	// A third site keeps the first two's ports and gets new distinct ones.
-	three, err := loadPorts(path, siteNames(3))
+	three, err := loadPorts(path, siteNames(3), noStorePorts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if three.Sites["a"] != pf.Sites["a"] || three.Sites["b"] != pf.Sites["b"] || three.Links["a-b"] != pf.Links["a-b"] {
+	if !reflect.DeepEqual(three.Sites["a"], pf.Sites["a"]) || !reflect.DeepEqual(three.Sites["b"], pf.Sites["b"]) || three.Links["a-b"] != pf.Links["a-b"] {
 		t.Fatalf("existing ports changed: %+v -> %+v", pf, three)
 	}
 	for _, p := range three.Sites["c"].all() {
@@ -59,7 +59,7 @@ func TestLoadPortsPersists(t *testing.T) {
 
 func TestSiteConfigPassesConfigLoad(t *testing.T) {
 	dir := t.TempDir()
-	pf, err := loadPorts(filepath.Join(dir, "ports.json"), siteNames(3))
+	pf, err := loadPorts(filepath.Join(dir, "ports.json"), siteNames(3), noStorePorts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,5 +236,47 @@ func TestCheckWipeable(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 || ents[0].Name() != "lab.lock" {
 		t.Fatalf("after wipe: %v", ents)
+	}
+}
+
+func noStorePorts(string) int { return 0 }
+
+// A store with internal listeners (SeaweedFS) gets its own distinct ports,
+// also when the site had ports already (it ran another store before), and
+// keeps them across restarts.
+func TestLoadPortsStorePorts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ports.json")
+	pf, err := loadPorts(path, siteNames(2), noStorePorts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weedAtB := func(n string) int {
+		if n == "b" {
+			return storePorts(StoreSeaweed)
+		}
+		return 0
+	}
+	again, err := loadPorts(path, siteNames(2), weedAtB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(again.Sites["a"], pf.Sites["a"]) || again.Sites["b"].S3 != pf.Sites["b"].S3 {
+		t.Fatalf("existing ports changed: %+v -> %+v", pf, again)
+	}
+	if got := len(again.Sites["b"].Store); got != len(weedPortFlags) {
+		t.Fatalf("b has %d store ports, want %d", got, len(weedPortFlags))
+	}
+	seen := map[int]bool{}
+	for _, sp := range again.Sites {
+		for _, p := range sp.all() {
+			if seen[p] {
+				t.Fatalf("port %d given twice: %+v", p, again.Sites)
+			}
+			seen[p] = true
+		}
+	}
+	third, err := loadPorts(path, siteNames(2), weedAtB)
+	if err != nil || !reflect.DeepEqual(third, again) {
+		t.Fatalf("reloaded %+v (%v), want %+v", third, err, again)
 	}
 }

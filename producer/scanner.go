@@ -45,8 +45,12 @@ type Scanner struct {
 	// knew does (eventDeletes).
 	EventDeletesMin int
 	Retention       time.Duration // tombstones older than this are collected
-	Log             *slog.Logger
-	Progress        io.Writer // a terminal to draw progress on, or nil
+	// EventGrace is how long a scan that would hold the bucket for a few
+	// keys waits for their delete events before counting them missing
+	// (recheckMissing; 0: it does not wait).
+	EventGrace time.Duration
+	Log        *slog.Logger
+	Progress   io.Writer // a terminal to draw progress on, or nil
 
 	once   sync.Once
 	kicks  chan string
@@ -84,6 +88,11 @@ type ScanStats struct {
 	Collected int  `json:"tombstones_collected"`
 	Errors    int  `json:"errors"`
 	Held      bool `json:"held"`
+	// missingKeys holds the first recheckMissingMax missing keys (a
+	// resumed scan has none from before its cursor): rechecked by a HEAD
+	// before they can hold the bucket, and the first few named in the
+	// hold's log line.
+	missingKeys []string
 }
 
 type cursor struct {

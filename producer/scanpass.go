@@ -39,6 +39,10 @@ func (s *Scanner) ScanBucket(ctx context.Context, bucket string) (ScanStats, err
 	if st.Missing == 0 {
 		return st, s.release(bucket, st)
 	}
+	s.recheckMissing(ctx, bucket, &st)
+	if st.Missing == 0 {
+		return st, s.release(bucket, st)
+	}
 	if held, err := s.holdDeletes(bucket, &st); err != nil || held {
 		return st, err
 	}
@@ -71,6 +75,9 @@ func (s *Scanner) changesPass(ctx context.Context, bucket, startAfter string, st
 			if e.Present() || e.Pending != nil {
 				st.Known++
 				st.Missing++
+				if len(st.missingKeys) < recheckMissingMax {
+					st.missingKeys = append(st.missingKeys, key)
+				}
 			} else if s.collectable(e) {
 				s.collect(bucket, key, st)
 			}
@@ -79,6 +86,58 @@ func (s *Scanner) changesPass(ctx context.Context, bucket, startAfter string, st
 			prog.report(st)
 			return s.Store.PutMeta(cursorKey(bucket), &cursor{After: after, Listed: st.Listed, Missing: st.Missing, Known: st.Known})
 		})
+}
+
+// recheckMissingMax bounds the missing keys a scan looks at again before
+// they may hold the bucket's deletes.
+const recheckMissingMax = 100
+
+// recheckMissing looks again at the keys the listing missed, when they are
+// few (recheckMissingMax at most) and would hold the bucket's deletes. A
+// key the store still holds (HEAD finds it) is not missing. For a key the
+// store really lost, the scan may simply have seen a user's delete before
+// its event: MinIO's NATS target with a queue directory replays its queue
+// every 3 s, so a delete is in the listing seconds before its event
+// arrives, and in a small bucket one such key is more than
+// max_delete_fraction. So the scan waits EventGrace and reads those keys'
+// state again: a key whose delete event landed meanwhile is no longer
+// missing. More missing keys than recheckMissingMax are a wipe-like event
+// and hold the bucket at once, as before.
+func (s *Scanner) recheckMissing(ctx context.Context, bucket string, st *ScanStats) {
+	frac := float64(st.Missing) / float64(max(st.Known, 1))
+	if frac <= s.MaxDeleteFraction || st.Missing > len(st.missingKeys) {
+		return
+	}
+	still := st.missingKeys[:0]
+	for _, k := range st.missingKeys {
+		info, err := s.P.s3.Head(ctx, bucket, k)
+		if err == nil && info.Exists {
+			st.Missing--
+			s.Log.Info("scan: a key the listing missed is still in the store", "bucket", bucket, "key", k)
+			continue
+		}
+		still = append(still, k)
+	}
+	st.missingKeys = still
+	if len(still) == 0 || s.EventGrace <= 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(s.EventGrace):
+	}
+	still = st.missingKeys[:0]
+	for _, k := range st.missingKeys {
+		e, ok, err := s.Store.Get(bucket, k)
+		if err == nil && (!ok || (!e.Present() && e.Pending == nil)) {
+			st.Missing--
+			st.Known--
+			continue
+		}
+		still = append(still, k)
+	}
+	st.missingKeys = still
 }
 
 // holdDeletes holds the bucket's deletes when the share of known keys
@@ -106,7 +165,8 @@ func (s *Scanner) holdDeletes(bucket string, st *ScanStats) (bool, error) {
 	s.P.m.HeldBuckets.WithLabelValues(bucket).Set(1)
 	s.Log.Error("deletes HELD: too many keys missing from the bucket (wiped, replaced or misconfigured store?); nothing deleted at other sites. "+
 		"Confirm with `s3mesh scan confirm-deletes --bucket B` or rebuild the site from its peers",
-		"bucket", bucket, "missing", st.Missing, "known", st.Known, "fraction", fmt.Sprintf("%.3f", frac), "max", s.MaxDeleteFraction)
+		"bucket", bucket, "missing", st.Missing, "known", st.Known, "fraction", fmt.Sprintf("%.3f", frac), "max", s.MaxDeleteFraction,
+		"missing_keys", st.missingKeys[:min(len(st.missingKeys), 5)])
 	return true, nil
 }
 

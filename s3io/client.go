@@ -64,12 +64,23 @@ type Client struct {
 	budgetCap int64
 	// spoolDir stages parts too large for the budget (WithSpoolDir).
 	spoolDir string
-	// emulate checks write conditions with a HEAD first (WithEmulatedConditions).
-	emulate bool
+	// emulatePut and emulateDelete check the write conditions of Puts and
+	// Deletes with a HEAD first (WithEmulatedConditions, EmulateConditions).
+	emulatePut, emulateDelete atomic.Bool
 	// md5Checked: the store was seen to refuse a body that does not match
 	// its Content-MD5 (TrustContentMD5).
 	md5Checked atomic.Bool
 	spooled    atomic.Int64 // parts staged on disk (tests)
+}
+
+// EmulateConditions sets which conditional writes the client checks with a
+// HEAD first and then sends unconditionally (see WithEmulatedConditions):
+// those of Puts, of Deletes, both or neither. A store that honours one and
+// ignores the other (MinIO: If-Match on DELETE; Probe tells) keeps the
+// safe mode for the one it honours. Call it before the writes it governs.
+func (c *Client) EmulateConditions(put, del bool) {
+	c.emulatePut.Store(put)
+	c.emulateDelete.Store(del)
 }
 
 // TrustContentMD5 tells the client whether its store refuses a PUT whose
@@ -211,7 +222,8 @@ func New(ep Endpoint, opts ...Option) (*Client, error) {
 		DisableLogOutputChecksumValidationSkipped: true,
 		APIOptions: apiOptions(o),
 	})
-	c := &Client{s3: cl, endpoint: u.String(), region: region, emulate: o.emulate}
+	c := &Client{s3: cl, endpoint: u.String(), region: region}
+	c.EmulateConditions(o.emulate, o.emulate)
 	if o.budget > 0 {
 		c.budget, c.budgetCap = semaphore.NewWeighted(o.budget), o.budget
 		c.spoolDir = o.spoolDir

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"strconv"
 	"strings"
 	"time"
@@ -118,7 +119,7 @@ func (c *Client) Delete(ctx context.Context, bucket, key, ifMatch string) error 
 		return err
 	}
 	in := &s3.DeleteObjectInput{Bucket: &bucket, Key: &key}
-	if ifMatch != "" && c.emulate {
+	if ifMatch != "" && c.emulateDelete.Load() {
 		info, err := c.Head(ctx, bucket, key)
 		switch {
 		case err != nil:
@@ -210,10 +211,30 @@ func normMeta(m map[string]string) map[string]string {
 	}
 	out := make(map[string]string, len(m))
 	for k, v := range m {
-		out[strings.ToLower(k)] = v
+		out[strings.ToLower(k)] = decodeMetaValue(v)
 	}
 	return out
 }
+
+// decodeMetaValue undoes the RFC 2047 encoding (=?UTF-8?Q?…?= or
+// =?UTF-8?B?…?=) that AWS S3 and MinIO give a user-metadata value holding
+// non-ASCII characters when they return it: the value written was the
+// decoded one. A value that is not wholly such encoded words, or names a
+// charset other than UTF-8, US-ASCII or ISO-8859-1, is returned as it is.
+// (On those stores a value written as a literal encoded word cannot be
+// told from an encoded one.)
+func decodeMetaValue(v string) string {
+	if !strings.HasPrefix(v, "=?") || !strings.HasSuffix(v, "?=") {
+		return v
+	}
+	d, err := metaWordDecoder.DecodeHeader(v)
+	if err != nil {
+		return v
+	}
+	return d
+}
+
+var metaWordDecoder = &mime.WordDecoder{}
 
 // Peek reads a small object in one request: a GET of at most max bytes
 // (Range: bytes=0-max-1) that returns the object's info, and its whole body

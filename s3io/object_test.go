@@ -386,3 +386,24 @@ func TestPeek(t *testing.T) {
 		t.Fatalf("absent: %+v %q %v", info, body, err)
 	}
 }
+
+// TestDecodeMetaValue: a metadata value that AWS S3 or MinIO returns
+// RFC 2047-encoded (they do so for non-ASCII values) reads as the value
+// written; anything else is left as it is.
+func TestDecodeMetaValue(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"=?UTF-8?q?=C3=BCn=C3=AFc=C3=B8d=C3=A9_ok?=", "ünïcødé ok"}, // MinIO's
+		{"=?UTF-8?B?w7xuw69jw7hkw6kgb2s=?=", "ünïcødé ok"},
+		{"=?utf-8?q?a?= =?utf-8?q?b?=", "ab"},
+		{"ünïcødé ok", "ünïcødé ok"},
+		{"plain =?UTF-8?q?x?= inside", "plain =?UTF-8?q?x?= inside"},
+		{"=?UTF-8?q?bad", "=?UTF-8?q?bad"},
+		{"=?KOI8-R?q?=F0?=", "=?KOI8-R?q?=F0?="},
+		{"=?UTF-8?x?abc?=", "=?UTF-8?x?abc?="},
+		{"", ""},
+	} {
+		if got := decodeMetaValue(tc.in); got != tc.want {
+			t.Errorf("decodeMetaValue(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

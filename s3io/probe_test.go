@@ -2,7 +2,9 @@ package s3io
 
 import (
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -93,5 +95,63 @@ func TestEmulatedConditions(t *testing.T) {
 	}
 	if err := c.Delete(ctx, testBucket, "emulated/k", etag2); !errors.Is(err, ErrNotFound) {
 		t.Errorf("delete If-Match of an absent key: %v", err)
+	}
+}
+
+// TestEmulateConditionsPerOperation: EmulateConditions(false, true), what
+// the agent sets for a store that honours conditional PUTs and ignores
+// If-Match on DELETE (MinIO), sends a conditional Put as it is (no HEAD
+// first) and checks a conditional Delete with a HEAD first; (false,
+// false) sends both as they are. The outcomes are the store's either way.
+func TestEmulateConditionsPerOperation(t *testing.T) {
+	var mu sync.Mutex
+	var ops []string
+	c, _ := newTestClient(t, WithRequestCounter(func(op string) {
+		mu.Lock()
+		ops = append(ops, op)
+		mu.Unlock()
+	}))
+	ctx := testCtx(t)
+	sent := func(f func()) []string {
+		mu.Lock()
+		ops = nil
+		mu.Unlock()
+		f()
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(ops)
+	}
+	k := "emulated-per-op/k"
+	var etag string
+	for _, tc := range []struct {
+		put, del           bool
+		wantPut, wantDelOK []string
+	}{
+		{false, true, []string{"PutObject"}, []string{"HeadObject", "DeleteObject"}},
+		{false, false, []string{"PutObject"}, []string{"DeleteObject"}},
+		{true, false, []string{"HeadObject", "PutObject"}, []string{"DeleteObject"}},
+	} {
+		c.EmulateConditions(tc.put, tc.del)
+		got := sent(func() {
+			var err error
+			etag, err = c.Put(ctx, PutInput{Bucket: testBucket, Key: k, Body: strings.NewReader("v"), Size: 1, IfNoneMatch: true})
+			if err != nil {
+				t.Fatalf("emulate (%v, %v): put: %v", tc.put, tc.del, err)
+			}
+		})
+		if !slices.Equal(got, tc.wantPut) {
+			t.Errorf("emulate (%v, %v): a conditional Put sent %v, want %v", tc.put, tc.del, got, tc.wantPut)
+		}
+		if err := c.Delete(ctx, testBucket, k, flipETag(etag)); !errors.Is(err, ErrPreconditionFailed) {
+			t.Errorf("emulate (%v, %v): delete If-Match of another ETag: %v", tc.put, tc.del, err)
+		}
+		got = sent(func() {
+			if err := c.Delete(ctx, testBucket, k, etag); err != nil {
+				t.Fatalf("emulate (%v, %v): delete If-Match of the ETag: %v", tc.put, tc.del, err)
+			}
+		})
+		if !slices.Equal(got, tc.wantDelOK) {
+			t.Errorf("emulate (%v, %v): a conditional Delete sent %v, want %v", tc.put, tc.del, got, tc.wantDelOK)
+		}
 	}
 }

@@ -101,7 +101,7 @@ func (c *Client) Put(ctx context.Context, in PutInput) (string, error) {
 	if err := checkPut(&in); err != nil {
 		return "", err
 	}
-	if c.emulate && (in.IfMatch != "" || in.IfNoneMatch) {
+	if c.emulatePut.Load() && (in.IfMatch != "" || in.IfNoneMatch) {
 		if err := c.checkCondition(ctx, in); err != nil {
 			return "", err
 		}

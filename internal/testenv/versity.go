@@ -321,3 +321,21 @@ func RcloneBin(t testing.TB) string {
 	t.Helper()
 	return toolBin(t, "rclone", filepath.Join("tools", "rclone"), "github.com/rclone/rclone")
 }
+
+// MinioBin returns bin/minio, building it first if missing (`make stores`
+// does too): the pinned MinIO server of tools/minio, a store of the mixed
+// lab (`s3mesh lab --stores minio,...`). The build takes minutes (README,
+// Stores).
+func MinioBin(t testing.TB) string {
+	t.Helper()
+	return toolBin(t, "minio", filepath.Join("tools", "minio"), "github.com/minio/minio")
+}
+
+// WeedBin returns bin/weed, building it first if missing (`make stores`
+// does too): the pinned SeaweedFS of tools/seaweedfs, whose `weed server
+// -s3` is a store of the mixed lab. The build takes minutes (README,
+// Stores).
+func WeedBin(t testing.TB) string {
+	t.Helper()
+	return toolBin(t, "weed", filepath.Join("tools", "seaweedfs"), "github.com/seaweedfs/seaweedfs/weed")
+}

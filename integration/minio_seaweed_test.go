@@ -1,0 +1,125 @@
+package integration
+
+import (
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/s3mesh/s3mesh/internal/testenv"
+	"github.com/s3mesh/s3mesh/lab"
+)
+
+// The MinIO/SeaweedFS lab: site a runs a MinIO server whose own bucket
+// notifications reach a's broker over MinIO's NATS target, b runs `weed
+// server -s3` (SeaweedFS sends no S3 events: b's agent polls it), c runs
+// versitygw with its NATS sink. The same replication, conflict and fault
+// tests as in TestMixedStores run on it. Both builds are made through
+// testenv when bin/ lacks them (`make stores`).
+var (
+	mswOnce sync.Once
+	msw     *env
+	mswErr  error
+	mswDir  string
+)
+
+func minioSeaweedEnv(t *testing.T) *env {
+	t.Helper()
+	s3meshBin, versity := testenv.S3meshBin(t), testenv.VersityBin(t)
+	minio, weed := testenv.MinioBin(t), testenv.WeedBin(t)
+	mswOnce.Do(func() {
+		mswDir, mswErr = os.MkdirTemp("", "s3mesh-msw-lab-")
+		if mswErr != nil {
+			return
+		}
+		msw, mswErr = startEnv(mswDir, s3meshBin, versity, func(o *lab.Options) {
+			o.Stores = []string{lab.StoreMinio, lab.StoreSeaweed, lab.StoreVersity}
+			o.MinioBin, o.WeedBin = minio, weed
+		})
+	})
+	if mswErr != nil {
+		t.Fatalf("start the MinIO/SeaweedFS lab: %v", mswErr)
+	}
+	return msw
+}
+
+func TestMinioSeaweedLab(t *testing.T) {
+	e := minioSeaweedEnv(t)
+	for i, want := range [][2]string{{lab.StoreMinio, lab.EventsNATS}, {lab.StoreSeaweed, lab.EventsPoll}, {lab.StoreVersity, lab.EventsNATS}} {
+		if si := e.info.Sites[i]; si.Store != want[0] || si.Events != want[1] {
+			t.Fatalf("site %s runs %s with %s events, want %s with %s", si.Name, si.Store, si.Events, want[0], want[1])
+		}
+	}
+	// Every agent probed its store. SeaweedFS and versitygw honour both
+	// conditional writes; MinIO honours conditional PUTs and ignores
+	// If-Match on DELETE (the lab sets s3.unconditional_writes there, so
+	// its agent HEAD-checks replica deletes only). Each holds a key with a
+	// tab, a decomposed letter, a trailing dot or space and a backslash
+	// under its exact name.
+	for i, n := range e.names {
+		deadline := time.Now().Add(converge)
+		st := e.siteStatus(t, n)
+		for st.Store == nil && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+			st = e.siteStatus(t, n)
+		}
+		if st.Store == nil {
+			t.Fatalf("site %s: no store probe after %v", n, converge)
+		}
+		p := *st.Store
+		wantDelete := e.info.Sites[i].Store != lab.StoreMinio
+		if !p.ConditionalPut || p.ConditionalDelete != wantDelete || !p.Multipart || p.KeyBytes != 1024 || !p.Unicode {
+			t.Errorf("site %s (%s): store probe %+v", n, e.info.Sites[i].Store, p)
+		}
+		holds := map[string]bool{}
+		for _, kc := range p.KeyClasses {
+			holds[kc.Name] = kc.Holds
+		}
+		for _, class := range []string{"control 0x09", "NFD", "trailing dot", "trailing space", "backslash"} {
+			if !holds[class] {
+				t.Errorf("site %s (%s) does not hold a key with %s: %+v", n, e.info.Sites[i].Store, class, p.KeyClasses)
+			}
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	// a's events really come from MinIO's own notifications over NATS (the
+	// scan would hide it if they did not).
+	key := prefix("minio-event") + "k"
+	e.put(t, "a", key, object{body: []byte("v")})
+	deadline := time.Now().Add(converge)
+	for natsEvents(t, e.info.Sites[0].HTTPAddr) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("site a's agent received no event from MinIO's NATS notification target")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	e.waitObject(t, key, object{body: []byte("v")}, converge)
+	for _, tc := range []struct {
+		name string
+		f    func(*testing.T, *env)
+	}{
+		{"PutAtEverySiteReplicatesWithAttributes", testPutAtEverySiteReplicatesWithAttributes},
+		{"OverwriteAndDeletePropagate", testOverwriteAndDeletePropagate},
+		{"CopyMultipartAndMultiDelete", testCopyMultipartAndMultiDelete},
+		{"AwkwardKeysReplicate", testAwkwardKeysReplicate},
+		{"ConcurrentWritesConvergeLWWAndKeepLosers", testConcurrentWritesConvergeLWWAndKeepLosers},
+		{"SitePriorityWins", testSitePriorityWins},
+		{"DeleteVersusPut", testDeleteVersusPut},
+		{"ManualConflictParkedThenResolved", testManualConflictParkedThenResolved},
+		{"WorkloadWithPartitionNoSilentLoss", testWorkloadWithPartitionNoSilentLoss},
+		{"FaultAgentCrashes", testFaultAgentCrashes},
+	} {
+		if !t.Run(tc.name, func(t *testing.T) { tc.f(t, e) }) {
+			return // the later ones would fail for the same reason
+		}
+	}
+}
+
+// natsEvents reads s3mesh_events_received_total{source="nats"} from the
+// agent's /metrics at addr.
+func natsEvents(t *testing.T, addr string) float64 {
+	t.Helper()
+	return metricValue(t, addr, `s3mesh_events_received_total{source="nats"}`)
+}
