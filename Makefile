@@ -25,9 +25,9 @@ $(BIN)/rclone: tools/rclone/go.mod tools/rclone/go.sum
 ## stores: MinIO and SeaweedFS (`weed server -s3`), two more S3 servers for
 ## the mixed-store lab (`s3mesh lab --stores minio,seaweedfs,versitygw`) and
 ## TestMinioSeaweedLab. Each is pinned in a tools module of its own
-## (tools/minio, tools/seaweedfs). They are large builds (README, Stores), so
-## they are not prerequisites of tools or build; the tests build them through
-## internal/testenv when bin/ lacks them.
+## (tools/minio, tools/seaweedfs). They are large builds (about 8 minutes of
+## 2 cores, once: bin/ keeps them; README, Stores), so they are not
+## prerequisites of tools, build or lab, only of test.
 .PHONY: stores
 stores: $(BIN)/minio $(BIN)/weed
 
@@ -46,8 +46,8 @@ lab: build
 
 ## test: the cheap checks first (they fail fast), then the race detector on
 ## the packages that start no child process of their own, then every unit and
-## integration test against real versitygw and NATS.
-test: check deploy-check build race chromium
+## integration test against real versitygw, rclone, MinIO, SeaweedFS and NATS.
+test: check deploy-check build stores race chromium
 	TESTCONTAINERS_RYUK_DISABLED=true $(GO) test -count=1 -timeout 20m ./...
 
 ## check: gofmt, go mod tidy, go vet and the layering test; each failure says
