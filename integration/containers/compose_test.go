@@ -30,6 +30,26 @@ func TestPartitionSiteC(t *testing.T) {
 	if err := g.put(ctx, ca, "part/while-cut", []byte("written at a while c is cut off")); err != nil {
 		t.Fatal(err)
 	}
+	// Cut off the mesh, c still works as a site: a write at c is seen by
+	// c's agent and published to c's own stream (its agent, store and
+	// broker talk over c's own network only).
+	cc, err := l.s3(ctx, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.put(ctx, cc, "part/at-c-while-cut", []byte("written at c while c is cut off")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		ok, err := l.publishedAt(ctx, "c", "part/at-c-while-cut")
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a write at c while c was cut off the mesh was not published at c within 30s (%v): the site's own traffic depends on the mesh network", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	time.Sleep(4 * time.Second)
 	if m, err := l.listing(ctx, "c"); err != nil {
 		t.Fatal(err)

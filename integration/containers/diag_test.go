@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/schema"
 )
 
 // diagnose prints, for a failure report, every site's view of its mirrors
@@ -68,4 +69,33 @@ func (l *lab) brokerState(ctx context.Context, s string) string {
 			ci.Name, broker.ChangesStream(s), ci.Delivered.Stream, ci.AckFloor.Stream, ci.NumPending, ci.NumAckPending, ci.PushBound)
 	}
 	return out
+}
+
+// publishedAt reports whether site s's own CHANGES stream holds a record of
+// key (bucket demo): s's agent saw the write and published it.
+func (l *lab) publishedAt(ctx context.Context, s, key string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	p, err := l.sites[s].nats.MappedPort(ctx, "4222/tcp")
+	if err != nil {
+		return false, err
+	}
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", p.Num()), nats.Timeout(3*time.Second),
+		nats.UserInfo("agent", l.secret("NATS_PASSWORD_"+strings.ToUpper(s))))
+	if err != nil {
+		return false, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false, err
+	}
+	found := false
+	err = broker.ReadStream(ctx, js, broker.ChangesStream(s), time.Time{}, func(_ uint64, data []byte) error {
+		if r, err := schema.Decode(data); err == nil && r.Bucket == "demo" && r.Key == key {
+			found = true
+		}
+		return nil
+	})
+	return found, err
 }

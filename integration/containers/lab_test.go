@@ -305,7 +305,10 @@ func (l *lab) aliases(s, name string) (nets []string, al map[string][]string) {
 	sn, mn := l.nets[s].Name, l.mesh.Name
 	// The site network first: published ports are bound through it, so a
 	// container cut off the mesh stays reachable from the test.
-	return []string{sn, mn}, map[string][]string{sn: {name}, mn: {name}}
+	// <name>.site only on the site network: the site's own traffic (agent
+	// to broker and store, store to broker) never crosses the mesh, as in
+	// docker-compose.yml, so cutting a site off the mesh leaves it whole.
+	return []string{sn, mn}, map[string][]string{sn: {name, name + ".site"}, mn: {name}}
 }
 
 func (l *lab) volume(name string) testcontainers.ContainerMount {
@@ -360,7 +363,7 @@ func (l *lab) startS3(ctx context.Context, st *site) error {
 			"--event-nats-topic=s3mesh.events." + s + ".nats", "--iam-dir=/iam",
 			"posix", "/data"},
 		Env: map[string]string{"ROOT_ACCESS_KEY_ID": "s3mesh-" + s, "ROOT_SECRET_ACCESS_KEY": l.secrets[s],
-			"VGW_EVENT_NATS_URL": "nats://events:" + l.secret("NATS_EVENTS_"+strings.ToUpper(s)) + "@nats-" + s + ":4222"},
+			"VGW_EVENT_NATS_URL": "nats://events:" + l.secret("NATS_EVENTS_"+strings.ToUpper(s)) + "@nats-" + s + ".site:4222"},
 		Networks:       nets,
 		NetworkAliases: al,
 		Mounts: testcontainers.Mounts(l.volume("s3-"+s), testcontainers.VolumeMount(l.volName("s3-iam-"+s),
@@ -463,7 +466,7 @@ func (l *lab) peerSecret(s, p string) string {
 // peers' secrets for it, on s's network only.
 func (l *lab) initSite(ctx context.Context, s string) error {
 	env := map[string]string{"AWS_ACCESS_KEY_ID": "s3mesh-" + s, "AWS_SECRET_ACCESS_KEY": l.secrets[s]}
-	cmd := []string{"bucket", "create", "--endpoint", "http://s3-" + s + ":7070", "--bucket", bucket, "--wait", "60s"}
+	cmd := []string{"bucket", "create", "--endpoint", "http://s3-" + s + ".site:7070", "--bucket", bucket, "--wait", "60s"}
 	for _, p := range siteNames {
 		if p != s {
 			env["READER_SECRET_"+strings.ToUpper(p)] = l.peerSecret(p, s)
