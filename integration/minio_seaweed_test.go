@@ -8,6 +8,7 @@ import (
 
 	"github.com/s3mesh/s3mesh/internal/testenv"
 	"github.com/s3mesh/s3mesh/lab"
+	"github.com/s3mesh/s3mesh/s3io"
 )
 
 // The MinIO/SeaweedFS lab: site a runs a MinIO server whose own bucket
@@ -75,7 +76,7 @@ func TestMinioSeaweedLab(t *testing.T) {
 		for _, kc := range p.KeyClasses {
 			holds[kc.Name] = kc.Holds
 		}
-		for _, class := range []string{"control 0x09", "NFD", "trailing dot", "trailing space", "backslash"} {
+		for _, class := range []string{"control 0x09", "NFD", "trailing dot", "trailing space", "backslash", s3io.CasePair} {
 			if !holds[class] {
 				t.Errorf("site %s (%s) does not hold a key with %s: %+v", n, e.info.Sites[i].Store, class, p.KeyClasses)
 			}

@@ -139,6 +139,38 @@ func (c *Client) probeKeyClasses(ctx context.Context, bucket, base string, put f
 	return out
 }
 
+// CasePair is the key class of two keys that differ only in letter case
+// ("…/Az" and "…/az"): a store on a case-insensitive file system keeps
+// them as one object. It is a class of key pairs, not of keys, so
+// Unrepresentable never names it; the probe reports it (KeyClasses,
+// CannotHold).
+const CasePair = "case pair"
+
+// probeCasePair writes base+"case/Az", then base+"case/az" with other
+// bytes, and reports whether a GET of each returns its own bytes.
+func (c *Client) probeCasePair(ctx context.Context, bucket, base string, put func(key, body string, in PutInput) (string, error)) KeyClass {
+	kc := KeyClass{Name: CasePair}
+	keys := map[string]string{base + "case/Az": "upper", base + "case/az": "lower"}
+	for _, k := range []string{base + "case/Az", base + "case/az"} {
+		if _, err := put(k, keys[k], PutInput{}); err != nil {
+			return kc
+		}
+	}
+	for k, want := range keys {
+		rc, _, err := c.Get(ctx, bucket, k, "")
+		if err != nil {
+			return kc
+		}
+		got, err := io.ReadAll(io.LimitReader(rc, 64))
+		rc.Close()
+		if err != nil || string(got) != want {
+			return kc
+		}
+	}
+	kc.Holds = true
+	return kc
+}
+
 // probeConcurrency bounds the store requests the probe has in flight.
 const probeConcurrency = 8
 

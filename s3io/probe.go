@@ -183,7 +183,7 @@ func (c *Client) Probe(ctx context.Context, bucket, tag string) (Capabilities, e
 	if !caps.ContentMD5 {
 		caps.Notes = append(caps.Notes, fmt.Sprintf("Content-MD5 not checked (a wrong one: %v; the right one: %v): the agent checks replica bodies itself", errBad, errGood))
 	}
-	caps.KeyClasses = c.probeKeyClasses(ctx, bucket, base, put)
+	caps.KeyClasses = append(c.probeKeyClasses(ctx, bucket, base, put), c.probeCasePair(ctx, bucket, base, put))
 	var cannot []string
 	for _, kc := range caps.KeyClasses {
 		if !kc.Holds {
