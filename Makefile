@@ -136,14 +136,6 @@ clean:
 bench: build
 	$(BIN)/s3mesh bench all
 
-## bench-stores: the throughput and lag figures of `make bench` on a lab whose
-## three sites run MinIO, then one whose sites run SeaweedFS (the README's
-## store matrix), each against the baseline measured on the same stores.
-.PHONY: bench-stores
-bench-stores: build stores
-	S3MESH_BENCH_STORES=minio S3MESH_BENCH_ONLY=throughput,lag $(BIN)/s3mesh bench all
-	S3MESH_BENCH_STORES=seaweedfs S3MESH_BENCH_ONLY=throughput,lag $(BIN)/s3mesh bench all
-
 ## soak: the mixed workload under rotating faults (cut link, killed agent,
 ## stopped S3, killed broker) on a lab of its own, then the no-silent-loss
 ## checker. SOAK sets the duration (default 5m), e.g. `make soak SOAK=10m`.

@@ -46,9 +46,7 @@ Environment (defaults in brackets; a quick run:
   S3MESH_BENCH_BACKLOG    records in the backlog (RSS) and scan figures, 0 skips [100000: about
                           4 minutes of the bench on a 2-core machine]
   S3MESH_BENCH_REBUILD    objects of the rebuild figure (one run), 0 skips [0: opt-in]
-  S3MESH_BENCH_ONLY       comma-separated figures to run (throughput,lag,catchup,rss,scan,rebuild) [all]
-  S3MESH_BENCH_STORES     the lab's S3 server: one for every site (minio, seaweedfs, rclone) or
-                          one per site, comma-separated, as s3mesh lab --stores [versitygw]`
+  S3MESH_BENCH_ONLY       comma-separated figures to run (throughput,lag,catchup,rss,scan,rebuild) [all]`
 
 // newBenchCmd: `s3mesh bench` and its subcommands.
 func newBenchCmd() *cobra.Command {
@@ -148,7 +146,6 @@ type benchConfig struct {
 	big                        int64
 	backlog, rebuild           int
 	only                       map[string]bool
-	stores                     []string // lab.Options.Stores (nil: versitygw)
 	scanInterval               time.Duration
 	throughputConc, largeConc  int
 	catchupConc, backlogConc   int
@@ -173,14 +170,6 @@ func benchConfigFromEnv() benchConfig {
 	for _, f := range strings.Split(envStr("S3MESH_BENCH_RATES", "50,200,400"), ",") {
 		if r, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && r > 0 {
 			c.rates = append(c.rates, r)
-		}
-	}
-	if v := envStr("S3MESH_BENCH_STORES", ""); v != "" {
-		for _, f := range strings.Split(v, ",") {
-			c.stores = append(c.stores, strings.TrimSpace(f))
-		}
-		if len(c.stores) == 1 {
-			c.stores = []string{c.stores[0], c.stores[0], c.stores[0]}
 		}
 	}
 	if v := envStr("S3MESH_BENCH_ONLY", ""); v != "" {
@@ -210,13 +199,9 @@ func benchAll(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	stores := "versitygw"
-	if cfg.stores != nil {
-		stores = strings.Join(cfg.stores, ",")
-	}
-	fmt.Fprintf(w, "s3mesh bench all: starting a fresh 3-site lab in %s (stores %s; secure defaults; scan.interval %v: periodic full rescans are off, rescans kicked by events still run) ...\n",
-		dir, stores, cfg.scanInterval)
-	l, err := lab.Start(ctx, lab.Options{Dir: dir, Sites: 3, Buckets: benchBuckets, ScanInterval: cfg.scanInterval, Stores: cfg.stores,
+	fmt.Fprintf(w, "s3mesh bench all: starting a fresh 3-site lab in %s (secure defaults; scan.interval %v: periodic full rescans are off, rescans kicked by events still run) ...\n",
+		dir, cfg.scanInterval)
+	l, err := lab.Start(ctx, lab.Options{Dir: dir, Sites: 3, Buckets: benchBuckets, ScanInterval: cfg.scanInterval,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err
@@ -228,7 +213,7 @@ func benchAll(ctx context.Context, w io.Writer) error {
 	}
 	defer e.close()
 	e.began = began
-	e.header(fmt.Sprintf("s3mesh bench all: 3-site lab on loopback in %s (stores %s), writes at a, replicas at b and c; %d run(s) per figure with a baseline", dir, stores, cfg.runs))
+	e.header(fmt.Sprintf("s3mesh bench all: 3-site lab on loopback in %s, writes at a, replicas at b and c; %d run(s) per figure with a baseline", dir, cfg.runs))
 	fmt.Fprintf(w, "sizes: throughput %d × 1 KiB and %d × 8 MiB, catch-up %d, sequential lag %d, paced lag %v/s for %v, big object %s, backlog and scan %d%s, rebuild %d (0: off); knobs: s3mesh bench --help\n\n",
 		cfg.small, cfg.large, cfg.catchup, cfg.seq, cfg.rates, cfg.pace, fmtBytes(cfg.big), cfg.backlog, backlogNote(cfg.backlog), cfg.rebuild)
 	dests := []string{"b", "c"}
@@ -485,7 +470,7 @@ func (e *benchEnv) footer() {
 	if len(e.cpuRows) > 0 {
 		fmt.Fprintln(w, "CPU split (seconds of CPU and share of the CPU used, from /proc/<pid>/stat utime+stime):")
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| phase | wall | stores ×3 | brokers ×3 | agents ×3 | bench process | rclone / tools | busy (lab+bench of all CPUs) | other processes |")
+		fmt.Fprintln(w, "| phase | wall | stores (versitygw ×3) | brokers ×3 | agents ×3 | bench process | rclone / tools | busy (lab+bench of all CPUs) | other processes |")
 		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 		for _, r := range e.cpuRows {
 			fmt.Fprintln(w, r)
