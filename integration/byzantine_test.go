@@ -35,6 +35,7 @@ import (
 // c checks record times against a clock 3 s behind a's (a test hook), as a
 // site whose clock lags does.
 func TestByzantineSite(t *testing.T) {
+	t.Parallel() // a lab of its own: see parallelTests
 	// Records whose third-site counters are not proved wait this long
 	// for that site's records before they go to the DLQ.
 	e := newEnv(t, func(o *lab.Options) {

@@ -287,6 +287,7 @@ func TestFaultClockSkew(t *testing.T) {
 // Delete safety: a site whose bucket was wiped on disk must never delete the
 // other sites' data; its deletes are held until an operator confirms.
 func TestDeleteSafetyWipedBucket(t *testing.T) {
+	t.Parallel() // a lab of its own: see parallelTests
 	e := newEnv(t, func(o *lab.Options) { o.Buckets = []string{bucket}; o.Conflicts = nil })
 	p := "wipe/"
 	for i := 0; i < 30; i++ {
@@ -332,6 +333,7 @@ func TestDeleteSafetyWipedBucket(t *testing.T) {
 // pipeline) are more than 10% of the bucket, so the scan holds them; the
 // operator confirms and the deletes reach every site.
 func TestDeleteSafetyConfirm(t *testing.T) {
+	t.Parallel() // a lab of its own: see parallelTests
 	e := newEnv(t, func(o *lab.Options) { o.Buckets = []string{bucket}; o.Conflicts = nil })
 	p := "confirm/"
 	for i := 0; i < 20; i++ {

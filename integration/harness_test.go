@@ -62,6 +62,12 @@ var (
 	sharedDir  string
 )
 
+// parallelTests: a test that starts a lab of its own (newEnv, or the
+// MinIO/SeaweedFS lab) calls t.Parallel, so that go test runs two such labs
+// at a time once the tests of the shared labs are done. Labs take their
+// ports at random from outside the ephemeral range, so two of them do not
+// meet, and the fault tests bound their waits generously.
+
 // TestMain stops the shared lab after all tests.
 func TestMain(m *testing.M) {
 	code := m.Run()

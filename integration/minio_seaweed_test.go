@@ -45,6 +45,7 @@ func minioSeaweedEnv(t *testing.T) *env {
 }
 
 func TestMinioSeaweedLab(t *testing.T) {
+	t.Parallel() // a lab of its own: see parallelTests
 	e := minioSeaweedEnv(t)
 	for i, want := range [][2]string{{lab.StoreMinio, lab.EventsNATS}, {lab.StoreSeaweed, lab.EventsPoll}, {lab.StoreVersity, lab.EventsNATS}} {
 		if si := e.info.Sites[i]; si.Store != want[0] || si.Events != want[1] {

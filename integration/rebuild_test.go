@@ -123,6 +123,7 @@ func lastPutsOf(w *Workload, site string) map[string]string {
 // withBroker its JetStream store) while a and c keep writing; it is rebuilt
 // and started; nothing acknowledged is lost, and b's later writes win.
 func testRebuildWiped(t *testing.T, withBroker bool) {
+	t.Parallel() // a lab of its own: see parallelTests
 	e := newEnv(t, nil)
 	pfx := prefix("rebuild")
 	w := e.RunWorkload(t, context.Background(), WorkloadOptions{Duration: 3 * time.Second, Keys: 150, ContendedFraction: 0.2,
@@ -242,6 +243,7 @@ func TestRebuildWipedSiteAndBroker(t *testing.T) { testRebuildWiped(t, true) }
 // --config, through the site's own broker and its leaf links) restores the
 // state without copying, and b's next write reaches its peers.
 func TestRebuildLostStateOnly(t *testing.T) {
+	t.Parallel() // a lab of its own: see parallelTests
 	e := newEnv(t, nil)
 	pfx := prefix("rbstate")
 	e.RunWorkload(t, context.Background(), WorkloadOptions{Duration: 2 * time.Second, Keys: 60, Prefix: pfx})
@@ -328,6 +330,7 @@ func TestRebuildLostStateOnly(t *testing.T) {
 // The rebuild dies half-way; run again, it continues from its cursor and
 // copies nothing a second time.
 func TestRebuildResumesAfterCrash(t *testing.T) {
+	t.Parallel() // a lab of its own: see parallelTests
 	e := newEnv(t, nil)
 	pfx := prefix("rbresume")
 	ctx := ctxT(t)

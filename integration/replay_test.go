@@ -24,6 +24,7 @@ import (
 // bytes) and settles their dead letters, in requests of two records; a
 // second replay skips them all.
 func TestReplayAfterWrongBucketConfiguration(t *testing.T) {
+	t.Parallel() // a lab of its own: see parallelTests
 	e := newEnv(t, func(o *lab.Options) {
 		o.Buckets = []string{bucket, "other"}
 		o.Conflicts = nil

@@ -23,6 +23,7 @@ import (
 // signed by the old key then lands in their DLQ as bad-signature, the
 // write behind it applies, and `s3mesh replay` over it refuses it too.
 func TestSigningKeyRotation(t *testing.T) {
+	t.Parallel() // a lab of its own: see parallelTests
 	e := newEnv(t, nil)
 	ctx := ctxT(t)
 	tag := strconv.FormatInt(time.Now().UnixNano(), 36)
