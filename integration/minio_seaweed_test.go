@@ -47,11 +47,7 @@ func minioSeaweedEnv(t *testing.T) *env {
 func TestMinioSeaweedLab(t *testing.T) {
 	t.Parallel() // a lab of its own: see parallelTests
 	e := minioSeaweedEnv(t)
-	for i, want := range [][2]string{{lab.StoreMinio, lab.EventsNATS}, {lab.StoreSeaweed, lab.EventsPoll}, {lab.StoreVersity, lab.EventsNATS}} {
-		if si := e.info.Sites[i]; si.Store != want[0] || si.Events != want[1] {
-			t.Fatalf("site %s runs %s with %s events, want %s with %s", si.Name, si.Store, si.Events, want[0], want[1])
-		}
-	}
+	probed := e.probedStores(t, [][2]string{{lab.StoreMinio, lab.EventsNATS}, {lab.StoreSeaweed, lab.EventsPoll}, {lab.StoreVersity, lab.EventsNATS}})
 	// Every agent probed its store. SeaweedFS and versitygw honour both
 	// conditional writes; MinIO honours conditional PUTs and ignores
 	// If-Match on DELETE (the lab sets s3.unconditional_writes there, so
@@ -59,16 +55,7 @@ func TestMinioSeaweedLab(t *testing.T) {
 	// tab, a decomposed letter, a trailing dot or space and a backslash
 	// under its exact name.
 	for i, n := range e.names {
-		deadline := time.Now().Add(converge)
-		st := e.siteStatus(t, n)
-		for st.Store == nil && time.Now().Before(deadline) {
-			time.Sleep(200 * time.Millisecond)
-			st = e.siteStatus(t, n)
-		}
-		if st.Store == nil {
-			t.Fatalf("site %s: no store probe after %v", n, converge)
-		}
-		p := *st.Store
+		p := *probed[n].Store
 		wantDelete := e.info.Sites[i].Store != lab.StoreMinio
 		if !p.ConditionalPut || p.ConditionalDelete != wantDelete || !p.Multipart || p.KeyBytes != 1024 || !p.Unicode {
 			t.Errorf("site %s (%s): store probe %+v", n, e.info.Sites[i].Store, p)

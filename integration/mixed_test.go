@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/s3mesh/s3mesh/agent"
 	"github.com/s3mesh/s3mesh/internal/testenv"
 	"github.com/s3mesh/s3mesh/lab"
 )
@@ -49,20 +50,11 @@ func mixedEnv(t *testing.T) *env {
 
 func TestMixedStores(t *testing.T) {
 	e := mixedEnv(t)
-	for i, want := range [][2]string{{lab.StoreVersity, lab.EventsNATS}, {lab.StoreRclone, lab.EventsPoll}, {lab.StoreVersity, lab.EventsWebhook}} {
-		if si := e.info.Sites[i]; si.Store != want[0] || si.Events != want[1] {
-			t.Fatalf("site %s runs %s with %s events, want %s with %s", si.Name, si.Store, si.Events, want[0], want[1])
-		}
-	}
 	// Every agent probed its store: both implementations honour
 	// conditional writes; each status names its event source.
+	probed := e.probedStores(t, [][2]string{{lab.StoreVersity, lab.EventsNATS}, {lab.StoreRclone, lab.EventsPoll}, {lab.StoreVersity, lab.EventsWebhook}})
 	for _, n := range e.names {
-		deadline := time.Now().Add(converge)
-		st := e.siteStatus(t, n)
-		for st.Store == nil && time.Now().Before(deadline) {
-			time.Sleep(200 * time.Millisecond)
-			st = e.siteStatus(t, n)
-		}
+		st := probed[n]
 		if st.Store == nil || !st.Store.Conditional() || st.Store.KeyBytes != 1024 || !st.Store.Unicode || !st.Store.Multipart {
 			t.Errorf("site %s: store probe %+v", n, st.Store)
 		}
@@ -150,4 +142,30 @@ func metricValue(t *testing.T, addr, sample string) float64 {
 		}
 	}
 	return 0
+}
+
+// probedStores checks that the lab's sites run the stores and event sources
+// want names, in site order, and returns each site's status once its agent
+// has probed its store (failing the test if one has not within converge).
+func (e *env) probedStores(t *testing.T, want [][2]string) map[string]agent.Status {
+	t.Helper()
+	for i, w := range want {
+		if si := e.info.Sites[i]; si.Store != w[0] || si.Events != w[1] {
+			t.Fatalf("site %s runs %s with %s events, want %s with %s", si.Name, si.Store, si.Events, w[0], w[1])
+		}
+	}
+	out := map[string]agent.Status{}
+	for _, n := range e.names {
+		deadline := time.Now().Add(converge)
+		st := e.siteStatus(t, n)
+		for st.Store == nil && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+			st = e.siteStatus(t, n)
+		}
+		if st.Store == nil {
+			t.Fatalf("site %s: no store probe after %v", n, converge)
+		}
+		out[n] = st
+	}
+	return out
 }
