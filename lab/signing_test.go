@@ -3,7 +3,6 @@ package lab
 import (
 	"crypto/ed25519"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,24 +14,7 @@ import (
 // restarts), and every site's configuration lists its peers' public keys.
 func TestLabSigningKeys(t *testing.T) {
 	dir := t.TempDir()
-	pf, err := loadPorts(filepath.Join(dir, "ports.json"), siteNames(3), noStorePorts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sites []*site
-	for _, n := range siteNames(3) {
-		s := newSite(dir, n, pf.Sites[n])
-		if err := s.prepare(); err != nil {
-			t.Fatal(err)
-		}
-		sites = append(sites, s)
-	}
-	if err := prepareLinks(sites); err != nil {
-		t.Fatal(err)
-	}
-	if err := preparePeerKeys(sites); err != nil {
-		t.Fatal(err)
-	}
+	sites, pf := preparedSites(t, dir, noStorePorts, nil)
 	leaf := func(x, y *site) string { return loopback(pf.Links[linkName(x.name, y.name)]) }
 	pubs := map[string]string{}
 	for _, s := range sites {

@@ -59,28 +59,12 @@ func TestLoadPortsPersists(t *testing.T) {
 
 func TestSiteConfigPassesConfigLoad(t *testing.T) {
 	dir := t.TempDir()
-	pf, err := loadPorts(filepath.Join(dir, "ports.json"), siteNames(3), noStorePorts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sites []*site
-	for _, n := range siteNames(3) {
-		s := newSite(dir, n, pf.Sites[n])
+	sites, pf := preparedSites(t, dir, noStorePorts, func(s *site) {
 		s.store = StoreVersity
-		if n == "c" {
+		if s.name == "c" {
 			s.store = StoreRclone
 		}
-		if err := s.prepare(); err != nil {
-			t.Fatal(err)
-		}
-		sites = append(sites, s)
-	}
-	if err := prepareLinks(sites); err != nil {
-		t.Fatal(err)
-	}
-	if err := preparePeerKeys(sites); err != nil {
-		t.Fatal(err)
-	}
+	})
 	leaf := func(x, y *site) string { return loopback(pf.Links[linkName(x.name, y.name)]) }
 	buckets := []string{"demo", "other.bucket"}
 	for _, s := range sites {
@@ -279,4 +263,33 @@ func TestLoadPortsStorePorts(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(third, again) {
 		t.Fatalf("reloaded %+v (%v), want %+v", third, err, again)
 	}
+}
+
+// preparedSites prepares, in dir, the three sites of a lab as Start does
+// before it starts anything (ports, site directories, links, peer keys);
+// set, if not nil, adjusts each site before it is prepared.
+func preparedSites(t *testing.T, dir string, storeN func(string) int, set func(*site)) ([]*site, *portsFile) {
+	t.Helper()
+	pf, err := loadPorts(filepath.Join(dir, "ports.json"), siteNames(3), storeN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sites []*site
+	for _, n := range siteNames(3) {
+		s := newSite(dir, n, pf.Sites[n])
+		if set != nil {
+			set(s)
+		}
+		if err := s.prepare(); err != nil {
+			t.Fatal(err)
+		}
+		sites = append(sites, s)
+	}
+	if err := prepareLinks(sites); err != nil {
+		t.Fatal(err)
+	}
+	if err := preparePeerKeys(sites); err != nil {
+		t.Fatal(err)
+	}
+	return sites, pf
 }

@@ -101,25 +101,9 @@ func TestStoreEventSources(t *testing.T) {
 func TestStoreSiteConfigs(t *testing.T) {
 	dir := t.TempDir()
 	stores := []string{StoreMinio, StoreSeaweed, StoreVersity}
-	pf, err := loadPorts(filepath.Join(dir, "ports.json"), siteNames(3), func(n string) int { return storePorts(stores[n[0]-'a']) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sites []*site
-	for i, n := range siteNames(3) {
-		s := newSite(dir, n, pf.Sites[n])
-		s.store, s.events = stores[i], storeEvents(stores[i])[0]
-		if err := s.prepare(); err != nil {
-			t.Fatal(err)
-		}
-		sites = append(sites, s)
-	}
-	if err := prepareLinks(sites); err != nil {
-		t.Fatal(err)
-	}
-	if err := preparePeerKeys(sites); err != nil {
-		t.Fatal(err)
-	}
+	sites, pf := preparedSites(t, dir, func(n string) int { return storePorts(stores[n[0]-'a']) }, func(s *site) {
+		s.store, s.events = stores[s.name[0]-'a'], storeEvents(stores[s.name[0]-'a'])[0]
+	})
 	if err := writeWeedIdentities(sites[1], sites); err != nil {
 		t.Fatal(err)
 	}
