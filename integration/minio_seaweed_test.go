@@ -85,25 +85,7 @@ func TestMinioSeaweedLab(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	e.waitObject(t, key, object{body: []byte("v")}, converge)
-	for _, tc := range []struct {
-		name string
-		f    func(*testing.T, *env)
-	}{
-		{"PutAtEverySiteReplicatesWithAttributes", testPutAtEverySiteReplicatesWithAttributes},
-		{"OverwriteAndDeletePropagate", testOverwriteAndDeletePropagate},
-		{"CopyMultipartAndMultiDelete", testCopyMultipartAndMultiDelete},
-		{"AwkwardKeysReplicate", testAwkwardKeysReplicate},
-		{"ConcurrentWritesConvergeLWWAndKeepLosers", testConcurrentWritesConvergeLWWAndKeepLosers},
-		{"SitePriorityWins", testSitePriorityWins},
-		{"DeleteVersusPut", testDeleteVersusPut},
-		{"ManualConflictParkedThenResolved", testManualConflictParkedThenResolved},
-		{"WorkloadWithPartitionNoSilentLoss", testWorkloadWithPartitionNoSilentLoss},
-		{"FaultAgentCrashes", testFaultAgentCrashes},
-	} {
-		if !t.Run(tc.name, func(t *testing.T) { tc.f(t, e) }) {
-			return // the later ones would fail for the same reason
-		}
-	}
+	runStoreTests(t, e)
 }
 
 // natsEvents reads s3mesh_events_received_total{source="nats"} from the

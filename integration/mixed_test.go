@@ -76,29 +76,7 @@ func TestMixedStores(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	for _, tc := range []struct {
-		name string
-		f    func(*testing.T, *env)
-	}{
-		{"PutAtEverySiteReplicatesWithAttributes", testPutAtEverySiteReplicatesWithAttributes},
-		{"OverwriteAndDeletePropagate", testOverwriteAndDeletePropagate},
-		// Multipart ETags differ between the implementations: verify
-		// compares such objects by sha256 of their bytes.
-		{"CopyMultipartAndMultiDelete", testCopyMultipartAndMultiDelete},
-		{"AwkwardKeysReplicate", testAwkwardKeysReplicate},
-		// (TestUnstorableKeyGoesToDLQ is versitygw's file/directory clash:
-		// not a property of every store, not run here.)
-		{"ConcurrentWritesConvergeLWWAndKeepLosers", testConcurrentWritesConvergeLWWAndKeepLosers},
-		{"SitePriorityWins", testSitePriorityWins},
-		{"DeleteVersusPut", testDeleteVersusPut},
-		{"ManualConflictParkedThenResolved", testManualConflictParkedThenResolved},
-		{"WorkloadWithPartitionNoSilentLoss", testWorkloadWithPartitionNoSilentLoss},
-		{"FaultAgentCrashes", testFaultAgentCrashes},
-	} {
-		if !t.Run(tc.name, func(t *testing.T) { tc.f(t, e) }) {
-			return // the later ones would fail for the same reason
-		}
-	}
+	runStoreTests(t, e)
 }
 
 // polled reports whether site's agent learns of its store's changes by
@@ -168,4 +146,37 @@ func (e *env) probedStores(t *testing.T, want [][2]string) map[string]agent.Stat
 		out[n] = st
 	}
 	return out
+}
+
+// storeTests are the tests every mixed-store lab runs: replication, every
+// conflict policy, and the partition and agent-crash workloads with the
+// no-silent-loss checker.
+var storeTests = []struct {
+	name string
+	f    func(*testing.T, *env)
+}{
+	{"PutAtEverySiteReplicatesWithAttributes", testPutAtEverySiteReplicatesWithAttributes},
+	{"OverwriteAndDeletePropagate", testOverwriteAndDeletePropagate},
+	// Multipart ETags differ between the implementations: verify
+	// compares such objects by sha256 of their bytes.
+	{"CopyMultipartAndMultiDelete", testCopyMultipartAndMultiDelete},
+	{"AwkwardKeysReplicate", testAwkwardKeysReplicate},
+	// (TestUnstorableKeyGoesToDLQ is versitygw's file/directory clash:
+	// not a property of every store, not run here.)
+	{"ConcurrentWritesConvergeLWWAndKeepLosers", testConcurrentWritesConvergeLWWAndKeepLosers},
+	{"SitePriorityWins", testSitePriorityWins},
+	{"DeleteVersusPut", testDeleteVersusPut},
+	{"ManualConflictParkedThenResolved", testManualConflictParkedThenResolved},
+	{"WorkloadWithPartitionNoSilentLoss", testWorkloadWithPartitionNoSilentLoss},
+	{"FaultAgentCrashes", testFaultAgentCrashes},
+}
+
+// runStoreTests runs storeTests on e in order, stopping at the first that
+// fails (the later ones would fail for the same reason).
+func runStoreTests(t *testing.T, e *env) {
+	for _, tc := range storeTests {
+		if !t.Run(tc.name, func(t *testing.T) { tc.f(t, e) }) {
+			return
+		}
+	}
 }
