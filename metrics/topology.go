@@ -83,12 +83,17 @@ func (t *Topology) NoteFiltered(bucket, peer string) {
 }
 
 // NotePeerFilter records the filter digest theirs of a record of peer's
-// against this site's own; it reports whether they differ.
+// against this site's own; it reports whether they differ in another way
+// than the peer's last record said (a difference to log).
 func (t *Topology) NotePeerFilter(bucket, peer, theirs, own string) bool {
 	differ := theirs != own
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c := t.counts(bucket)
+	last, was := c.PeerFilters[peer]
+	if differ && was && last == theirs {
+		return false
+	}
 	if differ {
 		if c.PeerFilters == nil {
 			c.PeerFilters = map[string]string{}
