@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/s3mesh/s3mesh/agent"
+	"github.com/s3mesh/s3mesh/config"
 )
 
 // printTopology shows each bucket's mode and prefix filters, and what they
@@ -91,6 +92,18 @@ func topologyAll(res []siteStatus) []string {
 		}
 		if len(seen[b]) > 1 {
 			out = append(out, fmt.Sprintf("WARNING: bucket %s: prefix filters differ between sites (%s): they replicate different keys", b, strings.Join(digests[b], ", ")))
+		}
+	}
+	return out
+}
+
+// archiveBuckets are the buckets cfg's site archives (rebuild keeps what
+// their peers deleted).
+func archiveBuckets(cfg *config.Site) map[string]bool {
+	out := map[string]bool{}
+	for _, b := range cfg.Buckets {
+		if b.Mode == config.ModeArchive {
+			out[b.Name] = true
 		}
 	}
 	return out
