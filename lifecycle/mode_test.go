@@ -152,3 +152,23 @@ func TestReplicaDrift(t *testing.T) {
 		t.Fatalf("new local key deleted again: %+v", s.Entry)
 	}
 }
+
+// After a replica becomes active, its drift is not published by itself; a
+// new local write is, and the entry then describes the published version.
+func TestDriftAfterModeChange(t *testing.T) {
+	put := ver("b", schema.Clock{"b": 1}, 500, false)
+	held := applied(t, Entry{}, Receive{Record: rec(put), Policy: replicaPol}, "local-1")
+	drift := step(t, ma, held, Observe{Object: obj("user", 10), SiteMode: ModeReplica}).Entry
+	if s := step(t, ma, drift, Observe{Object: obj("user", 10)}); s.Result != Unchanged || s.Persist {
+		t.Fatalf("drift observed in active mode: %+v", s)
+	}
+	st := step(t, ma, drift, Observe{Object: obj("user-2", 10)})
+	pub, ok := st.Effects[0].(Publish)
+	if !ok {
+		t.Fatalf("a new write in active mode: %+v", st)
+	}
+	e := step(t, ma, st.Entry, PublishAcked{Publish: pub}).Entry
+	if e.Drift || e.Kept || e.LocalETag != "user-2" || e.Held.ID != pub.Record.Version.ID {
+		t.Fatalf("after the publish: %+v", e)
+	}
+}

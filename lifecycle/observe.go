@@ -139,6 +139,7 @@ func (m Machine) published(e Entry, in PublishAcked, now int64) Step {
 	}
 	e.Clock = e.Clock.Merge(p.Version.Clock)
 	e.Held = p.Version
+	e.Drift, e.Kept = false, false // the store holds the published version
 	e.LocalETag = p.Version.ETag
 	if p.Version.Deleted {
 		e.LocalETag = ""
