@@ -85,7 +85,7 @@ func (p *Producer) publish(ctx context.Context, k lifecycle.Key, ef lifecycle.Pu
 			return nil, err
 		}
 	}
-	if d := p.cfg.Filters[k.Bucket].Digest(); d != "" {
+	if d := p.digests[k.Bucket]; d != "" {
 		rec.Schema, rec.Filter = schema.FilterSchema, d // peers with another filter say so
 	}
 	if err := p.send(ctx, &rec); err != nil {

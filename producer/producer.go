@@ -116,7 +116,8 @@ type Producer struct {
 	m       *metrics.Metrics
 	Hooks   Hooks
 
-	echoes *echoes // replica writes whose storage events are expected
+	echoes  *echoes           // replica writes whose storage events are expected
+	digests map[string]string // of cfg.Filters, per bucket
 
 	heldMu sync.Mutex
 	held   map[string]bool // buckets whose deletes the scanner holds
@@ -161,7 +162,11 @@ func New(cfg Config, store *state.Store, s3 ObjectStore, pub Publisher, m *metri
 		m = metrics.New()
 	}
 	core := lifecycle.Machine{Site: cfg.Site, InlineThreshold: cfg.InlineThreshold, SkewMillis: cfg.Skew.Milliseconds(), Floor: cfg.CounterFloor}
-	return &Producer{cfg: cfg, core: core, store: store, s3: s3, pub: pub, log: log, buckets: b, m: m, echoes: newEchoes(cfg.Now)}
+	digests := map[string]string{}
+	for n, f := range cfg.Filters {
+		digests[n] = f.Digest()
+	}
+	return &Producer{cfg: cfg, core: core, store: store, s3: s3, pub: pub, log: log, buckets: b, m: m, echoes: newEchoes(cfg.Now), digests: digests}
 }
 
 // Ignored reports whether key matches one of the ignore patterns.
