@@ -2,7 +2,10 @@ package integration
 
 import (
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,6 +176,21 @@ func TestTopologies(t *testing.T) {
 			if bt := e.topologyOf(t, s, filtered); len(bt.PeerFilters) != 0 {
 				t.Errorf("%s still reports other filters: %v", s, bt.PeerFilters)
 			}
+		}
+	})
+
+	t.Run("status --all", func(t *testing.T) {
+		out, err := exec.Command(testenv.S3meshBin(t), "status", "--all", "--lab", filepath.Join(e.info.Dir, "lab.json")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("status --all: %v\n%s", err, out)
+		}
+		for _, want := range []string{"bucket demo: b replica, c archive (the others active)", "bucket filtered: b replica, c archive"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("status --all does not say %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(string(out), "prefix filters differ between sites") {
+			t.Errorf("status --all reports differing filters of a lab configured alike:\n%s", out)
 		}
 	})
 }
