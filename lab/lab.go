@@ -52,6 +52,11 @@ type Options struct {
 	ScanInterval  time.Duration // agents' scan.interval (default 15s)
 	// Conflicts sets the conflict policy of some buckets (default lww).
 	Conflicts map[string]config.Conflicts
+	// Archive and Replica name sites whose every bucket is in mode archive
+	// or replica (topology.go); Filters sets the prefix filters of some
+	// buckets, the same at every site (their Mode is not used).
+	Archive, Replica []string
+	Filters          map[string]config.Topology
 	// RetryBudget is the agents' retry.budget (default: the agent's, 10m).
 	RetryBudget time.Duration
 	// ProofWait is the agents' records.proof_wait (default: the agent's, 1h).
@@ -217,7 +222,7 @@ func (o Options) withDefaults() (Options, error) {
 			}
 		}
 	}
-	return o, nil
+	return o, o.checkModes()
 }
 
 // Start prepares the lab directory, starts every site (brokers, then

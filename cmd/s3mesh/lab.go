@@ -67,6 +67,8 @@ Endpoints and keys are in <dir>/lab.json; see "s3mesh lab ctl help".`,
 	f.DurationVar(&o.Poll, "poll", 0, "poll interval of sites whose store sends no events (default 2s)")
 	f.DurationVar(&o.ScanInterval, "scan-interval", 0, "agents' scan interval (default 15s)")
 	f.DurationVar(&o.ReadyTimeout, "ready-timeout", 0, "how long each process may take to become ready (default 60s)")
+	f.StringSliceVar(&o.Archive, "archive", nil, "sites that archive every bucket (mode archive: they apply every put and no delete, and publish nothing), e.g. c")
+	f.StringSliceVar(&o.Replica, "replica", nil, "sites that replicate every bucket one way (mode replica: they apply everything and publish nothing)")
 	f.BoolVar(&verbose, "verbose", false, "debug logging of the lab itself")
 	f.BoolVar(&o.Insecure, "insecure", false, "run the brokers without passwords, without TLS and with unconfined leaf links (by default every agent, event sink and link has its own password, each link carries only what its mirrors need, and every broker connection is TLS with a CA of the lab)")
 	c.AddCommand(newLabCtlCmd())
