@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -91,6 +92,42 @@ func TestMinioSeaweedLab(t *testing.T) {
 	}
 	e.waitObject(t, key, object{body: []byte("v")}, converge)
 	runStoreTests(t, e)
+	if !t.Failed() {
+		t.Run("WipeAndRebuildMinioSite", func(t *testing.T) { testWipeRebuildMinio(t, e) })
+	}
+}
+
+// testWipeRebuildMinio loses MinIO site a's disk (`lab ctl wipe a`: its
+// data directory goes, with MinIO's own configuration: users, bucket
+// notifications), rebuilds it from b and c, and starts its agent again:
+// every key is back at a, the peers' MinIO users are made again (their
+// keys read-only), and a's next write reaches b and c through MinIO's own
+// NATS notifications, configured again for the buckets the rebuild made.
+func testWipeRebuildMinio(t *testing.T, e *env) {
+	pfx := prefix("minio-wipe")
+	for i, s := range []string{"b", "c"} {
+		e.put(t, s, fmt.Sprintf("%sfrom-%s-%d", pfx, s, i), object{body: []byte("before the wipe at " + s)})
+	}
+	e.quiesce(t, 2*time.Minute)
+	t.Log(e.mustCtl(t, "wipe", "a"))
+	if r := e.rebuild(t, "a", nil); r.code != 0 || r.copied == 0 {
+		t.Fatalf("rebuild of the MinIO site: exit %d, %d copied: %s %s", r.code, r.copied, r.stdout, r.stderr)
+	}
+	e.mustCtl(t, "start", "a")
+	e.quiesce(t, 2*time.Minute)
+	e.verifyConverged(t, bucket)
+	e.waitPeerKeysReadOnly(t)
+	before := natsEvents(t, e.info.Sites[0].HTTPAddr)
+	key := pfx + "after-the-wipe"
+	e.put(t, "a", key, object{body: []byte("written at the rebuilt MinIO site")})
+	deadline := time.Now().Add(converge)
+	for natsEvents(t, e.info.Sites[0].HTTPAddr) <= before {
+		if time.Now().After(deadline) {
+			t.Fatal("the rebuilt MinIO site's agent received no event from MinIO's NATS notifications")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	e.waitObject(t, key, object{body: []byte("written at the rebuilt MinIO site")}, converge)
 }
 
 // natsEvents reads s3mesh_events_received_total{source="nats"} from the
