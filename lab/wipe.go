@@ -94,17 +94,17 @@ func (l *Lab) wipeSite(s *site, withBroker bool) (string, error) {
 	}
 	switch {
 	case !s3Wanted:
-		done = append(done, "versitygw left stopped (start-s3 starts it)")
+		done = append(done, s.store+" left stopped (start-s3 starts it)")
 	case !s.broker.running():
-		done = append(done, fmt.Sprintf("versitygw left stopped: the broker is down (start-broker %s starts both)", s.name))
+		done = append(done, fmt.Sprintf("%s left stopped: the broker is down (start-broker %s starts both)", s.store, s.name))
 	default:
 		if err := l.startS3(l.ctx, s); err != nil {
-			return msg(), fmt.Errorf("site %s: wiped, but versitygw did not start again: %w", s.name, err)
+			return msg(), fmt.Errorf("site %s: wiped, but %s did not start again: %w", s.name, s.store, err)
 		}
 		if err := checkNoBuckets(l.ctx, s); err != nil {
 			return msg(), fmt.Errorf("site %s: wiped, but %w", s.name, err)
 		}
-		done = append(done, fmt.Sprintf("versitygw serving the empty store (pid %d)", s.s3.pid()))
+		done = append(done, fmt.Sprintf("%s serving the empty store (pid %d)", s.store, s.s3.pid()))
 	}
 	done = append(done, fmt.Sprintf("the agent stays stopped until `start %s`", s.name))
 	return msg(), nil
@@ -132,7 +132,7 @@ func emptyDir(dir string) ([]string, error) {
 	return dirs, nil
 }
 
-// checkNoBuckets asks s's versitygw for its buckets and fails unless there
+// checkNoBuckets asks s's store for its buckets and fails unless there
 // are none.
 func checkNoBuckets(ctx context.Context, s *site) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
