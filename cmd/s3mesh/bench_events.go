@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/s3mesh/s3mesh/broker"
+	"github.com/s3mesh/s3mesh/lab"
 	"github.com/s3mesh/s3mesh/producer"
 )
 
@@ -38,6 +39,9 @@ type arrivals struct {
 	site, bucket, prefix string
 	nc                   *nats.Conn
 	sub                  *nats.Subscription
+	keys                 producer.KeyEncoding               // how the site's store encodes keys in its events
+	head                 func(context.Context, string) bool // a site without NATS events: is the key there?
+	stop                 chan struct{}                      // closed by close: the HEAD pollers end
 
 	mu        sync.Mutex
 	at        map[string]time.Time // first ObjectCreated event per key
@@ -54,8 +58,24 @@ func (e *benchEnv) watch(site, bucket, prefix string) (*arrivals, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s's broker: %w", site, err)
 	}
-	a := &arrivals{site: site, bucket: bucket, prefix: prefix, nc: nc,
+	enc := producer.KeysRaw // versitygw sends raw keys
+	if si.Store == lab.StoreMinio {
+		enc = producer.KeysURL // MinIO URL-encodes them, as S3 does
+	}
+	a := &arrivals{site: site, bucket: bucket, prefix: prefix, nc: nc, keys: enc,
 		at: map[string]time.Time{}, confirmed: map[string]time.Time{}, waiters: map[string]chan struct{}{}}
+	if si.Events != lab.EventsNATS {
+		// The store sends its broker no events (polled: SeaweedFS, rclone
+		// serve s3; or a webhook to the agent): expect finds each key by
+		// HEAD, every headEvery, and its arrival is the first HEAD that
+		// finds it (readable at the site, to within headEvery).
+		c := e.s3[site]
+		a.head = func(ctx context.Context, key string) bool {
+			_, err := c.Head(ctx, bucket, key)
+			return err == nil
+		}
+	}
+	a.stop = make(chan struct{})
 	sub, err := nc.Subscribe(broker.EventsSubject(site, "nats"), a.handle)
 	if err != nil {
 		nc.Close()
@@ -72,7 +92,7 @@ func (e *benchEnv) watch(site, bucket, prefix string) (*arrivals, error) {
 
 func (a *arrivals) handle(m *nats.Msg) {
 	now := time.Now()
-	hints, err := producer.ParseEvent(m.Data, producer.KeysRaw) // the agent's own parser (versitygw: raw keys)
+	hints, err := producer.ParseEvent(m.Data, a.keys) // the agent's own parser
 	if err != nil {
 		return
 	}
@@ -95,7 +115,11 @@ func (a *arrivals) handle(m *nats.Msg) {
 	}
 }
 
+// headEvery is how often expect HEADs a key at a site without NATS events.
+const headEvery = 10 * time.Millisecond
+
 func (a *arrivals) close() {
+	close(a.stop)
 	if a.sub != nil {
 		_ = a.sub.Unsubscribe()
 	}
@@ -112,7 +136,44 @@ func (a *arrivals) expect(key string) <-chan struct{} {
 		return ch
 	}
 	a.waiters[key] = ch
+	if a.head != nil {
+		go a.pollHead(key)
+	}
 	return ch
+}
+
+// pollHead HEADs key until it is there (or the watch ends) and records
+// that time as its arrival.
+func (a *arrivals) pollHead(key string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-a.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	t := time.NewTicker(headEvery)
+	defer t.Stop()
+	for !a.head(ctx, key) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.at[key]; !ok {
+		a.at[key] = now
+		a.last = now
+		if ch, ok := a.waiters[key]; ok {
+			close(ch)
+			delete(a.waiters, key)
+		}
+	}
 }
 
 // when returns key's arrival: its event's time, or (measured false) the
