@@ -81,6 +81,8 @@ type Applier struct {
 	// buffer at most its share, and the others' keep flowing. A peer
 	// without one draws on the whole budget.
 	Shares map[string]*s3io.Share
+	// Guard holds a peer's mass deletes (nil: none held).
+	Guard *DeleteGuard
 
 	badSources // peers that served wrong bytes, per version (fetch.go)
 }
@@ -104,6 +106,12 @@ var (
 // record delivered again, in any order, changes nothing after its first
 // application (I3).
 func (a *Applier) Apply(ctx context.Context, rec *schema.Record) (schema.Decision, error) {
+	return a.applyGuarded(ctx, rec, true)
+}
+
+// applyGuarded is Apply; guarded puts a delete through the delete guard
+// (not when an operator releases it).
+func (a *Applier) applyGuarded(ctx context.Context, rec *schema.Record, guarded bool) (schema.Decision, error) {
 	if _, ok := a.Buckets[rec.Bucket]; !ok {
 		return schema.Decision{}, fmt.Errorf("apply %s/%s: %w", rec.Bucket, rec.Key, ErrNotReplicated)
 	}
@@ -113,7 +121,7 @@ func (a *Applier) Apply(ctx context.Context, rec *schema.Record) (schema.Decisio
 		}
 	}
 	for attempt := 0; attempt < 5; attempt++ {
-		st, err := a.applyOnce(ctx, rec)
+		st, err := a.applyOnce(ctx, rec, guarded)
 		if err != nil || st.Next != lifecycle.Again {
 			return st.Decision, err
 		}
@@ -126,7 +134,7 @@ func (a *Applier) Apply(ctx context.Context, rec *schema.Record) (schema.Decisio
 	return schema.Decision{}, fmt.Errorf("apply %s/%s: %w", rec.Bucket, rec.Key, ErrLocalChanging)
 }
 
-func (a *Applier) applyOnce(ctx context.Context, rec *schema.Record) (lifecycle.Step, error) {
+func (a *Applier) applyOnce(ctx context.Context, rec *schema.Record, guarded bool) (lifecycle.Step, error) {
 	k := lifecycle.Key{Bucket: rec.Bucket, Key: rec.Key}
 	unlock := a.Store.Lock(k.Bucket, k.Key)
 	defer unlock()
@@ -137,9 +145,20 @@ func (a *Applier) applyOnce(ctx context.Context, rec *schema.Record) (lifecycle.
 	if err := a.Local.RecoverLocked(ctx, k.Bucket, k.Key, &e); err != nil {
 		return lifecycle.Step{}, err
 	}
-	st, err := a.drive(ctx, k, e, lifecycle.Receive{Record: rec, Policy: a.Buckets[k.Bucket]}, rec)
+	in := lifecycle.Receive{Record: rec, Policy: a.Buckets[k.Bucket]}
+	var undo func()
+	if guarded && rec.Version.Deleted && a.Guard != nil {
+		in.HoldDeletes, undo = a.Guard.admit(rec.Version.Origin, k.Bucket, a.Now())
+	}
+	st, err := a.drive(ctx, k, e, in, rec)
 	if err == nil && st.Err != nil {
 		err = fmt.Errorf("apply %s/%s: %w", k.Bucket, k.Key, st.Err)
+	}
+	if undo != nil && (err != nil || st.Result != lifecycle.Applied || !e.Present()) {
+		undo() // it deleted nothing
+	}
+	if err == nil {
+		err = a.dropSuperseded(k, st.Entry)
 	}
 	return st, err
 }

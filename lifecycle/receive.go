@@ -23,6 +23,7 @@ func (m Machine) receive(k Key, e Entry, in Receive, now int64) Step {
 	d := schema.Decide(e.HeldPtr(), e.Clock, rec.Version, pol.Policy)
 	with := func(s Step) Step { s.Decision = d; return s }
 	if in.HoldDeletes && holds(e, rec, d) {
+		d.Held = true
 		s := done(e, Held, nil)
 		s.Effects = []Effect{Hold{Record: rec}}
 		return with(s)

@@ -149,8 +149,12 @@ func (s *Store) getHeld(peer, bucket string, seq uint64) (HeldDelete, bool, erro
 	return h, true, nil
 }
 
-// DropHeld forgets the held delete h (released, refused or superseded).
-func (s *Store) DropHeld(h HeldDelete) error {
+// DropHeld forgets the held delete h (released, refused or superseded);
+// gone is false if it was no longer held.
+func (s *Store) DropHeld(h HeldDelete) (gone bool, err error) {
+	if _, ok, err := s.getHeld(h.Peer, h.Record.Bucket, h.Seq); err != nil || !ok {
+		return false, err
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.Delete(heldKey(h.Peer, h.Record.Bucket, h.Seq), nil)
@@ -162,9 +166,9 @@ func (s *Store) DropHeld(h HeldDelete) error {
 		closer.Close()
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("drop held delete %s/%s: %w", h.Record.Bucket, h.Record.Key, err)
+		return false, fmt.Errorf("drop held delete %s/%s: %w", h.Record.Bucket, h.Record.Key, err)
 	}
-	return nil
+	return true, nil
 }
 
 // ScanHeld calls fn with the held deletes of peer ("" for every peer) in

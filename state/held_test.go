@@ -73,8 +73,11 @@ func TestHeldDeletes(t *testing.T) {
 		if h.Peer == "b" && h.Record.Version.Clock["b"] != 9 {
 			t.Fatalf("b's held delete of b1/k is %v, want the newer one", h.Record.Version.Clock)
 		}
-		if err := s.DropHeld(h); err != nil {
-			t.Fatal(err)
+		if gone, err := s.DropHeld(h); err != nil || !gone {
+			t.Fatal(gone, err)
+		}
+		if gone, err := s.DropHeld(h); err != nil || gone {
+			t.Fatalf("dropped twice: %v %v", gone, err)
 		}
 	}
 	if hs, _ := s.HeldFor("b1", "k"); len(hs) != 0 {
