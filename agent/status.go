@@ -47,6 +47,9 @@ type Status struct {
 	// Streams is how full each of the site's streams is against its limits
 	// (nats.limits); a warning names each over StreamWarnFill.
 	Streams []broker.StreamUsage `json:"streams,omitempty"`
+	// HeldDeletes are the peers' deletes held here, by peer and bucket
+	// (`s3mesh deletes list`).
+	HeldDeletes []consumer.HeldSummary `json:"held_deletes,omitempty"`
 }
 
 // PeerStatus is the replication state from one peer.
@@ -210,6 +213,8 @@ func (a *Agent) Snapshot(ctx context.Context) (Status, error) {
 	if st.Store == nil {
 		st.Warnings = append(st.Warnings, "the store has not been probed yet (unreachable?): nothing is applied until it is")
 	}
+	st.HeldDeletes = a.Applier.Guard.Summary()
+	st.Warnings = append(st.Warnings, heldDeleteWarnings(st.HeldDeletes)...)
 	st.PeerKeys = a.peerKeys.list()
 	st.Warnings = append(st.Warnings, peerKeyWarnings(st.PeerKeys)...)
 	if meta, ok, err := a.Store.SiteMeta(); err == nil && ok && meta.RebuiltAt > 0 {
