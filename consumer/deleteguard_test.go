@@ -67,6 +67,10 @@ func TestDeleteGuardHoldsAPeersMassDelete(t *testing.T) {
 	if got := fmt.Sprint(heldKeys(t, r.a, "b")); got != "[k03 k04 k05 k06 k07 k08 k09]" {
 		t.Fatalf("held, in order: %s", got)
 	}
+	// A held delete delivered again is held once.
+	if d, err := r.a.Apply(ctx, keyRec(key(3), "b", schema.Clock{"c": 1, "b": 1}, 300, true)); err != nil || !d.Held {
+		t.Fatalf("redelivered held delete: %+v %v", d, err)
+	}
 	if s := r.a.Guard.Summary(); len(s) != 1 || s[0].Peer != "b" || s[0].Count != 7 {
 		t.Fatalf("summary %+v", s)
 	}

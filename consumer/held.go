@@ -20,11 +20,11 @@ func (a *Applier) hold(k lifecycle.Key, h lifecycle.Hold) error {
 		return fmt.Errorf("hold %s/%s: %w", k.Bucket, k.Key, ErrNoGuard)
 	}
 	peer := h.Record.Version.Origin
-	if _, err := a.Store.HoldDelete(peer, h.Record, a.Now()); err != nil {
-		return err
+	_, added, err := a.Store.HoldDelete(peer, h.Record, a.Now())
+	if err == nil && added {
+		a.Guard.heldOne(peer, k.Bucket, k.Key, a.Now())
 	}
-	a.Guard.heldOne(peer, k.Bucket, k.Key, a.Now())
-	return nil
+	return err
 }
 
 // dropSuperseded forgets the held deletes of k that the key's entry e has
@@ -92,9 +92,20 @@ func (a *Applier) Release(ctx context.Context, peer, bucket string) (Settled, er
 
 // Discard refuses peer's held deletes in bucket ("" for every bucket) for
 // good: refuse writes each key's object again as this site's own new
-// version (the producer's Refuse) and reports whether it wrote one.
+// version (the producer's Refuse) and reports whether it wrote one. A
+// delete with nothing to write again (the key moved past it, or its object
+// is gone here too) takes the normal apply path instead, so its clock is
+// merged like any record's (a superseded one is skipped there).
 func (a *Applier) Discard(ctx context.Context, peer, bucket string, refuse func(ctx context.Context, h state.HeldDelete) (bool, error)) (Settled, error) {
-	return a.settle(ctx, peer, bucket, func(h state.HeldDelete) (bool, error) { return refuse(ctx, h) })
+	return a.settle(ctx, peer, bucket, func(h state.HeldDelete) (bool, error) {
+		did, err := refuse(ctx, h)
+		if err != nil || did {
+			return did, err
+		}
+		rec := h.Record
+		_, err = a.applyGuarded(ctx, &rec, false)
+		return false, err
+	})
 }
 
 func (a *Applier) settle(ctx context.Context, peer, bucket string, do func(state.HeldDelete) (bool, error)) (Settled, error) {

@@ -76,6 +76,13 @@ func (m Machine) refuse(k Key, e Entry, in Refuse, now int64) Step {
 			Args: []any{"delete", in.Delete.ID}}}
 		return s
 	}
+	// The new version follows the delete in the clock, and so in the
+	// conflict order too: its origin time and rank are placed after
+	// whichever of the held version and the delete sorts higher.
+	over := in.Delete
+	if h := e.HeldPtr(); h != nil && over.Less(*h) {
+		over = *h
+	}
 	e.Clock = e.Clock.Merge(in.Delete.Clock)
-	return m.publish(k, e, in.Object, in.Policy, now)
+	return m.publishOver(k, e, in.Object, in.Policy, now, &over)
 }

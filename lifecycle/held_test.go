@@ -92,6 +92,14 @@ func TestRefuse(t *testing.T) {
 	if v.Origin != "a" || v.Deleted || v.Clock.Compare(tomb.Clock) != schema.After || v.Clock["a"] != 2 || v.Clock["b"] != 1 {
 		t.Fatalf("refuse published %+v: want a's next version of the object over the delete's clock %v", v, tomb.Clock)
 	}
+	if !tomb.Less(v) || !mine.Less(v) {
+		t.Fatalf("refuse published %+v, which does not sort above the delete %+v and the held %+v", v, tomb, mine)
+	}
+	// A delete stamped by a clock running ahead: the new version still sorts above it.
+	ahead := ver("b", schema.Clock{"a": 1, "b": 1}, now+60_000, true)
+	if st := step(t, ma, e, Refuse{Object: obj(mine.ETag, mine.Size), Delete: ahead}); !ahead.Less(st.Entry.Pending.Version) {
+		t.Fatalf("refuse over a delete from a clock ahead: %+v does not sort above %+v", st.Entry.Pending.Version, ahead)
+	}
 	// The delete, received after the refusal's version, is skipped everywhere.
 	after := holding(v)
 	if st := step(t, ma, after, Receive{Record: rec(tomb)}); st.Result != Skipped {

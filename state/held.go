@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/s3mesh/s3mesh/lifecycle"
 	"github.com/s3mesh/s3mesh/schema"
 )
 
@@ -74,36 +75,50 @@ func nextHeldSeq() uint64 {
 }
 
 // HoldDelete keeps rec, a tombstone from peer, among the held deletes
-// (synced before it returns, so the record may then be acknowledged). A
-// delete of the same key from the same peer held before is replaced: the
-// later one is the peer's newer word on the key.
-func (s *Store) HoldDelete(peer string, rec *schema.Record, now time.Time) (HeldDelete, error) {
+// (synced before it returns, so the record may then be acknowledged). One
+// delete of a key is held per peer: the peer's newer one (a peer's deletes
+// of a key follow each other in the clock) replaces an older one, and an
+// older one arriving late (a redelivery out of order) is not kept over the
+// newer (the result is then the held newer one). added reports whether
+// the number of held deletes grew (no delete of the key from peer was held).
+func (s *Store) HoldDelete(peer string, rec *schema.Record, now time.Time) (h HeldDelete, added bool, err error) {
 	if rec == nil || !rec.Version.Deleted {
-		return HeldDelete{}, errors.New("hold delete: not a tombstone")
+		return HeldDelete{}, false, errors.New("hold delete: not a tombstone")
 	}
-	h := HeldDelete{Seq: nextHeldSeq(), Peer: peer, Since: now.UnixMilli(), Record: *rec}
+	h = HeldDelete{Seq: nextHeldSeq(), Peer: peer, Since: now.UnixMilli(), Record: *rec}
 	h.Record.Body = nil
 	v, err := msgpack.Marshal(&h)
 	if err != nil {
-		return h, fmt.Errorf("hold delete %s/%s: %w", rec.Bucket, rec.Key, err)
+		return h, false, fmt.Errorf("hold delete %s/%s: %w", rec.Bucket, rec.Key, err)
 	}
+	added = true
 	idx := append(heldIndexKeyPrefix(rec.Bucket, rec.Key), peer...)
 	b := s.db.NewBatch()
 	defer b.Close()
-	if old, closer, err := s.db.Get(idx); err == nil {
-		if len(old) == 8 {
-			_ = b.Delete(heldKey(peer, rec.Bucket, binary.BigEndian.Uint64(old)), nil)
+	if cur, closer, err := s.db.Get(idx); err == nil {
+		var seq uint64
+		if len(cur) == 8 {
+			seq = binary.BigEndian.Uint64(cur)
 		}
 		closer.Close()
+		old, ok, err := s.getHeld(peer, rec.Bucket, seq)
+		if err != nil {
+			return h, false, err
+		}
+		if ok && lifecycle.Superseded(old.Record.Version.Clock, rec.Version) {
+			return old, false, nil
+		}
+		_ = b.Delete(heldKey(peer, rec.Bucket, seq), nil)
+		added = !ok
 	} else if !errors.Is(err, pebble.ErrNotFound) {
-		return h, fmt.Errorf("hold delete %s/%s: %w", rec.Bucket, rec.Key, err)
+		return h, false, fmt.Errorf("hold delete %s/%s: %w", rec.Bucket, rec.Key, err)
 	}
 	_ = b.Set(heldKey(peer, rec.Bucket, h.Seq), v, nil)
 	_ = b.Set(idx, binary.BigEndian.AppendUint64(nil, h.Seq), nil)
 	if err := b.Commit(pebble.Sync); err != nil {
-		return h, fmt.Errorf("hold delete %s/%s: %w", rec.Bucket, rec.Key, err)
+		return h, false, fmt.Errorf("hold delete %s/%s: %w", rec.Bucket, rec.Key, err)
 	}
-	return h, nil
+	return h, added, nil
 }
 
 // HeldFor returns the held deletes of bucket/key (one per peer at most).

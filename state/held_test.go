@@ -23,11 +23,11 @@ func TestHeldDeletes(t *testing.T) {
 	// Keys that are prefixes of each other, and one of another bucket.
 	for _, r := range []*schema.Record{tomb("b1", "k", "b", 1), tomb("b1", "k2", "b", 2), tomb("b1", "a/k", "b", 3), tomb("b2", "k", "b", 4), tomb("b1", "k", "c", 1)} {
 		peer := r.Version.Origin
-		if _, err := s.HoldDelete(peer, r, now); err != nil {
-			t.Fatal(err)
+		if _, added, err := s.HoldDelete(peer, r, now); err != nil || !added {
+			t.Fatal(added, err)
 		}
 	}
-	if _, err := s.HoldDelete("b", &schema.Record{Bucket: "b1", Key: "x"}, now); err == nil {
+	if _, _, err := s.HoldDelete("b", &schema.Record{Bucket: "b1", Key: "x"}, now); err == nil {
 		t.Fatal("held a record that is no tombstone")
 	}
 	list := func(peer, bucket string) []string {
@@ -51,11 +51,18 @@ func TestHeldDeletes(t *testing.T) {
 		t.Fatalf("held for b1/k: %v %v", hs, err)
 	}
 	// A newer delete of the same key from the same peer replaces the older.
-	if _, err := s.HoldDelete("b", tomb("b1", "k", "b", 9), now); err != nil {
-		t.Fatal(err)
+	if _, added, err := s.HoldDelete("b", tomb("b1", "k", "b", 9), now); err != nil || added {
+		t.Fatalf("a newer delete of a held key: added %v, %v", added, err)
 	}
 	if got := list("b", "b1"); len(got) != 3 || got[2] != "b:b1/k" {
 		t.Fatalf("after a newer delete of b1/k: %v", got)
+	}
+	// An older one arriving late does not replace it.
+	if h, added, err := s.HoldDelete("b", tomb("b1", "k", "b", 5), now); err != nil || added || h.Record.Version.Clock["b"] != 9 {
+		t.Fatalf("an older delete held over the newer: %+v %v", h.Record.Version, err)
+	}
+	if got := list("b", "b1"); len(got) != 3 || got[2] != "b:b1/k" {
+		t.Fatalf("after an older delete of b1/k: %v", got)
 	}
 	// Survives a reopen; dropping forgets it in both places.
 	if err := s.Close(); err != nil {
