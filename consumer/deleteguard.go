@@ -77,15 +77,24 @@ func (g *DeleteGuard) admit(peer, bucket string, now time.Time) (hold bool, undo
 	if g.held[pb] > 0 {
 		return true, nil
 	}
-	ts := g.times[pb]
-	cut := 0
-	for cut < len(ts) && now.Sub(ts[cut]) > g.Window {
-		cut++
-	}
-	ts = ts[cut:]
-	if n := len(ts) + 1; n > g.Min && n > g.limit(bucket, len(ts), now) {
-		g.times[pb] = ts
-		return true, nil
+	ts := g.window(pb, now)
+	if len(ts)+1 > g.Min {
+		if kc, ok := g.keys[bucket]; !ok || now.Sub(kc.at) > keysTTL {
+			// Counted without the lock: other appliers go on meanwhile.
+			g.mu.Unlock()
+			n, err := g.countKeys(bucket)
+			g.mu.Lock()
+			if err != nil {
+				// Without a count, judge by Min alone: a failing state
+				// holds sooner rather than later.
+				g.Log.Warn("delete guard: counting the bucket's keys failed", "bucket", bucket, "err", err)
+			}
+			ts = g.window(pb, now)
+			g.keys[bucket] = keyCount{n: n + len(ts), at: now}
+		}
+		if n := len(ts) + 1; n > max(g.Min, int(g.Fraction*float64(g.keys[bucket].n))) {
+			return true, nil
+		}
 	}
 	g.times[pb] = append(ts, now)
 	return false, func() {
@@ -101,30 +110,31 @@ func (g *DeleteGuard) admit(peer, bucket string, now time.Time) (hold bool, undo
 	}
 }
 
-// limit is how many of a peer's deletes bucket takes within the window:
-// Fraction of the keys the bucket had here before them (the keys present,
-// counted from the state at most once a keysTTL, plus the deletes counted
-// in the window then), at least Min.
-func (g *DeleteGuard) limit(bucket string, inWindow int, now time.Time) int {
-	kc, ok := g.keys[bucket]
-	if !ok || now.Sub(kc.at) > keysTTL {
-		n := 0
-		err := g.Store.Scan(bucket, "", func(_ string, e state.Entry) error {
-			if e.Present() {
-				n++
-			}
-			return nil
-		})
-		if err != nil {
-			// Without a count, judge by Min alone: a failing state holds
-			// sooner rather than later.
-			g.Log.Warn("delete guard: counting the bucket's keys failed", "bucket", bucket, "err", err)
-			return g.Min
-		}
-		kc = keyCount{n: n + inWindow, at: now}
-		g.keys[bucket] = kc
+// window drops the deletes of pb counted before the window and returns the
+// rest. The caller holds g.mu.
+func (g *DeleteGuard) window(pb peerBucket, now time.Time) []time.Time {
+	ts := g.times[pb]
+	cut := 0
+	for cut < len(ts) && now.Sub(ts[cut]) > g.Window {
+		cut++
 	}
-	return max(g.Min, int(g.Fraction*float64(kc.n)))
+	g.times[pb] = ts[cut:]
+	return ts[cut:]
+}
+
+// countKeys counts the live keys of bucket in the state. The limit is
+// Fraction of the keys the bucket had here before the window's deletes:
+// those present when counted plus the deletes counted in the window then;
+// the count is reused for keysTTL.
+func (g *DeleteGuard) countKeys(bucket string) (int, error) {
+	n := 0
+	err := g.Store.Scan(bucket, "", func(_ string, e state.Entry) error {
+		if e.Present() {
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 // heldOne counts a delete just held; the first of a hold is logged.

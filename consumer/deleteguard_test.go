@@ -148,3 +148,35 @@ func TestDeleteGuardSmallBucket(t *testing.T) {
 		t.Fatalf("deletes of absent keys held: %v", got)
 	}
 }
+
+func TestDeleteGuardParallelAppliersStopAtTheLimit(t *testing.T) {
+	r := guarded(t)
+	for i := range 50 {
+		v := schema.Version{ID: fmt.Sprint(i), Origin: "c", Clock: schema.Clock{"c": 1}, ETag: "e", Size: 1}
+		if err := r.st.Put("bkt", fmt.Sprint(i), state.Entry{Clock: v.Clock, Held: v, LocalETag: "e"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.UnixMilli(1_000_000)
+	results := make(chan bool, 40)
+	for range 40 {
+		go func() {
+			hold, _ := r.a.Guard.admit("b", "bkt", now)
+			results <- hold
+		}()
+	}
+	admitted := 0
+	for range 40 {
+		if !<-results {
+			admitted++
+		}
+	}
+	// max(min 3, 10% of the 50 keys, plus the deletes counted then).
+	if admitted != 5 {
+		t.Fatalf("%d of 40 parallel deletes admitted, want 5", admitted)
+	}
+	// Past the window the count starts again.
+	if hold, _ := r.a.Guard.admit("b", "bkt", now.Add(6*time.Minute)); hold {
+		t.Fatal("a delete after the window is held")
+	}
+}
