@@ -126,7 +126,7 @@ func (a *Applier) settle(ctx context.Context, peer, bucket string, do func(state
 	groups := map[string]bool{}
 	for _, h := range hs {
 		if err := ctx.Err(); err != nil {
-			return out, err
+			return out, fmt.Errorf("stopped after %d of %d held deletes (the rest stay held: run the command again to go on): %w", out.Done, len(hs), err)
 		}
 		groups[h.Record.Bucket] = true
 		did, err := do(h)

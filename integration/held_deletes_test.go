@@ -103,6 +103,10 @@ func TestPeerMassDeleteHeldAtReceivers(t *testing.T) {
 			}
 		}
 		t.Logf("site %s: %d of b's %d deletes held, listed as %+v", s, len(held[s]), len(deleted), bs[0])
+		gauge := `s3mesh_deletes_held{bucket="` + bucket + `",peer="b"}`
+		if got := metricValue(t, e.siteInfo(t, s).HTTPAddr, gauge); got != float64(len(held[s])) {
+			t.Fatalf("site %s: %s is %v, want %d", s, gauge, got, len(held[s]))
+		}
 		st := e.siteStatus(t, s)
 		if len(st.HeldDeletes) != 1 || st.HeldDeletes[0].Count != len(held[s]) {
 			t.Fatalf("status at %s: held deletes %+v, want %d", s, st.HeldDeletes, len(held[s]))
@@ -125,6 +129,9 @@ func TestPeerMassDeleteHeldAtReceivers(t *testing.T) {
 	}
 	if bs := e.heldList(t, "a"); len(bs) != 0 {
 		t.Fatalf("a still lists held deletes after the release: %+v", bs)
+	}
+	if got := metricValue(t, e.siteInfo(t, "a").HTTPAddr, `s3mesh_deletes_held{bucket="`+bucket+`",peer="b"}`); got != 0 {
+		t.Fatalf("a's s3mesh_deletes_held after the release: %v", got)
 	}
 
 	// Discard at c: c writes the objects it held again; they come back
