@@ -116,6 +116,14 @@ func TestPeerMassDeleteHeldAtReceivers(t *testing.T) {
 		}
 	}
 
+	// a's dashboard shows the batch.
+	pg := newPage(t, chromiumPath(t))
+	pg.open("http://" + e.siteInfo(t, "a").HTTPAddr + "/")
+	pg.waitFor("a's held deletes of b on the dashboard", fmt.Sprintf(
+		`(() => { const r = document.querySelector('#held tr[data-peer="b"][data-bucket=%q]'); return !!r && r.children[2].textContent === "%d"; })()`,
+		bucket, len(held["a"])), 30*time.Second)
+	pg.checkProblems("showing held deletes")
+
 	// Release at a: b's deletes apply there.
 	if out, errOut, code := dlqcliRun(t, "deletes", "release", "--peer", "b", "--lab", e.dlqcliLabJSON(), "--site", "a"); code != 0 {
 		t.Fatalf("release at a: exit %d: %s %s", code, out, errOut)
