@@ -116,6 +116,25 @@ func TestPeerMassDeleteHeldAtReceivers(t *testing.T) {
 		}
 	}
 
+	// The hold is durable: c's agent killed and started again still holds
+	// the same batch, and its deletes still do not apply.
+	e.mustCtl(t, "kill", "c")
+	e.mustCtl(t, "start", "c")
+	deadline := time.Now().Add(converge)
+	for {
+		out, _, code := dlqcliRun(t, "deletes", "list", "--json", "--lab", e.dlqcliLabJSON(), "--site", "c")
+		if code == 0 && strings.Contains(out, fmt.Sprintf(`"count":%d`, len(held["c"]))) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("c after a restart: deletes list %q (exit %d), want the batch of %d", out, code, len(held["c"]))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got := e.present(t, "c", deleted); len(got) != len(held["c"]) {
+		t.Fatalf("c holds %d of the deleted keys after a restart, want %d", len(got), len(held["c"]))
+	}
+
 	// a's dashboard shows the batch.
 	pg := newPage(t, chromiumPath(t))
 	pg.open("http://" + e.siteInfo(t, "a").HTTPAddr + "/")
@@ -128,7 +147,7 @@ func TestPeerMassDeleteHeldAtReceivers(t *testing.T) {
 	if out, errOut, code := dlqcliRun(t, "deletes", "release", "--peer", "b", "--lab", e.dlqcliLabJSON(), "--site", "a"); code != 0 {
 		t.Fatalf("release at a: exit %d: %s %s", code, out, errOut)
 	}
-	deadline := time.Now().Add(converge)
+	deadline = time.Now().Add(converge)
 	for len(e.present(t, "a", deleted)) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("a still holds %v after the release", e.present(t, "a", deleted))
