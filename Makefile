@@ -29,10 +29,15 @@ $(BIN)/rclone: tools/rclone/go.mod tools/rclone/go.sum
 ## 2 cores, once: bin/ keeps them; README, Stores), so they are not
 ## prerequisites of tools, build or lab, only of test.
 .PHONY: stores
-stores: $(BIN)/minio $(BIN)/weed
+stores: $(BIN)/minio $(BIN)/minio-users $(BIN)/weed
 
 $(BIN)/minio: tools/minio/go.mod tools/minio/go.sum
 	cd tools/minio && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/minio github.com/minio/minio
+
+# minio-users makes the lab's read-only MinIO users for peers (MinIO's admin
+# API, through madmin-go, which the pinned MinIO already requires).
+$(BIN)/minio-users: tools/minio/go.mod tools/minio/go.sum tools/minio/users/main.go
+	cd tools/minio && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/minio-users ./users
 
 $(BIN)/weed: tools/seaweedfs/go.mod tools/seaweedfs/go.sum
 	cd tools/seaweedfs && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/weed github.com/seaweedfs/seaweedfs/weed

@@ -171,7 +171,7 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		c := b.Conflicts
 		p := schema.Policy{Mode: c.Policy, Priority: c.Priority, Deletes: c.Deletes}
 		policies[b.Name] = p
-		buckets[b.Name] = consumer.BucketPolicy{Policy: p, KeepLosers: c.Keep(), LosersPrefix: c.LosersPrefix}
+		buckets[b.Name] = consumer.BucketPolicy{Policy: p, KeepLosers: c.Keep(), LosersPrefix: c.LosersPrefix, SiteMode: siteMode(b)}
 	}
 	signKey, err := signingKey(cfg, log)
 	if err != nil {
@@ -180,7 +180,7 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	a.Producer = producer.New(producer.Config{
 		Site: cfg.Site, Buckets: cfg.BucketNames(), InlineThreshold: cfg.InlineThreshold, Partitions: Partitions,
 		Policies: policies, Skew: hooks.clockSkew, Ignore: ignore, CounterFloor: floor, SigningKey: signKey,
-		AbsentConfirm: producer.DefaultAbsentConfirm,
+		AbsentConfirm: producer.DefaultAbsentConfirm, Modes: siteModes(cfg), Filters: filters(cfg),
 		ListedAlias: func(key string) string {
 			if c := a.caps.Load(); c != nil {
 				return c.ListedAlias(key)
@@ -224,7 +224,7 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 			}
 			return ""
 		},
-		Shares: peerShares(cfg.PeerNames(), cfg.MemoryBudget),
+		Shares: peerShares(cfg.PeerNames(), cfg.MemoryBudget), Topo: a.M.Topo,
 	}
 	if a.Applier.Guard, err = deleteGuard(cfg, a.Store, a.M, log); err != nil {
 		return nil, err
@@ -380,7 +380,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	runner := &consumer.Runner{A: a.Applier, Site: a.cfg.Site, Peers: a.cfg.PeerNames(), Workers: a.cfg.Workers,
 		Budget: a.cfg.Retry.Budget, MaxBackoff: a.cfg.Retry.MaxBackoff,
 		FormerSites: a.cfg.Records.FormerSites, MaxFuture: a.cfg.Records.MaxFuture, SelfMax: a.selfMax(), Keys: a.keyring(),
-		Proven: a.proven, ProofWait: a.cfg.Records.ProofWait,
+		Proven: a.proven, ProofWait: a.cfg.Records.ProofWait, Filters: filters(a.cfg),
 		DLQ: &consumer.DLQ{Site: a.cfg.Site, JS: a.js}, M: a.M, Log: a.log.With("part", "consumer"), Now: a.hooks.recordClock}
 	// Runner.Run returns only after its workers and Consume callbacks have,
 	// and wg.Wait below waits for it, so Close never closes the state store

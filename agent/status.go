@@ -47,6 +47,9 @@ type Status struct {
 	// Streams is how full each of the site's streams is against its limits
 	// (nats.limits); a warning names each over StreamWarnFill.
 	Streams []broker.StreamUsage `json:"streams,omitempty"`
+	// Topology is each bucket's mode and prefix filters here, and what
+	// they did (topology.go).
+	Topology []BucketTopology `json:"topology,omitempty"`
 	// HeldDeletes are the peers' deletes held here, by peer and bucket
 	// (`s3mesh deletes list`).
 	HeldDeletes []consumer.HeldSummary `json:"held_deletes,omitempty"`
@@ -213,6 +216,8 @@ func (a *Agent) Snapshot(ctx context.Context) (Status, error) {
 	if st.Store == nil {
 		st.Warnings = append(st.Warnings, "the store has not been probed yet (unreachable?): nothing is applied until it is")
 	}
+	st.Topology = a.topologyStatus()
+	st.Warnings = append(st.Warnings, topologyWarnings(st.Topology)...)
 	st.HeldDeletes = a.Applier.Guard.Summary()
 	st.Warnings = append(st.Warnings, heldDeleteWarnings(st.HeldDeletes)...)
 	st.PeerKeys = a.peerKeys.list()

@@ -100,6 +100,8 @@ type S3 struct {
 type Bucket struct {
 	Name      string    `yaml:"name"`
 	Conflicts Conflicts `yaml:"conflicts"`
+	// Topology is the bucket's mode and prefix filters (topology.go).
+	Topology `yaml:",inline"`
 }
 
 // Conflicts is a bucket's conflict policy. It must be the same at every
@@ -424,6 +426,7 @@ func (s *Site) applyDefaults() {
 		if c.LosersPrefix == "" {
 			c.LosersPrefix = DefaultLosersPrefix
 		}
+		s.Buckets[i].Topology.applyDefaults()
 	}
 	for i := range s.Events {
 		e := &s.Events[i]
@@ -509,6 +512,9 @@ func (s *Site) Validate() error {
 		}
 		if strings.HasPrefix(c.LosersPrefix, "/") || strings.Contains(c.LosersPrefix, "..") || len(c.LosersPrefix) > 200 {
 			return fieldErr(cf+".losers_prefix", "%q: want a relative key prefix without '..' (at most 200 bytes)", c.LosersPrefix)
+		}
+		if err := b.Topology.validate(fmt.Sprintf("buckets[%d]", i)); err != nil {
+			return err
 		}
 	}
 	if err := s.NATS.validate(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/s3mesh/s3mesh/lifecycle"
+	"github.com/s3mesh/s3mesh/metrics"
 	"github.com/s3mesh/s3mesh/s3io"
 	"github.com/s3mesh/s3mesh/schema"
 	"github.com/s3mesh/s3mesh/state"
@@ -81,6 +82,9 @@ type Applier struct {
 	// buffer at most its share, and the others' keep flowing. A peer
 	// without one draws on the whole budget.
 	Shares map[string]*s3io.Share
+	// Topo counts the peers' deletes an archive site kept (nil: not
+	// counted).
+	Topo *metrics.Topology
 	// Guard holds a peer's mass deletes (nil: none held).
 	Guard *DeleteGuard
 
@@ -122,6 +126,9 @@ func (a *Applier) applyGuarded(ctx context.Context, rec *schema.Record, guarded 
 	}
 	for attempt := 0; attempt < 5; attempt++ {
 		st, err := a.applyOnce(ctx, rec, guarded)
+		if err == nil && st.Result == lifecycle.Kept && a.Topo != nil {
+			a.Topo.NoteKept(rec.Bucket, rec.Version.Origin)
+		}
 		if err != nil || st.Next != lifecycle.Again {
 			return st.Decision, err
 		}

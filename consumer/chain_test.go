@@ -93,12 +93,12 @@ func TestDeadLetterReasons(t *testing.T) {
 		}},
 		{name: "unknown version", reason: ReasonUnknownVersion, data: func(t *testing.T) []byte {
 			_, d := recordOf(t, "a", "bkt", "k", 3)
-			d[1] = 4 // the envelope's schema: [4, ...]
+			d[1] = 5 // the envelope's schema: [5, ...]
 			return d
 		}},
 		{name: "unknown version inside the envelope", reason: ReasonUnknownVersion, data: func(t *testing.T) []byte {
 			rec, _ := recordOf(t, "a", "bkt", "k", 3)
-			rec.Schema = 4
+			rec.Schema = 5
 			return seal(t, "a", mustMsgpack(t, rec))
 		}},
 		{name: "bad signature: unsigned v1", reason: ReasonBadSignature, data: func(t *testing.T) []byte {

@@ -26,13 +26,13 @@ var errShutdown = errors.New("shutting down")
 
 // chain builds the path of every delivery, outermost step first:
 //
-//	acknowledge → poison → retry → decode (verifying the signature) → checkOrigin → validate → apply
+//	acknowledge → poison → retry → decode (verifying the signature) → checkOrigin → validate → filter → apply
 //
 // Each step is a small function in its own file; an outer step sees what
 // the inner ones returned and decides one thing about it.
 func (r *Runner) chain() func(context.Context, *delivery) {
 	r.init()
-	return r.acknowledge(r.poison(r.retry(r.decode(checkOrigin(r.validate(r.apply))))))
+	return r.acknowledge(r.poison(r.retry(r.decode(checkOrigin(r.validate(r.filter(r.apply)))))))
 }
 
 // delivery is one message on its way through the chain.

@@ -80,10 +80,14 @@ type Runner struct {
 	// (schema.Keyring.Open): a record not signed by a key of the peer whose
 	// stream it came from goes to the DLQ as bad-signature.
 	Keys schema.Keyring
+	// Filters are this site's prefix filters per bucket (missing: every
+	// key): a record outside is acknowledged, counted, not applied.
+	Filters map[string]schema.Filter
 
 	once     sync.Once
 	failures *failures
 	sites    map[string]bool
+	digests  map[string]string // of Filters
 }
 
 // limits is what schema.ValidateFor checks records against now.
@@ -100,6 +104,10 @@ func (r *Runner) init() {
 		// At most maxAckPending messages per peer are outstanding, so more
 		// entries than twice that are for messages that will not come back.
 		r.failures = newFailures(2 * maxAckPending * max(len(r.Peers), 1))
+		r.digests = map[string]string{}
+		for b, f := range r.Filters {
+			r.digests[b] = f.Digest()
+		}
 		r.sites = map[string]bool{}
 		for _, s := range append(append([]string{r.Site}, r.Peers...), r.FormerSites...) {
 			if s != "" {

@@ -133,7 +133,7 @@ func TestPoisonRecordsGoToDLQWithReasons(t *testing.T) {
 	valid := dlqcliRecord("a", bucket, "poison/truncated-"+tag, n, body)
 	enc := e.signAs(t, "a", &valid)
 	v4 := dlqcliRecord("a", bucket, "poison/schema4-"+tag, n, body)
-	v4.Schema = schema.PartsSchema + 1 // a schema no build reads yet
+	v4.Schema = schema.MaxSchema + 1 // a schema no build reads yet
 	enc4, err := msgpack.Marshal(&v4)
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +169,7 @@ func TestPoisonRecordsGoToDLQWithReasons(t *testing.T) {
 	poisons := []poison{
 		{name: "garbage", reason: "bad-signature", data: []byte("\xc1\xc1 this is not msgpack " + tag)}, // not signed
 		{name: "truncated", reason: "decode", data: enc[:len(enc)/2]},
-		{name: "schema 4", reason: "unknown-version", data: enc4},
+		{name: "future schema", reason: "unknown-version", data: enc4},
 		{name: "unsigned", reason: "bad-signature", data: encV1},
 		{name: "signed by b", reason: "bad-signature", data: encByB},
 		{name: "signed by an unknown key", reason: "bad-signature", data: encMallory},

@@ -73,6 +73,11 @@ func TestMinioSeaweedLab(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	// Every peer key is read-only at every store, MinIO's included (the lab
+	// makes MinIO users with a read-only policy through minio-users, and
+	// SeaweedFS identities with Read and List): no agent runs with
+	// allow_writable_key here.
+	e.waitPeerKeysReadOnly(t)
 	// a's events really come from MinIO's own notifications over NATS (the
 	// scan would hide it if they did not).
 	key := prefix("minio-event") + "k"
@@ -93,4 +98,33 @@ func TestMinioSeaweedLab(t *testing.T) {
 func natsEvents(t *testing.T, addr string) float64 {
 	t.Helper()
 	return metricValue(t, addr, `s3mesh_events_received_total{source="nats"}`)
+}
+
+// waitPeerKeysReadOnly waits until every site's agent has found each of
+// its peer keys read-only on every bucket, and fails the test on a key
+// found writable, on allow_writable_key, or on no verdict within converge.
+func (e *env) waitPeerKeysReadOnly(t *testing.T) {
+	t.Helper()
+	for _, n := range e.names {
+		deadline := time.Now().Add(converge)
+		for {
+			st := e.siteStatus(t, n)
+			settled, want := 0, (len(e.names)-1)*len(e.info.Buckets)
+			for _, k := range st.PeerKeys {
+				switch {
+				case k.AllowWritable || k.Key == "writable":
+					t.Fatalf("site %s: its key at %s's store (bucket %s) is %s, allow_writable_key %v: want read-only", n, k.Peer, k.Bucket, k.Key, k.AllowWritable)
+				case k.Key == "read-only":
+					settled++
+				}
+			}
+			if settled == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("site %s: %d of %d peer keys found read-only after %v: %+v", n, settled, want, converge, st.PeerKeys)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
 }

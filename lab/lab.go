@@ -39,16 +39,24 @@ type Options struct {
 	// "webhook" (versitygw's webhook sink, posting to the agent's
 	// token-protected webhook endpoint) or "poll" (the agent lists the
 	// store). Default: nats for versitygw and MinIO, poll for the others.
-	Events       []string
-	RcloneBin    string        // rclone executable (default: "rclone" beside S3meshBin)
-	MinioBin     string        // minio executable (default: "minio" beside S3meshBin)
-	WeedBin      string        // SeaweedFS's weed executable (default: "weed" beside S3meshBin)
-	Poll         time.Duration // poll interval of sites without events (default 2s)
-	Log          *slog.Logger
-	Stdout       io.Writer     // where the endpoint table is printed (default: nowhere)
-	ScanInterval time.Duration // agents' scan.interval (default 15s)
+	Events    []string
+	RcloneBin string // rclone executable (default: "rclone" beside S3meshBin)
+	MinioBin  string // minio executable (default: "minio" beside S3meshBin)
+	// MinioUsersBin makes the peers' read-only users at a MinIO site
+	// (default: "minio-users" beside MinioBin; tools/minio/users).
+	MinioUsersBin string
+	WeedBin       string        // SeaweedFS's weed executable (default: "weed" beside S3meshBin)
+	Poll          time.Duration // poll interval of sites without events (default 2s)
+	Log           *slog.Logger
+	Stdout        io.Writer     // where the endpoint table is printed (default: nowhere)
+	ScanInterval  time.Duration // agents' scan.interval (default 15s)
 	// Conflicts sets the conflict policy of some buckets (default lww).
 	Conflicts map[string]config.Conflicts
+	// Archive and Replica name sites whose every bucket is in mode archive
+	// or replica (topology.go); Filters sets the prefix filters of some
+	// buckets, the same at every site (their Mode is not used).
+	Archive, Replica []string
+	Filters          map[string]config.Topology
 	// RetryBudget is the agents' retry.budget (default: the agent's, 10m).
 	RetryBudget time.Duration
 	// ProofWait is the agents' records.proof_wait (default: the agent's, 1h).
@@ -153,6 +161,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MinioBin == "" {
 		o.MinioBin = filepath.Join(filepath.Dir(o.S3meshBin), "minio")
 	}
+	if o.MinioUsersBin == "" {
+		o.MinioUsersBin = filepath.Join(filepath.Dir(o.MinioBin), "minio-users")
+	}
 	if o.WeedBin == "" {
 		o.WeedBin = filepath.Join(filepath.Dir(o.S3meshBin), "weed")
 	}
@@ -186,7 +197,7 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("lab: --events: site %d runs %s, which sends no %s events: use %s", i+1, store, ev, strings.Join(storeEvents(store), " or "))
 		}
 	}
-	for _, b := range []*string{&o.S3meshBin, &o.VersityBin, &o.RcloneBin, &o.MinioBin, &o.WeedBin} {
+	for _, b := range []*string{&o.S3meshBin, &o.VersityBin, &o.RcloneBin, &o.MinioBin, &o.MinioUsersBin, &o.WeedBin} {
 		abs, err := filepath.Abs(*b)
 		if err != nil {
 			return o, err
@@ -196,13 +207,14 @@ func (o Options) withDefaults() (Options, error) {
 	if fi, err := os.Stat(o.VersityBin); err != nil || fi.IsDir() {
 		return o, fmt.Errorf("lab: versitygw not found at %s: run `make build` (it puts versitygw beside s3mesh in bin/) or pass --versitygw", o.VersityBin)
 	}
-	for _, b := range []struct{ store, bin, how string }{
-		{StoreRclone, o.RcloneBin, "run `make build` (it builds the pinned rclone into bin/) or pass --rclone"},
-		{StoreMinio, o.MinioBin, "run `make stores` (it builds the pinned MinIO into bin/) or pass --minio"},
-		{StoreSeaweed, o.WeedBin, "run `make stores` (it builds the pinned SeaweedFS into bin/) or pass --weed"},
+	for _, b := range []struct{ store, name, bin, how string }{
+		{StoreRclone, "rclone", o.RcloneBin, "run `make build` (it builds the pinned rclone into bin/) or pass --rclone"},
+		{StoreMinio, "minio", o.MinioBin, "run `make stores` (it builds the pinned MinIO into bin/) or pass --minio"},
+		{StoreMinio, "minio-users", o.MinioUsersBin, "run `make stores` (it builds minio-users, which makes the peers' read-only MinIO users, beside minio in bin/)"},
+		{StoreSeaweed, "seaweedfs", o.WeedBin, "run `make stores` (it builds the pinned SeaweedFS into bin/) or pass --weed"},
 	} {
 		if fi, err := os.Stat(b.bin); used[b.store] && (err != nil || fi.IsDir()) {
-			return o, fmt.Errorf("lab: %s not found at %s: %s", b.store, b.bin, b.how)
+			return o, fmt.Errorf("lab: %s not found at %s: %s", b.name, b.bin, b.how)
 		}
 	}
 	if used[StoreMinio] {
@@ -212,7 +224,7 @@ func (o Options) withDefaults() (Options, error) {
 			}
 		}
 	}
-	return o, nil
+	return o, o.checkModes()
 }
 
 // Start prepares the lab directory, starts every site (brokers, then

@@ -19,9 +19,13 @@ import (
 // own (README, "Peers' S3 keys: read-only"). On a versitygw site the lab
 // makes one user of role "user" per peer in the gateway's internal IAM
 // (--iam-dir) and a bucket policy that grants those users s3:GetObject and
-// s3:ListBucket only, so a peer's key cannot write there. rclone serve s3
-// has a single key pair with every right: its peers get that pair, marked
-// allow_writable_key in their site.yaml (the agents warn of it).
+// s3:ListBucket only, so a peer's key cannot write there. On a MinIO site
+// it makes one MinIO user per peer with a policy granting the same two
+// actions (minio-users, built by `make stores` from tools/minio: MinIO
+// makes users only through its encrypted admin API). On a SeaweedFS site
+// the identity file gives each peer's key Read and List only. rclone serve
+// s3 has a single key pair with every right: its peers get that pair,
+// marked allow_writable_key in their site.yaml (the agents warn of it).
 //
 // The key a site p holds for peer x's store lives in p's directory
 // (peer-<x>-s3-access-key, peer-<x>-s3-secret 0600), so that p's site.yaml
@@ -31,9 +35,8 @@ import (
 type peerKey struct {
 	accessKey string
 	secretKey string // never logged
-	// writable: the peer's store has no read-only key (rclone; MinIO, in
-	// the lab): the key is
-	// the store's own, and site.yaml says allow_writable_key.
+	// writable: the peer's store has no read-only key (rclone): the key
+	// is the store's own, and site.yaml says allow_writable_key.
 	writable bool
 }
 
@@ -66,8 +69,8 @@ func preparePeerKeys(sites []*site) error {
 }
 
 func (s *site) preparePeerKey(x *site) (peerKey, error) {
-	if x.store == StoreRclone || x.store == StoreMinio {
-		// The store's only key pair (the lab makes no MinIO users), copied into p's directory (again at
+	if x.store == StoreRclone {
+		// The store's only key pair, copied into p's directory (again at
 		// every start: x's may be new).
 		for path, v := range map[string]string{s.peerAccessPath(x.name): x.accessKey, s.peerSecretPath(x.name): x.secretKey} {
 			mode := os.FileMode(0o600)
@@ -114,8 +117,13 @@ func (s *site) yPeerS3(p *site) yS3 {
 // "user" and lets those users read every replicated bucket that exists
 // there (a bucket policy; buckets that do not exist are skipped: after a
 // wipe, `s3mesh rebuild` makes them, and the next start of x's agent
-// grants them). It does nothing for an rclone site.
+// grants them). At a MinIO site it makes the peers' users and their
+// policy (minioGrantRead). It does nothing for an rclone or SeaweedFS
+// site (SeaweedFS reads its identity file, written at prepare).
 func (l *Lab) grantPeers(ctx context.Context, x *site) error {
+	if x.store == StoreMinio {
+		return l.minioGrantRead(ctx, x)
+	}
 	if x.store != StoreVersity {
 		return nil
 	}

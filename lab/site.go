@@ -264,6 +264,7 @@ type (
 	yBucket struct {
 		Name      string            `yaml:"name"`
 		Conflicts *config.Conflicts `yaml:"conflicts,omitempty"`
+		yTopology `yaml:",inline"`
 	}
 	yRetry struct {
 		Budget string `yaml:"budget,omitempty"`
@@ -405,6 +406,7 @@ func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) str
 		if cf, ok := o.Conflicts[b]; ok {
 			yb.Conflicts = &cf
 		}
+		yb.yTopology = o.topology(s.name, b)
 		c.Buckets = append(c.Buckets, yb)
 	}
 	if o.RetryBudget > 0 {

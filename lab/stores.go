@@ -1,9 +1,11 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -178,6 +180,48 @@ func (l *Lab) applyMinioNotifications(ctx context.Context, s *site) error {
 		if err != nil {
 			return fmt.Errorf("lab: site %s: configuring MinIO's notifications of bucket %s to NATS: %w; see %s", s.name, b, err, s.logPath("minio"))
 		}
+	}
+	return nil
+}
+
+// minioGrantRead makes, at MinIO site x, one MinIO user per peer key with
+// a policy granting s3:GetObject and s3:ListBucket on the replicated
+// buckets (again at every start of x's agent: x may be new). MinIO makes
+// users only through its admin API, whose bodies are encrypted with the
+// root secret, so the lab runs minio-users (tools/minio/users, MinIO's own
+// admin client) with the request, secrets included, on standard input.
+func (l *Lab) minioGrantRead(ctx context.Context, x *site) error {
+	type reader struct {
+		Access string `json:"access"`
+		Secret string `json:"secret"`
+	}
+	req := struct {
+		Endpoint  string   `json:"endpoint"`
+		AccessKey string   `json:"access_key"`
+		SecretKey string   `json:"secret_key"`
+		Buckets   []string `json:"buckets"`
+		Readers   []reader `json:"readers"`
+	}{Endpoint: loopback(x.ports.S3), AccessKey: x.accessKey, SecretKey: x.secretKey, Buckets: l.o.Buckets}
+	for _, p := range l.sites {
+		if p != x {
+			k := p.peerKeys[x.name]
+			req.Readers = append(req.Readers, reader{k.accessKey, k.secretKey})
+		}
+	}
+	if len(req.Readers) == 0 {
+		return nil
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, l.o.MinioUsersBin)
+	cmd.Stdin = bytes.NewReader(body)
+	cmd.Env = childEnv()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("lab: site %s: giving the peers read-only MinIO users: %v: %s; see %s", x.name, err, bytes.TrimSpace(out), x.logPath("minio"))
 	}
 	return nil
 }

@@ -23,7 +23,7 @@ func TestOptionsStores(t *testing.T) {
 		}
 		return p
 	}
-	base := Options{S3meshBin: bin("s3mesh"), VersityBin: bin("versitygw"), MinioBin: bin("minio"), WeedBin: bin("weed")}
+	base := Options{S3meshBin: bin("s3mesh"), VersityBin: bin("versitygw"), MinioBin: bin("minio"), MinioUsersBin: bin("minio-users"), WeedBin: bin("weed")}
 	for _, tc := range []struct {
 		name    string
 		mod     func(*Options)
@@ -52,6 +52,10 @@ func TestOptionsStores(t *testing.T) {
 			o.Stores = []string{StoreSeaweed, StoreVersity, StoreVersity}
 			o.Buckets = []string{"ab"}
 		}, ""},
+		{"missing minio-users", func(o *Options) {
+			o.Stores = []string{StoreMinio, StoreSeaweed, StoreVersity}
+			o.MinioUsersBin = filepath.Join(dir, "nope")
+		}, "minio-users not found at " + filepath.Join(dir, "nope") + ": run `make stores`"},
 		{"missing weed", func(o *Options) {
 			o.Stores = []string{StoreMinio, StoreSeaweed, StoreVersity}
 			o.WeedBin = filepath.Join(dir, "nope")
@@ -130,9 +134,11 @@ func TestStoreSiteConfigs(t *testing.T) {
 	if b := cfg["b"]; b.Events[0].Type != "poll" {
 		t.Errorf("SeaweedFS site b: first event source %+v, want poll", b.Events[0])
 	}
+	// No store of this lab lacks read-only keys: MinIO's peers get MinIO
+	// users (minio-users), SeaweedFS's identities with Read and List.
 	for _, p := range cfg["b"].Peers {
-		if want := p.Name == "a"; p.S3.AllowWritableKey != want {
-			t.Errorf("b's key at %s: allow_writable_key %v, want %v", p.Name, p.S3.AllowWritableKey, want)
+		if p.S3.AllowWritableKey || p.S3.AccessKey == sites[p.Name[0]-'a'].accessKey {
+			t.Errorf("b's key at %s: allow_writable_key %v, access key %s (the store's own is %s): want a read-only key of b's own", p.Name, p.S3.AllowWritableKey, p.S3.AccessKey, sites[p.Name[0]-'a'].accessKey)
 		}
 	}
 	raw, err := os.ReadFile(sites[1].weedIdentityPath())

@@ -24,10 +24,28 @@ type Entry struct {
 	// record never overtakes a dead letter silently.
 	Dead    []string `msgpack:"dead,omitempty"`
 	Updated int64    `msgpack:"upd"` // unix ms of the last change
+	// Drift: the local object (LocalETag, Attrs; none if LocalETag is "")
+	// is a local write of a site whose bucket publishes nothing (mode
+	// replica or archive), not the held version. It is never published.
+	Drift bool `msgpack:"drift,omitempty"`
+	// Kept: an archive site kept the object (LocalETag, Attrs) that the
+	// held tombstone deleted at the other sites. It is not a local write
+	// and is never published.
+	Kept bool `msgpack:"kept,omitempty"`
 }
 
 // Present reports whether the site holds a live object for the key.
 func (e *Entry) Present() bool { return e.Held.ID != "" && !e.Held.Deleted }
+
+// Stored reports whether the local store holds an object for the key, as
+// far as the entry knows: the held version, or (Drift, Kept) an object
+// the held version does not describe.
+func (e *Entry) Stored() bool {
+	if e.Drift || e.Kept {
+		return e.LocalETag != ""
+	}
+	return e.Present()
+}
 
 // HeldPtr returns the held version, or nil if the site never saw the key.
 func (e *Entry) HeldPtr() *schema.Version {
@@ -45,7 +63,7 @@ func (e *Entry) Outstanding() bool { return e.Pending != nil || e.Applying != ni
 // Collectable reports whether e is a tombstone older than retention (unix ms
 // now), with no intent outstanding: the state may forget it.
 func (e *Entry) Collectable(now, retentionMillis int64) bool {
-	return retentionMillis > 0 && e.Held.Deleted && !e.Outstanding() && now-e.Updated > retentionMillis
+	return retentionMillis > 0 && e.Held.Deleted && !e.Stored() && !e.Outstanding() && now-e.Updated > retentionMillis
 }
 
 // clone returns a copy of e that shares nothing mutable with it.
@@ -88,9 +106,39 @@ func (o Object) replica(k Key) (schema.Version, bool) {
 // Key names one object.
 type Key struct{ Bucket, Key string }
 
-// BucketPolicy is how one bucket's conflicts are decided and recorded.
+// BucketPolicy is how one bucket's conflicts are decided and recorded,
+// and how its records apply at this site.
 type BucketPolicy struct {
 	schema.Policy
 	KeepLosers   bool   // keep each losing version's bytes as an object
 	LosersPrefix string // under this prefix (see schema.LoserKey)
+	SiteMode     Mode   // the bucket's mode at this site
+}
+
+// Mode is how a bucket replicates at one site.
+type Mode int
+
+// Bucket modes.
+const (
+	// ModeActive: the site applies its peers' records and publishes its
+	// own writes.
+	ModeActive Mode = iota
+	// ModeReplica: the site applies every record and publishes nothing; a
+	// local write is drift (Entry.Drift).
+	ModeReplica
+	// ModeArchive: as ModeReplica, but a peer's delete is not carried
+	// out: the object stays (Entry.Kept).
+	ModeArchive
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeActive:
+		return "active"
+	case ModeReplica:
+		return "replica"
+	case ModeArchive:
+		return "archive"
+	}
+	return "mode?"
 }

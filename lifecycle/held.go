@@ -6,8 +6,9 @@ import "github.com/s3mesh/s3mesh/schema"
 // (too many in a window, see consumer.DeleteGuard). The per-key rules:
 //
 //   - A held tombstone is one that would delete the object this site holds
-//     (holds): one that is stale, parked, loses its conflict or meets an
-//     absent key deletes nothing and takes its normal course.
+//     (holds): one that is stale, parked, loses its conflict, meets an
+//     absent key or reaches an archive site deletes nothing and takes its
+//     normal course.
 //   - Records after a held delete of the same key are decided as usual
 //     against the key's entry, which the held delete did not change. One
 //     whose clock dominates the held delete's supersedes it (Superseded):
@@ -21,9 +22,10 @@ import "github.com/s3mesh/s3mesh/schema"
 //     including the one that deleted it, holds the object again.
 
 // holds reports whether the receiver holds rec under decision d instead of
-// applying it: a tombstone that would delete the object e holds.
-func holds(e Entry, rec *schema.Record, d schema.Decision) bool {
-	if !rec.Version.Deleted || !e.Present() {
+// applying it: a tombstone that would delete the object e holds (an archive
+// site deletes nothing, so holds nothing).
+func holds(e Entry, rec *schema.Record, d schema.Decision, pol BucketPolicy) bool {
+	if !rec.Version.Deleted || !e.Present() || pol.SiteMode == ModeArchive {
 		return false
 	}
 	switch d.Outcome {

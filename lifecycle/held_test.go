@@ -28,6 +28,7 @@ func TestReceiveHoldsDeletes(t *testing.T) {
 		{"stale delete is skipped", holding(put), ver("b", schema.Clock{"b": 1}, 400, true), BucketPolicy{}, Skipped, ""},
 		{"a put is never held", holding(mine), put, BucketPolicy{}, Unchanged, "put"},
 		{"a parked delete stays parked", holding(mine), lateTomb, manual, Parked, "log"},
+		{"an archive keeps the object: nothing to hold", holding(mine), tomb, BucketPolicy{SiteMode: ModeArchive}, Kept, "note"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

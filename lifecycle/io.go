@@ -23,6 +23,9 @@ type Observe struct {
 	// dominate both sides.
 	Force bool
 	Over  schema.Clock
+	// Mode is the bucket's mode at this site: a bucket that is not Active
+	// publishes nothing, a local write is drift.
+	SiteMode Mode
 }
 
 // Receive is a change record from a peer. Executors validate it (decode,

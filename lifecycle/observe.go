@@ -9,6 +9,9 @@ func (m Machine) observe(k Key, e Entry, in Observe, now int64) Step {
 	if e.Outstanding() {
 		return done(e, Unchanged, ErrOutstanding)
 	}
+	if in.SiteMode != ModeActive {
+		return m.drift(k, e, in, now)
+	}
 	o := in.Object
 	if in.Force {
 		e.Clock = e.Clock.Merge(in.Over)
@@ -16,6 +19,8 @@ func (m Machine) observe(k Key, e Entry, in Observe, now int64) Step {
 	}
 	if !o.Exists {
 		switch {
+		case !e.Present() && e.Stored():
+			return agreed(e, o, now) // a kept or drifted object is gone: the store agrees with the tombstone
 		case !e.Present():
 			return done(e, Unchanged, nil) // a delete of a key the site does not hold
 		case in.BucketGone:
@@ -42,11 +47,55 @@ func (m Machine) observe(k Key, e Entry, in Observe, now int64) Step {
 		return done(e, Replica, nil)
 	}
 	// Same bytes and same attributes: nothing new (a metadata-only
-	// overwrite keeps the ETag but not the attributes).
-	if e.Present() && e.LocalETag == o.ETag && e.Attrs == o.Attrs.Digest() {
+	// overwrite keeps the ETag but not the attributes). An object an
+	// archive kept, or a replica's drift, is not published either when
+	// the bucket becomes active (Entry.Kept, Entry.Drift).
+	if e.Stored() && e.LocalETag == o.ETag && e.Attrs == o.Attrs.Digest() {
 		return done(e, Unchanged, nil)
 	}
 	return m.publish(k, e, o, in.Policy, now)
+}
+
+// drift confirms a hint at a site whose bucket publishes nothing (mode
+// replica or archive): a local write is recorded in the entry as drift
+// (the local object, not a version: no clock moves) and never published;
+// a replica write or the object an archive kept is what it was.
+func (m Machine) drift(k Key, e Entry, in Observe, now int64) Step {
+	o := in.Object
+	switch {
+	case in.Force:
+		return done(e, Unchanged, ErrNotPublishing)
+	case !o.Exists && e.Stored() && in.BucketGone:
+		return done(e, Unchanged, ErrNoBucket)
+	}
+	if v, ok := o.replica(k); ok && !e.Drift && e.Held.ID == v.ID && e.LocalETag == o.ETag {
+		return done(e, Replica, nil)
+	}
+	if e.Stored() == o.Exists && e.LocalETag == o.ETag && (!o.Exists || e.Attrs == o.Attrs.Digest()) {
+		return done(e, Unchanged, nil)
+	}
+	if (!o.Exists && !e.Present()) || (o.Exists && e.Present() && landed(e.Held, o)) {
+		return agreed(e, o, now)
+	}
+	e.Drift = true
+	e.LocalETag, e.Attrs = "", ""
+	if o.Exists {
+		e.LocalETag, e.Attrs = o.ETag, o.Attrs.Digest()
+	}
+	return saved(e, now, Done, Drift, Note{Warn: true,
+		Msg:  "local write not replicated: the bucket publishes nothing at this site (drift)",
+		Args: []any{"mode", in.SiteMode.String(), "exists", o.Exists, "etag", o.ETag}})
+}
+
+// agreed records that the store holds what the held version says again
+// (its bytes, or nothing for a tombstone): no drift, nothing kept.
+func agreed(e Entry, o Object, now int64) Step {
+	e.Drift, e.Kept = false, false
+	e.LocalETag, e.Attrs = "", ""
+	if o.Exists {
+		e.LocalETag, e.Attrs = o.ETag, o.Attrs.Digest()
+	}
+	return saved(e, now, Done, Unchanged)
 }
 
 // publish makes the record of the local version o (a tombstone when absent)
@@ -98,6 +147,7 @@ func (m Machine) published(e Entry, in PublishAcked, now int64) Step {
 	}
 	e.Clock = e.Clock.Merge(p.Version.Clock)
 	e.Held = p.Version
+	e.Drift, e.Kept = false, false // the store holds the published version
 	e.LocalETag = p.Version.ETag
 	if p.Version.Deleted {
 		e.LocalETag = ""

@@ -22,7 +22,7 @@ func (m Machine) receive(k Key, e Entry, in Receive, now int64) Step {
 	}
 	d := schema.Decide(e.HeldPtr(), e.Clock, rec.Version, pol.Policy)
 	with := func(s Step) Step { s.Decision = d; return s }
-	if in.HoldDeletes && holds(e, rec, d) {
+	if in.HoldDeletes && holds(e, rec, d, pol) {
 		d.Held = true
 		s := done(e, Held, nil)
 		s.Effects = []Effect{Hold{Record: rec}}
@@ -71,7 +71,17 @@ func (m Machine) logged(k Key, e Entry, in Logged, now int64) Step {
 // apply intent that covers them.
 func (m Machine) apply(k Key, e Entry, rec *schema.Record, d schema.Decision, pol BucketPolicy, now int64) Step {
 	v := rec.Version
-	if !e.Present() && v.Deleted {
+	if v.Deleted && pol.SiteMode == ModeArchive && e.Stored() {
+		// An archive keeps what its peers delete: the entry holds the
+		// tombstone (so later records are decided as at every other
+		// site) and remembers the object it kept, which is never
+		// published.
+		e.Clock = e.Clock.Merge(v.Clock)
+		e.Held, e.Kept = v, true
+		return saved(e, now, Done, Kept, Note{Msg: "a peer's delete not carried out: the bucket is an archive at this site, the object stays",
+			Args: []any{"version", v.ID}})
+	}
+	if !e.Stored() && v.Deleted {
 		// Nothing to delete: the store must hold nothing either (an object
 		// there is a local write nobody has recorded yet). No intent: no
 		// write happens.
@@ -91,8 +101,8 @@ func (m Machine) apply(k Key, e Entry, rec *schema.Record, d schema.Decision, po
 			meta = map[string]string{}
 		}
 		maps.Copy(meta, schema.ReplicaMeta(k.Bucket, k.Key, v))
-		p := Put{Record: rec, Meta: meta, IfNoneMatch: !e.Present()}
-		if e.Present() {
+		p := Put{Record: rec, Meta: meta, IfNoneMatch: !e.Stored()}
+		if e.Stored() {
 			p.IfMatch = e.LocalETag
 		}
 		effs = append(effs, p)
@@ -108,7 +118,7 @@ func (m Machine) apply(k Key, e Entry, rec *schema.Record, d schema.Decision, po
 // bytes), so identical copies made at several sites never conflict in turn.
 func (m Machine) loserCopy(k Key, e Entry, d schema.Decision, pol BucketPolicy) (CopyLoser, bool) {
 	l := d.Loser
-	if !pol.KeepLosers || l.Deleted || l.Origin != m.Site || !e.Present() || e.Held.ID != l.ID {
+	if !pol.KeepLosers || l.Deleted || l.Origin != m.Site || !e.Present() || e.Drift || e.Kept || e.Held.ID != l.ID {
 		return CopyLoser{}, false
 	}
 	return CopyLoser{To: schema.LoserKey(pol.LosersPrefix, k.Bucket, k.Key, *l), IfMatch: e.LocalETag, Loser: l.ID}, true
@@ -145,6 +155,7 @@ func (m Machine) written(e Entry, in Written, now int64) Step {
 	}
 	e.Clock = e.Clock.Merge(v.Clock)
 	e.Held = v
+	e.Drift, e.Kept = false, false
 	e.LocalETag = in.ETag
 	e.Attrs = in.Record.Attrs.Digest()
 	intent := e.Applying != nil

@@ -34,6 +34,7 @@ func (m Machine) settle(e Entry, o Object, now int64) Step {
 	if (a.Deleted && !o.Exists) || (!a.Deleted && (landed(*a, o) || landedUnmarked(*a, o))) {
 		e.Clock = e.Clock.Merge(a.Clock)
 		e.Held = *a
+		e.Drift, e.Kept = false, false
 		e.LocalETag, e.Attrs = "", ""
 		if o.Exists {
 			e.LocalETag, e.Attrs = o.ETag, o.Attrs.Digest()

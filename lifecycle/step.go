@@ -61,11 +61,13 @@ const (
 	KeptLocal                   // a conflict the held version won: only the clock merged
 	Parked                      // a conflict parked for an operator
 	LocalChanged                // an unrecorded local write got there first (Next is Again)
+	Drift                       // a local write at a site whose bucket publishes nothing: recorded, not published
+	Kept                        // a peer's delete not carried out at an archive site: the object stays
 )
 
 func (r Result) String() string {
 	return [...]string{"unchanged", "published", "replica", "not-replicated", "held", "recovered",
-		"skipped", "applied", "kept-local", "parked", "local-changed"}[r]
+		"skipped", "applied", "kept-local", "parked", "local-changed", "drift", "kept"}[r]
 }
 
 // Step is what Machine.Step returns: persist Entry (when Persist), carry out
@@ -96,6 +98,9 @@ var (
 	ErrOutstanding = errors.New("an intent is outstanding: recover first")
 	// ErrUnexpected: an outcome that does not fit the entry (an executor bug).
 	ErrUnexpected = errors.New("outcome does not fit the entry")
+	// ErrNotPublishing: a forced publish (an operator's resolve) of a
+	// bucket whose mode at this site publishes nothing.
+	ErrNotPublishing = errors.New("the bucket publishes nothing at this site (mode replica or archive)")
 )
 
 // Step takes the key's current entry and one input at time now (unix ms)

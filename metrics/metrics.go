@@ -52,6 +52,8 @@ type Metrics struct {
 	// Clock collects origin-time samples of arriving records (the
 	// consumer) for PeerClockOffset.
 	Clock *ClockOffsets
+	// Topo counts what bucket modes and prefix filters did (topology.go).
+	Topo *Topology
 }
 
 // New creates and registers the metrics.
@@ -102,6 +104,7 @@ func New() *Metrics {
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	r.MustRegister(m.DeletesHeld)
 	r.MustRegister(m.StreamBytes, m.StreamMaxBytes, m.StreamMsgs, m.StreamMaxMsgs, m.StreamFill)
+	m.Topo = newTopology(r)
 	return m
 }
 

@@ -85,6 +85,9 @@ func (p *Producer) publish(ctx context.Context, k lifecycle.Key, ef lifecycle.Pu
 			return nil, err
 		}
 	}
+	if d := p.digests[k.Bucket]; d != "" {
+		rec.Schema, rec.Filter = schema.FilterSchema, d // peers with another filter say so
+	}
 	if err := p.send(ctx, &rec); err != nil {
 		return nil, err
 	}

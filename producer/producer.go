@@ -74,6 +74,14 @@ type Config struct {
 	// SigningKey is the site's record signing key (config signing.key):
 	// every record is signed with it, once, before it is published.
 	SigningKey ed25519.PrivateKey
+	// Modes are the buckets' modes at this site (missing: active): a
+	// bucket in mode replica or archive publishes nothing, its local
+	// writes are drift (lifecycle.Observe.SiteMode).
+	Modes map[string]lifecycle.Mode
+	// Filters are the buckets' prefix filters (missing: every key): a key
+	// outside is never published, and every record of a filtered bucket
+	// carries the filter's digest (schema.FilterSchema).
+	Filters map[string]schema.Filter
 }
 
 // Result says what Reconcile found (see lifecycle.Result).
@@ -108,7 +116,8 @@ type Producer struct {
 	m       *metrics.Metrics
 	Hooks   Hooks
 
-	echoes *echoes // replica writes whose storage events are expected
+	echoes  *echoes           // replica writes whose storage events are expected
+	digests map[string]string // of cfg.Filters, per bucket
 
 	heldMu sync.Mutex
 	held   map[string]bool // buckets whose deletes the scanner holds
@@ -153,7 +162,11 @@ func New(cfg Config, store *state.Store, s3 ObjectStore, pub Publisher, m *metri
 		m = metrics.New()
 	}
 	core := lifecycle.Machine{Site: cfg.Site, InlineThreshold: cfg.InlineThreshold, SkewMillis: cfg.Skew.Milliseconds(), Floor: cfg.CounterFloor}
-	return &Producer{cfg: cfg, core: core, store: store, s3: s3, pub: pub, log: log, buckets: b, m: m, echoes: newEchoes(cfg.Now)}
+	digests := map[string]string{}
+	for n, f := range cfg.Filters {
+		digests[n] = f.Digest()
+	}
+	return &Producer{cfg: cfg, core: core, store: store, s3: s3, pub: pub, log: log, buckets: b, m: m, echoes: newEchoes(cfg.Now), digests: digests}
 }
 
 // Ignored reports whether key matches one of the ignore patterns.
@@ -168,6 +181,12 @@ func (p *Producer) Ignored(key string) bool {
 
 // Replicated reports whether bucket is replicated.
 func (p *Producer) Replicated(bucket string) bool { return p.buckets[bucket] }
+
+// Skips reports whether bucket/key is never published: an ignored key, or
+// one outside the bucket's prefix filter.
+func (p *Producer) Skips(bucket, key string) bool {
+	return p.Ignored(key) || !p.cfg.Filters[bucket].Match(key)
+}
 
 // Reconcile confirms a hint that bucket/key may have changed locally and, if
 // the site now holds a version the state doesn't know, publishes a change
@@ -200,7 +219,7 @@ func (p *Producer) ReconcileEvent(ctx context.Context, h Hint) (Result, error) {
 func (p *Producer) ExpectEcho(bucket, key, etag string) { p.echoes.expect(bucket, key, etag) }
 
 func (p *Producer) reconcile(ctx context.Context, h Hint, deleteEvent bool) (Result, error) {
-	if !p.buckets[h.Bucket] || p.Ignored(h.Key) {
+	if !p.buckets[h.Bucket] || p.Skips(h.Bucket, h.Key) {
 		return NotReplicated, nil
 	}
 	for attempt := 0; ; attempt++ {
@@ -211,6 +230,9 @@ func (p *Producer) reconcile(ctx context.Context, h Hint, deleteEvent bool) (Res
 		}
 		if err == nil {
 			p.m.Reconciles.WithLabelValues(res.String()).Inc()
+		}
+		if err == nil && res == lifecycle.Drift {
+			p.m.Topo.NoteDrift(h.Bucket, h.Key, p.cfg.Now())
 		}
 		return res, err
 	}
@@ -386,7 +408,7 @@ func (p *Producer) observeHint(ctx context.Context, k lifecycle.Key, e state.Ent
 
 // observation is what the state machine is fed for what the store showed.
 func (p *Producer) observation(k lifecycle.Key, info s3io.ObjectInfo) lifecycle.Observe {
-	return lifecycle.Observe{Object: ObjectOf(info), Policy: p.cfg.Policies[k.Bucket], DeletesHeld: p.isHeld(k.Bucket)}
+	return lifecycle.Observe{Object: ObjectOf(info), Policy: p.cfg.Policies[k.Bucket], DeletesHeld: p.isHeld(k.Bucket), SiteMode: p.cfg.Modes[k.Bucket]}
 }
 
 // Resolve settles a conflict by publishing a new local version of
@@ -462,7 +484,7 @@ func (p *Producer) observe(ctx context.Context, k lifecycle.Key, e state.Entry) 
 		return lifecycle.Observe{}, err
 	}
 	obs := p.observation(k, info)
-	if !info.Exists && e.Present() {
+	if !info.Exists && e.Stored() {
 		ok, err := p.s3.BucketExists(ctx, k.Bucket)
 		if err != nil {
 			return obs, err

@@ -59,20 +59,20 @@ func (s *Scanner) changesPass(ctx context.Context, bucket, startAfter string, st
 	return s.mergePass(ctx, bucket, startAfter,
 		func(le s3io.ListEntry, e state.Entry, ok bool) {
 			st.Listed++
-			if s.P.Ignored(le.Key) {
+			if s.P.Skips(bucket, le.Key) {
 				return
 			}
 			// e was read without the key's lock; Reconcile re-reads it.
-			if ok && e.Present() {
+			if ok && e.Stored() {
 				st.Known++
 			}
-			if ok && e.Present() && e.LocalETag == le.ETag && e.Pending == nil {
+			if ok && e.Stored() && e.LocalETag == le.ETag && e.Pending == nil {
 				return
 			}
 			s.reconcile(ctx, bucket, le.Key, st, &st.Published)
 		},
 		func(key string, e state.Entry) {
-			if e.Present() || e.Pending != nil {
+			if e.Stored() || e.Pending != nil {
 				st.Known++
 				st.Missing++
 				if len(st.missingKeys) < recheckMissingMax {

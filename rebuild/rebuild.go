@@ -83,6 +83,10 @@ type Options struct {
 	Log      *slog.Logger
 	// AfterCopy, if set, is called after each object copied (tests).
 	AfterCopy func(bucket, key string)
+	// Archive names the buckets this site archives (mode archive): an
+	// object there that the peers' version deleted is kept, as the agent
+	// keeps it (lifecycle.Entry.Kept), not deleted.
+	Archive map[string]bool
 }
 
 // Stats count what a rebuild did.
@@ -354,6 +358,11 @@ func (o *Options) settle(ctx context.Context, bucket string, k key, st *Stats) e
 		}
 	}
 	e := state.Entry{Held: v, Clock: merged, Updated: time.Now().UnixMilli()}
+	if local.Exists && v.Deleted && o.Archive[bucket] {
+		e.Kept, e.LocalETag, e.Attrs = true, local.ETag, attrsOf(local).Digest()
+		st.Adopted++
+		return o.put(bucket, k.name, e)
+	}
 	if local.Exists {
 		rv, marked := schema.Replica(bucket, k.name, local.Meta, local.Size)
 		switch {

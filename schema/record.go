@@ -18,11 +18,15 @@ import (
 // every other field; a producer writes it only for a record that carries a
 // layout, so an earlier build still reads every other record (it sends a
 // schema 3 record to its DLQ as an unknown version, to be retried once it
-// is upgraded). This build also reads UnsignedSchema, the unsigned records
+// is upgraded). FilterSchema, 4, adds the digest of the origin's prefix
+// filter of the bucket (Record.Filter, filter.go), with or without a part
+// layout; a producer writes it only for a bucket with a filter, so records
+// of unfiltered buckets stay schema 2 or 3. This build also reads UnsignedSchema, the unsigned records
 // of earlier builds (accepted from a peer only with
 // Keyring.AcceptUnsigned, during a rolling upgrade). A record with another
 // schema version is not guessed at: it goes to the dead-letter queue.
 const (
+	FilterSchema   = 4
 	PartsSchema    = 3
 	RecordSchema   = 2
 	UnsignedSchema = 1
@@ -30,12 +34,15 @@ const (
 
 // knownSchema reports whether this build reads records of schema v.
 func knownSchema(v int) bool {
-	return v == UnsignedSchema || v == RecordSchema || v == PartsSchema
+	return v == UnsignedSchema || SignedSchema(v)
 }
 
 // SignedSchema reports whether records of schema v are signed (travel in
 // an envelope).
-func SignedSchema(v int) bool { return v == RecordSchema || v == PartsSchema }
+func SignedSchema(v int) bool { return v == RecordSchema || v == PartsSchema || v == FilterSchema }
+
+// MaxSchema is the highest record schema this build reads.
+const MaxSchema = FilterSchema
 
 // Sentinel errors of Decode, matched with errors.Is.
 var (
@@ -67,6 +74,10 @@ type Record struct {
 	// PartsSchema only): with it a receiver checks bytes from any site
 	// against the signed ETag (parts.go).
 	Parts *Parts `msgpack:"parts,omitempty"`
+	// Filter is the digest (Filter.Digest) of the origin's prefix filter
+	// of the bucket (schema FilterSchema only; "" for no filter): a
+	// receiver with another filter reports the difference.
+	Filter string `msgpack:"filter,omitempty"`
 }
 
 // Encode serialises r with msgpack: the record's content, unsigned. What a
@@ -111,7 +122,7 @@ func decodeContent(b []byte, want int) (*Record, error) {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if !knownSchema(probe.Schema) {
-		return nil, fmt.Errorf("%w: %d (this build reads %d to %d)", ErrUnknownVersion, probe.Schema, UnsignedSchema, PartsSchema)
+		return nil, fmt.Errorf("%w: %d (this build reads %d to %d)", ErrUnknownVersion, probe.Schema, UnsignedSchema, MaxSchema)
 	}
 	if want != 0 && probe.Schema != want {
 		return nil, fmt.Errorf("%w: a signed envelope holds a schema %d record, want %d", ErrMalformed, probe.Schema, want)
@@ -153,8 +164,12 @@ func (r *Record) Validate() error {
 		return bad("tombstone with a body")
 	case r.Inline && int64(len(r.Body)) != v.Size:
 		return bad("inline body of %d bytes, size says %d", len(r.Body), v.Size)
-	case r.Parts != nil && r.Schema != PartsSchema:
-		return badField("Parts", "a part layout in a schema %d record (only schema %d carries one)", r.Schema, PartsSchema)
+	case r.Parts != nil && r.Schema != PartsSchema && r.Schema != FilterSchema:
+		return badField("Parts", "a part layout in a schema %d record (only schemas %d and %d carry one)", r.Schema, PartsSchema, FilterSchema)
+	case r.Schema == FilterSchema && !validFilterDigest(r.Filter):
+		return badField("Filter", "a schema %d record needs a filter digest of %d hex digits, not %q", FilterSchema, FilterDigestLen, r.Filter)
+	case r.Filter != "" && r.Schema != FilterSchema:
+		return badField("Filter", "a filter digest in a schema %d record (only schema %d carries one)", r.Schema, FilterSchema)
 	case r.Parts != nil && v.Deleted:
 		return badField("Parts", "a part layout on a tombstone")
 	}

@@ -171,7 +171,7 @@ func TestDecodeGarbage(t *testing.T) {
 		{"only schema", mp(map[string]any{"v": 1}), ErrMalformed},
 		{"empty map: schema 0", mp(map[string]any{}), ErrUnknownVersion},
 		{"msgpack nil", mp(nil), ErrUnknownVersion},
-		{"schema 4", mp(map[string]any{"v": 4}), ErrUnknownVersion},
+		{"schema 5", mp(map[string]any{"v": 5}), ErrUnknownVersion},
 		{"schema -1", mp(map[string]any{"v": -1}), ErrUnknownVersion},
 		{"clock of wrong type", func() []byte {
 			r := validRecord()
@@ -196,7 +196,7 @@ func TestDecodeGarbage(t *testing.T) {
 }
 
 func TestDecodeUnknownVersion(t *testing.T) {
-	for _, schema := range []int{0, 4, 5, 1 << 30} {
+	for _, schema := range []int{0, 5, 6, 1 << 30} {
 		r := validRecord()
 		r.Schema = schema
 		if _, err := r.Encode(); !errors.Is(err, ErrUnknownVersion) {
@@ -211,13 +211,13 @@ func TestDecodeUnknownVersion(t *testing.T) {
 		}
 	}
 	// A future schema need not have this schema's shape at all.
-	b, _ := msgpack.Marshal(map[string]any{"v": 4, "ver": []int{1}, "k": 7})
+	b, _ := msgpack.Marshal(map[string]any{"v": 5, "ver": []int{1}, "k": 7})
 	if _, err := Decode(b); !errors.Is(err, ErrUnknownVersion) {
-		t.Errorf("Decode of a differently shaped schema 4: %v", err)
+		t.Errorf("Decode of a differently shaped schema 5: %v", err)
 	}
-	b, _ = msgpack.Marshal([]any{4, "a future envelope"})
+	b, _ = msgpack.Marshal([]any{5, "a future envelope"})
 	if _, err := Decode(b); !errors.Is(err, ErrUnknownVersion) {
-		t.Errorf("Decode of a schema 4 envelope: %v", err)
+		t.Errorf("Decode of a schema 5 envelope: %v", err)
 	}
 }
 

@@ -10,13 +10,13 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// A record of schema 2 or 3 travels as a signed envelope, a msgpack array
+// A record of schema 2, 3 or 4 travels as a signed envelope, a msgpack array
 // of four:
 //
 //	[v, content (bin), signer's ed25519 public key (bin, 32), signature (bin, 64)]
 //
 // content is the record's own encoding (Encode: a msgpack map whose "v" is
-// v, 2 or 3), and the signature covers exactly those bytes (Ed25519ctx, context
+// v, 2 to 4), and the signature covers exactly those bytes (Ed25519ctx, context
 // SignatureContext). The envelope is an array and a bare record a map, so
 // the first byte tells them apart. checkShape bounds the envelope, and then
 // the content, before either is decoded.
@@ -42,7 +42,7 @@ var sigOpts = &ed25519.Options{Context: SignatureContext}
 // origin site: what a producer publishes.
 func (r *Record) Sign(key ed25519.PrivateKey) ([]byte, error) {
 	if !SignedSchema(r.Schema) {
-		return nil, fmt.Errorf("%w: only schema %d and %d records are signed, not %d", ErrUnknownVersion, RecordSchema, PartsSchema, r.Schema)
+		return nil, fmt.Errorf("%w: only schema %d to %d records are signed, not %d", ErrUnknownVersion, RecordSchema, MaxSchema, r.Schema)
 	}
 	content, err := r.Encode()
 	if err != nil {
@@ -128,8 +128,8 @@ func openEnvelope(b []byte) (*envelope, error) {
 		return nil, malformed("schema: %v", err)
 	}
 	switch {
-	case v > PartsSchema:
-		return nil, fmt.Errorf("%w: signed envelope of schema %d (this build reads %d and %d)", ErrUnknownVersion, v, RecordSchema, PartsSchema)
+	case v > MaxSchema:
+		return nil, fmt.Errorf("%w: signed envelope of schema %d (this build reads %d to %d)", ErrUnknownVersion, v, RecordSchema, MaxSchema)
 	case !SignedSchema(int(v)):
 		return nil, malformed("schema %d is never an envelope", v)
 	}

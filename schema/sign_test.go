@@ -96,7 +96,7 @@ func TestOpenRefuses(t *testing.T) {
 		{"no keys at all", Keyring{}, "a", signed, ErrBadSignature},
 		{"spliced signature", ringFor(a1), "a", spliced, ErrBadSignature},
 		{"signature without the context", ringFor(a1), "a", plain, ErrBadSignature},
-		{"envelope of schema 4", ringFor(a1), "a", mustMP([]any{4, env1.content, []byte(pubOf(a1)), env1.sig}), ErrUnknownVersion},
+		{"envelope of schema 5", ringFor(a1), "a", mustMP([]any{5, env1.content, []byte(pubOf(a1)), env1.sig}), ErrUnknownVersion},
 		{"envelope of 3 items", ringFor(a1), "a", mustMP([]any{2, env1.content, []byte(pubOf(a1))}), ErrMalformed},
 		{"short signature", ringFor(a1), "a", mustMP([]any{2, env1.content, []byte(pubOf(a1)), env1.sig[:63]}), ErrMalformed},
 		{"short key", ringFor(a1), "a", mustMP([]any{2, env1.content, []byte(pubOf(a1))[:31], env1.sig}), ErrMalformed},

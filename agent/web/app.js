@@ -277,6 +277,23 @@
       "this site was never rebuilt"));
   }
 
+  function renderTopology(st) {
+    const ts = st.topology || [];
+    const filter = (t) => t.filter ? [(t.include || []).length ? "include " + t.include.join(", ") : "", (t.exclude || []).length ? "exclude " + t.exclude.join(", ") : ""].filter(Boolean).join("; ") : "all keys";
+    fill("topology", ts.length ? table(["bucket", "mode", "keys", "drift", "deletes kept", "filtered", "peers with other filters"], ts.map((t) => {
+      const others = Object.keys(t.peer_filters_differ || {}).sort();
+      return h("tr", { "data-bucket": t.bucket, "data-mode": t.mode },
+        h("td", null, t.bucket),
+        h("td", null, t.mode),
+        h("td", { class: "wrap" }, filter(t)),
+        h("td", { class: t.drift ? "num no" : "num" }, String(t.drift || 0), t.last_drift ? h("div", { class: "small key" }, "last: " + quoted(t.last_drift)) : null),
+        h("td", { class: "num" }, String(t.deletes_kept || 0)),
+        h("td", { class: "num" }, String(t.filtered || 0)),
+        h("td", { class: others.length ? "no" : "" }, others.length ? others.join(", ") : "none"));
+    })) : none("no buckets"),
+    h("p", { class: "muted small" }, "replica: applies everything, publishes nothing (a local write is drift). archive: applies puts, keeps what peers delete, publishes nothing."));
+  }
+
   function renderSources(st) {
     const ss = st.sources || [];
     const backlog = st.backlog || {};
@@ -347,6 +364,7 @@
       section("charts", () => renderCharts(v, hist.status === "fulfilled" ? hist.value : null));
       section("held", () => renderHeld(v));
       section("scanner", () => renderScanner(v));
+      section("topology", () => renderTopology(v));
       section("sources", () => renderSources(v));
       section("store", () => renderStore(v));
       setConn("conn-live", "live · " + new Date().toLocaleTimeString());

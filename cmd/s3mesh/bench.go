@@ -470,7 +470,7 @@ func (e *benchEnv) footer() {
 	if len(e.cpuRows) > 0 {
 		fmt.Fprintln(w, "CPU split (seconds of CPU and share of the CPU used, from /proc/<pid>/stat utime+stime):")
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| phase | wall | stores (versitygw ×3) | brokers ×3 | agents ×3 | bench process | rclone / tools | busy (lab+bench of all CPUs) | other processes |")
+		fmt.Fprintln(w, "| phase | wall | stores ×3 (versitygw, or the lab's --stores) | brokers ×3 | agents ×3 | bench process | rclone / tools | busy (lab+bench of all CPUs) | other processes |")
 		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 		for _, r := range e.cpuRows {
 			fmt.Fprintln(w, r)

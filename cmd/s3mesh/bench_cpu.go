@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// The CPU split. Everything (three versitygw, three brokers, three agents
+// The CPU split. Everything (three stores (versitygw, or MinIO, SeaweedFS, rclone serve s3 in a lab of --stores), three brokers, three agents
 // and the bench itself) shares the machine's CPUs, so a figure may measure
 // the machine rather than s3mesh. For every figure the bench reads
 // utime+stime from /proc/<pid>/stat of every lab process (found by
@@ -136,8 +136,13 @@ func groupOf(argv []string) string {
 	if len(argv) == 0 {
 		return "tools"
 	}
-	if filepath.Base(argv[0]) == "versitygw" {
+	switch filepath.Base(argv[0]) {
+	case "versitygw", "minio", "weed": // the lab's stores (--stores)
 		return "stores"
+	case "rclone":
+		if len(argv) > 1 && argv[1] == "serve" {
+			return "stores"
+		}
 	}
 	if len(argv) > 1 {
 		switch argv[1] {

@@ -245,7 +245,7 @@ func runRebuild(ctx context.Context, f rebuildFlags, stdout, stderr io.Writer, t
 	prog := newRebuildProgress(stderr, tty, estimate, log)
 	start := time.Now()
 	o := rebuild.Options{
-		Site: site, Local: local, State: st, Peers: peers, Buckets: buckets,
+		Site: site, Local: local, State: st, Peers: peers, Buckets: buckets, Archive: archiveBuckets(cfg),
 		Workers: f.workers, Log: log, Progress: prog.report, // parts of s3io.MinPartSize: two per worker at most
 	}
 	if n, _ := strconv.Atoi(os.Getenv("S3MESH_TEST_REBUILD_CRASH_AFTER")); n > 0 {

@@ -209,6 +209,7 @@ func printStatus(w io.Writer, st agent.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", src.Name, src.Type, src.Lag)
 	}
 	tw.Flush()
+	printTopology(w, st.Topology)
 	printStreams(w, st.Streams)
 	if c := st.Store; c != nil {
 		fmt.Fprintf(w, "\nstore: conditional PUT %v, conditional DELETE %v, metadata values up to %d B, keys up to %d B, unicode keys %v, multipart %v (etag %s, part layout %v), checks Content-MD5 %v\n",
@@ -438,6 +439,9 @@ func printAllTable(w io.Writer, res []siteStatus) {
 	fmt.Fprintln(w)
 	if warn := mixedMaxFuture(res); warn != "" {
 		fmt.Fprintf(w, "WARNING: %s\n\n", warn)
+	}
+	for _, line := range topologyAll(res) {
+		fmt.Fprintln(w, line)
 	}
 	for _, r := range res {
 		if r.err != nil {

@@ -326,8 +326,12 @@ func RcloneBin(t testing.TB) string {
 // does too): the pinned MinIO server of tools/minio, a store of the mixed
 // lab (`s3mesh lab --stores minio,...`). The build takes minutes (README,
 // Stores).
+//
+// It builds bin/minio-users beside it too, which the lab runs to make the
+// peers' read-only MinIO users.
 func MinioBin(t testing.TB) string {
 	t.Helper()
+	toolBin(t, "minio-users", filepath.Join("tools", "minio"), "./users")
 	return toolBin(t, "minio", filepath.Join("tools", "minio"), "github.com/minio/minio")
 }
 
