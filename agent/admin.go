@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"time"
 
@@ -62,6 +63,7 @@ func (a *Agent) serveAdmin(ctx context.Context) ([]*nats.Subscription, error) {
 		"state.page":   a.statePage,
 		"replay":       a.replay,
 	}
+	maps.Copy(handlers, a.deletesVerbs())
 	var subs []*nats.Subscription
 	for verb, h := range handlers {
 		h := h

@@ -226,6 +226,9 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		},
 		Shares: peerShares(cfg.PeerNames(), cfg.MemoryBudget), Topo: a.M.Topo,
 	}
+	if a.Applier.Guard, err = deleteGuard(cfg, a.Store, a.M, log); err != nil {
+		return nil, err
+	}
 	if hooks.crashAfterApply > 0 {
 		a.Applier.Hooks.AfterWrite = crashAt(hooks.crashAfterApply)
 	}

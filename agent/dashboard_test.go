@@ -91,7 +91,7 @@ func TestDashboardPage(t *testing.T) {
 	hs, _, _ := dashboardServer(t, Status{Site: "a"})
 	r, page := get(t, hs.URL+"/")
 	checkHeaders(t, "/", r, "text/html")
-	for _, want := range []string{`<script src="static/app.js" defer></script>`, `href="static/style.css"`, `id="mesh"`, `id="peers"`, `id="charts"`, `id="dlq"`, `id="conflicts"`} {
+	for _, want := range []string{`<script src="static/app.js" defer></script>`, `href="static/style.css"`, `id="mesh"`, `id="peers"`, `id="charts"`, `id="dlq"`, `id="conflicts"`, `id="held"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %s", want)
 		}

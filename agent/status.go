@@ -50,6 +50,9 @@ type Status struct {
 	// Topology is each bucket's mode and prefix filters here, and what
 	// they did (topology.go).
 	Topology []BucketTopology `json:"topology,omitempty"`
+	// HeldDeletes are the peers' deletes held here, by peer and bucket
+	// (`s3mesh deletes list`).
+	HeldDeletes []consumer.HeldSummary `json:"held_deletes,omitempty"`
 }
 
 // PeerStatus is the replication state from one peer.
@@ -215,6 +218,8 @@ func (a *Agent) Snapshot(ctx context.Context) (Status, error) {
 	}
 	st.Topology = a.topologyStatus()
 	st.Warnings = append(st.Warnings, topologyWarnings(st.Topology)...)
+	st.HeldDeletes = a.Applier.Guard.Summary()
+	st.Warnings = append(st.Warnings, heldDeleteWarnings(st.HeldDeletes)...)
 	st.PeerKeys = a.peerKeys.list()
 	st.Warnings = append(st.Warnings, peerKeyWarnings(st.PeerKeys)...)
 	if meta, ok, err := a.Store.SiteMeta(); err == nil && ok && meta.RebuiltAt > 0 {

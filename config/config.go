@@ -40,6 +40,7 @@ type Site struct {
 	IgnoreKeys []string   `yaml:"ignore_keys"`
 	Scan       Scan       `yaml:"scan"`
 	Tombstones Tombstones `yaml:"tombstones"`
+	Deletes    Deletes    `yaml:"deletes"` // the guard against a peer's mass deletes (deletes.go)
 	Retry      Retry      `yaml:"retry"`
 	Records    Records    `yaml:"records"`
 	Signing    Signing    `yaml:"signing"` // the key this site signs its records with (signing.go)
@@ -386,6 +387,7 @@ func (s *Site) applyDefaults() {
 	if s.Scan.MaxDeleteFraction == 0 {
 		s.Scan.MaxDeleteFraction = 0.1
 	}
+	s.Deletes.defaults(s.Scan.MaxDeleteFraction)
 	if s.Tombstones.Retention == 0 {
 		s.Tombstones.Retention = 7 * 24 * time.Hour
 	}
@@ -647,6 +649,9 @@ func (s *Site) Validate() error {
 	}
 	if s.Scan.MaxDeleteFraction <= 0 || s.Scan.MaxDeleteFraction > 1 {
 		return fieldErr("scan.max_delete_fraction", "%v: want (0, 1]", s.Scan.MaxDeleteFraction)
+	}
+	if err := s.Deletes.validate(); err != nil {
+		return err
 	}
 	if s.Tombstones.Retention < time.Hour {
 		return fieldErr("tombstones.retention", "%v: want at least 1h", s.Tombstones.Retention)

@@ -85,6 +85,8 @@ type Applier struct {
 	// Topo counts the peers' deletes an archive site kept (nil: not
 	// counted).
 	Topo *metrics.Topology
+	// Guard holds a peer's mass deletes (nil: none held).
+	Guard *DeleteGuard
 
 	badSources // peers that served wrong bytes, per version (fetch.go)
 }
@@ -108,6 +110,12 @@ var (
 // record delivered again, in any order, changes nothing after its first
 // application (I3).
 func (a *Applier) Apply(ctx context.Context, rec *schema.Record) (schema.Decision, error) {
+	return a.applyGuarded(ctx, rec, true)
+}
+
+// applyGuarded is Apply; guarded puts a delete through the delete guard
+// (not when an operator releases it).
+func (a *Applier) applyGuarded(ctx context.Context, rec *schema.Record, guarded bool) (schema.Decision, error) {
 	if _, ok := a.Buckets[rec.Bucket]; !ok {
 		return schema.Decision{}, fmt.Errorf("apply %s/%s: %w", rec.Bucket, rec.Key, ErrNotReplicated)
 	}
@@ -117,7 +125,7 @@ func (a *Applier) Apply(ctx context.Context, rec *schema.Record) (schema.Decisio
 		}
 	}
 	for attempt := 0; attempt < 5; attempt++ {
-		st, err := a.applyOnce(ctx, rec)
+		st, err := a.applyOnce(ctx, rec, guarded)
 		if err == nil && st.Result == lifecycle.Kept && a.Topo != nil {
 			a.Topo.NoteKept(rec.Bucket, rec.Version.Origin)
 		}
@@ -133,7 +141,7 @@ func (a *Applier) Apply(ctx context.Context, rec *schema.Record) (schema.Decisio
 	return schema.Decision{}, fmt.Errorf("apply %s/%s: %w", rec.Bucket, rec.Key, ErrLocalChanging)
 }
 
-func (a *Applier) applyOnce(ctx context.Context, rec *schema.Record) (lifecycle.Step, error) {
+func (a *Applier) applyOnce(ctx context.Context, rec *schema.Record, guarded bool) (lifecycle.Step, error) {
 	k := lifecycle.Key{Bucket: rec.Bucket, Key: rec.Key}
 	unlock := a.Store.Lock(k.Bucket, k.Key)
 	defer unlock()
@@ -144,9 +152,20 @@ func (a *Applier) applyOnce(ctx context.Context, rec *schema.Record) (lifecycle.
 	if err := a.Local.RecoverLocked(ctx, k.Bucket, k.Key, &e); err != nil {
 		return lifecycle.Step{}, err
 	}
-	st, err := a.drive(ctx, k, e, lifecycle.Receive{Record: rec, Policy: a.Buckets[k.Bucket]}, rec)
+	in := lifecycle.Receive{Record: rec, Policy: a.Buckets[k.Bucket]}
+	var undo func()
+	if guarded && rec.Version.Deleted && a.Guard != nil {
+		in.HoldDeletes, undo = a.Guard.admit(rec.Version.Origin, k.Bucket, a.Now())
+	}
+	st, err := a.drive(ctx, k, e, in, rec)
 	if err == nil && st.Err != nil {
 		err = fmt.Errorf("apply %s/%s: %w", k.Bucket, k.Key, st.Err)
+	}
+	if undo != nil && (err != nil || st.Result != lifecycle.Applied || !e.Present()) {
+		undo() // it deleted nothing
+	}
+	if err == nil {
+		err = a.dropSuperseded(k, st.Entry)
 	}
 	return st, err
 }

@@ -46,6 +46,8 @@ func (a *Applier) execute(ctx context.Context, k lifecycle.Key, rec *schema.Reco
 		case lifecycle.CheckAbsent:
 			err = a.checkAbsent(ctx, k)
 			wrote = true
+		case lifecycle.Hold:
+			err = a.hold(k, ef)
 		case lifecycle.Park:
 			return nil, fmt.Errorf("apply %s/%s: %s concurrent with held %s: %w", k.Bucket, k.Key, ef.Parked.ID, ef.Held.ID, ErrParked)
 		case lifecycle.Note:

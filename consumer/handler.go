@@ -172,7 +172,14 @@ func (r *Runner) apply(ctx context.Context, d *delivery) error {
 		r.M.ApplyErrors.WithLabelValues(d.peer, s3io.Classify(err).String()).Inc()
 		return err
 	}
-	r.M.RecordsApplied.WithLabelValues(d.peer, dec.Outcome.String()).Inc()
+	outcome := dec.Outcome.String()
+	if dec.Held {
+		outcome = "held"
+	}
+	r.M.RecordsApplied.WithLabelValues(d.peer, outcome).Inc()
+	if dec.Held {
+		return nil
+	}
 	if dec.Outcome == schema.Apply || dec.Outcome == schema.ApplyWinner {
 		r.M.ApplyLag.Observe(r.Now().Sub(time.UnixMilli(d.rec.MadeAt)).Seconds())
 	}

@@ -59,6 +59,10 @@ func TestDashboard(t *testing.T) {
 	if got := eval(`document.querySelector("#rebuild").textContent`); !strings.Contains(got, "never rebuilt") {
 		t.Fatalf("the scanner section says %q of rebuilds, want that a was never rebuilt", got)
 	}
+	// No peer's deletes are held in the shared lab.
+	if got := eval(`document.getElementById("held").textContent`); !strings.Contains(got, "no deletes held") {
+		t.Fatalf("the held deletes section says %q, want none held", got)
+	}
 	// The store's key classes in one line: a's versitygw cannot hold a
 	// segment over 255 bytes (a file name), and the classes are not
 	// dumped as objects.

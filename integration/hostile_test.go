@@ -74,6 +74,8 @@ func TestHostileSite(t *testing.T) {
 		"$JS.a.API.CONSUMER.RESET." + broker.ChangesStream("a") + "." + broker.MirrorConsumer("c"),
 		agent.AdminSubject("a", "status"),
 		agent.AdminSubject("a", "dlq.retry"),
+		agent.AdminSubject("a", "deletes.release"),
+		agent.AdminSubject("a", "deletes.discard"),
 	} {
 		if _, err := b.nc.Request(subj, []byte(`{}`), time.Second); err == nil {
 			got = append(got, subj)
@@ -118,6 +120,9 @@ func TestHostileSite(t *testing.T) {
 	// a's own admin service answers a.
 	if _, err := a.nc.Request(agent.AdminSubject("a", "status"), []byte(`{}`), 5*time.Second); err != nil {
 		t.Fatalf("a's admin service does not answer a: %v", err)
+	}
+	if m, err := a.nc.Request(agent.AdminSubject("a", "deletes.list"), []byte(`{}`), 5*time.Second); err != nil || !strings.Contains(string(m.Data), `"ok":true`) {
+		t.Fatalf("a's held deletes verbs do not answer a: %v %s", err, msgData(m))
 	}
 
 	// Replication goes on in every direction; a write at b made after the

@@ -61,6 +61,8 @@ type Options struct {
 	RetryBudget time.Duration
 	// ProofWait is the agents' records.proof_wait (default: the agent's, 1h).
 	ProofWait time.Duration
+	// Deletes is the agents' deletes section (nil: the agent's defaults).
+	Deletes *config.Deletes
 	// AgentExtraEnv is added to the agents' environment (KEY=value).
 	AgentExtraEnv []string
 	// ReadyTimeout bounds how long each process may take to become ready

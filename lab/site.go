@@ -273,6 +273,11 @@ type (
 		MaxFuture string `yaml:"max_future"`
 		ProofWait string `yaml:"proof_wait,omitempty"`
 	}
+	yDeletes struct {
+		MaxFraction float64 `yaml:"max_fraction,omitempty"`
+		Window      string  `yaml:"window,omitempty"`
+		Min         int     `yaml:"min,omitempty"`
+	}
 	yLink struct {
 		Peer     string  `yaml:"peer"`
 		URL      string  `yaml:"url,omitempty"`
@@ -339,6 +344,7 @@ type (
 		Scan     yScan     `yaml:"scan"`
 		Retry    yRetry    `yaml:"retry,omitempty"`
 		Records  yRecords  `yaml:"records"`
+		Deletes  *yDeletes `yaml:"deletes,omitempty"`
 		Log      yLog      `yaml:"log"`
 		Signing  *ySigning `yaml:"signing"`
 	}
@@ -408,6 +414,12 @@ func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) str
 	}
 	if o.ProofWait > 0 {
 		c.Records.ProofWait = o.ProofWait.String()
+	}
+	if d := o.Deletes; d != nil {
+		c.Deletes = &yDeletes{MaxFraction: d.MaxFraction, Min: d.Min}
+		if d.Window > 0 {
+			c.Deletes.Window = d.Window.String()
+		}
 	}
 	for _, p := range all {
 		if p == s {

@@ -33,6 +33,10 @@ type Observe struct {
 type Receive struct {
 	Record *schema.Record
 	Policy BucketPolicy
+	// HoldDeletes: the receiver's guard holds this peer's deletes in the
+	// bucket (see Hold). A tombstone that would delete the object this
+	// site holds is then not applied but held.
+	HoldDeletes bool
 }
 
 // Recover settles an intent left outstanding by a crash (or by an effect
@@ -72,6 +76,7 @@ type Logged struct {
 // DeadLettered says the record of version ID went to the dead-letter queue.
 type DeadLettered struct{ ID string }
 
+func (Refuse) input()         {}
 func (Observe) input()        {}
 func (Receive) input()        {}
 func (Recover) input()        {}
@@ -136,6 +141,11 @@ type Park struct {
 	Held, Parked schema.Version
 }
 
+// Hold: keep Record (a peer's tombstone) durably among the held deletes
+// instead of applying it; the key's entry does not change. The executor
+// acknowledges the record only once it is kept.
+type Hold struct{ Record *schema.Record }
+
 // Note is something an executor may log (the core itself never logs).
 type Note struct {
 	Warn bool
@@ -143,6 +153,7 @@ type Note struct {
 	Args []any
 }
 
+func (Hold) effect()        {}
 func (Publish) effect()     {}
 func (Inspect) effect()     {}
 func (LogConflict) effect() {}

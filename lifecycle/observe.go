@@ -101,6 +101,14 @@ func agreed(e Entry, o Object, now int64) Step {
 // publish makes the record of the local version o (a tombstone when absent)
 // and returns it as a pending intent plus the Publish effect.
 func (m Machine) publish(k Key, e Entry, o Object, pol schema.Policy, now int64) Step {
+	return m.publishOver(k, e, o, pol, now, e.HeldPtr())
+}
+
+// publishOver is publish with the new version's origin time and rank
+// placed after over (the held version, or a version the write must follow
+// that the site does not hold: a refused delete), so that the conflict
+// order agrees with the clock.
+func (m Machine) publishOver(k Key, e Entry, o Object, pol schema.Policy, now int64, over *schema.Version) Step {
 	clock := e.Clock.Bump(m.Site)
 	if clock[m.Site] <= m.Floor {
 		clock[m.Site] = m.Floor + 1
@@ -113,8 +121,8 @@ func (m Machine) publish(k Key, e Entry, o Object, pol schema.Policy, now int64)
 		ID:      schema.VersionID(m.Site, k.Bucket, k.Key, clock[m.Site]),
 		Origin:  m.Site,
 		Clock:   clock,
-		TS:      schema.NextTS(wall+m.SkewMillis, e.HeldPtr()),
-		Rank:    pol.Rank(m.Site, !o.Exists, e.HeldPtr()),
+		TS:      schema.NextTS(wall+m.SkewMillis, over),
+		Rank:    pol.Rank(m.Site, !o.Exists, over),
 		Deleted: !o.Exists,
 	}
 	rec := schema.Record{Schema: schema.RecordSchema, Bucket: k.Bucket, Key: k.Key, MadeAt: now}

@@ -22,6 +22,12 @@ func (m Machine) receive(k Key, e Entry, in Receive, now int64) Step {
 	}
 	d := schema.Decide(e.HeldPtr(), e.Clock, rec.Version, pol.Policy)
 	with := func(s Step) Step { s.Decision = d; return s }
+	if in.HoldDeletes && holds(e, rec, d, pol) {
+		d.Held = true
+		s := done(e, Held, nil)
+		s.Effects = []Effect{Hold{Record: rec}}
+		return with(s)
+	}
 	var logIt Effect
 	if d.Conflict {
 		logIt = LogConflict{Entry: m.conflictEntry(k, d, pol, now)}

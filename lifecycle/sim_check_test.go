@@ -120,6 +120,10 @@ func (w *simWorld) checkReceive(x *simExec, in lifecycle.Receive, st lifecycle.S
 			w.t.Fatalf("I3: a skip of %s at %s changes something: persist=%v effects %v", v.ID, x.s.name, st.Persist, st.Effects)
 		}
 	}
+	if d.Held {
+		w.checkHeld(x, in, st)
+		return
+	}
 	if !d.Conflict {
 		return
 	}
@@ -214,6 +218,10 @@ func (w *simWorld) checkPublish(s *simSite, rec *schema.Record) {
 		}
 		return
 	}
+	if w.refusing {
+		w.checkRefusal(s, rec)
+		return
+	}
 	var wr *simWrite
 	if v.Deleted {
 		m := w.pendingObs[v.ID]
@@ -231,7 +239,7 @@ func (w *simWorld) checkPublish(s *simSite, rec *schema.Record) {
 			w.t.Fatalf("I2: %s published %s with attributes that write #%d did not write", s.name, v.ID, n)
 		}
 		if rec.Key != wr.key {
-			if !s.copies[rec.Key][v.ETag] || wr.site != s.i {
+			if !s.copies[rec.Key][v.ETag] || wr.site != s.i && !w.refusedAt[v.ETag][s.i] {
 				w.t.Fatalf("I4: %s published %s of %s with the bytes of write #%d of %s at %s, not a loser copy made there",
 					s.name, v.ID, rec.Key, n, wr.key, w.sites[wr.site].name)
 			}
@@ -265,7 +273,7 @@ func (w *simWorld) snapshot(s *simSite) string {
 // checkRedelivery delivers rec to s once more, with no faults, right after
 // it was handled: nothing changes (I3).
 func (w *simWorld) checkRedelivery(s *simSite, rec *schema.Record) {
-	before, conflicts := w.snapshot(s), len(s.conflicts)
+	before, conflicts, held := w.snapshot(s), len(s.conflicts), len(s.held)
 	quiet := w.quiet
 	w.quiet = true
 	defer func() { w.quiet = quiet }()
@@ -276,7 +284,7 @@ func (w *simWorld) checkRedelivery(s *simSite, rec *schema.Record) {
 			w.t.Fatalf("redelivery: %v", err)
 		}
 		conflicts++ // a park logs its conflict again
-	case err != nil || st.Result != lifecycle.Skipped:
+	case err != nil || st.Result != lifecycle.Skipped && (st.Result != lifecycle.Held || len(s.held) != held):
 		w.t.Fatalf("I3: %s delivered again to %s: %v %v", rec.Version.ID, s.name, st.Result, err)
 	}
 	if after := w.snapshot(s); after != before || len(s.conflicts) != conflicts {

@@ -173,6 +173,8 @@ func (x *simExec) run(effs []lifecycle.Effect) (lifecycle.Input, error) {
 			wrote = true
 		case lifecycle.Park:
 			return nil, errSimParked
+		case lifecycle.Hold:
+			x.w.hold(x.s, ef)
 		}
 		if errors.Is(err, errSimPrecondition) || errors.Is(err, errSimNotFound) {
 			x.w.t.Logf("    %T refused at %s", ef, x.s.name)
@@ -383,7 +385,12 @@ func (w *simWorld) applyOnce(s *simSite, rec *schema.Record) (lifecycle.Step, er
 	if err != nil {
 		return lifecycle.Step{}, err
 	}
-	return w.drive(s, rec.Key, simConsumer, e, lifecycle.Receive{Record: rec, Policy: w.pol}, rec, simMut{})
+	in := lifecycle.Receive{Record: rec, Policy: w.pol, HoldDeletes: rec.Version.Deleted && s.holds[rec.Version.Origin] && !s.releasing}
+	st, err := w.drive(s, rec.Key, simConsumer, e, in, rec, simMut{})
+	if err == nil {
+		w.dropSuperseded(s, rec.Key)
+	}
+	return st, err
 }
 
 // deadLetter parks rec in s's DLQ and marks its version dead in the entry

@@ -153,6 +153,12 @@ type simSite struct {
 	// its records this site checked (consumer.Proven: durable before the
 	// record is acknowledged, so a crash loses none of it).
 	proven map[string]uint64
+	// Held deletes (sim_held_test.go): the peers whose deletes the site's
+	// guard holds now, the deletes it holds (durable), and whether an
+	// operator is releasing them.
+	holds     map[string]bool
+	held      []*schema.Record
+	releasing bool
 }
 
 // entry is the key's entry as the site's process reads it: the lazy one if
@@ -227,6 +233,11 @@ type simWorld struct {
 	forged     map[string]bool                    // version ids of the Byzantine variants (forge)
 	stats      map[string]int                     // what happened, for the summary of the test
 	results    map[lifecycle.Result]int
+	heldOps    bool // operators release and discard held deletes during the run (sim_held_test.go)
+	refusing   bool // an operator's discard is publishing (checkPublish)
+	// refusedAt: ETag → the sites that published those bytes again as
+	// their own version by a discard (and so may keep them as a loser).
+	refusedAt map[string]map[int]bool
 }
 
 func newSimWorld(t *rapid.T, n int, pol lifecycle.BucketPolicy) *simWorld {
@@ -404,6 +415,8 @@ func (w *simWorld) run() {
 			w.sync(s)
 		case op == 21 && len(w.sent) > 0:
 			w.forge(s)
+		case op == 19 && w.heldOps:
+			w.operator(s)
 		default:
 			// An event that names the wrong key (versitygw under load).
 			k := w.keys[w.draw(len(w.keys), "key")]

@@ -54,7 +54,7 @@ const (
 	Published                   // a new change record was published
 	Replica                     // the object is a replica write of s3mesh (no echo)
 	NotReplicated               // the bucket or key is not replicated (executors' verdict)
-	Held                        // a delete was not published: the bucket's deletes are held
+	Held                        // a delete was not published (or, received, not applied): deletes are held
 	Recovered                   // an outstanding intent was settled
 	Skipped                     // the record is already applied or stale
 	Applied                     // the record's version is now held
@@ -121,6 +121,8 @@ func (m Machine) Step(k Key, e Entry, in Input, now int64) Step {
 		return m.publishChanged(e, now)
 	case Receive:
 		return m.receive(k, e, in, now)
+	case Refuse:
+		return m.refuse(k, e, in, now)
 	case Written:
 		return m.written(e, in, now)
 	case Refused:

@@ -26,6 +26,7 @@ type Metrics struct {
 	Scans            *prometheus.CounterVec // by bucket
 	ApplyLag         prometheus.Histogram   // seconds from record made to applied
 	HeldBuckets      *prometheus.GaugeVec   // 1 while a bucket's deletes are held
+	DeletesHeld      *prometheus.GaugeVec   // by peer, bucket: a peer's deletes held at this site
 	S3Requests       *prometheus.CounterVec // by store (local or a peer's name) and operation
 	ScanFailures     *prometheus.CounterVec // by bucket: scans that ended in an error
 	PeerKeyWritable  *prometheus.GaugeVec   // by peer, bucket: 1 the peer's S3 key can write (allowed), 0 read-only, -1 not known
@@ -72,6 +73,7 @@ func New() *Metrics {
 		AckFailures:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_ack_failures_total", Help: "Acknowledgements of peer records and storage events that could not be sent, by op (ack, nak, in_progress, term); the message is redelivered after the ack wait."}, []string{"op"}),
 		Scans:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_scans_total", Help: "Completed bucket scans."}, []string{"bucket"}),
 		HeldBuckets:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "s3mesh_bucket_deletes_held", Help: "1 while a scan holds a bucket's deletes for an operator (too many keys missing)."}, []string{"bucket"}),
+		DeletesHeld:      gauge("s3mesh_deletes_held", "Deletes of the peer in the bucket held at this site (too many within deletes.window), waiting for `s3mesh deletes release` or `discard`.", "peer", "bucket"),
 		S3Requests:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_s3_requests_total", Help: "HTTP requests sent to S3 (retries included), by store (local, or the peer whose store it is) and operation."}, []string{"store", "op"}),
 		ScanFailures:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "s3mesh_scan_failures_total", Help: "Bucket scans that ended in an error (listing or state failure; the scanner retries), by bucket."}, []string{"bucket"}),
 		PeerKeyWritable:  gauge("s3mesh_peer_s3_key_writable", "1 when this site's S3 key for the peer's store can write there (the agent runs so only with peers[].s3.allow_writable_key), 0 when it is read-only, -1 while not known (store not answering, or an answer the probe cannot read).", "peer", "bucket"),
@@ -100,6 +102,7 @@ func New() *Metrics {
 		m.ScanFailures, m.PeerKeyWritable, m.PeerSilent, m.PeerMirrorLag, m.PeerSkipped, m.PeerPending, m.PeerWatermark, m.PeerWatermarkAge, m.PeerCaughtUp,
 		m.PeerClockOffset, m.DeadLetters, m.ScanLastSuccess, m.BuildInfo,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	r.MustRegister(m.DeletesHeld)
 	r.MustRegister(m.StreamBytes, m.StreamMaxBytes, m.StreamMsgs, m.StreamMaxMsgs, m.StreamFill)
 	m.Topo = newTopology(r)
 	return m

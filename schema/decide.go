@@ -30,6 +30,9 @@ type Decision struct {
 	Winner   *Version // set on conflicts
 	Loser    *Version // set on conflicts
 	Merged   Clock    // the clock the site holds afterwards
+	// Held: the receiver held this delete instead of carrying the decision
+	// out (its guard against a peer's mass deletes); nothing changed.
+	Held bool
 }
 
 // Decide compares an incoming version with the version a site holds (nil if

@@ -247,6 +247,17 @@
     c.count > c.latest.length ? h("p", { class: "muted small" }, "latest " + c.latest.length + " of " + c.count + ": s3mesh conflicts list") : null);
   }
 
+  function renderHeld(st) {
+    const hs = st.held_deletes || [];
+    fill("held-count", "(" + hs.reduce((n, x) => n + (x.count || 0), 0) + ")");
+    fill("held", hs.length ? table(["peer", "bucket", "held", "since"], hs.map((x) =>
+      h("tr", { "data-peer": x.peer, "data-bucket": x.bucket },
+        h("td", null, x.peer),
+        h("td", null, x.bucket),
+        h("td", { class: "num no" }, String(x.count)),
+        h("td", null, when(x.since))))) : none("no deletes held"));
+  }
+
   function renderScanner(st) {
     const bs = st.buckets || [];
     fill("scanner", bs.length ? table(["bucket", "now", "last scan", "listed", "published", "deleted", "errors", "deletes"], bs.map((b) => {
@@ -351,6 +362,7 @@
       section("mesh", () => renderMesh(v));
       section("peers", () => renderPeers(v));
       section("charts", () => renderCharts(v, hist.status === "fulfilled" ? hist.value : null));
+      section("held", () => renderHeld(v));
       section("scanner", () => renderScanner(v));
       section("topology", () => renderTopology(v));
       section("sources", () => renderSources(v));

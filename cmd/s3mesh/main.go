@@ -19,6 +19,7 @@ func main() {
 	root.AddCommand(newReplayCmd())
 	root.AddCommand(newRebuildCmd())
 	root.AddCommand(newKeysCmd())
+	root.AddCommand(newDeletesCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "s3mesh:", err)
 		os.Exit(1)

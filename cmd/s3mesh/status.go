@@ -454,7 +454,12 @@ func printAllTable(w io.Writer, res []siteStatus) {
 				held++
 			}
 		}
-		fmt.Fprintf(w, "site %s: %d dead letters, %d of %d buckets with deletes held, %d warnings\n", r.site, r.st.DeadLetters, held, len(r.st.Buckets), len(r.st.Warnings))
+		peerHeld := 0
+		for _, h := range r.st.HeldDeletes {
+			peerHeld += h.Count
+		}
+		fmt.Fprintf(w, "site %s: %d dead letters, %d of %d buckets with deletes held, %d peers' deletes held here, %d warnings\n",
+			r.site, r.st.DeadLetters, held, len(r.st.Buckets), peerHeld, len(r.st.Warnings))
 		for _, warn := range r.st.Warnings {
 			fmt.Fprintf(w, "  WARNING: %s\n", warn)
 		}
