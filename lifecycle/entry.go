@@ -19,6 +19,12 @@ type Entry struct {
 	// It is persisted before the S3 write, so a write of it (even a delete,
 	// which leaves no marker) is recognised as a replica write after a crash.
 	Applying *schema.Version `msgpack:"applying,omitempty"`
+	// LoserCopy is the key a tombstone's apply (Applying) copies the held
+	// version to before it deletes it (a conflict this site's own write
+	// lost, with keep-losers). The copy comes first, so after a crash a key
+	// found absent with no copy under LoserCopy was deleted by someone
+	// else, not by the apply (settle).
+	LoserCopy string `msgpack:"lcopy,omitempty"`
 	// Dead lists versions of this key that went to the dead-letter queue. A
 	// later version applied over them is noted as superseding them, so a
 	// record never overtakes a dead letter silently.

@@ -72,9 +72,13 @@ func (m Machine) apply(k Key, e Entry, rec *schema.Record, d schema.Decision, po
 		return Step{Entry: e, Effects: []Effect{CheckAbsent{}}, Next: Feed}
 	}
 	var effs []Effect
+	e.LoserCopy = ""
 	if d.Outcome == schema.ApplyWinner {
 		if c, ok := m.loserCopy(k, e, d, pol); ok {
 			effs = append(effs, c)
+			if v.Deleted {
+				e.LoserCopy = c.To
+			}
 		}
 	}
 	if v.Deleted {
@@ -142,7 +146,7 @@ func (m Machine) written(e Entry, in Written, now int64) Step {
 	e.LocalETag = in.ETag
 	e.Attrs = in.Record.Attrs.Digest()
 	intent := e.Applying != nil
-	e.Applying = nil
+	e.Applying, e.LoserCopy = nil, ""
 	if intent && len(effs) == 0 {
 		// Recovering the intent takes the same version (settle); with dead
 		// letters to forget it would keep them, so that entry is durable.
@@ -158,7 +162,7 @@ func (m Machine) refused(e Entry, now int64) Step {
 	if e.Applying == nil {
 		return Step{Entry: e, Next: Again, Result: LocalChanged}
 	}
-	e.Applying = nil
+	e.Applying, e.LoserCopy = nil, ""
 	return settled(e, now, Again, LocalChanged)
 }
 

@@ -601,7 +601,8 @@ func simPolicy(t *rapid.T, n int, manual bool) lifecycle.BucketPolicy {
 
 // TestSimulation: under lww and site-priority, with any delete rule, with
 // and without kept losers, any schedule of writes, events, deliveries,
-// scans and crashes converges and keeps I1–I5.
+// scans and crashes converges and keeps I1–I5. The failures kept under
+// testdata/rapid/TestSimulation/ (rapid's fail files) are replayed first.
 func TestSimulation(t *testing.T) {
 	tot := simTotals{}
 	rapid.Check(t, func(rt *rapid.T) {

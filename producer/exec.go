@@ -56,7 +56,15 @@ func (p *Producer) execute(ctx context.Context, k lifecycle.Key, effs []lifecycl
 			if err != nil {
 				return nil, fmt.Errorf("settle %s/%s: %w", k.Bucket, k.Key, err)
 			}
-			next = lifecycle.Inspected{Object: ObjectOf(info)}
+			in := lifecycle.Inspected{Object: ObjectOf(info)}
+			if ef.Copy != "" {
+				// The loser copy a tombstone's apply makes before it deletes.
+				if info, err = p.s3.Head(ctx, k.Bucket, ef.Copy); err != nil {
+					return nil, fmt.Errorf("settle %s/%s: loser copy %s: %w", k.Bucket, k.Key, ef.Copy, err)
+				}
+				in.Copy = ObjectOf(info)
+			}
+			next = in
 		case lifecycle.Note:
 			note(p.log, k, ef)
 		default:
@@ -72,13 +80,17 @@ func (p *Producer) publish(ctx context.Context, k lifecycle.Key, ef lifecycle.Pu
 	rec := *ef.Record
 	if ef.ReadInline {
 		body, err := p.readInline(ctx, k, rec.Version)
-		if errors.Is(err, errChanged) {
+		switch {
+		case errors.Is(err, errChanged) && ef.Republish:
+			// A record that may already have left the site goes out as
+			// it was, its body fetched by peers from where it is held.
+		case errors.Is(err, errChanged):
 			return lifecycle.PublishChanged{}, nil
-		}
-		if err != nil {
+		case err != nil:
 			return nil, err
+		default:
+			rec.Inline, rec.Body = true, body
 		}
-		rec.Inline, rec.Body = true, body
 	}
 	if !rec.Inline && !rec.Version.Deleted {
 		if err := p.addParts(ctx, k, &rec); err != nil {
