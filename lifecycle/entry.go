@@ -10,6 +10,10 @@ type Entry struct {
 	// Attrs is the digest (schema.Attrs.Digest) of the held version's
 	// attributes: a metadata-only overwrite keeps the ETag, not the digest.
 	Attrs string `msgpack:"attrs,omitempty"`
+	// Proof is the held version's record as its origin signed it
+	// (schema.ProofOf; bodyless, or small), nil where the site has none: a
+	// rebuilding peer adopts the version only with it.
+	Proof []byte `msgpack:"proof,omitempty"`
 	// Pending is a change record about to be published (body omitted). It is
 	// persisted before the publish and cleared after, so a crash in between
 	// republishes the same record instead of inventing another with the same

@@ -38,7 +38,12 @@ type Receive struct {
 type Recover struct{}
 
 // PublishAcked is the outcome of a Publish effect: the broker stored it.
-type PublishAcked struct{ Publish Publish }
+// Proof is the record as this site signed it without a body
+// (Entry.Proof), if the executor made one.
+type PublishAcked struct {
+	Publish Publish
+	Proof   []byte
+}
 
 // PublishChanged is the outcome of a Publish effect with ReadInline whose
 // object changed before its body could be read: nothing was published.
@@ -49,7 +54,8 @@ type PublishChanged struct{}
 type Inspected struct{ Object, Copy Object }
 
 // Written is the outcome of an apply's effects when all of them succeeded:
-// the local store now holds Record (ETag "" for a tombstone).
+// the local store now holds Record (ETag "" for a tombstone). The entry
+// keeps schema.ProofOf(Record) as the version's proof.
 type Written struct {
 	Record *schema.Record
 	ETag   string

@@ -145,6 +145,7 @@ func (m Machine) written(e Entry, in Written, now int64) Step {
 	e.Held = v
 	e.LocalETag = in.ETag
 	e.Attrs = in.Record.Attrs.Digest()
+	e.Proof = schema.ProofOf(in.Record)
 	intent := e.Applying != nil
 	e.Applying, e.LoserCopy = nil, ""
 	if intent && len(effs) == 0 {

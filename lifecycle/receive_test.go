@@ -265,3 +265,29 @@ func TestRecoverTombstoneApplyByItsLoserCopy(t *testing.T) {
 		t.Fatalf("refused: %+v", rf.Entry)
 	}
 }
+
+// The entry keeps the held version's proof (its record as the origin
+// signed it): from the publish's outcome at the origin, from the applied
+// record elsewhere; a version taken without its record keeps none.
+func TestEntryKeepsTheProof(t *testing.T) {
+	st := step(t, ma, Entry{}, Observe{Object: obj("e1", 500)})
+	pub := st.Effects[0].(Publish)
+	if acked := step(t, ma, st.Entry, PublishAcked{Publish: pub, Proof: []byte("signed")}); string(acked.Entry.Proof) != "signed" {
+		t.Fatalf("published: proof %q", acked.Entry.Proof)
+	}
+	after := ver("b", schema.Clock{"b": 1}, 600, false)
+	r := rec(after)
+	r.Signed = []byte("envelope")
+	ap := step(t, ma, Entry{}, Receive{Record: r})
+	if w := step(t, ma, ap.Entry, Written{Record: r, ETag: after.ETag}); string(w.Entry.Proof) != "envelope" {
+		t.Fatalf("written: proof %q", w.Entry.Proof)
+	}
+	held := holding(ver("a", schema.Clock{"a": 1}, 1, false))
+	held.Proof = []byte("old")
+	held.Applying = &after
+	marked := obj(after.ETag, after.Size)
+	marked.Meta = schema.ReplicaMeta(tk.Bucket, tk.Key, after)
+	if s := step(t, ma, held, Inspected{Object: marked}); s.Entry.Held.ID != after.ID || s.Entry.Proof != nil {
+		t.Fatalf("settled without the record: held %s, proof %q", s.Entry.Held.ID, s.Entry.Proof)
+	}
+}

@@ -48,7 +48,7 @@ func (m Machine) settle(e Entry, o, copied Object, now int64) Step {
 	if (a.Deleted && !o.Exists) || (!a.Deleted && (landed(*a, o) || landedUnmarked(*a, o))) {
 		e.Clock = e.Clock.Merge(a.Clock)
 		e.Held = *a
-		e.LocalETag, e.Attrs = "", ""
+		e.LocalETag, e.Attrs, e.Proof = "", "", nil // the record is not at hand
 		if o.Exists {
 			e.LocalETag, e.Attrs = o.ETag, o.Attrs.Digest()
 		}

@@ -103,6 +103,7 @@ type key struct {
 	name  string
 	peers []*Item
 	local *s3io.ListEntry
+	proof *schema.Record // the signed record of the target version (settle)
 }
 
 // merger is a k-way merge of the peers' states and the site's listing by
