@@ -20,6 +20,11 @@ func (m Machine) receive(k Key, e Entry, in Receive, now int64) Step {
 	if err := pol.Policy.CheckRankOf(rec.Version); err != nil {
 		return done(e, Unchanged, fmt.Errorf("record %s: %w", rec.Version.ID, err))
 	}
+	// One version id, one version: another record under the held id is
+	// its origin equivocating, refused (dead-lettered), never merged in.
+	if err := e.Held.CheckSame(rec.Version); err != nil {
+		return done(e, Unchanged, fmt.Errorf("record %s: %w", rec.Version.ID, err))
+	}
 	d := schema.Decide(e.HeldPtr(), e.Clock, rec.Version, pol.Policy)
 	with := func(s Step) Step { s.Decision = d; return s }
 	var logIt Effect

@@ -291,3 +291,27 @@ func TestEntryKeepsTheProof(t *testing.T) {
 		t.Fatalf("settled without the record: held %s, proof %q", s.Entry.Held.ID, s.Entry.Proof)
 	}
 }
+
+// An origin that signs two versions under one id (equivocation) is caught
+// by the site that holds one of them: the other is bad-record naming the
+// field that differs, and changes nothing; the same version again is
+// skipped as always.
+func TestReceiveEquivocation(t *testing.T) {
+	held := ver("b", schema.Clock{"b": 1}, 600, false)
+	e := holding(held)
+	other := held
+	other.TS++
+	st := step(t, ma, e, Receive{Record: rec(other)})
+	var fe *schema.FieldError
+	if !errors.As(st.Err, &fe) || fe.Field != "Version.TS" || st.Persist || len(st.Effects) != 0 {
+		t.Fatalf("equivocated version: %+v", st)
+	}
+	tomb := held
+	tomb.Deleted, tomb.Size, tomb.ETag = true, 0, ""
+	if st := step(t, ma, e, Receive{Record: rec(tomb)}); !errors.As(st.Err, &fe) || fe.Field != "Version.Deleted" {
+		t.Fatalf("a tombstone under a put's id: %+v", st)
+	}
+	if st := step(t, ma, e, Receive{Record: rec(held)}); st.Err != nil || st.Result != Skipped {
+		t.Fatalf("the held version again: %+v", st)
+	}
+}
