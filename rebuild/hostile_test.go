@@ -1,6 +1,7 @@
 package rebuild
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -86,6 +87,63 @@ func TestHostilePeerPages(t *testing.T) {
 			if e, _, _ := st.Get(bucket, key); len(e.Proof) == 0 {
 				t.Error("the rebuilt entry keeps no proof of its version")
 			}
+		})
+	}
+}
+
+// A version whose body travelled inline and makes its record larger than
+// schema.MaxProof is proved by a cut proof, which only its own bytes
+// complete: the site's own version, held by its peers as replicas of the
+// inline record, is restored (the peers hold no bodyless record of it),
+// and a peer's other bytes of the same size are refused.
+func TestCutProofs(t *testing.T) {
+	m := newMesh(t, "b", "c")
+	b, cc := m.peer("b"), m.peer("c")
+	keys := testKeys()
+	for _, tc := range []struct {
+		name    string
+		bBytes  bool // b serves other bytes
+		refused int64
+	}{{"positive control", false, 0}, {"b serves other bytes", true, 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			bucket := m.bucket(t, false)
+			const key = "inline.bin"
+			body := bytes.Repeat([]byte("the site's own inline version "), 1500) // 45 KB
+			v := schema.Version{ID: schema.VersionID(siteName, bucket, key, 1), Origin: siteName, Clock: c(siteName, 1),
+				TS: now() - 1000, Size: int64(len(body)), ETag: md5hex(body)}
+			data, err := (&schema.Record{Schema: schema.RecordSchema, Bucket: bucket, Key: key, Version: v, Inline: true, Body: body, MadeAt: v.TS}).Sign(siteKey(siteName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, err := keys.Open(data, siteName)
+			if err != nil {
+				t.Fatal(err)
+			}
+			proof := schema.ProofOf(rec)
+			if !schema.IsCutProof(proof) {
+				t.Fatal("a 45 KB inline record must be kept as a cut proof")
+			}
+			for _, n := range []*node{b, cc} {
+				at := attrsOfVersion(v)
+				for mk, mv := range schema.ReplicaMeta(bucket, key, v) {
+					at.Meta[mk] = mv
+				}
+				served := body
+				if n == b && tc.bBytes {
+					served = bytes.Repeat([]byte("x"), len(body))
+				}
+				etag := n.put(t, bucket, key, served, at)
+				unlock := n.st.Lock(bucket, key)
+				err := n.st.Put(bucket, key, state.Entry{Held: v, Clock: v.Clock, LocalETag: etag, Attrs: digestOf(attrsOfVersion(v)), Proof: proof, Updated: now()})
+				unlock()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			st := freshState(t)
+			stats := run(t, m.options(st, bucket))
+			wantStats(t, stats, Stats{Keys: 1, Copied: 1, Bytes: v.Size, Buckets: 1, Refused: tc.refused})
+			m.site.wantBody(t, bucket, key, body)
 		})
 	}
 }

@@ -348,7 +348,37 @@ func (o *Options) settle(ctx context.Context, bucket string, k key, st *Stats) e
 	st.Keys++
 	// Only what the versions' origins signed counts: the target is the
 	// greatest signed version, the clock the merge of the signed clocks.
-	signed := o.verify(bucket, k, st)
+	signed, cut, unverified := o.verify(bucket, k)
+	for {
+		// The greatest candidate; one whose proof is cut is proved with
+		// its bytes first, or left out.
+		best := -1
+		for i, it := range k.peers {
+			if it != nil && (signed[i] != nil || cut[i] != nil) && (best < 0 || k.peers[best].Held.Less(it.Held)) {
+				best = i
+			}
+		}
+		if best < 0 || signed[best] != nil {
+			break
+		}
+		r := o.prove(ctx, bucket, &k, best, cut[best], st)
+		for j, it := range k.peers {
+			if it != nil && it.Held.ID == k.peers[best].Held.ID {
+				cut[j] = nil
+				if r != nil && r.Version.CheckSame(it.Held) == nil {
+					signed[j] = r
+				}
+			}
+		}
+		if r == nil {
+			unverified = true
+			o.Log.Warn("no holder's bytes complete the signed record of a peer's version: not adopted",
+				"bucket", bucket, "key", k.name, "version", k.peers[best].Held.ID)
+		}
+	}
+	if unverified {
+		st.Unverified++
+	}
 	var target *Item
 	var proof *schema.Record
 	merged := schema.Clock{}
@@ -489,6 +519,9 @@ func (o *Options) copy(ctx context.Context, bucket string, k key, v schema.Versi
 			continue
 		}
 		p := o.Peers[i]
+		if k.refused[p.Name] {
+			continue // its bytes were not the version's (prove)
+		}
 		if _, checkable := schema.NewETagHash(v.ETag, v.Size, parts); !checkable && p.Name != v.Origin {
 			continue // bytes that cannot be checked are taken from the origin only
 		}

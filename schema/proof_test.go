@@ -2,6 +2,7 @@ package schema
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"testing"
 )
@@ -62,6 +63,55 @@ func TestVersionProof(t *testing.T) {
 func mustEncode(t *testing.T, r Record) []byte {
 	t.Helper()
 	b, err := r.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A record whose inline body makes it larger than MaxProof is kept as a
+// cut proof: only the version's own bytes complete it.
+func TestCutProof(t *testing.T) {
+	r := validRecord()
+	r.Body = bytes.Repeat([]byte("0123456789abcdef"), 3<<10) // 48 KiB
+	r.Version.Size = int64(len(r.Body))
+	key := testKey(1)
+	b, err := r.Sign(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, err := ringFor(key).Open(b, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof := ProofOf(opened)
+	if !IsCutProof(proof) || len(proof) > MaxProof {
+		t.Fatalf("proof of a %d-byte inline record: cut %v, %d bytes", len(b), IsCutProof(proof), len(proof))
+	}
+	if _, err := ringFor(key).OpenProof(proof, r.Bucket, r.Key, r.Version); !errors.Is(err, ErrNeedsBody) {
+		t.Fatalf("a cut proof without the body: %v", err)
+	}
+	got, err := ringFor(key).OpenProofBody(proof, r.Body, r.Bucket, r.Key, r.Version)
+	if err != nil || !bytes.Equal(got.Body, r.Body) {
+		t.Fatalf("the cut proof with the version's bytes: %v", err)
+	}
+	other := bytes.Clone(r.Body)
+	other[len(other)/2] ^= 1
+	if _, err := ringFor(key).OpenProofBody(proof, other, r.Bucket, r.Key, r.Version); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("other bytes of the same size: %v, want %v", err, ErrBadSignature)
+	}
+	if _, err := ringFor(key).OpenProofBody(proof, r.Body[1:], r.Bucket, r.Key, r.Version); !errors.Is(err, ErrBadRecord) {
+		t.Fatalf("bytes of another size: %v, want %v", err, ErrBadRecord)
+	}
+	small, _ := ringFor(key).Open(mustSign(t, validRecord(), key), "a")
+	if IsCutProof(ProofOf(small)) {
+		t.Fatal("a small record is its own proof, not a cut one")
+	}
+}
+
+func mustSign(t *testing.T, r Record, key ed25519.PrivateKey) []byte {
+	t.Helper()
+	b, err := r.Sign(key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,10 +80,14 @@ type Record struct {
 const MaxProof = 16 << 10
 
 // ProofOf is the signed record r was opened from, if it can serve as the
-// proof of r's version (see Record.Signed and MaxProof), else nil.
+// proof of r's version (see Record.Signed and MaxProof; a cut proof when
+// an inline body makes it larger, proof.go), else nil.
 func ProofOf(r *Record) []byte {
-	if r == nil || len(r.Signed) == 0 || len(r.Signed) > MaxProof {
+	switch {
+	case r == nil || len(r.Signed) == 0:
 		return nil
+	case len(r.Signed) > MaxProof:
+		return cutProof(r) // a body inline: completed by its bytes (proof.go)
 	}
 	return r.Signed
 }

@@ -208,6 +208,9 @@ func (k Keyring) Open(b []byte, site string) (*Record, error) {
 // key, and of exactly version v. Anything else is ErrBadSignature or
 // ErrBadRecord: the version is not what its origin signed.
 func (k Keyring) OpenProof(b []byte, bucket, key string, v Version) (*Record, error) {
+	if IsCutProof(b) {
+		return nil, fmt.Errorf("proof of %s: %w", trunc(v.ID), ErrNeedsBody)
+	}
 	if !isEnvelope(b) {
 		return nil, fmt.Errorf("%w: the proof of %s is not a signed record", ErrBadSignature, trunc(v.ID))
 	}
