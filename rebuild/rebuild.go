@@ -362,6 +362,9 @@ func (o *Options) settle(ctx context.Context, bucket string, k key, st *Stats) e
 			break
 		}
 		r := o.prove(ctx, bucket, &k, best, cut[best], st)
+		if r == nil && o.TrustUnsigned {
+			r = &schema.Record{Schema: schema.RecordSchema, Bucket: bucket, Key: k.name, Version: k.peers[best].Held}
+		}
 		for j, it := range k.peers {
 			if it != nil && it.Held.ID == k.peers[best].Held.ID {
 				cut[j] = nil
