@@ -8,11 +8,10 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// A proof (ProofOf) is one of two forms: a signed envelope (a record
-// without its body, or a small one with it), or, for a record whose body
-// travelled inline and makes it larger than MaxProof, a cut proof: that
-// envelope with the body's bytes taken out, which the body's bytes complete
-// again (OpenProofBody). A cut proof starts with cutProofTag, a byte no
+// A proof (ProofOf) is one of two forms: a signed envelope of a record
+// without its body, or, for a record whose body travelled inline, a cut
+// proof: that envelope with the body's bytes taken out, which the body's
+// bytes complete again (OpenProofBody). A cut proof starts with cutProofTag, a byte no
 // msgpack value starts with; then the msgpack array [offset, length, the
 // envelope without the body].
 const cutProofTag = 0xc1

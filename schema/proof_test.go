@@ -20,8 +20,14 @@ func TestVersionProof(t *testing.T) {
 		t.Fatal(err)
 	}
 	opened, err := ringFor(key).Open(b, "a")
-	if err != nil || !bytes.Equal(opened.Signed, b) || !bytes.Equal(ProofOf(opened), b) {
-		t.Fatalf("Open must keep the envelope as the proof: %v", err)
+	if err != nil || !bytes.Equal(opened.Signed, b) || !IsCutProof(ProofOf(opened)) {
+		t.Fatalf("Open must keep the envelope, and its proof cut the inline body out: %v", err)
+	}
+	bodyless := r
+	bodyless.Inline, bodyless.Body = false, nil
+	fetched, err := ringFor(key).Open(mustSign(t, bodyless, key), "a")
+	if err != nil || !bytes.Equal(ProofOf(fetched), fetched.Signed) {
+		t.Fatalf("a record without its body is its own proof: %v", err)
 	}
 	if ProofOf(&Record{Signed: make([]byte, MaxProof+1)}) != nil {
 		t.Fatal("a proof over MaxProof is not kept")
@@ -69,8 +75,8 @@ func mustEncode(t *testing.T, r Record) []byte {
 	return b
 }
 
-// A record whose inline body makes it larger than MaxProof is kept as a
-// cut proof: only the version's own bytes complete it.
+// A record with its body inline is kept as a cut proof: only the
+// version's own bytes complete it.
 func TestCutProof(t *testing.T) {
 	r := validRecord()
 	r.Body = bytes.Repeat([]byte("0123456789abcdef"), 3<<10) // 48 KiB
@@ -104,8 +110,8 @@ func TestCutProof(t *testing.T) {
 		t.Fatalf("bytes of another size: %v, want %v", err, ErrBadRecord)
 	}
 	small, _ := ringFor(key).Open(mustSign(t, validRecord(), key), "a")
-	if IsCutProof(ProofOf(small)) {
-		t.Fatal("a small record is its own proof, not a cut one")
+	if p := ProofOf(small); !IsCutProof(p) {
+		t.Fatal("a small inline record's proof is cut too: a site keeps no second copy of the bytes")
 	}
 }
 

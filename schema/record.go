@@ -75,19 +75,23 @@ type Record struct {
 }
 
 // MaxProof bounds the signed record a site keeps as the proof of the
-// version it holds (a record with a small body inline is kept whole; the
+// version it holds (a record's inline body is cut out of it, proof.go; the
 // origin keeps a bodyless one of its own, SignProof).
 const MaxProof = 16 << 10
 
 // ProofOf is the signed record r was opened from, if it can serve as the
 // proof of r's version (see Record.Signed and MaxProof; a cut proof when
-// an inline body makes it larger, proof.go), else nil.
+// it carries its body inline, proof.go), else nil.
 func ProofOf(r *Record) []byte {
 	switch {
 	case r == nil || len(r.Signed) == 0:
 		return nil
+	case r.Inline && len(r.Body) > 0:
+		// A site keeps no copy of the bytes it holds: the proof is cut,
+		// and completed by them (proof.go).
+		return cutProof(r)
 	case len(r.Signed) > MaxProof:
-		return cutProof(r) // a body inline: completed by its bytes (proof.go)
+		return nil
 	}
 	return r.Signed
 }
