@@ -123,3 +123,27 @@ func mustSign(t *testing.T, r Record, key ed25519.PrivateKey) []byte {
 	}
 	return b
 }
+
+// A proof comes from a peer's state page: whatever its bytes, opening it
+// fails cleanly or yields exactly the version asked for.
+func FuzzOpenProofBody(f *testing.F) {
+	key := testKey(1)
+	r := validRecord()
+	b, err := r.Sign(key)
+	if err != nil {
+		f.Fatal(err)
+	}
+	opened, err := ringFor(key).Open(b, "a")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(ProofOf(opened), r.Body)
+	f.Add(b, []byte(nil))
+	f.Add([]byte{cutProofTag, 0x93, 0x00, 0x05, 0xc4, 0x00}, r.Body)
+	f.Fuzz(func(t *testing.T, proof, body []byte) {
+		got, err := ringFor(key).OpenProofBody(proof, body, r.Bucket, r.Key, r.Version)
+		if err == nil && got.Version.CheckSame(r.Version) != nil {
+			t.Fatalf("opened another version: %+v", got.Version)
+		}
+	})
+}
