@@ -46,7 +46,7 @@ func (o *Options) verify(bucket string, k key) (signed []*schema.Record, cut [][
 			continue
 		}
 		if why == nil {
-			why = errors.New("no peer has a record of it signed by its origin")
+			why = errors.New("no peer has a record of it signed by its origin (a state entry written by an earlier build has none: --trust-unsigned adopts such versions as stated)")
 		}
 		if o.TrustUnsigned {
 			signed[i] = &schema.Record{Schema: schema.RecordSchema, Bucket: bucket, Key: k.name, Version: it.Held}
