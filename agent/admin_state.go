@@ -31,6 +31,10 @@ type StateItem struct {
 	// Busy: a publish or an apply of the key is under way at the site; Held
 	// is the version before it.
 	Busy bool `json:"busy,omitempty"`
+	// Proof is the held version's record as its origin signed it (bodyless,
+	// or small; lifecycle.Entry.Proof): a rebuild adopts the version only
+	// when it verifies with the origin's key.
+	Proof []byte `json:"proof,omitempty"`
 }
 
 // StatePage is the answer of state.page (JSON in AdminReply.Outcome): the
@@ -68,9 +72,9 @@ func (a *Agent) statePage(ctx context.Context, req AdminRequest) (string, error)
 		if e.Held.ID == "" { // an intent for a key never held: nothing to restore
 			return nil
 		}
-		it := StateItem{Key: key, Held: e.Held, Clock: e.Clock, ETag: e.LocalETag, Attrs: e.Attrs, Busy: e.Outstanding()}
+		it := StateItem{Key: key, Held: e.Held, Clock: e.Clock, ETag: e.LocalETag, Attrs: e.Attrs, Busy: e.Outstanding(), Proof: e.Proof}
 		page.Items = append(page.Items, it)
-		size += 6*len(key) + 64*len(e.Clock) + 256 // JSON escapes at most 6x
+		size += 6*len(key) + 64*len(e.Clock) + 256 + len(e.Proof)*4/3 // JSON escapes at most 6x; a proof is base64
 		return nil
 	})
 	if err != nil && !errors.Is(err, errFull) {

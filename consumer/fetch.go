@@ -110,6 +110,22 @@ func (a *Applier) OpenBody(ctx context.Context, rec *schema.Record, storeChecksM
 	return nil, fmt.Errorf("fetch %s/%s version %s: %w", rec.Bucket, rec.Key, v.ID, ErrBodyUnavailable)
 }
 
+// CheckedBody returns rc checked as it streams, as OpenBody checks a body
+// from a third site: it fails at EOF unless the bytes have version v's size
+// and the ETag its origin signed, recomputed with the signed part layout
+// parts (schema.ETagHash). ok is false when that ETag cannot be recomputed
+// (a multipart ETag without a layout): the reader then checks the size
+// only, and only the origin's bytes are the version's.
+// A mismatch is passed to mismatch (if set) before the reader returns it.
+func CheckedBody(rc io.ReadCloser, v schema.Version, parts *schema.Parts, site string, mismatch func(error)) (body io.ReadCloser, ok bool) {
+	vr := &verifier{rc: rc, want: v.Size, site: site, origin: v.Origin, mismatch: mismatch}
+	vr.hash, ok = schema.NewETagHash(v.ETag, v.Size, parts)
+	if !ok {
+		vr.hash = nil
+	}
+	return vr, ok
+}
+
 // verifier checks, as the body streams, that it has the expected size and
 // (hash set) the origin's ETag; it reports a mismatch instead of EOF, so
 // the PUT it feeds fails rather than storing wrong bytes.

@@ -149,6 +149,35 @@ func TestByzantineSite(t *testing.T) {
 		}
 	})
 
+	t.Run("equivocation", func(t *testing.T) {
+		// b signs two versions under one version id (other bytes of the
+		// same size): the first applies everywhere (positive control); the
+		// second, published under another message id so that the broker
+		// does not drop it as a duplicate, is refused at a and c as
+		// bad-record naming the field that differs, never merged, and the
+		// key keeps flowing.
+		const key = "byz/equivocation"
+		write(t, "a", bucket, key, "from a")
+		first := forge(t, bucket, key, clockOf(t, bucket, key), 0, "b's first version")
+		e.waitAt(t, honest, bucket, key, "b's first version", 45*time.Second)
+		second := *first
+		second.Body = []byte("b's other version")
+		sum := md5.Sum(second.Body)
+		second.Version.ETag, second.Version.TS = hex.EncodeToString(sum[:]), first.Version.TS+1
+		data, err := second.Sign(keyB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.js.Publish(ctx, broker.ChangesSubject("b", schema.Partition(bucket, key, 1)), data, jetstream.WithMsgID(first.Version.ID+"/again")); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range honest {
+			deadLetter(t, s, first.Version.ID, "Version.ETag", "equivocation")
+		}
+		e.waitAt(t, honest, bucket, key, "b's first version", 45*time.Second)
+		write(t, "c", bucket, key, "c after the attack")
+	})
+
 	t.Run("clock-poisoning-below-the-ceiling", func(t *testing.T) {
 		// b claims c's counter for the key is the first of c's incarnation
 		// an hour from now: below the ceiling a's clock allows (24 h and

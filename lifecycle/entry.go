@@ -10,6 +10,10 @@ type Entry struct {
 	// Attrs is the digest (schema.Attrs.Digest) of the held version's
 	// attributes: a metadata-only overwrite keeps the ETag, not the digest.
 	Attrs string `msgpack:"attrs,omitempty"`
+	// Proof is the held version's record as its origin signed it
+	// (schema.ProofOf; bodyless, or small), nil where the site has none: a
+	// rebuilding peer adopts the version only with it.
+	Proof []byte `msgpack:"proof,omitempty"`
 	// Pending is a change record about to be published (body omitted). It is
 	// persisted before the publish and cleared after, so a crash in between
 	// republishes the same record instead of inventing another with the same
@@ -19,6 +23,12 @@ type Entry struct {
 	// It is persisted before the S3 write, so a write of it (even a delete,
 	// which leaves no marker) is recognised as a replica write after a crash.
 	Applying *schema.Version `msgpack:"applying,omitempty"`
+	// LoserCopy is the key a tombstone's apply (Applying) copies the held
+	// version to before it deletes it (a conflict this site's own write
+	// lost, with keep-losers). The copy comes first, so after a crash a key
+	// found absent with no copy under LoserCopy was deleted by someone
+	// else, not by the apply (settle).
+	LoserCopy string `msgpack:"lcopy,omitempty"`
 	// Dead lists versions of this key that went to the dead-letter queue. A
 	// later version applied over them is noted as superseding them, so a
 	// record never overtakes a dead letter silently.

@@ -25,7 +25,8 @@ func TestReceiveHoldsDeletes(t *testing.T) {
 		{"delete winning a conflict", holding(mine), lateTomb, BucketPolicy{}, Held, "hold"},
 		{"delete losing a conflict takes its course", holding(mine), earlyTomb, BucketPolicy{}, Unchanged, "log"},
 		{"delete of an absent key takes its course", Entry{}, tomb, BucketPolicy{}, Unchanged, "check-absent"},
-		{"stale delete is skipped", holding(put), ver("b", schema.Clock{"b": 1}, 400, true), BucketPolicy{}, Skipped, ""},
+		// b's later put over its own earlier delete (another id: b's counter 2).
+		{"stale delete is skipped", holding(ver("b", schema.Clock{"a": 1, "b": 2}, 600, false)), ver("b", schema.Clock{"b": 1}, 400, true), BucketPolicy{}, Skipped, ""},
 		{"a put is never held", holding(mine), put, BucketPolicy{}, Unchanged, "put"},
 		{"a parked delete stays parked", holding(mine), lateTomb, manual, Parked, "log"},
 		{"an archive keeps the object: nothing to hold", holding(mine), tomb, BucketPolicy{SiteMode: ModeArchive}, Kept, "note"},

@@ -45,17 +45,24 @@ type Receive struct {
 type Recover struct{}
 
 // PublishAcked is the outcome of a Publish effect: the broker stored it.
-type PublishAcked struct{ Publish Publish }
+// Proof is the record as this site signed it without a body
+// (Entry.Proof), if the executor made one.
+type PublishAcked struct {
+	Publish Publish
+	Proof   []byte
+}
 
 // PublishChanged is the outcome of a Publish effect with ReadInline whose
 // object changed before its body could be read: nothing was published.
 type PublishChanged struct{}
 
-// Inspected is the outcome of an Inspect effect.
-type Inspected struct{ Object Object }
+// Inspected is the outcome of an Inspect effect: the key's object, and the
+// one at Inspect.Copy (when it was set).
+type Inspected struct{ Object, Copy Object }
 
 // Written is the outcome of an apply's effects when all of them succeeded:
-// the local store now holds Record (ETag "" for a tombstone).
+// the local store now holds Record (ETag "" for a tombstone). The entry
+// keeps schema.ProofOf(Record) as the version's proof.
 type Written struct {
 	Record *schema.Record
 	ETag   string
@@ -94,15 +101,18 @@ type Effect interface{ effect() }
 // Publish: publish Record durably on the site's CHANGES stream (msg id =
 // version id). With ReadInline the executor first reads the object's body
 // (If-Match the record's ETag) and sends it inline; if the object changed,
-// the outcome is PublishChanged instead. Otherwise the outcome is PublishAcked.
+// the outcome is PublishChanged instead, except for a Republish, which is
+// sent without its body (the first attempt may have left the site: the
+// record must go out as it was). Otherwise the outcome is PublishAcked.
 type Publish struct {
 	Record     *schema.Record
 	ReadInline bool
 	Republish  bool // finishing a publish a crash interrupted
 }
 
-// Inspect: HEAD the local object; the outcome is Inspected.
-type Inspect struct{}
+// Inspect: HEAD the local object, and the object at key Copy when it is
+// set; the outcome is Inspected.
+type Inspect struct{ Copy string }
 
 // LogConflict: write Entry to the site's conflict log.
 type LogConflict struct{ Entry schema.ConflictEntry }

@@ -153,6 +153,7 @@ func (m Machine) published(e Entry, in PublishAcked, now int64) Step {
 		e.LocalETag = ""
 	}
 	e.Attrs = p.Attrs.Digest()
+	e.Proof = in.Proof
 	e.Pending = nil
 	if in.Publish.Republish {
 		return settled(e, now, Done, Recovered,

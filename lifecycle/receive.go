@@ -20,6 +20,11 @@ func (m Machine) receive(k Key, e Entry, in Receive, now int64) Step {
 	if err := pol.Policy.CheckRankOf(rec.Version); err != nil {
 		return done(e, Unchanged, fmt.Errorf("record %s: %w", rec.Version.ID, err))
 	}
+	// One version id, one version: another record under the held id is
+	// its origin equivocating, refused (dead-lettered), never merged in.
+	if err := e.Held.CheckSame(rec.Version); err != nil {
+		return done(e, Unchanged, fmt.Errorf("record %s: %w", rec.Version.ID, err))
+	}
 	d := schema.Decide(e.HeldPtr(), e.Clock, rec.Version, pol.Policy)
 	with := func(s Step) Step { s.Decision = d; return s }
 	if in.HoldDeletes && holds(e, rec, d, pol) {
@@ -88,9 +93,13 @@ func (m Machine) apply(k Key, e Entry, rec *schema.Record, d schema.Decision, po
 		return Step{Entry: e, Effects: []Effect{CheckAbsent{}}, Next: Feed}
 	}
 	var effs []Effect
+	e.LoserCopy = ""
 	if d.Outcome == schema.ApplyWinner {
 		if c, ok := m.loserCopy(k, e, d, pol); ok {
 			effs = append(effs, c)
+			if v.Deleted {
+				e.LoserCopy = c.To
+			}
 		}
 	}
 	if v.Deleted {
@@ -158,8 +167,9 @@ func (m Machine) written(e Entry, in Written, now int64) Step {
 	e.Drift, e.Kept = false, false
 	e.LocalETag = in.ETag
 	e.Attrs = in.Record.Attrs.Digest()
+	e.Proof = schema.ProofOf(in.Record)
 	intent := e.Applying != nil
-	e.Applying = nil
+	e.Applying, e.LoserCopy = nil, ""
 	if intent && len(effs) == 0 {
 		// Recovering the intent takes the same version (settle); with dead
 		// letters to forget it would keep them, so that entry is durable.
@@ -175,7 +185,7 @@ func (m Machine) refused(e Entry, now int64) Step {
 	if e.Applying == nil {
 		return Step{Entry: e, Next: Again, Result: LocalChanged}
 	}
-	e.Applying = nil
+	e.Applying, e.LoserCopy = nil, ""
 	return settled(e, now, Again, LocalChanged)
 }
 

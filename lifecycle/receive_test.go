@@ -211,3 +211,107 @@ func TestCollectable(t *testing.T) {
 		t.Fatal("a live object is never collectable")
 	}
 }
+
+// A tombstone that beats this site's own write copies the loser before it
+// deletes it; after a crash, a key found absent with no copy was deleted by
+// a user racing the apply, and that delete is this site's to publish.
+func TestRecoverTombstoneApplyByItsLoserCopy(t *testing.T) {
+	mine := ver("a", schema.Clock{"a": 1}, 500, false)
+	tomb := ver("b", schema.Clock{"b": 1}, 900, true)
+	pol := BucketPolicy{KeepLosers: true, LosersPrefix: ".losers/"}
+	lg := step(t, ma, holding(mine), Logged{Record: rec(tomb), Policy: pol})
+	copyKey := schema.LoserKey(pol.LosersPrefix, tk.Bucket, tk.Key, mine)
+	if got := kinds(lg.Effects); len(got) != 2 || got[0] != "copy" || got[1] != "delete" || lg.Entry.LoserCopy != copyKey {
+		t.Fatalf("apply of a winning tombstone: effects %v, intent's loser copy %q", got, lg.Entry.LoserCopy)
+	}
+	rc := step(t, ma, lg.Entry, Recover{})
+	if in, ok := rc.Effects[0].(Inspect); !ok || in.Copy != copyKey {
+		t.Fatalf("recover must look at the loser copy too: %+v", rc.Effects)
+	}
+	cases := []struct {
+		name    string
+		o, copy Object
+		settled bool
+	}{
+		{"copied and deleted", Object{}, obj(mine.ETag, 10), true},
+		{"deleted by a user before the copy", Object{}, Object{}, false},
+		{"copied, not deleted yet", obj(mine.ETag, 10), obj(mine.ETag, 10), false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st := step(t, ma, lg.Entry, Inspected{Object: c.o, Copy: c.copy})
+			if !st.Persist || st.Entry.Applying != nil || st.Entry.LoserCopy != "" || st.Result != Recovered {
+				t.Fatalf("settle: %+v", st)
+			}
+			if got := st.Entry.Held.ID == tomb.ID; got != c.settled {
+				t.Fatalf("took the tombstone %v, want %v", got, c.settled)
+			}
+			if c.settled {
+				return
+			}
+			// The user's delete is published as this site's next version.
+			ob := step(t, ma, st.Entry, Observe{Object: c.o})
+			if !c.o.Exists && (ob.Entry.Pending == nil || !ob.Entry.Pending.Version.Deleted ||
+				ob.Entry.Pending.Version.Clock.Compare(mine.Clock) != schema.After) {
+				t.Fatalf("the user's delete must be published over %s: %+v", mine.ID, ob)
+			}
+		})
+	}
+	// Applied or refused, the intent's copy key goes with it.
+	if w := step(t, ma, lg.Entry, Written{Record: rec(tomb)}); w.Entry.LoserCopy != "" {
+		t.Fatalf("written: %+v", w.Entry)
+	}
+	if rf := step(t, ma, lg.Entry, Refused{}); rf.Entry.LoserCopy != "" {
+		t.Fatalf("refused: %+v", rf.Entry)
+	}
+}
+
+// The entry keeps the held version's proof (its record as the origin
+// signed it): from the publish's outcome at the origin, from the applied
+// record elsewhere; a version taken without its record keeps none.
+func TestEntryKeepsTheProof(t *testing.T) {
+	st := step(t, ma, Entry{}, Observe{Object: obj("e1", 500)})
+	pub := st.Effects[0].(Publish)
+	if acked := step(t, ma, st.Entry, PublishAcked{Publish: pub, Proof: []byte("signed")}); string(acked.Entry.Proof) != "signed" {
+		t.Fatalf("published: proof %q", acked.Entry.Proof)
+	}
+	after := ver("b", schema.Clock{"b": 1}, 600, false)
+	r := rec(after)
+	r.Signed = []byte("envelope")
+	ap := step(t, ma, Entry{}, Receive{Record: r})
+	if w := step(t, ma, ap.Entry, Written{Record: r, ETag: after.ETag}); string(w.Entry.Proof) != "envelope" {
+		t.Fatalf("written: proof %q", w.Entry.Proof)
+	}
+	held := holding(ver("a", schema.Clock{"a": 1}, 1, false))
+	held.Proof = []byte("old")
+	held.Applying = &after
+	marked := obj(after.ETag, after.Size)
+	marked.Meta = schema.ReplicaMeta(tk.Bucket, tk.Key, after)
+	if s := step(t, ma, held, Inspected{Object: marked}); s.Entry.Held.ID != after.ID || s.Entry.Proof != nil {
+		t.Fatalf("settled without the record: held %s, proof %q", s.Entry.Held.ID, s.Entry.Proof)
+	}
+}
+
+// An origin that signs two versions under one id (equivocation) is caught
+// by the site that holds one of them: the other is bad-record naming the
+// field that differs, and changes nothing; the same version again is
+// skipped as always.
+func TestReceiveEquivocation(t *testing.T) {
+	held := ver("b", schema.Clock{"b": 1}, 600, false)
+	e := holding(held)
+	other := held
+	other.TS++
+	st := step(t, ma, e, Receive{Record: rec(other)})
+	var fe *schema.FieldError
+	if !errors.As(st.Err, &fe) || fe.Field != "Version.TS" || st.Persist || len(st.Effects) != 0 {
+		t.Fatalf("equivocated version: %+v", st)
+	}
+	tomb := held
+	tomb.Deleted, tomb.Size, tomb.ETag = true, 0, ""
+	if st := step(t, ma, e, Receive{Record: rec(tomb)}); !errors.As(st.Err, &fe) || fe.Field != "Version.Deleted" {
+		t.Fatalf("a tombstone under a put's id: %+v", st)
+	}
+	if st := step(t, ma, e, Receive{Record: rec(held)}); st.Err != nil || st.Result != Skipped {
+		t.Fatalf("the held version again: %+v", st)
+	}
+}

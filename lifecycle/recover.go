@@ -8,14 +8,19 @@ import (
 
 // recover settles an outstanding intent: a pending publish is published
 // again (same record, same id: the broker drops a duplicate, consumers skip
-// an equal clock), an apply intent is checked against the store.
+// an equal clock), with its body inline when the store still holds it; an
+// apply intent is checked against the store.
 func (m Machine) recover(e Entry) Step {
 	switch {
 	case e.Pending != nil:
+		// The body is not in the intent (a state entry stays small); it is
+		// read again while the store still holds that very version, so the
+		// record does not depend on this site serving the body later.
 		rec := *e.Pending
-		return Step{Entry: e, Effects: []Effect{Publish{Record: &rec, Republish: true}}, Next: Feed}
+		inline := !rec.Version.Deleted && rec.Version.Size <= m.InlineThreshold
+		return Step{Entry: e, Effects: []Effect{Publish{Record: &rec, Republish: true, ReadInline: inline}}, Next: Feed}
 	case e.Applying != nil:
-		return Step{Entry: e, Effects: []Effect{Inspect{}}, Next: Feed}
+		return Step{Entry: e, Effects: []Effect{Inspect{Copy: e.LoserCopy}}, Next: Feed}
 	}
 	return done(e, Unchanged, nil)
 }
@@ -23,19 +28,28 @@ func (m Machine) recover(e Entry) Step {
 // settle finishes or drops an apply intent after a crash: if the store
 // shows that very write (the version's marker, or the key gone for a
 // tombstone), the entry takes the version as the apply would have;
-// otherwise the write never happened and the intent is dropped. Either way
+// otherwise the write never happened and the intent is dropped (so is a
+// tombstone's whose loser copy, made before the delete, is missing). Either way
 // a replica write is never mistaken for a local change (I4).
-func (m Machine) settle(e Entry, o Object, now int64) Step {
-	a := e.Applying
+func (m Machine) settle(e Entry, o, copied Object, now int64) Step {
+	a, copyKey := e.Applying, e.LoserCopy
 	if a == nil {
 		return done(e, Unchanged, nil)
 	}
-	e.Applying = nil
+	e.Applying, e.LoserCopy = nil, ""
+	if a.Deleted && !o.Exists && copyKey != "" && !copied.Exists {
+		// The apply copies the loser before it deletes it, and no copy is
+		// there: the key was deleted by a user (racing the apply), and that
+		// delete of this site's own version is published like any other
+		// (the next observation), not taken for the replica delete (I4).
+		return saved(e, now, Done, Recovered,
+			Note{Msg: "dropped a delete intent: the key was deleted before the loser copy was made", Args: []any{"version", a.ID, "copy", copyKey}})
+	}
 	if (a.Deleted && !o.Exists) || (!a.Deleted && (landed(*a, o) || landedUnmarked(*a, o))) {
 		e.Clock = e.Clock.Merge(a.Clock)
 		e.Held = *a
 		e.Drift, e.Kept = false, false
-		e.LocalETag, e.Attrs = "", ""
+		e.LocalETag, e.Attrs, e.Proof = "", "", nil // the record is not at hand
 		if o.Exists {
 			e.LocalETag, e.Attrs = o.ETag, o.Attrs.Digest()
 		}

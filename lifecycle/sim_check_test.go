@@ -90,7 +90,9 @@ func (w *simWorld) checkStep(x *simExec, st lifecycle.Step) {
 	}
 	// The held version only moves up in the conflict order (not under
 	// manual, where a resolution is ranked over the resolver's version only).
-	if h := x.e.HeldPtr(); h != nil && !w.manual && st.Entry.Held.ID != h.ID && !h.Less(st.Entry.Held) {
+	// A variant's origin time is not its origin's: its successors may sort
+	// below it.
+	if h := x.e.HeldPtr(); h != nil && !w.manual && st.Entry.Held.ID != h.ID && !h.Less(st.Entry.Held) && !w.isVariant(*h) {
 		w.t.Fatalf("%s at %s replaced %s by %s, which sorts below it", x.k.Key, x.s.name, simV(*h), simV(st.Entry.Held))
 	}
 }
@@ -185,7 +187,8 @@ func (w *simWorld) checkReflected(x *simExec, e lifecycle.Entry) {
 // checkDriveEnd checks a Drive that neither crashed nor failed.
 func (w *simWorld) checkDriveEnd(x *simExec, st lifecycle.Step, start lifecycle.Entry, in lifecycle.Input) {
 	w.results[st.Result]++
-	if rec, ok := in.(lifecycle.Receive); ok && errors.Is(st.Err, schema.ErrBadRecord) && w.forged[rec.Record.Version.ID] {
+	if rec, ok := in.(lifecycle.Receive); ok && errors.Is(st.Err, schema.ErrBadRecord) &&
+		(w.forged[rec.Record.Version.ID] || w.equivocal(rec.Record.Version.ID)) {
 		return // a Byzantine variant refused (the delivery dead-letters it)
 	}
 	if st.Err != nil {
@@ -279,6 +282,10 @@ func (w *simWorld) checkRedelivery(s *simSite, rec *schema.Record) {
 	defer func() { w.quiet = quiet }()
 	st, err := w.apply(s, rec)
 	switch {
+	case err == nil && errors.Is(st.Err, schema.ErrBadRecord) && w.equivocal(rec.Version.ID):
+		// s holds the other version under this id: refused again, and
+		// nothing may change (checked below).
+		conflicts = len(s.conflicts)
 	case err == errSimParked:
 		if err := w.deadLetter(s, rec, "manual"); err != nil {
 			w.t.Fatalf("redelivery: %v", err)
@@ -331,6 +338,10 @@ func (w *simWorld) decode(data []byte) *schema.Record {
 // greatest of them.
 func (w *simWorld) checkConverged() {
 	for _, k := range w.knownKeys() {
+		if w.equivocationDiverged(k) {
+			w.diverged[k] = true
+			continue
+		}
 		ref := w.sites[0]
 		e0 := ref.entry(k)
 		all := schema.Clock{}
@@ -396,6 +407,9 @@ func (w *simWorld) checkConverged() {
 func (w *simWorld) checkNoSilentLoss() {
 	for n, wr := range w.writes {
 		s := w.sites[wr.site]
+		if w.diverged[wr.key] {
+			continue // the key holds a caught equivocation's variant somewhere (checkConverged)
+		}
 		if wr.vid != "" {
 			if why := w.unaccounted(wr.key, w.pubs[wr.vid].v); why != "" {
 				w.t.Fatalf("I2: user write #%d: %s", n, why)
@@ -449,8 +463,9 @@ func (w *simWorld) unaccounted(key string, v schema.Version) string {
 	var c *schema.ConflictEntry
 	for _, s := range w.sites {
 		for i := range s.conflicts {
-			if s.conflicts[i].Loser.ID == v.ID {
-				c = &s.conflicts[i]
+			l := s.conflicts[i].Loser
+			if l.ID == v.ID && (!w.equivocal(v.ID) || l.ETag == v.ETag && l.OriginTime.UnixMilli() == v.TS) {
+				c = &s.conflicts[i] // (an equivocation's variant lost elsewhere, not v)
 			}
 		}
 	}
@@ -485,6 +500,9 @@ func (w *simWorld) checkConflictsAgree() {
 			if c.Outcome == schema.Park.String() {
 				continue
 			}
+			if w.equivocal(c.Loser.ID) || w.equivocal(c.Winner.ID) {
+				continue // decided on the variant at one site, the version elsewhere
+			}
 			pair := [2]string{min(c.Loser.ID, c.Winner.ID), max(c.Loser.ID, c.Winner.ID)}
 			if prev, ok := winner[pair]; ok && prev != c.Winner.ID {
 				w.t.Fatalf("sites disagree on %v: %s and %s won", pair, prev, c.Winner.ID)
@@ -500,7 +518,7 @@ func (w *simWorld) checkConflictsAgree() {
 func (w *simWorld) checkDeadLetters() {
 	for _, s := range w.sites {
 		for _, d := range s.dlq {
-			if d.reason == "bad-record" && w.forged[d.id] {
+			if d.reason == "bad-record" && (w.forged[d.id] || w.equivocal(d.id)) {
 				continue // a Byzantine variant (forge), refused
 			}
 			if d.reason == "manual" && !w.manual || d.reason != "manual" && d.reason != "body-unavailable" {

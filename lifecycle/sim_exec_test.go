@@ -152,7 +152,11 @@ func (x *simExec) run(effs []lifecycle.Effect) (lifecycle.Input, error) {
 		case lifecycle.Publish:
 			next = x.publish(ef)
 		case lifecycle.Inspect:
-			next = lifecycle.Inspected{Object: x.s.store.head(x.k.Key)}
+			in := lifecycle.Inspected{Object: x.s.store.head(x.k.Key)}
+			if ef.Copy != "" {
+				in.Copy = x.s.store.head(ef.Copy)
+			}
+			next = in
 		case lifecycle.LogConflict:
 			x.w.t.Logf("    conflict at %s: %s beats %s (%s)", x.s.name, simID(ef.Entry.Winner.ID), simID(ef.Entry.Loser.ID), ef.Entry.Outcome)
 			x.s.conflicts = append(x.s.conflicts, ef.Entry)
@@ -216,12 +220,16 @@ func (x *simExec) publish(ef lifecycle.Publish) lifecycle.Input {
 	rec := *ef.Record
 	if ef.ReadInline {
 		o := x.s.store.objs[x.k.Key]
-		if o == nil || o.etag != rec.Version.ETag || int64(len(o.body)) != rec.Version.Size {
+		switch {
+		case (o == nil || o.etag != rec.Version.ETag || int64(len(o.body)) != rec.Version.Size) && ef.Republish:
+			x.w.stat("republished without its body")
+		case o == nil || o.etag != rec.Version.ETag || int64(len(o.body)) != rec.Version.Size:
 			x.w.t.Logf("    publish of %s at %s: the object changed", simID(rec.Version.ID), x.s.name)
 			x.w.stat("publish changed")
 			return lifecycle.PublishChanged{}
+		default:
+			rec.Inline, rec.Body = true, bytes.Clone(o.body)
 		}
-		rec.Inline, rec.Body = true, bytes.Clone(o.body)
 	}
 	data, err := rec.Encode()
 	if err != nil {
@@ -448,7 +456,7 @@ func (w *simWorld) deliver(s *simSite, i int) {
 	}
 	switch {
 	case errors.Is(err, schema.ErrBadRecord):
-		if !w.forged[rec.Version.ID] {
+		if !w.forged[rec.Version.ID] && !w.equivocal(rec.Version.ID) {
 			w.t.Fatalf("an honest record %s refused at %s: %v", simID(rec.Version.ID), s.name, err)
 		}
 		if err := w.deadLetter(s, rec, "bad-record"); err != nil {

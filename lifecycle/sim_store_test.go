@@ -183,7 +183,7 @@ func simCanon(e lifecycle.Entry) string {
 		fmt.Fprintf(&b, " pending=%s/%s %s attrs=%s inline=%v body=%d made=%d", p.Bucket, p.Key, simV(p.Version), p.Attrs.Digest(), p.Inline, len(p.Body), p.MadeAt)
 	}
 	if a := e.Applying; a != nil {
-		fmt.Fprintf(&b, " applying=%s", simV(*a))
+		fmt.Fprintf(&b, " applying=%s copy=%q", simV(*a), e.LoserCopy)
 	}
 	return b.String()
 }

@@ -231,13 +231,18 @@ type simWorld struct {
 	steps      int                                // Steps checked
 	knownLoss  int                                // losses exempted by the simExempt… constants
 	forged     map[string]bool                    // version ids of the Byzantine variants (forge)
-	stats      map[string]int                     // what happened, for the summary of the test
-	results    map[lifecycle.Result]int
-	heldOps    bool // operators release and discard held deletes during the run (sim_held_test.go)
-	refusing   bool // an operator's discard is publishing (checkPublish)
+	heldOps    bool                               // operators release and discard held deletes during the run (sim_held_test.go)
+	refusing   bool                               // an operator's discard is publishing (checkPublish)
 	// refusedAt: ETag → the sites that published those bytes again as
 	// their own version by a discard (and so may keep them as a loser).
 	refusedAt map[string]map[int]bool
+	// equivocating: the Byzantine origin also sends variants under an
+	// honest record's id (equivocate); variants holds them by id.
+	equivocating bool
+	variants     map[string][][]byte
+	diverged     map[string]bool // keys left diverged by a caught equivocation (checkConverged)
+	stats        map[string]int  // what happened, for the summary of the test
+	results      map[lifecycle.Result]int
 }
 
 func newSimWorld(t *rapid.T, n int, pol lifecycle.BucketPolicy) *simWorld {
@@ -245,8 +250,8 @@ func newSimWorld(t *rapid.T, n int, pol lifecycle.BucketPolicy) *simWorld {
 		t: t, pol: pol, manual: pol.Mode == schema.ModeManual,
 		byETag: map[string]int{}, pubs: map[string]simPub{}, pendingObs: map[string]simMut{},
 		decisions: map[simDecisionKey]schema.Decision{}, results: map[lifecycle.Result]int{}, stats: map[string]int{},
-		forged: map[string]bool{},
-		dups:   15,
+		forged: map[string]bool{}, variants: map[string][][]byte{}, diverged: map[string]bool{},
+		dups: 15,
 	}
 	w.crashes = rapid.IntRange(0, 6).Draw(t, "crashes")
 	w.races = rapid.IntRange(0, 6).Draw(t, "races")
@@ -413,10 +418,14 @@ func (w *simWorld) run() {
 			w.scan(s)
 		case op == 20:
 			w.sync(s)
-		case op == 21 && len(w.sent) > 0:
-			w.forge(s)
 		case op == 19 && w.heldOps:
 			w.operator(s)
+		case (op == 21 || w.equivocating && op == 19) && len(w.sent) > 0:
+			if w.equivocating && w.chance(2, "equivocate") {
+				w.equivocate(s)
+			} else {
+				w.forge(s)
+			}
 		default:
 			// An event that names the wrong key (versitygw under load).
 			k := w.keys[w.draw(len(w.keys), "key")]
@@ -614,7 +623,8 @@ func simPolicy(t *rapid.T, n int, manual bool) lifecycle.BucketPolicy {
 
 // TestSimulation: under lww and site-priority, with any delete rule, with
 // and without kept losers, any schedule of writes, events, deliveries,
-// scans and crashes converges and keeps I1–I5.
+// scans and crashes converges and keeps I1–I5. The failures kept under
+// testdata/rapid/TestSimulation/ (rapid's fail files) are replayed first.
 func TestSimulation(t *testing.T) {
 	tot := simTotals{}
 	rapid.Check(t, func(rt *rapid.T) {

@@ -112,7 +112,7 @@ func (m Machine) Step(k Key, e Entry, in Input, now int64) Step {
 	case Recover:
 		return m.recover(e)
 	case Inspected:
-		return m.settle(e, in.Object, now)
+		return m.settle(e, in.Object, in.Copy, now)
 	case Observe:
 		return m.observe(k, e, in, now)
 	case PublishAcked:

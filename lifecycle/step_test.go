@@ -186,6 +186,18 @@ func TestPublishLifecycle(t *testing.T) {
 			t.Fatalf("after the republish: %+v", acked)
 		}
 	})
+	t.Run("crash after the intent of a small body", func(t *testing.T) {
+		// The body is not in the intent: the republish reads it again, or
+		// the record would depend on this site serving it later.
+		for _, o := range []Object{obj("e2", 10), {}} {
+			held := holding(ver("b", schema.Clock{"b": 1}, 1, false))
+			small := step(t, ma, held, Observe{Object: o})
+			rc := step(t, ma, small.Entry, Recover{})
+			if re := rc.Effects[0].(Publish); !re.Republish || re.ReadInline != o.Exists {
+				t.Fatalf("republish of a %d-byte body (exists %v): %+v", o.Size, o.Exists, re)
+			}
+		}
+	})
 	t.Run("stale ack", func(t *testing.T) {
 		if s := step(t, ma, Entry{}, PublishAcked{Publish: pub}); !errors.Is(s.Err, ErrUnexpected) || s.Persist {
 			t.Fatalf("an ack without a pending record: %+v", s)

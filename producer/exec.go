@@ -56,7 +56,15 @@ func (p *Producer) execute(ctx context.Context, k lifecycle.Key, effs []lifecycl
 			if err != nil {
 				return nil, fmt.Errorf("settle %s/%s: %w", k.Bucket, k.Key, err)
 			}
-			next = lifecycle.Inspected{Object: ObjectOf(info)}
+			in := lifecycle.Inspected{Object: ObjectOf(info)}
+			if ef.Copy != "" {
+				// The loser copy a tombstone's apply makes before it deletes.
+				if info, err = p.s3.Head(ctx, k.Bucket, ef.Copy); err != nil {
+					return nil, fmt.Errorf("settle %s/%s: loser copy %s: %w", k.Bucket, k.Key, ef.Copy, err)
+				}
+				in.Copy = ObjectOf(info)
+			}
+			next = in
 		case lifecycle.Note:
 			note(p.log, k, ef)
 		default:
@@ -72,13 +80,17 @@ func (p *Producer) publish(ctx context.Context, k lifecycle.Key, ef lifecycle.Pu
 	rec := *ef.Record
 	if ef.ReadInline {
 		body, err := p.readInline(ctx, k, rec.Version)
-		if errors.Is(err, errChanged) {
+		switch {
+		case errors.Is(err, errChanged) && ef.Republish:
+			// A record that may already have left the site goes out as
+			// it was, its body fetched by peers from where it is held.
+		case errors.Is(err, errChanged):
 			return lifecycle.PublishChanged{}, nil
-		}
-		if err != nil {
+		case err != nil:
 			return nil, err
+		default:
+			rec.Inline, rec.Body = true, body
 		}
-		rec.Inline, rec.Body = true, body
 	}
 	if !rec.Inline && !rec.Version.Deleted {
 		if err := p.addParts(ctx, k, &rec); err != nil {
@@ -88,14 +100,23 @@ func (p *Producer) publish(ctx context.Context, k lifecycle.Key, ef lifecycle.Pu
 	if d := p.digests[k.Bucket]; d != "" {
 		rec.Schema, rec.Filter = schema.FilterSchema, d // peers with another filter say so
 	}
-	if err := p.send(ctx, &rec); err != nil {
+	data, err := p.send(ctx, &rec)
+	if err != nil {
 		return nil, err
+	}
+	// The entry keeps the signed record, bodyless, as the proof of its
+	// version (lifecycle.Entry.Proof).
+	proof := data
+	if rec.Inline || len(data) > schema.MaxProof {
+		if proof, err = rec.SignProof(p.cfg.SigningKey); err != nil {
+			return nil, fmt.Errorf("proof of %s: %w", rec.Version.ID, err)
+		}
 	}
 	if h := p.Hooks.AfterPublish; h != nil && !ef.Republish {
 		h(k.Bucket, k.Key)
 	}
 	p.log.Debug("published", "bucket", k.Bucket, "key", k.Key, "id", rec.Version.ID, "deleted", rec.Version.Deleted, "clock", rec.Version.Clock.String())
-	return lifecycle.PublishAcked{Publish: ef}, nil
+	return lifecycle.PublishAcked{Publish: ef, Proof: proof}, nil
 }
 
 // addParts gives the record of a multipart object its part layout, read
@@ -170,26 +191,26 @@ func (p *Producer) readInline(ctx context.Context, k lifecycle.Key, v schema.Ver
 	return body, nil
 }
 
-func (p *Producer) send(ctx context.Context, rec *schema.Record) error {
+func (p *Producer) send(ctx context.Context, rec *schema.Record) ([]byte, error) {
 	if p.cfg.SigningKey == nil {
-		return fmt.Errorf("publish %s: no signing key (signing.key): peers refuse unsigned records", rec.Version.ID)
+		return nil, fmt.Errorf("publish %s: no signing key (signing.key): peers refuse unsigned records", rec.Version.ID)
 	}
 	data, err := rec.Sign(p.cfg.SigningKey) // once per record; ~50 µs
 	if errors.Is(err, schema.ErrBadRecord) {
 		// Out of a bound every peer enforces (a clock counter bumped past
 		// schema.MaxCounter, ...): refused here rather than published and
 		// dead-lettered at every peer.
-		return fmt.Errorf("refusing to publish %s/%s version %s, its peers would reject it: %w", rec.Bucket, rec.Key, rec.Version.ID, err)
+		return nil, fmt.Errorf("refusing to publish %s/%s version %s, its peers would reject it: %w", rec.Bucket, rec.Key, rec.Version.ID, err)
 	}
 	if err != nil {
-		return fmt.Errorf("encode record %s: %w", rec.Version.ID, err)
+		return nil, fmt.Errorf("encode record %s: %w", rec.Version.ID, err)
 	}
 	part := schema.Partition(rec.Bucket, rec.Key, p.cfg.Partitions)
 	if err := p.pub.PublishRecord(ctx, part, data, rec.Version.ID); err != nil {
-		return fmt.Errorf("publish %s: %w", rec.Version.ID, err)
+		return nil, fmt.Errorf("publish %s: %w", rec.Version.ID, err)
 	}
 	p.m.RecordsPublished.Inc()
-	return nil
+	return data, nil
 }
 
 // ObjectOf is what the state machine sees of a HEAD answer.

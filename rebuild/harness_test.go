@@ -9,7 +9,9 @@ package rebuild
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/md5"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -115,7 +117,8 @@ func (m *mesh) peer(name string) *node {
 
 // options rebuilds buckets of site a into st from every peer.
 func (m *mesh) options(st *state.Store, buckets ...string) Options {
-	o := Options{Site: siteName, Local: m.site.s3, State: st, Buckets: buckets, Workers: 4, PageSize: 3}
+	o := Options{Site: siteName, Local: m.site.s3, State: st, Buckets: buckets, Workers: 4, PageSize: 3,
+		Keys: testKeys(), Limits: schema.NewLimits(testSites, time.Now(), 0)}
 	for _, p := range m.peers {
 		o.Peers = append(o.Peers, p.peer())
 	}
@@ -145,7 +148,7 @@ func (n *node) peer() Peer {
 			if e.Held.ID == "" {
 				return nil
 			}
-			items = append(items, Item{Key: key, Held: e.Held, Clock: e.Clock, ETag: e.LocalETag, Attrs: e.Attrs, Busy: e.Outstanding()})
+			items = append(items, Item{Key: key, Held: e.Held, Clock: e.Clock, ETag: e.LocalETag, Attrs: e.Attrs, Busy: e.Outstanding(), Proof: e.Proof})
 			return nil
 		})
 		if err != nil && !errors.Is(err, errFull) {
@@ -167,6 +170,35 @@ func (n *node) pageCalls() []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return slices.Clone(n.pages)
+}
+
+// testSites are the sites of the rebuild tests' mesh.
+var testSites = []string{"a", "b", "c", "d"}
+
+// siteKey is site's record signing key in these tests.
+func siteKey(site string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("rebuild test signing key of " + site))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// testKeys verify every test site's records.
+func testKeys() schema.Keyring {
+	k := schema.Keyring{Keys: map[string][]ed25519.PublicKey{}}
+	for _, s := range testSites {
+		k.Keys[s] = []ed25519.PublicKey{siteKey(s).Public().(ed25519.PublicKey)}
+	}
+	return k
+}
+
+// proofOf is the proof of v its origin keeps (schema.Record.SignProof).
+func proofOf(t *testing.T, bucket, key string, v schema.Version) []byte {
+	t.Helper()
+	r := schema.Record{Schema: schema.RecordSchema, Bucket: bucket, Key: key, Version: v, MadeAt: v.TS}
+	b, err := r.SignProof(siteKey(v.Origin))
+	if err != nil || b == nil {
+		t.Fatalf("proof of %s: %v", v.ID, err)
+	}
+	return b
 }
 
 // version is the n-th write of bucket/key at origin (n = clock[origin]),
@@ -257,7 +289,7 @@ func (n *node) putOrigin(t *testing.T, bucket, key string, v schema.Version) str
 // object's ETag and attributes.
 func (n *node) hold(t *testing.T, bucket, key string, v schema.Version, seen ...schema.Clock) {
 	t.Helper()
-	e := state.Entry{Held: v, Clock: v.Clock.Clone(), Updated: now()}
+	e := state.Entry{Held: v, Clock: v.Clock.Clone(), Updated: now(), Proof: proofOf(t, bucket, key, v)}
 	for _, c := range seen {
 		e.Clock = e.Clock.Merge(c)
 	}

@@ -103,6 +103,10 @@ type key struct {
 	name  string
 	peers []*Item
 	local *s3io.ListEntry
+	proof *schema.Record // the signed record of the target version (settle)
+	// refused are the peers whose bytes were not the target version's
+	// (prove): not asked for it again.
+	refused map[string]bool
 }
 
 // merger is a k-way merge of the peers' states and the site's listing by

@@ -30,6 +30,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/s3mesh/s3mesh/consumer"
 	"github.com/s3mesh/s3mesh/s3io"
 	"github.com/s3mesh/s3mesh/schema"
 	"github.com/s3mesh/s3mesh/state"
@@ -43,6 +44,9 @@ type Item struct {
 	ETag  string // the peer's own copy ("" if it holds none)
 	Attrs string
 	Busy  bool // a publish or apply is under way there
+	// Proof is the held version's record as its origin signed it
+	// (lifecycle.Entry.Proof): the version is adopted only with it.
+	Proof []byte
 }
 
 // Store is what rebuild needs of an S3 store (*s3io.Client).
@@ -87,6 +91,15 @@ type Options struct {
 	// object there that the peers' version deleted is kept, as the agent
 	// keeps it (lifecycle.Entry.Kept), not deleted.
 	Archive map[string]bool
+	// Keys verify the versions the peers' states name: a version is adopted
+	// only with a record its origin signed (Item.Proof, from any peer),
+	// within Limits (schema.Record.ValidateFor), and a copy's bytes are
+	// checked against the ETag that record signs.
+	Keys   schema.Keyring
+	Limits schema.Limits
+	// TrustUnsigned adopts versions no signed record backs as the peers
+	// state them (states written before versions carried their proof).
+	TrustUnsigned bool
 }
 
 // Stats count what a rebuild did.
@@ -100,6 +113,8 @@ type Stats struct {
 	LocalOnly  int64 `json:"local_only" msgpack:"local_only"` // objects no peer knows: kept, published by the agent
 	Differing  int64 `json:"differing" msgpack:"differing"`   // objects differing from the peers' version: the newer one kept (see differing)
 	Changed    int64 `json:"changed" msgpack:"changed"`       // changed at every holder while copying: they arrive through the mirrors
+	Unverified int64 `json:"unverified" msgpack:"unverified"` // keys where a peer named a version no record of its origin backs: not adopted from it
+	Refused    int64 `json:"refused" msgpack:"refused"`       // copies refused: a peer served other bytes than the origin signed
 	Buckets    int   `json:"buckets_created" msgpack:"buckets_created"`
 }
 
@@ -113,6 +128,8 @@ func (s *Stats) add(o *Stats) {
 	s.LocalOnly += o.LocalOnly
 	s.Differing += o.Differing
 	s.Changed += o.Changed
+	s.Unverified += o.Unverified
+	s.Refused += o.Refused
 	s.Buckets += o.Buckets
 }
 
@@ -333,16 +350,59 @@ func (o *Options) runBatch(ctx context.Context, bucket string, batch []key, st *
 // settle restores one key.
 func (o *Options) settle(ctx context.Context, bucket string, k key, st *Stats) error {
 	st.Keys++
+	// Only what the versions' origins signed counts: the target is the
+	// greatest signed version, the clock the merge of the signed clocks.
+	signed, cut, unverified := o.verify(bucket, k)
+	for {
+		// The greatest candidate; one whose proof is cut is proved with
+		// its bytes first, or left out.
+		best := -1
+		for i, it := range k.peers {
+			if it != nil && (signed[i] != nil || cut[i] != nil) && (best < 0 || k.peers[best].Held.Less(it.Held)) {
+				best = i
+			}
+		}
+		if best < 0 || signed[best] != nil {
+			break
+		}
+		r := o.prove(ctx, bucket, &k, best, cut[best], st)
+		if r == nil && o.TrustUnsigned {
+			r = &schema.Record{Schema: schema.RecordSchema, Bucket: bucket, Key: k.name, Version: k.peers[best].Held}
+		}
+		for j, it := range k.peers {
+			if it != nil && it.Held.ID == k.peers[best].Held.ID {
+				cut[j] = nil
+				if r != nil && r.Version.CheckSame(it.Held) == nil {
+					signed[j] = r
+				}
+			}
+		}
+		if r == nil {
+			unverified = true
+			o.Log.Warn("no holder's bytes complete the signed record of a peer's version: not adopted",
+				"bucket", bucket, "key", k.name, "version", k.peers[best].Held.ID)
+		}
+	}
+	if unverified {
+		st.Unverified++
+	}
 	var target *Item
+	var proof *schema.Record
 	merged := schema.Clock{}
-	for _, it := range k.peers {
-		if it == nil {
+	for i, it := range k.peers {
+		if it == nil || signed[i] == nil {
 			continue
 		}
-		merged = merged.Merge(it.Clock).Merge(it.Held.Clock)
-		if target == nil || target.Held.Less(it.Held) {
-			target = it
+		merged = merged.Merge(signed[i].Version.Clock)
+		if o.TrustUnsigned {
+			merged = merged.Merge(it.Clock)
 		}
+		if target == nil || target.Held.Less(it.Held) {
+			target, proof = it, signed[i]
+		}
+	}
+	if target == nil && k.local == nil { // only unverified versions: nothing adopted
+		return nil
 	}
 	if target == nil { // only the site has it: the agent's scanner publishes it
 		st.LocalOnly++
@@ -350,6 +410,7 @@ func (o *Options) settle(ctx context.Context, bucket string, k key, st *Stats) e
 		return nil
 	}
 	v := target.Held
+	k.proof = proof
 	var local s3io.ObjectInfo
 	if k.local != nil {
 		var err error
@@ -357,7 +418,7 @@ func (o *Options) settle(ctx context.Context, bucket string, k key, st *Stats) e
 			return fmt.Errorf("site %s: %w", o.Site, err)
 		}
 	}
-	e := state.Entry{Held: v, Clock: merged, Updated: time.Now().UnixMilli()}
+	e := state.Entry{Held: v, Clock: merged, Updated: time.Now().UnixMilli(), Proof: schema.ProofOf(proof)}
 	if local.Exists && v.Deleted && o.Archive[bucket] {
 		e.Kept, e.LocalETag, e.Attrs = true, local.ETag, attrsOf(local).Digest()
 		st.Adopted++
@@ -461,18 +522,30 @@ func covered(c, merged schema.Clock) bool {
 // copy fetches version v from a peer that holds it and writes it here with
 // its replica marker (over the object with ETag ifMatch, or where none is).
 func (o *Options) copy(ctx context.Context, bucket string, k key, v schema.Version, e state.Entry, ifMatch string, st *Stats) error {
+	var parts *schema.Parts
+	if k.proof != nil {
+		parts = k.proof.Parts
+	}
 	for i, it := range k.peers {
 		if it == nil || it.Held.ID != v.ID || it.ETag == "" {
 			continue
 		}
 		p := o.Peers[i]
-		body, info, err := p.S3.Get(ctx, bucket, k.name, it.ETag)
+		if k.refused[p.Name] {
+			continue // its bytes were not the version's (prove)
+		}
+		if _, checkable := schema.NewETagHash(v.ETag, v.Size, parts); !checkable && p.Name != v.Origin {
+			continue // bytes that cannot be checked are taken from the origin only
+		}
+		raw, info, err := p.S3.Get(ctx, bucket, k.name, it.ETag)
 		if c := s3io.Classify(err); err != nil && (c == s3io.Precondition || c == s3io.NotFound) {
 			continue // changed there since its state was read: try another holder
 		}
 		if err != nil {
 			return fmt.Errorf("peer %s: %w", p.Name, err)
 		}
+		var mismatch error
+		body, _ := consumer.CheckedBody(raw, v, parts, p.Name, func(err error) { mismatch = err })
 		at := attrsOf(info)
 		meta := map[string]string{}
 		for mk, mv := range at.Meta {
@@ -486,6 +559,14 @@ func (o *Options) copy(ctx context.Context, bucket string, k key, v schema.Versi
 			Attrs: s3io.Attrs{ContentType: at.ContentType, CacheControl: at.CacheControl, ContentEncoding: at.ContentEncoding,
 				ContentDisposition: at.ContentDisposition, Meta: meta}})
 		body.Close()
+		if mismatch != nil {
+			// Not this version: nothing was stored, that peer is not used
+			// for it; another holder may serve it.
+			st.Refused++
+			o.Log.Warn("a peer served other bytes than the version's origin signed: refused, not used for this version",
+				"bucket", bucket, "key", k.name, "version", v.ID, "peer", p.Name, "err", mismatch)
+			continue
+		}
 		if err != nil {
 			return o.raced(bucket, k.name, fmt.Errorf("site %s: %w", o.Site, err), st)
 		}
@@ -540,7 +621,9 @@ func (s Stats) Describe() string {
 		n    int64
 		what string
 	}{{s.Replaced, "stale replaced"}, {s.LocalOnly, "local only (kept, to publish)"},
-		{s.Differing, "differing (ordered by time: see the log)"}, {s.Changed, "changed meanwhile (via mirrors)"}, {int64(s.Buckets), "bucket(s) created"}} {
+		{s.Differing, "differing (ordered by time: see the log)"}, {s.Changed, "changed meanwhile (via mirrors)"},
+		{s.Unverified, "with versions no signed record backs (not adopted: see the log)"}, {s.Refused, "copies refused (other bytes than signed: see the log)"},
+		{int64(s.Buckets), "bucket(s) created"}} {
 		if c.n > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", c.n, c.what))
 		}

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -78,6 +79,45 @@ type Record struct {
 	// of the bucket (schema FilterSchema only; "" for no filter): a
 	// receiver with another filter reports the difference.
 	Filter string `msgpack:"filter,omitempty"`
+	// Signed is the signed envelope r was opened from (Keyring.Open; nil
+	// otherwise). It is not part of the record's encoding: a site keeps it
+	// (without a body) as the proof of the version it holds (ProofOf).
+	Signed []byte `msgpack:"-"`
+}
+
+// MaxProof bounds the signed record a site keeps as the proof of the
+// version it holds (a record's inline body is cut out of it, proof.go; the
+// origin keeps a bodyless one of its own, SignProof).
+const MaxProof = 16 << 10
+
+// ProofOf is the signed record r was opened from, if it can serve as the
+// proof of r's version (see Record.Signed and MaxProof; a cut proof when
+// it carries its body inline, proof.go), else nil.
+func ProofOf(r *Record) []byte {
+	switch {
+	case r == nil || len(r.Signed) == 0:
+		return nil
+	case r.Inline && len(r.Body) > 0:
+		// A site keeps no copy of the bytes it holds: the proof is cut,
+		// and completed by them (proof.go).
+		return cutProof(r)
+	case len(r.Signed) > MaxProof:
+		return nil
+	}
+	return r.Signed
+}
+
+// SignProof is the proof of r's version its origin keeps: r signed with
+// key, without its body (what a record for a fetched body says). nil when
+// it would be over MaxProof.
+func (r *Record) SignProof(key ed25519.PrivateKey) ([]byte, error) {
+	bodyless := *r
+	bodyless.Inline, bodyless.Body, bodyless.Signed = false, nil, nil
+	b, err := bodyless.Sign(key)
+	if err != nil || len(b) > MaxProof {
+		return nil, err
+	}
+	return b, nil
 }
 
 // Encode serialises r with msgpack: the record's content, unsigned. What a

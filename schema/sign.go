@@ -195,7 +195,35 @@ func (k Keyring) Open(b []byte, site string) (*Record, error) {
 	if err := k.verify(env, site); err != nil {
 		return nil, err
 	}
-	return decodeContent(env.content, env.schema)
+	r, err := decodeContent(env.content, env.schema)
+	if err != nil {
+		return nil, err
+	}
+	r.Signed = b
+	return r, nil
+}
+
+// OpenProof reads a version's proof (ProofOf): a record signed by a key of
+// origin (never an unsigned one) that claims to be of origin, of bucket and
+// key, and of exactly version v. Anything else is ErrBadSignature or
+// ErrBadRecord: the version is not what its origin signed.
+func (k Keyring) OpenProof(b []byte, bucket, key string, v Version) (*Record, error) {
+	if IsCutProof(b) {
+		return nil, fmt.Errorf("proof of %s: %w", trunc(v.ID), ErrNeedsBody)
+	}
+	if !isEnvelope(b) {
+		return nil, fmt.Errorf("%w: the proof of %s is not a signed record", ErrBadSignature, trunc(v.ID))
+	}
+	r, err := Keyring{Keys: k.Keys}.Open(b, v.Origin)
+	if err != nil {
+		return nil, err
+	}
+	w := r.Version
+	if r.Bucket != bucket || r.Key != key || w.ID != v.ID || w.Origin != v.Origin || w.Clock.Compare(v.Clock) != Equal ||
+		w.TS != v.TS || w.Rank != v.Rank || w.Deleted != v.Deleted || w.Size != v.Size || w.ETag != v.ETag {
+		return nil, badField("Version", "differs from the version %s of %s/%s its origin signed", trunc(v.ID), trunc(bucket), trunc(key))
+	}
+	return r, nil
 }
 
 func (k Keyring) verify(env *envelope, site string) error {

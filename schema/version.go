@@ -123,3 +123,31 @@ func PlainMD5(etag string) bool {
 	}
 	return true
 }
+
+// CheckSame refuses w when it claims v's version id with other content: a
+// version id names one write, so two different versions under one id are
+// an origin equivocating (signing different records for one write, for
+// different peers). The error is a *FieldError naming the first field that
+// differs.
+func (v Version) CheckSame(w Version) error {
+	if v.ID != w.ID {
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		same bool
+	}{
+		{"Version.Origin", v.Origin == w.Origin},
+		{"Version.Clock", v.Clock.Compare(w.Clock) == Equal},
+		{"Version.Deleted", v.Deleted == w.Deleted},
+		{"Version.Size", v.Size == w.Size},
+		{"Version.ETag", v.ETag == w.ETag},
+		{"Version.TS", v.TS == w.TS},
+		{"Version.Rank", v.Rank == w.Rank},
+	} {
+		if !f.same {
+			return badField(f.name, "version %s is held here with other content: its origin signed two versions under one id (equivocation)", trunc(v.ID))
+		}
+	}
+	return nil
+}

@@ -27,13 +27,15 @@ import (
 	"github.com/s3mesh/s3mesh/lab"
 	"github.com/s3mesh/s3mesh/rebuild"
 	"github.com/s3mesh/s3mesh/s3io"
+	"github.com/s3mesh/s3mesh/schema"
 	"github.com/s3mesh/s3mesh/state"
 )
 
 type rebuildFlags struct {
 	target
-	bucket  string
-	workers int
+	bucket        string
+	workers       int
+	trustUnsigned bool
 }
 
 func newRebuildCmd() *cobra.Command {
@@ -47,7 +49,9 @@ per-key state page by page (through the peers' agents), copies the greatest
 version of every key from a peer holding it into X with its replica marker and
 writes X's state entry for it. Objects X already holds in that version are
 adopted; objects no peer knows are kept (the agent publishes them when it
-starts); objects that differ from the peers' version are kept unless they are
+starts). A version is adopted only when a record its origin signed backs
+it, and copied bytes are checked against the ETag that record signs: a
+peer's other claims and bytes are refused and reported; objects that differ from the peers' version are kept unless they are
 a stale replica, and listed. If X's JetStream store was lost too, X's CHANGES
 stream is moved on to the sequence its peers' mirrors hold.
 
@@ -64,6 +68,8 @@ X's mirrors.`,
 	f.target.flags(c)
 	c.Flags().StringVar(&f.bucket, "bucket", "", "only this replicated bucket")
 	c.Flags().IntVar(&f.workers, "workers", 16, "objects copied in parallel")
+	c.Flags().BoolVar(&f.trustUnsigned, "trust-unsigned", false,
+		"also adopt versions no signed record backs, as the peers state them (peers whose states predate signed proofs)")
 	return c
 }
 
@@ -244,8 +250,14 @@ func runRebuild(ctx context.Context, f rebuildFlags, stdout, stderr io.Writer, t
 	estimate := estimateKeys(ctx, env, cfg.PeerNames(), buckets)
 	prog := newRebuildProgress(stderr, tty, estimate, log)
 	start := time.Now()
+	// Only what the versions' origins signed is adopted: the peers' keys,
+	// and this site's own (current and former) for its own versions.
+	keys := schema.Keyring{Keys: cfg.PeerKeys()}
+	keys.Keys[site] = cfg.OwnKeys()
 	o := rebuild.Options{
 		Site: site, Local: local, State: st, Peers: peers, Buckets: buckets, Archive: archiveBuckets(cfg),
+		Keys: keys, TrustUnsigned: f.trustUnsigned,
+		Limits:  schema.NewLimits(append(cfg.PeerNames(), append([]string{site}, cfg.Records.FormerSites...)...), time.Now(), cfg.Records.MaxFuture),
 		Workers: f.workers, Log: log, Progress: prog.report, // parts of s3io.MinPartSize: two per worker at most
 	}
 	if n, _ := strconv.Atoi(os.Getenv("S3MESH_TEST_REBUILD_CRASH_AFTER")); n > 0 {
@@ -289,7 +301,7 @@ func statePage(ctx context.Context, nc *nats.Conn, peer, bucket, after string, l
 	}
 	items := make([]rebuild.Item, len(p.Items))
 	for i, it := range p.Items {
-		items[i] = rebuild.Item{Key: it.Key, Held: it.Held, Clock: it.Clock, ETag: it.ETag, Attrs: it.Attrs, Busy: it.Busy}
+		items[i] = rebuild.Item{Key: it.Key, Held: it.Held, Clock: it.Clock, ETag: it.ETag, Attrs: it.Attrs, Busy: it.Busy, Proof: it.Proof}
 	}
 	return items, p.More, nil
 }

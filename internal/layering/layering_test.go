@@ -52,8 +52,11 @@ var mayImport = map[string]layer{
 	"metrics": {},
 	"pki":     {},
 	// What builds on the edges.
-	"verify":   {uses: []string{"schema", "s3io"}},
-	"rebuild":  {uses: []string{"schema", "lifecycle", "state", "s3io", "broker"}},
+	"verify": {uses: []string{"schema", "s3io"}},
+	// rebuild checks the bytes it copies with the consumer's own body
+	// verifier (consumer.CheckedBody): one check for every path a body
+	// takes into a site.
+	"rebuild":  {uses: []string{"schema", "lifecycle", "state", "s3io", "broker", "consumer"}},
 	"producer": {uses: core},
 	"consumer": {uses: core},
 	"agent":    {uses: append(slices.Clone(core), "config", "producer", "consumer")},
