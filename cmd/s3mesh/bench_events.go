@@ -74,8 +74,8 @@ func (e *benchEnv) watch(site, bucket, prefix string) (*arrivals, error) {
 		// (readable at the site, to within headEvery).
 		c := e.s3[site]
 		a.head = func(ctx context.Context, key string) bool {
-			_, err := c.Head(ctx, bucket, key)
-			return err == nil
+			info, err := c.Head(ctx, bucket, key)
+			return err == nil && info.Exists
 		}
 	}
 	a.stop = make(chan struct{})
