@@ -93,4 +93,9 @@ type BucketPolicy struct {
 	schema.Policy
 	KeepLosers   bool   // keep each losing version's bytes as an object
 	LosersPrefix string // under this prefix (see schema.LoserKey)
+	// Trash is what a peer's record removes that the site keeps in its
+	// trash (trash.go); Versioned says the store keeps old versions of the
+	// bucket itself, so nothing is copied.
+	Trash     TrashMode
+	Versioned bool
 }

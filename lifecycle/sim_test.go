@@ -148,6 +148,7 @@ type simSite struct {
 	conflicts     []schema.ConflictEntry
 	dlq           []simDead
 	copies        map[string]map[string]bool // loser key → ETags copied there
+	trash         map[string]map[string]bool // key → ETags kept in the site's trash
 	wall          int64                      // the site's (skewed) clock, unix ms
 	// proven is, per other site, the highest counter of its own entry in
 	// its records this site checked (consumer.Proven: durable before the
@@ -247,6 +248,7 @@ func newSimWorld(t *rapid.T, n int, pol lifecycle.BucketPolicy) *simWorld {
 		w.sites = append(w.sites, &simSite{
 			i: i, name: name, m: lifecycle.Machine{Site: name, InlineThreshold: inline},
 			store: newSimStore(), entries: map[string][]byte{}, lazy: map[string][]byte{}, copies: map[string]map[string]bool{},
+			trash:  map[string]map[string]bool{},
 			wall:   1_700_000_000_000 + rapid.Int64Range(-3000, 3000).Draw(t, "skew"),
 			proven: map[string]uint64{},
 		})
@@ -258,8 +260,8 @@ func newSimWorld(t *rapid.T, n int, pol lifecycle.BucketPolicy) *simWorld {
 			}
 		}
 	}
-	t.Logf("%d sites, keys %v, policy %s %v keep-losers=%v, inline ≤ %d, %d crashes, %d racing writes",
-		n, w.keys, pol.Policy, pol.Priority, pol.KeepLosers, inline, w.crashes, w.races)
+	t.Logf("%d sites, keys %v, policy %s %v keep-losers=%v trash=%v, inline ≤ %d, %d crashes, %d racing writes",
+		n, w.keys, pol.Policy, pol.Priority, pol.KeepLosers, pol.Trash, inline, w.crashes, w.races)
 	return w
 }
 
@@ -596,7 +598,8 @@ func simPolicy(t *rapid.T, n int, manual bool) lifecycle.BucketPolicy {
 	if err := p.Validate(); err != nil {
 		t.Fatalf("generated %+v: %v", p, err)
 	}
-	return lifecycle.BucketPolicy{Policy: p, KeepLosers: rapid.Bool().Draw(t, "keep-losers"), LosersPrefix: simLosersPrefix}
+	return lifecycle.BucketPolicy{Policy: p, KeepLosers: rapid.Bool().Draw(t, "keep-losers"), LosersPrefix: simLosersPrefix,
+		Trash: rapid.SampledFrom([]lifecycle.TrashMode{lifecycle.TrashNone, lifecycle.TrashDeletes, lifecycle.TrashAll}).Draw(t, "trash")}
 }
 
 // TestSimulation: under lww and site-priority, with any delete rule, with
