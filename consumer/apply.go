@@ -81,6 +81,12 @@ type Applier struct {
 	// buffer at most its share, and the others' keep flowing. A peer
 	// without one draws on the whole budget.
 	Shares map[string]*s3io.Share
+	// KeyLimit is the longest key the local store holds (0: S3's 1024),
+	// for the names of trash copies; Versioned reports whether the store
+	// keeps old versions of a bucket itself (then nothing is copied to the
+	// trash). Either may be nil.
+	KeyLimit  func() int
+	Versioned func(bucket string) bool
 
 	badSources // peers that served wrong bytes, per version (fetch.go)
 }
@@ -137,7 +143,7 @@ func (a *Applier) applyOnce(ctx context.Context, rec *schema.Record) (lifecycle.
 	if err := a.Local.RecoverLocked(ctx, k.Bucket, k.Key, &e); err != nil {
 		return lifecycle.Step{}, err
 	}
-	st, err := a.drive(ctx, k, e, lifecycle.Receive{Record: rec, Policy: a.Buckets[k.Bucket]}, rec)
+	st, err := a.drive(ctx, k, e, lifecycle.Receive{Record: rec, Policy: a.policy(k.Bucket)}, rec)
 	if err == nil && st.Err != nil {
 		err = fmt.Errorf("apply %s/%s: %w", k.Bucket, k.Key, st.Err)
 	}

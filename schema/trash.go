@@ -112,7 +112,7 @@ func (ti TrashInfo) Meta() map[string]string {
 	if len(ti.Clock) > 0 {
 		m[MetaTrashClock] = ti.Clock.String()
 	}
-	if k := url.PathEscape(ti.Key); ti.Key != "" && len(k) <= MaxTrashKeyMeta {
+	if k := strings.ReplaceAll(url.PathEscape(ti.Key), "%2F", "/"); ti.Key != "" && len(k) <= MaxTrashKeyMeta {
 		m[MetaTrashKey] = k
 	}
 	return m
