@@ -40,6 +40,7 @@ type Site struct {
 	IgnoreKeys []string   `yaml:"ignore_keys"`
 	Scan       Scan       `yaml:"scan"`
 	Tombstones Tombstones `yaml:"tombstones"`
+	Trash      Trash      `yaml:"trash"` // what a peer's record removed is kept (trash.go)
 	Retry      Retry      `yaml:"retry"`
 	Records    Records    `yaml:"records"`
 	Signing    Signing    `yaml:"signing"` // the key this site signs its records with (signing.go)
@@ -99,6 +100,7 @@ type S3 struct {
 type Bucket struct {
 	Name      string    `yaml:"name"`
 	Conflicts Conflicts `yaml:"conflicts"`
+	Trash     string    `yaml:"trash"` // deletes (default), all or none (trash.go)
 }
 
 // Conflicts is a bucket's conflict policy. It must be the same at every
@@ -406,6 +408,7 @@ func (s *Site) applyDefaults() {
 		s.NATS.StreamReplicas = 1
 	}
 	s.NATS.Limits.applyDefaults()
+	s.trashDefaults()
 	for i := range s.Peers {
 		if s.Peers[i].S3.Region == "" {
 			s.Peers[i].S3.Region = "us-east-1"
@@ -508,6 +511,9 @@ func (s *Site) Validate() error {
 		if strings.HasPrefix(c.LosersPrefix, "/") || strings.Contains(c.LosersPrefix, "..") || len(c.LosersPrefix) > 200 {
 			return fieldErr(cf+".losers_prefix", "%q: want a relative key prefix without '..' (at most 200 bytes)", c.LosersPrefix)
 		}
+	}
+	if err := s.validateTrash(); err != nil {
+		return err
 	}
 	if err := s.NATS.validate(); err != nil {
 		return err
