@@ -47,6 +47,8 @@ type Status struct {
 	// Streams is how full each of the site's streams is against its limits
 	// (nats.limits); a warning names each over StreamWarnFill.
 	Streams []broker.StreamUsage `json:"streams,omitempty"`
+	// Trash is each bucket's trash at this site (trash.go), as of its last scan.
+	Trash []producer.TrashStatus `json:"trash,omitempty"`
 }
 
 // PeerStatus is the replication state from one peer.
@@ -211,6 +213,7 @@ func (a *Agent) Snapshot(ctx context.Context) (Status, error) {
 		st.Warnings = append(st.Warnings, "the store has not been probed yet (unreachable?): nothing is applied until it is")
 	}
 	st.PeerKeys = a.peerKeys.list()
+	st.Trash = a.trash.Status()
 	st.Warnings = append(st.Warnings, peerKeyWarnings(st.PeerKeys)...)
 	if meta, ok, err := a.Store.SiteMeta(); err == nil && ok && meta.RebuiltAt > 0 {
 		t := time.UnixMilli(meta.RebuiltAt).UTC()
