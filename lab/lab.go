@@ -49,6 +49,11 @@ type Options struct {
 	ScanInterval time.Duration // agents' scan.interval (default 15s)
 	// Conflicts sets the conflict policy of some buckets (default lww).
 	Conflicts map[string]config.Conflicts
+	// Trash sets the trash mode of some buckets (default deletes);
+	// TrashRetention is the agents' trash.retention (default: the agent's,
+	// 7 days).
+	Trash          map[string]string
+	TrashRetention time.Duration
 	// RetryBudget is the agents' retry.budget (default: the agent's, 10m).
 	RetryBudget time.Duration
 	// ProofWait is the agents' records.proof_wait (default: the agent's, 1h).

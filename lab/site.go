@@ -264,6 +264,10 @@ type (
 	yBucket struct {
 		Name      string            `yaml:"name"`
 		Conflicts *config.Conflicts `yaml:"conflicts,omitempty"`
+		Trash     string            `yaml:"trash,omitempty"`
+	}
+	yTrash struct {
+		Retention string `yaml:"retention,omitempty"`
 	}
 	yRetry struct {
 		Budget string `yaml:"budget,omitempty"`
@@ -338,6 +342,7 @@ type (
 		Scan     yScan     `yaml:"scan"`
 		Retry    yRetry    `yaml:"retry,omitempty"`
 		Records  yRecords  `yaml:"records"`
+		Trash    *yTrash   `yaml:"trash,omitempty"`
 		Log      yLog      `yaml:"log"`
 		Signing  *ySigning `yaml:"signing"`
 	}
@@ -395,7 +400,7 @@ func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) str
 		Records: yRecords{MaxFuture: config.DefaultMaxFuture.String()},
 	}
 	for _, b := range buckets {
-		yb := yBucket{Name: b}
+		yb := yBucket{Name: b, Trash: o.Trash[b]}
 		if cf, ok := o.Conflicts[b]; ok {
 			yb.Conflicts = &cf
 		}
@@ -403,6 +408,9 @@ func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) str
 	}
 	if o.RetryBudget > 0 {
 		c.Retry.Budget = o.RetryBudget.String()
+	}
+	if o.TrashRetention > 0 {
+		c.Trash = &yTrash{Retention: o.TrashRetention.String()}
 	}
 	if o.ProofWait > 0 {
 		c.Records.ProofWait = o.ProofWait.String()

@@ -1,0 +1,212 @@
+package integration
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/s3mesh/s3mesh/agent"
+	"github.com/s3mesh/s3mesh/lab"
+	"github.com/s3mesh/s3mesh/producer"
+	"github.com/s3mesh/s3mesh/s3io"
+)
+
+// trashAll is the bucket of TestTrash whose trash also keeps what peers'
+// overwrites replace (trash: all); bucket keeps deletes only (the default).
+const trashAll = "trashall"
+
+// trashRetention is TestTrash's trash.retention: long enough for the test
+// to look at every entry before it expires, short enough to see the purge.
+const trashRetention = 60 * time.Second
+
+// TestTrash: on a real three-site lab, what a peer's delete removes is in
+// the other sites' trash with its bytes; `s3mesh trash restore` at one site
+// brings the key back at every site; an overwrite is kept under trash: all
+// and not under the default; the scanner purges what is past the retention.
+func TestTrash(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *lab.Options) {
+		o.Buckets = []string{bucket, trashAll}
+		o.Trash = map[string]string{trashAll: "all"}
+		o.TrashRetention = trashRetention
+	})
+
+	// A delete at b is kept at a and c, with its bytes and whose record it was.
+	const key = "trash/doc one.txt"
+	doc := object{body: []byte("the only copy of a report"), attrs: s3io.Attrs{ContentType: "text/plain", Meta: map[string]string{"author": "ann"}}}
+	e.put(t, "a", key, doc)
+	e.waitObject(t, key, doc, time.Minute)
+	e.del(t, "b", key)
+	e.waitAbsent(t, key, time.Minute)
+	for _, s := range []string{"a", "c"} {
+		te := e.waitTrashed(t, s, bucket, key, "delete")
+		if te.Peer != "b" || te.Size != int64(len(doc.body)) || !strings.HasPrefix(te.VersionID, "a.") {
+			t.Fatalf("site %s's trash entry of %q: %+v; want b's delete of a's version, %d bytes", s, key, te, len(doc.body))
+		}
+		if got := e.readAt(t, s, bucket, te.TrashKey); got != sha256.Sum256(doc.body) {
+			t.Fatalf("site %s's trash copy %s does not hold the deleted bytes", s, te.TrashKey)
+		}
+	}
+	if es := e.trashList(t, "b", bucket); len(es) != 0 {
+		t.Fatalf("site b deleted the key itself, yet its trash holds %+v", es)
+	}
+
+	// Restored at a, the key is back at every site, bytes and attributes.
+	out, errOut, code := dlqcliRun(t, "trash", "restore", "--lab", e.dlqcliLabJSON(), "--site", "a", "--bucket", bucket, "--key", key)
+	if code != 0 {
+		t.Fatalf("trash restore: exit %d: %s%s", code, out, errOut)
+	}
+	e.waitObject(t, key, doc, time.Minute)
+	// A second restore would replace what is there now: refused.
+	if _, errOut, code := dlqcliRun(t, "trash", "restore", "--lab", e.dlqcliLabJSON(), "--site", "c", "--bucket", bucket, "--key", key); code == 0 || !strings.Contains(errOut, "--force") {
+		t.Fatalf("restore over a present object: exit %d, %q; want a refusal naming --force", code, errOut)
+	}
+
+	// An overwrite by b: kept at a and c under trash: all, not under the default.
+	const ow = "trash/overwritten"
+	v1, v2 := []byte("first version"), []byte("second version, from b")
+	for _, bk := range []string{bucket, trashAll} {
+		e.putIn(t, "a", bk, ow, v1)
+	}
+	e.waitBytes(t, bucket, ow, v1)
+	e.waitBytes(t, trashAll, ow, v1)
+	for _, bk := range []string{bucket, trashAll} {
+		e.putIn(t, "b", bk, ow, v2)
+	}
+	e.waitBytes(t, bucket, ow, v2)
+	e.waitBytes(t, trashAll, ow, v2)
+	for _, s := range []string{"a", "c"} {
+		te := e.waitTrashed(t, s, trashAll, ow, "overwrite")
+		if te.Peer != "b" || e.readAt(t, s, trashAll, te.TrashKey) != sha256.Sum256(v1) {
+			t.Fatalf("site %s kept %+v for b's overwrite, want the first version's bytes", s, te)
+		}
+		// The copy comes before the replica write, which every site shows
+		// by now: none was made under the default.
+		for _, te := range e.trashList(t, s, bucket) {
+			if te.Key == ow {
+				t.Fatalf("site %s kept an overwrite under trash: deletes: %+v", s, te)
+			}
+		}
+	}
+
+	// The status counts the trash (as of each bucket's last scan)...
+	e.waitTrashStatus(t, "a", "counts the kept objects", func(ts producer.TrashStatus) bool {
+		return ts.Objects > 0 && ts.Bytes > 0
+	})
+	// ... and past the retention the scanner purges every entry.
+	for _, s := range []string{"a", "c"} {
+		e.waitTrashStatus(t, s, "empty after the retention", func(ts producer.TrashStatus) bool {
+			return ts.Objects == 0 && ts.Bytes == 0
+		})
+		if es := append(e.trashList(t, s, bucket), e.trashList(t, s, trashAll)...); len(es) != 0 {
+			t.Fatalf("site %s's trash still holds %+v after the retention", s, es)
+		}
+	}
+}
+
+// trashList reads site's trash of bkt through the CLI.
+func (e *env) trashList(t *testing.T, site, bkt string) []agent.TrashEntry {
+	t.Helper()
+	out, errOut, code := dlqcliRun(t, "trash", "list", "--lab", e.dlqcliLabJSON(), "--site", site, "--bucket", bkt, "--json")
+	if code != 0 {
+		t.Fatalf("trash list --site %s: exit %d: %s", site, code, errOut)
+	}
+	var es []agent.TrashEntry
+	dec := json.NewDecoder(strings.NewReader(out))
+	for dec.More() {
+		var te agent.TrashEntry
+		if err := dec.Decode(&te); err != nil {
+			t.Fatalf("trash list --site %s: %v in %q", site, err, out)
+		}
+		es = append(es, te)
+	}
+	return es
+}
+
+// waitTrashed polls site's trash of bkt until it holds an entry of key made
+// by op, and returns it.
+func (e *env) waitTrashed(t *testing.T, site, bkt, key, op string) agent.TrashEntry {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var seen []agent.TrashEntry
+		for _, te := range e.trashList(t, site, bkt) {
+			if te.Key == key && te.Op == op {
+				return te
+			}
+			seen = append(seen, te)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("site %s's trash of %s has no %s of %q after a minute: %+v", site, bkt, op, key, seen)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// readAt is the SHA-256 of bkt/key's bytes at site (fails the test if absent).
+func (e *env) readAt(t *testing.T, site, bkt, key string) [32]byte {
+	t.Helper()
+	body, ok := e.bodyAt(t, site, bkt, key)
+	if !ok {
+		t.Fatalf("%s/%s is absent at %s", bkt, key, site)
+	}
+	return sha256.Sum256(body)
+}
+
+// waitBytes polls every site until bkt/key holds body.
+func (e *env) waitBytes(t *testing.T, bkt, key string, body []byte) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for _, s := range e.names {
+		for {
+			got, _ := e.bodyAt(t, s, bkt, key)
+			if bytes.Equal(got, body) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("site %s: %s/%s holds %q, want %q", s, bkt, key, got, body)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// statusOf is site's `s3mesh status --json`.
+func (e *env) statusOf(t *testing.T, site string) agent.Status {
+	t.Helper()
+	out, errOut, code := dlqcliRun(t, "status", "--lab", e.dlqcliLabJSON(), "--site", site, "--json")
+	if code != 0 {
+		t.Fatalf("status --site %s: exit %d: %s", site, code, errOut)
+	}
+	var st agent.Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status --site %s: %v", site, err)
+	}
+	return st
+}
+
+// waitTrashStatus polls site's status until the trash of both of the
+// test's buckets is as ok says (within the retention and two scans).
+func (e *env) waitTrashStatus(t *testing.T, site, what string, ok func(producer.TrashStatus) bool) {
+	t.Helper()
+	deadline := time.Now().Add(trashRetention + 90*time.Second)
+	for {
+		st := e.statusOf(t, site)
+		good := 0
+		for _, ts := range st.Trash {
+			if (ts.Bucket == bucket || ts.Bucket == trashAll) && ok(ts) {
+				good++
+			}
+		}
+		if good == 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("site %s's trash status is not %s: %+v", site, what, st.Trash)
+		}
+		time.Sleep(time.Second)
+	}
+}
