@@ -4,14 +4,20 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/s3mesh/s3mesh/agent"
 	"github.com/s3mesh/s3mesh/lab"
 	"github.com/s3mesh/s3mesh/producer"
 	"github.com/s3mesh/s3mesh/s3io"
+	"github.com/s3mesh/s3mesh/schema"
 )
 
 // trashAll is the bucket of TestTrash whose trash also keeps what peers'
@@ -209,4 +215,77 @@ func (e *env) waitTrashStatus(t *testing.T, site, what string, ok func(producer.
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// TestTrashVersioned: where the store versions a bucket (site a's
+// versitygw, with versioning enabled on the bucket), the agent copies
+// nothing to the trash and says so in status; the peer's delete leaves a
+// noncurrent version there, which `trash list` shows and `trash restore
+// --version` brings back at every site. Site c, unversioned, keeps a trash
+// copy as usual.
+func TestTrashVersioned(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *lab.Options) {
+		o.Buckets = []string{bucket}
+		o.Versioning = true
+	})
+	if _, err := e.sites["a"].raw.PutBucketVersioning(ctxT(t), &s3.PutBucketVersioningInput{Bucket: aws.String(bucket),
+		VersioningConfiguration: &types.VersioningConfiguration{Status: types.BucketVersioningStatusEnabled}}); err != nil {
+		t.Fatalf("enable versioning at a: %v", err)
+	}
+	// The scanner looks at the bucket's versioning at each scan.
+	deadline := time.Now().Add(time.Minute)
+	for !e.trashVersioned(t, "a") {
+		if time.Now().After(deadline) {
+			t.Fatalf("site a's status does not say the store versions %s: %+v", bucket, e.statusOf(t, "a").Trash)
+		}
+		time.Sleep(time.Second)
+	}
+	if e.trashVersioned(t, "c") {
+		t.Fatalf("site c's status says its store versions %s; only a's does", bucket)
+	}
+
+	const key = "versioned/plan.txt"
+	doc := object{body: []byte("the plan, version one"), attrs: s3io.Attrs{ContentType: "text/plain", Meta: map[string]string{"owner": "bo"}}}
+	e.put(t, "c", key, doc)
+	e.waitObject(t, key, doc, time.Minute)
+	e.del(t, "b", key)
+	e.waitAbsent(t, key, time.Minute)
+
+	// c copied it to its trash; a copied nothing, its store keeps the version.
+	e.waitTrashed(t, "c", bucket, key, "delete")
+	var old agent.TrashEntry
+	for _, te := range e.trashList(t, "a", bucket) {
+		if !te.Versioned {
+			t.Fatalf("site a made a trash copy in a versioned bucket: %+v", te)
+		}
+		if te.Key == key {
+			old = te
+		}
+	}
+	if err := e.sites["a"].s3.ListPrefix(ctxT(t), bucket, schema.TrashPrefix, func(le s3io.ListEntry) error {
+		return fmt.Errorf("site a holds trash object %s in a bucket its store versions", le.Key)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if old.VersionID == "" || old.Size != int64(len(doc.body)) {
+		t.Fatalf("site a's trash list shows no noncurrent version of %q: %+v", key, e.trashList(t, "a", bucket))
+	}
+	out, errOut, code := dlqcliRun(t, "trash", "restore", "--lab", e.dlqcliLabJSON(), "--site", "a", "--bucket", bucket, "--key", key, "--version", old.VersionID)
+	if code != 0 {
+		t.Fatalf("trash restore --version %s: exit %d: %s%s", old.VersionID, code, out, errOut)
+	}
+	e.waitObject(t, key, doc, time.Minute)
+}
+
+// trashVersioned reports whether site's status says its store versions
+// the test bucket.
+func (e *env) trashVersioned(t *testing.T, site string) bool {
+	t.Helper()
+	for _, ts := range e.statusOf(t, site).Trash {
+		if ts.Bucket == bucket {
+			return ts.Versioned
+		}
+	}
+	return false
 }

@@ -54,6 +54,9 @@ type Options struct {
 	// 7 days).
 	Trash          map[string]string
 	TrashRetention time.Duration
+	// Versioning starts versitygw with a versioning directory, so a
+	// bucket whose versioning is then enabled keeps old versions.
+	Versioning bool
 	// RetryBudget is the agents' retry.budget (default: the agent's, 10m).
 	RetryBudget time.Duration
 	// ProofWait is the agents' records.proof_wait (default: the agent's, 1h).

@@ -130,8 +130,12 @@ const (
 	eventsUser = "events"
 )
 
-func (s *site) dataDir() string  { return filepath.Join(s.dir, "s3") }
-func (s *site) natsDir() string  { return filepath.Join(s.dir, "nats") }
+func (s *site) dataDir() string { return filepath.Join(s.dir, "s3") }
+func (s *site) natsDir() string { return filepath.Join(s.dir, "nats") }
+
+// versionsDir keeps versitygw's old versions (Options.Versioning).
+func (s *site) versionsDir() string { return filepath.Join(s.dir, "versions") }
+
 func (s *site) stateDir() string { return filepath.Join(s.dir, "state") }
 func (s *site) logPath(proc string) string {
 	return filepath.Join(s.logDir(), proc+".log")
@@ -173,7 +177,7 @@ func loopback(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 // prepare creates the site's directories and credentials (generated once,
 // kept across restarts of the lab).
 func (s *site) prepare() error {
-	for _, d := range []string{s.dir, s.logDir(), s.dataDir(), s.natsDir(), s.stateDir(), s.iamDir()} {
+	for _, d := range []string{s.dir, s.logDir(), s.dataDir(), s.natsDir(), s.stateDir(), s.iamDir(), s.versionsDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("lab: %w", err)
 		}
