@@ -159,12 +159,27 @@ func (a *Agent) listTrash(ctx context.Context, bucket, prefix, after string, lim
 			return nil // purged meanwhile
 		default:
 			ti, err := schema.ParseTrashMeta(info.Meta)
-			if err != nil {
+			switch {
+			case errors.Is(err, schema.ErrNotTrash):
+				// Kept without its marks (a store that refused them):
+				// the name says the key, the time and the version.
+				key, tag, at, vid, ok := schema.ParseTrashKey(le.Key)
+				if !ok {
+					e.Error = err.Error()
+					break
+				}
+				e.Key, e.Tag, e.VersionID, e.When = key, tag, vid, time.UnixMilli(at).UTC()
+				if tag == "" {
+					e.Tag = schema.KeyTag(bucket, key)
+				}
+			case err != nil:
 				e.Error = err.Error()
-			}
-			e.Key, e.Tag, e.VersionID, e.Peer, e.ReplacedBy, e.Op = ti.Key, ti.Tag, ti.VID, ti.Peer, ti.By, ti.Op
-			if ti.At > 0 {
-				e.When = time.UnixMilli(ti.At).UTC()
+				fallthrough
+			default:
+				e.Key, e.Tag, e.VersionID, e.Peer, e.ReplacedBy, e.Op = ti.Key, ti.Tag, ti.VID, ti.Peer, ti.By, ti.Op
+				if ti.At > 0 {
+					e.When = time.UnixMilli(ti.At).UTC()
+				}
 			}
 		}
 		if keep == nil || keep(e) {

@@ -64,7 +64,15 @@ func (a *Applier) trash(ctx context.Context, k lifecycle.Key, t lifecycle.Trash)
 	}
 	at := info.Attrs
 	at.Meta = meta
-	if err := refusal(ts.CopyReplace(ctx, k.Bucket, k.Key, "", to, t.IfMatch, at)); err != nil {
+	err = refusal(ts.CopyReplace(ctx, k.Bucket, k.Key, "", to, t.IfMatch, at))
+	if err != nil && err != errRefused && s3io.Classify(err) == s3io.Permanent {
+		// A store that refuses new metadata on a copy: keep the bytes with
+		// the object's own metadata (the trash key's name still says what
+		// they are: schema.ParseTrashKey).
+		a.Log.Warn("trash copy with its marks refused by the store; copying the object as it is", "bucket", k.Bucket, "key", k.Key, "as", to, "err", err)
+		err = refusal(a.S3.CopyIfMatch(ctx, k.Bucket, k.Key, to, t.IfMatch))
+	}
+	if err != nil {
 		if err == errRefused {
 			return err
 		}

@@ -161,3 +161,26 @@ func ParseTrashMeta(meta map[string]string) (TrashInfo, error) {
 func TrashExpired(modified, now int64, retention time.Duration) bool {
 	return retention > 0 && now-modified > retention.Milliseconds()
 }
+
+// ParseTrashKey reads what a trash key's name says (see TrashKey): the
+// original key (or, for a hashed name, only its tag), when it was trashed
+// and the version id. ok is false for a name TrashKey does not make. The
+// metadata (ParseTrashMeta) says more; the name serves when a store kept
+// the copy without it.
+func ParseTrashKey(name string) (key, tag string, at int64, vid string, ok bool) {
+	rest, found := strings.CutPrefix(name, TrashPrefix)
+	i := strings.LastIndexByte(rest, '/')
+	if !found || i <= 0 {
+		return "", "", 0, "", false
+	}
+	dir, leaf := rest[:i], rest[i+1:]
+	ts, vid, found := strings.Cut(leaf, "-")
+	t, err := time.Parse(trashTimeFormat, ts)
+	if !found || err != nil || vid == "" {
+		return "", "", 0, "", false
+	}
+	if h, hashed := strings.CutPrefix(name, TrashHashedPrefix); hashed && !strings.Contains(h[:len(h)-len(leaf)-1], "/") {
+		return "", dir[len(".hashed/"):], t.UnixMilli(), vid, true
+	}
+	return dir, "", t.UnixMilli(), vid, true
+}

@@ -158,3 +158,26 @@ func TestTrashExpired(t *testing.T) {
 		}
 	}
 }
+
+func TestParseTrashKey(t *testing.T) {
+	at := time.Date(2026, 12, 8, 3, 4, 5, 678e6, time.UTC).UnixMilli()
+	for _, key := range []string{"k", "dir/sub/k.txt", "ä b", strings.Repeat("x", 1000), "a//b", "2026-x/y"} {
+		name := TrashKey("bkt", key, at, "a.0123456789abcdef01234567.7", 0)
+		k, tag, gotAt, vid, ok := ParseTrashKey(name)
+		if !ok || gotAt != at || vid != "a.0123456789abcdef01234567.7" {
+			t.Fatalf("ParseTrashKey(%q) = %q %q %d %q %v", name, k, tag, gotAt, vid, ok)
+		}
+		if strings.HasPrefix(name, TrashHashedPrefix) {
+			if k != "" || tag != KeyTag("bkt", key) {
+				t.Fatalf("hashed %q: key %q tag %q, want the tag of %q", name, k, tag, key)
+			}
+		} else if k != key || tag != "" {
+			t.Fatalf("%q: key %q tag %q, want %q", name, k, tag, key)
+		}
+	}
+	for _, bad := range []string{"k", TrashPrefix, TrashPrefix + "k", TrashPrefix + "/x-y", TrashPrefix + "k/notatime-a.b.1", TrashPrefix + "k/20261208T030405.678Z-"} {
+		if _, _, _, _, ok := ParseTrashKey(bad); ok {
+			t.Errorf("ParseTrashKey(%q) ok", bad)
+		}
+	}
+}
