@@ -233,6 +233,9 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 	if hooks.crashAfterApply > 0 {
 		a.Applier.Hooks.AfterWrite = crashAt(hooks.crashAfterApply)
 	}
+	if hooks.crashAfterTrash > 0 {
+		a.Applier.Hooks.AfterTrash = crashAt(hooks.crashAfterTrash)
+	}
 	if hooks != (testHooks{}) {
 		log.Warn("TEST HOOKS ACTIVE (S3MESH_TEST_HOOKS_DIR): never in production", "hooks", fmt.Sprintf("%+v", hooks))
 	}

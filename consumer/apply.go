@@ -94,6 +94,7 @@ type Applier struct {
 // Hooks let tests stop the applier at a precise point (crash injection).
 type Hooks struct {
 	AfterWrite func(bucket, key string) // between the S3 write and the state commit
+	AfterTrash func(bucket, key string) // between a trash copy and the replica write
 }
 
 // Errors of Apply. Permanent ones send the record to the DLQ at once.

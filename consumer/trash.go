@@ -79,6 +79,9 @@ func (a *Applier) trash(ctx context.Context, k lifecycle.Key, t lifecycle.Trash)
 		return fmt.Errorf("trash %s/%s as %s: %w", k.Bucket, k.Key, to, err)
 	}
 	a.Log.Info("kept in the trash", "bucket", k.Bucket, "key", k.Key, "op", t.Op(), "version", t.Replaced.ID, "by", t.By.ID, "as", to)
+	if h := a.Hooks.AfterTrash; h != nil {
+		h(k.Bucket, k.Key)
+	}
 	return nil
 }
 

@@ -185,27 +185,13 @@ func (e *env) waitBytes(t *testing.T, bkt, key string, body []byte) {
 	}
 }
 
-// statusOf is site's `s3mesh status --json`.
-func (e *env) statusOf(t *testing.T, site string) agent.Status {
-	t.Helper()
-	out, errOut, code := dlqcliRun(t, "status", "--lab", e.dlqcliLabJSON(), "--site", site, "--json")
-	if code != 0 {
-		t.Fatalf("status --site %s: exit %d: %s", site, code, errOut)
-	}
-	var st agent.Status
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		t.Fatalf("status --site %s: %v", site, err)
-	}
-	return st
-}
-
 // waitTrashStatus polls site's status until the trash of both of the
 // test's buckets is as ok says (within the retention and two scans).
 func (e *env) waitTrashStatus(t *testing.T, site, what string, ok func(producer.TrashStatus) bool) {
 	t.Helper()
 	deadline := time.Now().Add(trashRetention + 90*time.Second)
 	for {
-		st := e.statusOf(t, site)
+		st := e.siteStatus(t, site)
 		good := 0
 		for _, ts := range st.Trash {
 			if (ts.Bucket == bucket || ts.Bucket == trashAll) && ok(ts) {
@@ -242,7 +228,7 @@ func TestTrashVersioned(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	for !e.trashVersioned(t, "a") {
 		if time.Now().After(deadline) {
-			t.Fatalf("site a's status does not say the store versions %s: %+v", bucket, e.statusOf(t, "a").Trash)
+			t.Fatalf("site a's status does not say the store versions %s: %+v", bucket, e.siteStatus(t, "a").Trash)
 		}
 		time.Sleep(time.Second)
 	}
@@ -287,10 +273,60 @@ func TestTrashVersioned(t *testing.T) {
 // the test bucket.
 func (e *env) trashVersioned(t *testing.T, site string) bool {
 	t.Helper()
-	for _, ts := range e.statusOf(t, site).Trash {
+	for _, ts := range e.siteStatus(t, site).Trash {
 		if ts.Bucket == bucket {
 			return ts.Versioned
 		}
 	}
 	return false
+}
+
+// TestTrashCrash: site a's agent is SIGKILLed between the trash copy of a
+// key c deleted and the replica delete. The copy is there and the key too
+// while a is down; restarted, a deletes the key, and its trash holds the
+// deleted bytes (once or, copied again, twice): neither the copy nor the
+// write is lost.
+func TestTrashCrash(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *lab.Options) { o.Buckets = []string{bucket} })
+	const key = "crash/ledger.csv"
+	doc := object{body: []byte("date,amount\n2026-12-08,42\n")}
+	e.put(t, "b", key, doc)
+	e.waitObject(t, key, doc, time.Minute)
+	e.setHooks(t, "a", "crash-after-trash=1\n")
+	t.Cleanup(func() { e.setHooks(t, "a", "") })
+	e.del(t, "c", key)
+	if !e.waitAgentDown(t, "a", time.Minute) {
+		t.Fatal("the crash-after-trash hook of a never fired")
+	}
+	trashAt := func() []string {
+		var keys []string
+		if err := e.sites["a"].s3.ListPrefix(ctxT(t), bucket, schema.TrashPrefix, func(le s3io.ListEntry) error {
+			keys = append(keys, le.Key)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	if info, err := e.sites["a"].s3.Head(ctxT(t), bucket, key); err != nil || !info.Exists {
+		t.Fatalf("a died before its replica delete, yet the key is gone there (err %v)", err)
+	}
+	if keys := trashAt(); len(keys) != 1 {
+		t.Fatalf("a died right after its trash copy, yet its trash holds %q", keys)
+	}
+	e.setHooks(t, "a", "") // restart on the same state, without the hook
+	e.waitAbsent(t, key, time.Minute)
+	keys := trashAt()
+	if len(keys) < 1 || len(keys) > 2 {
+		t.Fatalf("after the restart a's trash holds %q, want the copy (and maybe a second one)", keys)
+	}
+	for _, k := range keys {
+		if e.readAt(t, "a", bucket, k) != sha256.Sum256(doc.body) {
+			t.Fatalf("trash copy %s does not hold the deleted bytes", k)
+		}
+	}
+	if te := e.waitTrashed(t, "a", bucket, key, "delete"); te.Peer != "c" {
+		t.Fatalf("a's trash entry %+v: want c's delete", te)
+	}
 }
