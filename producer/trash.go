@@ -93,9 +93,22 @@ func (t *Trash) Status() []TrashStatus {
 	return out
 }
 
-// Pass looks at bucket's trash once: versioning, purge, counts. A purge
-// that fails for one object leaves it for the next pass.
+// passEvery is how often Pass looks at a bucket's trash at most: a tenth
+// of the retention, and at least once a minute. A site that polls its
+// store scans every few seconds; its trash need not be listed as often.
+func (t *Trash) passEvery() time.Duration { return min(t.Retention/10, time.Minute) }
+
+// Pass looks at bucket's trash (at most every passEvery): versioning,
+// purge, counts. A purge that fails for one object leaves it for the next
+// pass.
 func (t *Trash) Pass(ctx context.Context, bucket string) error {
+	t.mu.Lock()
+	st, seen := t.status[bucket]
+	recent := seen && st.Error == "" && t.now().Sub(st.Checked) < t.passEvery()
+	t.mu.Unlock()
+	if recent {
+		return nil
+	}
 	versioned, verr := t.S3.Versioned(ctx, bucket)
 	if verr != nil {
 		t.Log.Warn("trash: cannot tell whether the store versions the bucket; copying to the trash", "bucket", bucket, "err", verr)
