@@ -98,20 +98,25 @@ func (t *Trash) Status() []TrashStatus {
 // store scans every few seconds; its trash need not be listed as often.
 func (t *Trash) passEvery() time.Duration { return min(t.Retention/10, time.Minute) }
 
-// Pass looks at bucket's trash (at most every passEvery): versioning,
-// purge, counts. A purge that fails for one object leaves it for the next
+// Pass asks whether the store versions bucket, and looks at its trash (at
+// most every passEvery): purge, counts. A purge that fails for one object leaves it for the next
 // pass.
 func (t *Trash) Pass(ctx context.Context, bucket string) error {
-	t.mu.Lock()
-	st, seen := t.status[bucket]
-	recent := seen && st.Error == "" && t.now().Sub(st.Checked) < t.passEvery()
-	t.mu.Unlock()
-	if recent {
-		return nil
-	}
+	// Versioning is asked at every scan (one small request): a bucket
+	// whose versioning an operator just enabled stops being copied soon.
 	versioned, verr := t.S3.Versioned(ctx, bucket)
 	if verr != nil {
 		t.Log.Warn("trash: cannot tell whether the store versions the bucket; copying to the trash", "bucket", bucket, "err", verr)
+	}
+	t.mu.Lock()
+	st, seen := t.status[bucket]
+	recent := seen && st.Error == "" && t.now().Sub(st.Checked) < t.passEvery()
+	if seen && verr == nil {
+		st.Versioned = versioned
+	}
+	t.mu.Unlock()
+	if recent {
+		return nil
 	}
 	now := t.now()
 	var objects, purged, failed int
