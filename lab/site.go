@@ -130,13 +130,13 @@ const (
 	eventsUser = "events"
 )
 
-func (s *site) dataDir() string { return filepath.Join(s.dir, "s3") }
-func (s *site) natsDir() string { return filepath.Join(s.dir, "nats") }
+func (s *site) dataDir() string  { return filepath.Join(s.dir, "s3") }
+func (s *site) natsDir() string  { return filepath.Join(s.dir, "nats") }
+func (s *site) stateDir() string { return filepath.Join(s.dir, "state") }
 
 // versionsDir keeps versitygw's old versions (Options.Versioning).
 func (s *site) versionsDir() string { return filepath.Join(s.dir, "versions") }
 
-func (s *site) stateDir() string { return filepath.Join(s.dir, "state") }
 func (s *site) logPath(proc string) string {
 	return filepath.Join(s.logDir(), proc+".log")
 }
