@@ -88,6 +88,9 @@ type TrashPage struct {
 	Versioned bool         `json:"versioned,omitempty"`
 	Entries   []TrashEntry `json:"entries"`
 	Next      string       `json:"next,omitempty"` // After of the next page ("" at the end)
+	// Truncated: a versioned bucket's noncurrent versions go on past this
+	// page, which holds the first trashPageMax (they are not paged).
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // trashPageMax bounds one page of trash.list (each entry costs a HEAD).
@@ -203,6 +206,7 @@ func (a *Agent) listVersions(ctx context.Context, bucket string, page *TrashPage
 			return nil
 		}
 		if len(page.Entries) >= limit {
+			page.Truncated = true
 			return errPageFull
 		}
 		when, _ := time.Parse(time.RFC3339, v.LastModified)
@@ -245,6 +249,9 @@ func (a *Agent) trashRestore(ctx context.Context, req AdminRequest) (string, err
 		from = "version " + req.Version
 	} else {
 		e, err := a.newestTrashed(ctx, req.Bucket, req.Key, req.Version)
+		if err != nil && versioned {
+			return "", fmt.Errorf("%w; the store versions this bucket: give --version with one of the noncurrent versions `trash list` shows", err)
+		}
 		if err != nil {
 			return "", err
 		}

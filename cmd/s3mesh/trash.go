@@ -46,6 +46,9 @@ func newTrashCmd() *cobra.Command {
 						return fmt.Errorf("bucket %s: %w", b, err)
 					}
 					es = append(es, p.Entries...)
+					if p.Truncated {
+						fmt.Fprintf(cmd.ErrOrStderr(), "bucket %s: only the first %d noncurrent versions are shown (the store versions the bucket; list the rest with an S3 client)\n", b, len(p.Entries))
+					}
 					if p.Next == "" {
 						break
 					}
