@@ -44,6 +44,12 @@ type AdminRequest struct {
 	// entry's record (retention), apply the bytes the entry carries, if they
 	// decode and validate. Without it such an entry is refused.
 	TrustEntry bool `json:"trust_entry,omitempty"`
+	// trash.restore (and Bucket): the key, the version (trash list's id;
+	// in a versioned bucket the store's) and whether an object now at the
+	// key may be replaced.
+	Key     string `json:"key,omitempty"`
+	Version string `json:"version,omitempty"`
+	Force   bool   `json:"force,omitempty"`
 }
 
 // AdminReply is the answer to an admin request.
@@ -64,6 +70,7 @@ func (a *Agent) serveAdmin(ctx context.Context) ([]*nats.Subscription, error) {
 		"replay":       a.replay,
 	}
 	maps.Copy(handlers, a.deletesVerbs())
+	maps.Copy(handlers, a.trashHandlers())
 	var subs []*nats.Subscription
 	for verb, h := range handlers {
 		h := h

@@ -64,6 +64,7 @@ type Agent struct {
 	httpLimits httpLimits
 	// peerKeys: what checkPeerKeys found of each peer's S3 key.
 	peerKeys peerKeyState
+	trash    *producer.Trash // the site's trash (trash.go)
 }
 
 // scanEventGrace is Scanner.EventGrace at a site with an event source.
@@ -164,14 +165,14 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		ignore = append(ignore, regexp.MustCompile(re)) // validated by config
 	}
 	// The store probe's own objects (probe.go).
-	ignore = append(ignore, regexp.MustCompile("^"+regexp.QuoteMeta(s3io.ProbePrefix)))
+	ignore = append(ignore, regexp.MustCompile("^"+regexp.QuoteMeta(s3io.ProbePrefix)), trashIgnore)
 	policies := map[string]schema.Policy{}
 	buckets := map[string]consumer.BucketPolicy{}
 	for _, b := range cfg.Buckets {
 		c := b.Conflicts
 		p := schema.Policy{Mode: c.Policy, Priority: c.Priority, Deletes: c.Deletes}
 		policies[b.Name] = p
-		buckets[b.Name] = consumer.BucketPolicy{Policy: p, KeepLosers: c.Keep(), LosersPrefix: c.LosersPrefix, SiteMode: siteMode(b)}
+		buckets[b.Name] = consumer.BucketPolicy{Policy: p, KeepLosers: c.Keep(), LosersPrefix: c.LosersPrefix, SiteMode: siteMode(b), Trash: trashMode(b.Trash)}
 	}
 	signKey, err := signingKey(cfg, log)
 	if err != nil {
@@ -201,6 +202,8 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 		Debounce: cfg.Scan.Debounce, Rate: cfg.Scan.Rate, PageSize: cfg.Scan.PageSize,
 		MaxDeleteFraction: cfg.Scan.MaxDeleteFraction, Retention: cfg.Tombstones.Retention,
 		Log: log.With("part", "scanner"), Progress: terminal(os.Stderr)}
+	a.trash = a.newTrash()
+	a.Scanner.Trash = a.trash
 	for _, e := range cfg.Events {
 		if e.Type != "poll" {
 			// A scan may see a user's delete before its event (MinIO's
@@ -225,12 +228,16 @@ func New(ctx context.Context, cfg *config.Site, log *slog.Logger) (a *Agent, err
 			return ""
 		},
 		Shares: peerShares(cfg.PeerNames(), cfg.MemoryBudget), Topo: a.M.Topo,
+		KeyLimit: a.keyLimit, Versioned: a.trash.Versioned,
 	}
 	if a.Applier.Guard, err = deleteGuard(cfg, a.Store, a.M, log); err != nil {
 		return nil, err
 	}
 	if hooks.crashAfterApply > 0 {
 		a.Applier.Hooks.AfterWrite = crashAt(hooks.crashAfterApply)
+	}
+	if hooks.crashAfterTrash > 0 {
+		a.Applier.Hooks.AfterTrash = crashAt(hooks.crashAfterTrash)
 	}
 	if hooks != (testHooks{}) {
 		log.Warn("TEST HOOKS ACTIVE (S3MESH_TEST_HOOKS_DIR): never in production", "hooks", fmt.Sprintf("%+v", hooks))

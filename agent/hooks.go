@@ -19,6 +19,7 @@ import (
 //
 //	crash-after-apply-write=N  SIGKILL this agent at the N-th apply, between the S3 write and the state update
 //	crash-after-publish=N      SIGKILL this agent at the N-th publish, between the publish and the state update
+//	crash-after-trash=N        SIGKILL this agent at the N-th trash copy, between the copy and the replica write
 //	drop-events=1              acknowledge storage events without reading them (a lossy event pipeline)
 //	s3-delay=DURATION          delay every request to this site's own S3 (a slow store)
 //	clock-skew=DURATION        shift the origin time of this site's writes (a clock running ahead)
@@ -26,6 +27,7 @@ import (
 type testHooks struct {
 	crashAfterApply   int64
 	crashAfterPublish int64
+	crashAfterTrash   int64
 	dropEvents        bool
 	s3Delay           time.Duration
 	clockSkew         time.Duration
@@ -59,6 +61,8 @@ func loadHooks(site string) (testHooks, error) {
 			h.crashAfterApply, err = strconv.ParseInt(v, 10, 64)
 		case "crash-after-publish":
 			h.crashAfterPublish, err = strconv.ParseInt(v, 10, 64)
+		case "crash-after-trash":
+			h.crashAfterTrash, err = strconv.ParseInt(v, 10, 64)
 		case "drop-events":
 			h.dropEvents = v == "1" || v == "true"
 		case "s3-delay":

@@ -53,6 +53,8 @@ type Status struct {
 	// HeldDeletes are the peers' deletes held here, by peer and bucket
 	// (`s3mesh deletes list`).
 	HeldDeletes []consumer.HeldSummary `json:"held_deletes,omitempty"`
+	// Trash is each bucket's trash at this site (trash.go), as of its last scan.
+	Trash []producer.TrashStatus `json:"trash,omitempty"`
 }
 
 // PeerStatus is the replication state from one peer.
@@ -221,6 +223,7 @@ func (a *Agent) Snapshot(ctx context.Context) (Status, error) {
 	st.HeldDeletes = a.Applier.Guard.Summary()
 	st.Warnings = append(st.Warnings, heldDeleteWarnings(st.HeldDeletes)...)
 	st.PeerKeys = a.peerKeys.list()
+	st.Trash = a.trash.Status()
 	st.Warnings = append(st.Warnings, peerKeyWarnings(st.PeerKeys)...)
 	if meta, ok, err := a.Store.SiteMeta(); err == nil && ok && meta.RebuiltAt > 0 {
 		t := time.UnixMilli(meta.RebuiltAt).UTC()

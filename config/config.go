@@ -41,6 +41,7 @@ type Site struct {
 	Scan       Scan       `yaml:"scan"`
 	Tombstones Tombstones `yaml:"tombstones"`
 	Deletes    Deletes    `yaml:"deletes"` // the guard against a peer's mass deletes (deletes.go)
+	Trash      Trash      `yaml:"trash"`   // what a peer's record removed is kept (trash.go)
 	Retry      Retry      `yaml:"retry"`
 	Records    Records    `yaml:"records"`
 	Signing    Signing    `yaml:"signing"` // the key this site signs its records with (signing.go)
@@ -102,6 +103,7 @@ type Bucket struct {
 	Conflicts Conflicts `yaml:"conflicts"`
 	// Topology is the bucket's mode and prefix filters (topology.go).
 	Topology `yaml:",inline"`
+	Trash    string `yaml:"trash"` // deletes (default), all or none (trash.go)
 }
 
 // Conflicts is a bucket's conflict policy. It must be the same at every
@@ -410,6 +412,7 @@ func (s *Site) applyDefaults() {
 		s.NATS.StreamReplicas = 1
 	}
 	s.NATS.Limits.applyDefaults()
+	s.trashDefaults()
 	for i := range s.Peers {
 		if s.Peers[i].S3.Region == "" {
 			s.Peers[i].S3.Region = "us-east-1"
@@ -516,6 +519,9 @@ func (s *Site) Validate() error {
 		if err := b.Topology.validate(fmt.Sprintf("buckets[%d]", i)); err != nil {
 			return err
 		}
+	}
+	if err := s.validateTrash(); err != nil {
+		return err
 	}
 	if err := s.NATS.validate(); err != nil {
 		return err

@@ -87,6 +87,12 @@ type Applier struct {
 	Topo *metrics.Topology
 	// Guard holds a peer's mass deletes (nil: none held).
 	Guard *DeleteGuard
+	// KeyLimit is the longest key the local store holds (0: S3's 1024),
+	// for the names of trash copies; Versioned reports whether the store
+	// keeps old versions of a bucket itself (then nothing is copied to the
+	// trash). Either may be nil.
+	KeyLimit  func() int
+	Versioned func(bucket string) bool
 
 	badSources // peers that served wrong bytes, per version (fetch.go)
 }
@@ -94,6 +100,7 @@ type Applier struct {
 // Hooks let tests stop the applier at a precise point (crash injection).
 type Hooks struct {
 	AfterWrite func(bucket, key string) // between the S3 write and the state commit
+	AfterTrash func(bucket, key string) // between a trash copy and the replica write
 }
 
 // Errors of Apply. Permanent ones send the record to the DLQ at once.
@@ -152,7 +159,7 @@ func (a *Applier) applyOnce(ctx context.Context, rec *schema.Record, guarded boo
 	if err := a.Local.RecoverLocked(ctx, k.Bucket, k.Key, &e); err != nil {
 		return lifecycle.Step{}, err
 	}
-	in := lifecycle.Receive{Record: rec, Policy: a.Buckets[k.Bucket]}
+	in := lifecycle.Receive{Record: rec, Policy: a.policy(k.Bucket)}
 	var undo func()
 	if guarded && rec.Version.Deleted && a.Guard != nil {
 		in.HoldDeletes, undo = a.Guard.admit(rec.Version.Origin, k.Bucket, a.Now())

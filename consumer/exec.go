@@ -33,6 +33,8 @@ func (a *Applier) execute(ctx context.Context, k lifecycle.Key, rec *schema.Reco
 			logged = true
 		case lifecycle.CopyLoser:
 			err = a.copyLoser(ctx, k, ef)
+		case lifecycle.Trash:
+			err = a.trash(ctx, k, ef)
 		case lifecycle.Put:
 			if etag, err = a.put(ctx, k, ef); err == nil {
 				a.expectEcho(k, etag)
@@ -68,7 +70,7 @@ func (a *Applier) execute(ctx context.Context, k lifecycle.Key, rec *schema.Reco
 	}
 	if !wrote {
 		if logged {
-			return lifecycle.Logged{Record: rec, Policy: a.Buckets[k.Bucket]}, nil
+			return lifecycle.Logged{Record: rec, Policy: a.policy(k.Bucket)}, nil
 		}
 		return nil, nil
 	}

@@ -57,6 +57,14 @@ type Options struct {
 	// buckets, the same at every site (their Mode is not used).
 	Archive, Replica []string
 	Filters          map[string]config.Topology
+	// Trash sets the trash mode of some buckets (default deletes);
+	// TrashRetention is the agents' trash.retention (default: the agent's,
+	// 7 days).
+	Trash          map[string]string
+	TrashRetention time.Duration
+	// Versioning starts versitygw with a versioning directory, so a
+	// bucket whose versioning is then enabled keeps old versions.
+	Versioning bool
 	// RetryBudget is the agents' retry.budget (default: the agent's, 10m).
 	RetryBudget time.Duration
 	// ProofWait is the agents' records.proof_wait (default: the agent's, 1h).

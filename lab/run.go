@@ -44,6 +44,9 @@ func (l *Lab) defineProcs(s *site) {
 		ready:     checkHTTP(s.s3Endpoint()+"/", false),
 		onExit:    func(*proc) { l.restartS3Later(s) },
 	}
+	if l.o.Versioning {
+		s.s3.args = slices.Insert(s.s3.args, len(s.s3.args)-1, "--versioning-dir", s.versionsDir())
+	}
 	if s.caFile != "" {
 		// versitygw's sink has no CA option; Go takes SSL_CERT_FILE as
 		// its system roots.

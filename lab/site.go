@@ -133,6 +133,10 @@ const (
 func (s *site) dataDir() string  { return filepath.Join(s.dir, "s3") }
 func (s *site) natsDir() string  { return filepath.Join(s.dir, "nats") }
 func (s *site) stateDir() string { return filepath.Join(s.dir, "state") }
+
+// versionsDir keeps versitygw's old versions (Options.Versioning).
+func (s *site) versionsDir() string { return filepath.Join(s.dir, "versions") }
+
 func (s *site) logPath(proc string) string {
 	return filepath.Join(s.logDir(), proc+".log")
 }
@@ -173,7 +177,7 @@ func loopback(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 // prepare creates the site's directories and credentials (generated once,
 // kept across restarts of the lab).
 func (s *site) prepare() error {
-	for _, d := range []string{s.dir, s.logDir(), s.dataDir(), s.natsDir(), s.stateDir(), s.iamDir()} {
+	for _, d := range []string{s.dir, s.logDir(), s.dataDir(), s.natsDir(), s.stateDir(), s.iamDir(), s.versionsDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("lab: %w", err)
 		}
@@ -265,6 +269,10 @@ type (
 		Name      string            `yaml:"name"`
 		Conflicts *config.Conflicts `yaml:"conflicts,omitempty"`
 		yTopology `yaml:",inline"`
+		Trash     string `yaml:"trash,omitempty"`
+	}
+	yTrash struct {
+		Retention string `yaml:"retention,omitempty"`
 	}
 	yRetry struct {
 		Budget string `yaml:"budget,omitempty"`
@@ -345,6 +353,7 @@ type (
 		Retry    yRetry    `yaml:"retry,omitempty"`
 		Records  yRecords  `yaml:"records"`
 		Deletes  *yDeletes `yaml:"deletes,omitempty"`
+		Trash    *yTrash   `yaml:"trash,omitempty"`
 		Log      yLog      `yaml:"log"`
 		Signing  *ySigning `yaml:"signing"`
 	}
@@ -402,7 +411,7 @@ func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) str
 		Records: yRecords{MaxFuture: config.DefaultMaxFuture.String()},
 	}
 	for _, b := range buckets {
-		yb := yBucket{Name: b}
+		yb := yBucket{Name: b, Trash: o.Trash[b]}
 		if cf, ok := o.Conflicts[b]; ok {
 			yb.Conflicts = &cf
 		}
@@ -411,6 +420,9 @@ func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) str
 	}
 	if o.RetryBudget > 0 {
 		c.Retry.Budget = o.RetryBudget.String()
+	}
+	if o.TrashRetention > 0 {
+		c.Trash = &yTrash{Retention: o.TrashRetention.String()}
 	}
 	if o.ProofWait > 0 {
 		c.Records.ProofWait = o.ProofWait.String()

@@ -123,6 +123,11 @@ type BucketPolicy struct {
 	KeepLosers   bool   // keep each losing version's bytes as an object
 	LosersPrefix string // under this prefix (see schema.LoserKey)
 	SiteMode     Mode   // the bucket's mode at this site
+	// Trash is what a peer's record removes that the site keeps in its
+	// trash (trash.go); Versioned says the store keeps old versions of the
+	// bucket itself, so nothing is copied.
+	Trash     TrashMode
+	Versioned bool
 }
 
 // Mode is how a bucket replicates at one site.

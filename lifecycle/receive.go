@@ -102,6 +102,9 @@ func (m Machine) apply(k Key, e Entry, rec *schema.Record, d schema.Decision, po
 			}
 		}
 	}
+	if t, ok := m.trash(e, rec, pol, now); ok {
+		effs = append(effs, t)
+	}
 	if v.Deleted {
 		effs = append(effs, Delete{IfMatch: e.LocalETag})
 	} else {

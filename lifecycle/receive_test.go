@@ -17,6 +17,8 @@ func kinds(effs []Effect) []string {
 			out = append(out, "log")
 		case CopyLoser:
 			out = append(out, "copy")
+		case Trash:
+			out = append(out, "trash")
 		case Put:
 			out = append(out, "put")
 		case Delete:

@@ -23,7 +23,7 @@ type simRole int
 
 const (
 	simProducer simRole = iota // Publish, Inspect
-	simConsumer                // LogConflict, CopyLoser, Put, Delete, CheckAbsent, Park
+	simConsumer                // LogConflict, CopyLoser, Trash, Put, Delete, CheckAbsent, Park
 )
 
 // Failures of the simulated executors.
@@ -164,6 +164,8 @@ func (x *simExec) run(effs []lifecycle.Effect) (lifecycle.Input, error) {
 			logged = true
 		case lifecycle.CopyLoser:
 			err = x.copyLoser(ef)
+		case lifecycle.Trash:
+			err = x.trash(ef)
 		case lifecycle.Put:
 			etag, err = x.put(ef)
 			wrote = true
@@ -256,6 +258,9 @@ func (x *simExec) put(p lifecycle.Put) (string, error) {
 	}
 	o := &simObject{body: bytes.Clone(body), etag: simETag(body), ctype: rec.Attrs.ContentType, meta: simMeta(p.Meta),
 		mod: x.s.wall / 1000 * 1000, by: simMut{kind: simReplica, vid: v.ID}}
+	if old := x.s.store.objs[x.k.Key]; old != nil && old.etag == p.IfMatch && x.w.pol.Trash == lifecycle.TrashAll {
+		x.checkTrashed(old.etag, "overwrite")
+	}
 	if err := x.s.store.put(x.k.Key, o, p.IfMatch, p.IfNoneMatch); err != nil {
 		return "", err
 	}
@@ -269,6 +274,9 @@ func (x *simExec) put(p lifecycle.Put) (string, error) {
 func (x *simExec) delete(d lifecycle.Delete) error {
 	if o := x.s.store.objs[x.k.Key]; o == nil || o.etag != d.IfMatch {
 		return errSimPrecondition
+	}
+	if x.w.pol.Trash != lifecycle.TrashNone {
+		x.checkTrashed(d.IfMatch, "delete")
 	}
 	if err := x.s.store.remove(x.k.Key, d.IfMatch, simMut{kind: simReplica, vid: x.rec.Version.ID}); err != nil {
 		return err
@@ -297,6 +305,32 @@ func (x *simExec) copyLoser(c lifecycle.CopyLoser) error {
 	x.w.stat("loser copy")
 	x.w.hint(x.s, c.To, false)
 	return nil
+}
+
+// trash is consumer.trash: CopyObject of the held object If-Match into the
+// site's own trash (never replicated: kept beside the store's objects).
+func (x *simExec) trash(t lifecycle.Trash) error {
+	o := x.s.store.objs[x.k.Key]
+	if o == nil || o.etag != t.IfMatch {
+		return errSimPrecondition
+	}
+	if x.s.trash[x.k.Key] == nil {
+		x.s.trash[x.k.Key] = map[string]bool{}
+	}
+	x.s.trash[x.k.Key][o.etag] = true
+	x.w.t.Logf("    %s of %s at %s by %s: trashed", t.Op(), simID(t.Replaced.ID), x.s.name, simID(t.By.ID))
+	x.w.stat("trash copy")
+	return nil
+}
+
+// checkTrashed fails the simulation unless the site's trash holds the bytes
+// (etag) a replica write is about to remove: what a peer's record deletes
+// or replaces is recoverable.
+func (x *simExec) checkTrashed(etag, op string) {
+	if !x.s.trash[x.k.Key][etag] {
+		x.w.t.Fatalf("replica %s of %s at %s removes ETag %s, which the site's trash does not hold (trash %v)",
+			op, x.k.Key, x.s.name, etag, x.w.pol.Trash)
+	}
 }
 
 // fetch is Applier.OpenBody for a record without its body: the origin's

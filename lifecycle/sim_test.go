@@ -148,6 +148,7 @@ type simSite struct {
 	conflicts     []schema.ConflictEntry
 	dlq           []simDead
 	copies        map[string]map[string]bool // loser key → ETags copied there
+	trash         map[string]map[string]bool // key → ETags kept in the site's trash
 	wall          int64                      // the site's (skewed) clock, unix ms
 	// proven is, per other site, the highest counter of its own entry in
 	// its records this site checked (consumer.Proven: durable before the
@@ -263,6 +264,7 @@ func newSimWorld(t *rapid.T, n int, pol lifecycle.BucketPolicy) *simWorld {
 		w.sites = append(w.sites, &simSite{
 			i: i, name: name, m: lifecycle.Machine{Site: name, InlineThreshold: inline},
 			store: newSimStore(), entries: map[string][]byte{}, lazy: map[string][]byte{}, copies: map[string]map[string]bool{},
+			trash:  map[string]map[string]bool{},
 			wall:   1_700_000_000_000 + rapid.Int64Range(-3000, 3000).Draw(t, "skew"),
 			proven: map[string]uint64{},
 		})
@@ -274,8 +276,8 @@ func newSimWorld(t *rapid.T, n int, pol lifecycle.BucketPolicy) *simWorld {
 			}
 		}
 	}
-	t.Logf("%d sites, keys %v, policy %s %v keep-losers=%v, inline ≤ %d, %d crashes, %d racing writes",
-		n, w.keys, pol.Policy, pol.Priority, pol.KeepLosers, inline, w.crashes, w.races)
+	t.Logf("%d sites, keys %v, policy %s %v keep-losers=%v trash=%v, inline ≤ %d, %d crashes, %d racing writes",
+		n, w.keys, pol.Policy, pol.Priority, pol.KeepLosers, pol.Trash, inline, w.crashes, w.races)
 	return w
 }
 
@@ -625,11 +627,25 @@ func simPolicy(t *rapid.T, n int, manual bool) lifecycle.BucketPolicy {
 // and without kept losers, any schedule of writes, events, deliveries,
 // scans and crashes converges and keeps I1–I5. The failures kept under
 // testdata/rapid/TestSimulation/ (rapid's fail files) are replayed first.
-func TestSimulation(t *testing.T) {
+func TestSimulation(t *testing.T) { simulate(t, false) }
+
+// TestSimulationTrash: TestSimulation with the bucket's trash keeping
+// deletes or everything: besides I1–I5, every replica delete (and under
+// trash: all every replica overwrite) removes only bytes the site's trash
+// holds, crashes between the copy and the write included (simExec.delete,
+// simExec.put). The mode is drawn after the policy, so TestSimulation's
+// stored failures replay unchanged.
+func TestSimulationTrash(t *testing.T) { simulate(t, true) }
+
+func simulate(t *testing.T, trash bool) {
 	tot := simTotals{}
 	rapid.Check(t, func(rt *rapid.T) {
 		n := rapid.IntRange(2, 5).Draw(rt, "sites")
-		w := newSimWorld(rt, n, simPolicy(rt, n, false))
+		pol := simPolicy(rt, n, false)
+		if trash {
+			pol.Trash = rapid.SampledFrom([]lifecycle.TrashMode{lifecycle.TrashDeletes, lifecycle.TrashAll}).Draw(rt, "trash")
+		}
+		w := newSimWorld(rt, n, pol)
 		w.run()
 		w.settle()
 		w.checkAll()

@@ -68,7 +68,7 @@ func checkIntents(t *testing.T, st Step) {
 			if !st.Persist || st.Entry.Pending == nil || st.Entry.Pending.Version.ID != ef.Record.Version.ID {
 				t.Fatalf("publish of %s without a persisted pending intent: %+v", ef.Record.Version.ID, st)
 			}
-		case Put, Delete, CopyLoser:
+		case Put, Delete, CopyLoser, Trash:
 			if !st.Persist || st.Entry.Applying == nil {
 				t.Fatalf("%T without a persisted apply intent: %+v", ef, st)
 			}

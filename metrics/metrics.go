@@ -48,6 +48,8 @@ type Metrics struct {
 	StreamMsgs       *prometheus.GaugeVec // by stream, kind: messages held
 	StreamMaxMsgs    *prometheus.GaugeVec // by stream, kind: message limit
 	StreamFill       *prometheus.GaugeVec // by stream, kind: the larger of bytes/limit and messages/limit
+	TrashObjects     *prometheus.GaugeVec // by bucket: objects in the site's trash (set by each scan)
+	TrashBytes       *prometheus.GaugeVec // by bucket: their bytes
 
 	// Clock collects origin-time samples of arriving records (the
 	// consumer) for PeerClockOffset.
@@ -93,6 +95,8 @@ func New() *Metrics {
 		StreamMsgs:       gauge("s3mesh_stream_messages", "Messages held by one of this site's streams.", "stream", "kind"),
 		StreamMaxMsgs:    gauge("s3mesh_stream_max_messages", "Message limit of the stream (nats.limits; 0: none).", "stream", "kind"),
 		StreamFill:       gauge("s3mesh_stream_fill_ratio", "How full the stream is: the larger of bytes/max_bytes and messages/max_messages. At 1 a stream refuses new messages (a mirror drops its oldest records instead).", "stream", "kind"),
+		TrashObjects:     gauge("s3mesh_trash_objects", "Objects in this site's trash of the bucket (.s3mesh-trash/: what peers' records deleted or replaced here, kept for trash.retention), as of the last scan.", "bucket"),
+		TrashBytes:       gauge("s3mesh_trash_bytes", "Bytes of those objects: the storage the trash costs in the bucket.", "bucket"),
 		Clock:            NewClockOffsets(5 * time.Minute),
 		ApplyLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "s3mesh_apply_lag_seconds", Help: "Time from a record being made at its origin to being applied here.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}),
@@ -105,6 +109,7 @@ func New() *Metrics {
 	r.MustRegister(m.DeletesHeld)
 	r.MustRegister(m.StreamBytes, m.StreamMaxBytes, m.StreamMsgs, m.StreamMaxMsgs, m.StreamFill)
 	m.Topo = newTopology(r)
+	r.MustRegister(m.TrashObjects, m.TrashBytes)
 	return m
 }
 

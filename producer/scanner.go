@@ -51,6 +51,7 @@ type Scanner struct {
 	EventGrace time.Duration
 	Log        *slog.Logger
 	Progress   io.Writer // a terminal to draw progress on, or nil
+	Trash      *Trash    // looks after the bucket's trash at each scan (nil: nothing)
 
 	once   sync.Once
 	kicks  chan string

@@ -15,6 +15,11 @@ import (
 // that differs (see Scanner). Keys listed and unchanged cost one state read.
 func (s *Scanner) ScanBucket(ctx context.Context, bucket string) (ScanStats, error) {
 	s.init()
+	if s.Trash != nil {
+		if err := s.Trash.Pass(ctx, bucket); err != nil && ctx.Err() == nil {
+			s.Log.Warn("scan: the trash pass failed; the scan goes on", "bucket", bucket, "err", err)
+		}
+	}
 	var st ScanStats
 	var cur cursor
 	if _, err := s.Store.GetMeta(cursorKey(bucket), &cur); err != nil {

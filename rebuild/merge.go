@@ -70,6 +70,9 @@ func startLocal(ctx context.Context, wg *sync.WaitGroup, site string, st Store, 
 	wg.Go(func() {
 		defer close(s.ch)
 		err := st.List(ctx, bucket, after, int32(pageSize), func(le s3io.ListEntry) error {
+			if schema.IsTrashKey(le.Key) {
+				return nil // the site's own trash: never replicated, nothing to rebuild
+			}
 			select {
 			case s.ch <- entry{key: le.Key, local: &le}:
 				return nil

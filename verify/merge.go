@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/s3mesh/s3mesh/s3io"
+	"github.com/s3mesh/s3mesh/schema"
 )
 
 // ErrUnsorted is returned (wrapped, naming the site, bucket and keys) when a
@@ -53,12 +54,13 @@ func startListing(ctx context.Context, wg *sync.WaitGroup, site, bucket string, 
 }
 
 // s3List lists bucket at c with pageSize keys per request, leaving out
-// the agent's store-probe objects (s3io.ProbePrefix): they are never
-// replicated, and an agent killed while probing leaves some behind.
+// the agent's store-probe objects (s3io.ProbePrefix) and each site's own
+// trash (schema.TrashPrefix): they are never replicated, and an agent
+// killed while probing leaves some behind.
 func s3List(c *s3io.Client, bucket string, pageSize int32) listFunc {
 	return func(ctx context.Context, fn func(s3io.ListEntry) error) error {
 		return c.List(ctx, bucket, "", pageSize, func(e s3io.ListEntry) error {
-			if strings.HasPrefix(e.Key, s3io.ProbePrefix) {
+			if strings.HasPrefix(e.Key, s3io.ProbePrefix) || schema.IsTrashKey(e.Key) {
 				return nil
 			}
 			return fn(e)

@@ -15,7 +15,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAgentCmd(), newBrokerCmd(), newLabCmd(), newBenchCmd(), newConflictsCmd(), newDLQCmd(), newStatusCmd(), newScanCmd(), newVerifyCmd(), newStreamsCmd(), newProbeCmd(), newBucketCmd(), newDeployCmd())
+	root.AddCommand(newAgentCmd(), newBrokerCmd(), newLabCmd(), newBenchCmd(), newConflictsCmd(), newDLQCmd(), newTrashCmd(), newStatusCmd(), newScanCmd(), newVerifyCmd(), newStreamsCmd(), newProbeCmd(), newBucketCmd(), newDeployCmd())
 	root.AddCommand(newReplayCmd())
 	root.AddCommand(newRebuildCmd())
 	root.AddCommand(newKeysCmd())

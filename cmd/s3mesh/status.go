@@ -211,6 +211,7 @@ func printStatus(w io.Writer, st agent.Status) {
 	tw.Flush()
 	printTopology(w, st.Topology)
 	printStreams(w, st.Streams)
+	printTrash(w, st.Trash)
 	if c := st.Store; c != nil {
 		fmt.Fprintf(w, "\nstore: conditional PUT %v, conditional DELETE %v, metadata values up to %d B, keys up to %d B, unicode keys %v, multipart %v (etag %s, part layout %v), checks Content-MD5 %v\n",
 			c.ConditionalPut, c.ConditionalDelete, c.MetadataBytes, c.KeyBytes, c.Unicode, c.Multipart, c.MultipartETag, c.PartLayout, c.ContentMD5)
