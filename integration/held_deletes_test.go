@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +52,8 @@ func (e *env) present(t *testing.T, site string, keys []string) map[string]bool 
 
 // A peer deleting most of a bucket through S3 costs the other sites
 // nothing until an operator decides: a and c hold b's deletes beyond
-// deletes.max_fraction; a releases them (they apply there), c discards
+// deletes.max_fraction; a releases them (they apply there, into a's trash,
+// from which one restored key comes back at every site), c discards
 // them (c writes the objects again, and they come back at b and a).
 func TestPeerMassDeleteHeldAtReceivers(t *testing.T) {
 	t.Parallel()
@@ -161,6 +163,19 @@ func TestPeerMassDeleteHeldAtReceivers(t *testing.T) {
 		t.Fatalf("a's s3mesh_deletes_held after the release: %v", got)
 	}
 
+	// What the release deleted at a is in a's trash: restored there, one
+	// key comes back at every site (a new write of a's).
+	var restored string
+	for k := range held["a"] {
+		restored = k
+		break
+	}
+	e.waitTrashed(t, "a", bucket, restored, "delete")
+	if out, errOut, code := dlqcliRun(t, "trash", "restore", "--lab", e.dlqcliLabJSON(), "--site", "a", "--bucket", bucket, "--key", restored); code != 0 {
+		t.Fatalf("trash restore of %s at a: exit %d: %s %s", restored, code, out, errOut)
+	}
+	e.waitObject(t, restored, objs[restored], converge)
+
 	// Discard at c: c writes the objects it held again; they come back
 	// at b, which deleted them, and at a, which applied the deletes.
 	if out, errOut, code := dlqcliRun(t, "deletes", "discard", "--peer", "b", "--lab", e.dlqcliLabJSON(), "--site", "c"); code != 0 {
@@ -174,14 +189,16 @@ func TestPeerMassDeleteHeldAtReceivers(t *testing.T) {
 	}
 	// The deletes c had applied before the hold stay applied everywhere.
 	e.quiesce(t, 2*time.Minute)
+	back := maps.Clone(held["c"])
+	back[restored] = true
 	for _, s := range e.names {
 		got := e.present(t, s, keys[:28])
-		if len(got) != len(held["c"]) {
-			t.Fatalf("site %s holds %d of the deleted keys, want the %d c brought back", s, len(got), len(held["c"]))
+		if len(got) != len(back) {
+			t.Fatalf("site %s holds %d of the deleted keys, want the %d c brought back or a restored", s, len(got), len(back))
 		}
 		for k := range got {
-			if !held["c"][k] {
-				t.Fatalf("site %s holds %q, which c had let b delete", s, k)
+			if !back[k] {
+				t.Fatalf("site %s holds %q, which c had let b delete and a did not restore", s, k)
 			}
 		}
 	}
