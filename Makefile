@@ -26,7 +26,7 @@ $(BIN)/rclone: tools/rclone/go.mod tools/rclone/go.sum
 ## the mixed-store lab (`s3mesh lab --stores minio,seaweedfs,versitygw`) and
 ## TestMinioSeaweedLab. Each is pinned in a tools module of its own
 ## (tools/minio, tools/seaweedfs). They are large builds (about 8 minutes of
-## 2 cores, once: bin/ keeps them; README, Stores), so they are not
+## 2 cores, once: bin/ keeps them; docs/stores.md), so they are not
 ## prerequisites of tools, build or lab, only of test.
 .PHONY: stores
 stores: $(BIN)/minio $(BIN)/minio-users $(BIN)/weed

@@ -444,7 +444,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	return err
 }
 
-// httpLimits are the timeouts of the agent's HTTP server (README:
+// httpLimits are the timeouts of the agent's HTTP server (docs/operations.md:
 // Dashboard, "Limits of http_addr"). No endpoint streams: the dashboard
 // polls its JSON API (web/app.js), /metrics and /healthz answer at once.
 // The longest legitimate exchange is a webhook request: a body of up to

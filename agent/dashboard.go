@@ -18,7 +18,7 @@ import (
 )
 
 // The dashboard: a read-only page at / on the agent's HTTP address, drawn
-// by web/app.js from the agent's own JSON API (README: Operations,
+// by web/app.js from the agent's own JSON API (docs/operations.md,
 // Dashboard):
 //
 //	GET /api/status   the site's Status (what `s3mesh status --json` prints)

@@ -326,10 +326,10 @@ func TestHTTPBodyLimits(t *testing.T) {
 
 // TestHTTPDefaultLimits: every timeout is set, the webhook's worst honest
 // request (its body at the pace Read allows, then a publish of up to 10 s)
-// fits in Write, and the body limits are the ones README documents.
+// fits in Write, and the body limits are the ones docs/operations.md documents.
 func TestHTTPDefaultLimits(t *testing.T) {
 	if producer.MaxEventBytes != 1<<20 || maxNoBodyBytes != 4<<10 {
-		t.Errorf("body limits %d and %d bytes; README says 1 MiB and 4 KiB", producer.MaxEventBytes, maxNoBodyBytes)
+		t.Errorf("body limits %d and %d bytes; docs/operations.md says 1 MiB and 4 KiB", producer.MaxEventBytes, maxNoBodyBytes)
 	}
 	l := defaultHTTPLimits
 	srv := newHTTPServer(http.NotFoundHandler(), l)

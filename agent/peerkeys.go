@@ -22,8 +22,8 @@ import (
 // The agent only reads from its peers' stores (GET and HEAD of bodies;
 // rebuild and verify also list), so a peer's S3 key must be read-only: a
 // site that holds a key able to write to another site's store can change
-// that site's objects behind s3mesh's back (see the README, "Peers' S3
-// keys"). At start the agent asks of every peer key, on every replicated
+// that site's objects behind s3mesh's back (see docs/deployment.md, "Peers' S3
+// keys: read-only"). At start the agent asks of every peer key, on every replicated
 // bucket, whether it can write, without writing anything:
 //
 //   - a key that can write stops the start (New fails, naming the peer,
@@ -218,7 +218,7 @@ func (p peerKeyProbe) field() string { return fmt.Sprintf("peers[%d].s3", p.i) }
 // to do about it.
 func writableKeyError(p peerKeyProbe, answer string) error {
 	return fmt.Errorf("peer S3 key can write to the peer's store: peer %s, endpoint %s, bucket %s, access key %s (it answered %q to a PUT that a read-only key is refused with 403): "+
-		"the agent does not run with it. Give %s a read-only key (s3:GetObject and s3:ListBucket on the replicated buckets; README, \"Peers' S3 keys: read-only\"), "+
+		"the agent does not run with it. Give %s a read-only key (s3:GetObject and s3:ListBucket on the replicated buckets; docs/deployment.md, \"Peers' S3 keys: read-only\"), "+
 		"or, only if %s's store cannot offer one (rclone serve s3), set %s.allow_writable_key: true",
 		p.peer.Name, p.peer.S3.Endpoint, p.bucket, p.peer.S3.AccessKey, answer, p.field(), p.peer.Name, p.field())
 }
@@ -239,7 +239,7 @@ func (a *Agent) judgePeerKey(p peerKeyProbe, v peerKeyVerdict, answer string, fi
 			return writableKeyError(p, answer), false
 		}
 		a.log.Warn("peer S3 key can write to the peer's store, allowed by "+p.field()+".allow_writable_key: a compromised site can change "+p.peer.Name+
-			"'s objects behind s3mesh's back; use a read-only key as soon as the store offers one (README, \"Peers' S3 keys: read-only\")", args...)
+			"'s objects behind s3mesh's back; use a read-only key as soon as the store offers one (docs/deployment.md, \"Peers' S3 keys: read-only\")", args...)
 	case keyReadOnly:
 		g.Set(0)
 		if allowed {
@@ -255,7 +255,7 @@ func (a *Agent) judgePeerKey(p peerKeyProbe, v peerKeyVerdict, answer string, fi
 		return nil, true
 	default:
 		g.Set(-1)
-		a.log.Warn("COULD NOT TELL whether the peer S3 key can write: the store's answer to the write probe is not one the probe reads; check by hand that the key is read-only (README, \"Peers' S3 keys: read-only\")", args...)
+		a.log.Warn("COULD NOT TELL whether the peer S3 key can write: the store's answer to the write probe is not one the probe reads; check by hand that the key is read-only (docs/deployment.md, \"Peers' S3 keys: read-only\")", args...)
 	}
 	return nil, false
 }
@@ -268,7 +268,7 @@ func (a *Agent) checkPeerKeys(ctx context.Context) (again []peerKeyProbe, err er
 	var probes []peerKeyProbe
 	for i, p := range a.cfg.Peers {
 		if p.S3.AllowWritableKey {
-			a.log.Warn(fmt.Sprintf("peers[%d].s3.allow_writable_key: true: peer %s's S3 key may write to %s's store, which a compromised site could use to change its objects behind s3mesh's back (README, \"Peers' S3 keys: read-only\")", i, p.Name, p.Name),
+			a.log.Warn(fmt.Sprintf("peers[%d].s3.allow_writable_key: true: peer %s's S3 key may write to %s's store, which a compromised site could use to change its objects behind s3mesh's back (docs/deployment.md, \"Peers' S3 keys: read-only\")", i, p.Name, p.Name),
 				"peer", p.Name, "endpoint", p.S3.Endpoint)
 		}
 		for _, b := range a.cfg.BucketNames() {

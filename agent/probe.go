@@ -61,7 +61,7 @@ func (a *Agent) judge(caps s3io.Capabilities) error {
 	switch {
 	case !caps.Conditional() && !a.cfg.S3.UnconditionalWrites:
 		return fmt.Errorf("the store at %s does not honour conditional writes (%v): applying records there could overwrite local writes unseen; "+
-			"use a store that does, or accept the weaker mode with s3.unconditional_writes: true (README, Stores)", a.cfg.S3.Endpoint, caps.Notes)
+			"use a store that does, or accept the weaker mode with s3.unconditional_writes: true (docs/stores.md)", a.cfg.S3.Endpoint, caps.Notes)
 	case caps.Conditional() && a.cfg.S3.UnconditionalWrites:
 		a.log.Warn("s3.unconditional_writes is set but the store honours conditional writes: remove it (it changes nothing here)")
 	case !caps.Conditional():
@@ -73,7 +73,7 @@ func (a *Agent) judge(caps s3io.Capabilities) error {
 			weak = append(weak, "DELETE")
 		}
 		a.log.Warn("s3.unconditional_writes: the store ignores the conditions of "+strings.Join(weak, " and ")+
-			": those replica writes are checked by a HEAD first and then sent unconditionally, so a local write landing between the two is lost without a conflict record (README, Stores)",
+			": those replica writes are checked by a HEAD first and then sent unconditionally, so a local write landing between the two is lost without a conflict record (docs/stores.md)",
 			"emulated", weak)
 	}
 	return nil

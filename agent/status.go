@@ -37,7 +37,7 @@ type Status struct {
 	// until the probe has run).
 	Store *s3io.Capabilities `json:"store,omitempty"`
 	// PeerKeys is what the start-up probe found of each peer's S3 key on
-	// each bucket (README, "Peers' S3 keys: read-only"): read-only, or
+	// each bucket (docs/deployment.md, "Peers' S3 keys: read-only"): read-only, or
 	// writable only where peers[].s3.allow_writable_key allows it.
 	PeerKeys []PeerKeyStatus `json:"peer_keys,omitempty"`
 	// RebuiltAt is when `s3mesh rebuild` last restored this site (nil if
@@ -264,7 +264,7 @@ func (a *Agent) Snapshot(ctx context.Context) (Status, error) {
 		if needsRebuild(m.Active, broker.DefaultChangesMaxAge, a.cfg.Tombstones.Retention) {
 			ps.NeedsRebuild = true
 			st.Warnings = append(st.Warnings, fmt.Sprintf("cut off from %s for %s, longer than change records (%s) and tombstones (%s) are kept: "+
-				"records this site missed may be gone; once the link is back, stop this agent and run `s3mesh rebuild --site %s` (README: Disaster recovery)",
+				"records this site missed may be gone; once the link is back, stop this agent and run `s3mesh rebuild --site %s` (docs/operations.md: Disaster recovery)",
 				m.Peer, m.Active.Round(time.Second), broker.DefaultChangesMaxAge, a.cfg.Tombstones.Retention, a.cfg.Site))
 		}
 		st.Peers = append(st.Peers, ps)

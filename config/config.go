@@ -66,7 +66,7 @@ type Records struct {
 	FormerSites []string `yaml:"former_sites"`
 	// AcceptUnsigned accepts the unsigned (schema 1) records of earlier
 	// builds from peers, unverified: only while a mesh is being upgraded
-	// (README, "Signed change records"). Default false.
+	// (docs/security.md, "Signed change records"). Default false.
 	AcceptUnsigned bool `yaml:"accept_unsigned"`
 	// ProofWait is how long a peer's record whose clock claims a counter
 	// of a third site above any counter that site's own records have shown
@@ -87,12 +87,12 @@ type S3 struct {
 	// and If-None-Match (the agent probes it at start and refuses it
 	// otherwise): every conditional write is checked with a HEAD first, so
 	// a local write racing a replica write in between can be overwritten
-	// without a conflict being recorded (README, "Stores"). Local only.
+	// without a conflict being recorded (docs/stores.md). Local only.
 	UnconditionalWrites bool `yaml:"unconditional_writes"`
 	// AllowWritableKey (peers only) says that this peer's store cannot give
 	// a read-only key (rclone serve s3 has one key pair, with every right),
 	// so the key can write there. The agent refuses a peer key that can
-	// write unless this is true, and then warns at every start (README,
+	// write unless this is true, and then warns at every start (docs/deployment.md,
 	// "Peers' S3 keys: read-only").
 	AllowWritableKey bool `yaml:"allow_writable_key"`
 }
@@ -107,7 +107,7 @@ type Bucket struct {
 }
 
 // Conflicts is a bucket's conflict policy. It must be the same at every
-// site (see the README's conflict section).
+// site (see docs/operations.md, "Conflicts").
 type Conflicts struct {
 	Policy       string   `yaml:"policy"`        // lww (default), site-priority or manual
 	Priority     []string `yaml:"priority"`      // site-priority: sites, highest first

@@ -4,7 +4,7 @@ package config
 // by messages: nothing a peer or the store sends can fill the broker's
 // disk. At its limit a stream refuses new messages and keeps every one it
 // acknowledged, except a mirror of a peer's records, which drops its
-// oldest (README, "Broker": nats-server mirrors lose records at a refusing
+// oldest (docs/design.md, "Broker": nats-server mirrors lose records at a refusing
 // limit). The broker reserves the sum of the byte limits of its streams
 // against its disk (75% of what is free when it starts) and refuses to
 // create streams beyond that.

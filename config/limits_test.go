@@ -20,7 +20,7 @@ func TestStreamLimits(t *testing.T) {
 		t.Fatalf("defaults: %+v, want %+v", s.NATS.Limits, want)
 	}
 	if want.Changes.MaxBytes != 1<<30 || want.DLQ.MaxMsgs != 100_000 {
-		t.Fatalf("defaults changed without the README: %+v", want)
+		t.Fatalf("defaults changed without docs/configuration.md: %+v", want)
 	}
 
 	withLimits := func(limits string) string {

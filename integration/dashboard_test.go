@@ -93,7 +93,7 @@ func TestDashboard(t *testing.T) {
 
 	update := os.Getenv("S3MESH_UPDATE_SCREENSHOT") == "1"
 	if update {
-		// For the README's screenshot only: a few minutes of bursts at b
+		// For the screenshot in README.md and docs/operations.md only: a few minutes of bursts at b
 		// and c, so the charts have a history to show.
 		for i := range 12 {
 			for _, s := range []string{"b", "c"} {

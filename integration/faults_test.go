@@ -106,7 +106,7 @@ func prefix(name string) string { return fmt.Sprintf("%s-%d/", name, time.Now().
 // Contended keys are only PUT, never deleted: versitygw serialises any two
 // PUTs of one key, conditional or not, but takes no lock for a DELETE, so a
 // DELETE racing a PUT of the same key can undo either inside the store
-// (TestStoreSerialisesPuts measures it; README, Failure modes). The
+// (TestStoreSerialisesPuts measures it; docs/operations.md, Failure modes). The
 // partition's workload writes its contended keys carefully (conditional on
 // the ETag last read, WorkloadOptions.Careful), the others plainly.
 

@@ -163,7 +163,7 @@ func testCopyMultipartAndMultiDelete(t *testing.T, e *env) {
 
 	// Multi-object DELETE at b. At a polled site (the mixed lab's rclone)
 	// deletes are found by listing, so three of a dozen keys gone at once
-	// would be held by the delete guard (README, Stores): delete at c then.
+	// would be held by the delete guard (docs/operations.md, "Scanner, status and verify"): delete at c then.
 	del, want := "b", map[string]int{"a": 5, "b": 4, "c": 1}
 	if e.polled("b") {
 		del, want = "c", map[string]int{"a": 5, "b": 1, "c": 4}
@@ -235,7 +235,7 @@ func testAwkwardKeysReplicate(t *testing.T, e *env) {
 		}
 	}
 	// Deleted at every site but a polled one, whose deletes of a third of
-	// the keys at once the delete guard would hold (README, Stores).
+	// the keys at once the delete guard would hold (docs/operations.md, "Scanner, status and verify").
 	var deleters []string
 	for _, n := range e.names {
 		if !e.polled(n) {

@@ -17,7 +17,7 @@ import (
 	"github.com/s3mesh/s3mesh/config"
 )
 
-// A rotation of a's signing key in a real lab, as the README describes it:
+// A rotation of a's signing key in a real lab, as docs/security.md describes it:
 // b and c accept a's new key beside the old one (records signed by either
 // apply), a switches to the new seed, b and c drop the old key; a record
 // signed by the old key then lands in their DLQ as bad-signature, the

@@ -15,7 +15,7 @@ import (
 // serialising two PUTs of one key (a user's and a replica's): versitygw
 // commits every PUT under a per-key publish lock and checks If-Match /
 // If-None-Match under it. It takes no such lock for a DELETE, so a DELETE
-// racing a PUT of the same key can undo either (README, Failure modes); that
+// racing a PUT of the same key can undo either (docs/operations.md, Failure modes); that
 // is measured here and logged, not asserted, and the fault workloads never
 // delete a contended key.
 func TestStoreSerialisesPuts(t *testing.T) {

@@ -28,7 +28,7 @@ type WorkloadOptions struct {
 	Careful bool
 	// ContendedPutsOnly: contended keys are never deleted (DeleteFraction
 	// applies to single-site keys only). versitygw does not serialise a
-	// DELETE with a PUT of the same key, conditional or not (README, Failure
+	// DELETE with a PUT of the same key, conditional or not (docs/operations.md, Failure
 	// modes), so a DELETE racing a PUT inside the store can silently undo
 	// either; PUTs are serialised.
 	ContendedPutsOnly bool

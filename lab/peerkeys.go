@@ -16,7 +16,7 @@ import (
 )
 
 // Each site's agent fetches bodies from its peers' stores with a key of its
-// own (README, "Peers' S3 keys: read-only"). On a versitygw site the lab
+// own (docs/deployment.md, "Peers' S3 keys: read-only"). On a versitygw site the lab
 // makes one user of role "user" per peer in the gateway's internal IAM
 // (--iam-dir) and a bucket policy that grants those users s3:GetObject and
 // s3:ListBucket only, so a peer's key cannot write there. On a MinIO site

@@ -10,7 +10,7 @@ import (
 // Record signing keys: every lab site signs its change records with an
 // nkeys user seed of its own, generated once per lab directory
 // (<site>/signing.nk, 0600, kept across restarts), and every site's
-// configuration lists its peers' public keys (README, "Signed change
+// configuration lists its peers' public keys (docs/security.md, "Signed change
 // records").
 
 // signingKeyPath is the site's seed file.

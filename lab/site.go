@@ -407,7 +407,7 @@ func siteConfig(s *site, all []*site, o Options, leafRemote func(x, y *site) str
 		Scan:     yScan{Interval: scan.String()},
 		Log:      yLog{Level: "info"},
 		Signing:  s.ySigning(),
-		// The same at every site of the mesh (README, "Configuration reference").
+		// The same at every site of the mesh (docs/configuration.md).
 		Records: yRecords{MaxFuture: config.DefaultMaxFuture.String()},
 	}
 	for _, b := range buckets {

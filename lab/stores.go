@@ -15,7 +15,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
-// MinIO and SeaweedFS sites (README, Stores).
+// MinIO and SeaweedFS sites (docs/stores.md).
 //
 // A MinIO site is a single-drive `minio server` on loopback whose own
 // bucket notifications feed the site's EVENTS stream: its NATS
@@ -28,7 +28,7 @@ import (
 // Its peers fetch with its root key pair (the lab makes no MinIO users;
 // site.yaml marks it allow_writable_key). MinIO ignores If-Match on
 // DELETE, so its site.yaml sets s3.unconditional_writes: the agent then
-// checks replica deletes with a HEAD first (README, Stores).
+// checks replica deletes with a HEAD first (docs/stores.md).
 //
 // A SeaweedFS site is `weed server -s3`: master, volume server, filer and S3
 // gateway in one process, every listener on 127.0.0.1, telemetry off. Its

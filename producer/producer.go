@@ -332,7 +332,7 @@ const NoETagLooks = 4
 // conditional write either (If-Match needs an ETag), so leaving it
 // unrecorded wedged every record of the key behind a local change that
 // could never be recorded. Recorded without an ETag, a replica write
-// replaces it unconditionally, as before the looks (README, Stores).
+// replaces it unconditionally, as before the looks (docs/stores.md).
 func (p *Producer) noETagForGood(k lifecycle.Key) {
 	p.log.Warn("the store keeps showing the object without an ETag; recorded without one", "bucket", k.Bucket, "key", k.Key,
 		"looks", 1+NoETagLooks)

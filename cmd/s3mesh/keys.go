@@ -14,7 +14,7 @@ import (
 	"github.com/s3mesh/s3mesh/config"
 )
 
-// newKeysCmd is `s3mesh keys`: record signing keys (README, "Signed change
+// newKeysCmd is `s3mesh keys`: record signing keys (docs/security.md, "Signed change
 // records").
 func newKeysCmd() *cobra.Command {
 	c := &cobra.Command{Use: "keys", Short: "Make and inspect record signing keys (nkeys user seeds)"}

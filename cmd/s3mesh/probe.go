@@ -122,7 +122,7 @@ func newBucketCmd() *cobra.Command {
 value of the environment variable SECRET_ENV (never argv), and set on every
 --bucket the policy that grants the readers s3:GetObject and s3:ListBucket
 and nothing else (it replaces the bucket's policy): a peer site's
-read-only key (README, "Peers' S3 keys: read-only"). The admin API is the
+read-only key (docs/deployment.md, "Peers' S3 keys: read-only"). The admin API is the
 gateway's S3 port (versitygw without --admin-port); the credentials are its
 root key.`,
 		Args: cobra.NoArgs,

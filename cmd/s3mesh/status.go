@@ -470,8 +470,7 @@ func printAllTable(w io.Writer, res []siteStatus) {
 // mixedMaxFuture is a warning when the sites that answered do not all use
 // the same records.max_future, or "". With different values, a record one
 // site accepts can be too far ahead for another for longer than the early
-// window, and that site dead-letters an honest write over it (README,
-// "Configuration reference").
+// window, and that site dead-letters an honest write over it (docs/configuration.md).
 func mixedMaxFuture(res []siteStatus) string {
 	var parts []string
 	seen := map[string]bool{}

@@ -25,7 +25,7 @@ func exported(t *testing.T) map[string]bool {
 // TestAlertRules parses deploy/prometheus/alerts.yml with Prometheus' rule
 // parser and checks that every metric its expressions select is one the
 // agent exports, that every alert says what it means and what to do, and
-// that the alerts the README's Operations section describes are there.
+// that the alerts docs/operations.md describes are there.
 func TestAlertRules(t *testing.T) {
 	b, err := os.ReadFile("../prometheus/alerts.yml")
 	if err != nil {

@@ -552,13 +552,13 @@ func agentSnippet(o Options, res *Result, r Region) []byte {
 	fmt.Fprintf(&b, "  password: {file: %s}\n", o.installed(r.AgentPassword))
 	fmt.Fprintf(&b, "  tls: {ca_file: %s}\n", o.installed(res.CA))
 	fmt.Fprintf(&b, "  stream_replicas: %d\n", min(len(r.Nodes), 3))
-	fmt.Fprintf(&b, "# The key this region's change records are signed with (README, \"Signed change records\").\n")
+	fmt.Fprintf(&b, "# The key this region's change records are signed with (docs/security.md, \"Signed change records\").\n")
 	fmt.Fprintf(&b, "signing:\n  key: {file: %s}\n", o.installed(r.SigningSeed))
 	fmt.Fprintf(&b, "# How far ahead of this region's clock a peer's record times may be: the same\n")
-	fmt.Fprintf(&b, "# in every region (README, \"Configuration reference\").\n")
+	fmt.Fprintf(&b, "# in every region (docs/configuration.md).\n")
 	fmt.Fprintf(&b, "records:\n  max_future: 24h  # the default (config.DefaultMaxFuture)\n")
 	fmt.Fprintf(&b, "# In peers:, each other region's public_keys and the secret of the link to it\n")
-	fmt.Fprintf(&b, "# (it names the link's mirror consumers; README, \"Least-privilege NATS\"):\n")
+	fmt.Fprintf(&b, "# (it names the link's mirror consumers; docs/security.md, \"Least-privilege NATS\"):\n")
 	for _, other := range res.Regions {
 		if other.Name != r.Name {
 			fmt.Fprintf(&b, "#   - name: %s\n#     public_keys: [%s]\n#     link_secret: {file: %s}\n",

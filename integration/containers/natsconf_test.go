@@ -75,7 +75,7 @@ jetstream {
 }
 
 `, site)
-	b.WriteString(broker.AccountsConfig(site, peers, siteUsers, peerUsers, nil)) // plain mirror consumer names: README, "Containers"
+	b.WriteString(broker.AccountsConfig(site, peers, siteUsers, peerUsers, nil)) // plain mirror consumer names: docs/deployment.md, "Containers"
 	b.WriteString(`
 leafnodes {
   listen: 0.0.0.0:7422

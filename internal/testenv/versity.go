@@ -324,8 +324,7 @@ func RcloneBin(t testing.TB) string {
 
 // MinioBin returns bin/minio, building it first if missing (`make stores`
 // does too): the pinned MinIO server of tools/minio, a store of the mixed
-// lab (`s3mesh lab --stores minio,...`). The build takes minutes (README,
-// Stores).
+// lab (`s3mesh lab --stores minio,...`). The build takes minutes (docs/stores.md).
 //
 // It builds bin/minio-users beside it too, which the lab runs to make the
 // peers' read-only MinIO users.
@@ -337,8 +336,7 @@ func MinioBin(t testing.TB) string {
 
 // WeedBin returns bin/weed, building it first if missing (`make stores`
 // does too): the pinned SeaweedFS of tools/seaweedfs, whose `weed server
-// -s3` is a store of the mixed lab. The build takes minutes (README,
-// Stores).
+// -s3` is a store of the mixed lab. The build takes minutes (docs/stores.md).
 func WeedBin(t testing.TB) string {
 	t.Helper()
 	return toolBin(t, "weed", filepath.Join("tools", "seaweedfs"), "github.com/seaweedfs/seaweedfs/weed")

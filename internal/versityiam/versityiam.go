@@ -2,7 +2,7 @@
 // user of role "user" in versitygw's internal IAM (--iam-dir) owns no
 // bucket and reaches one only through the bucket's policy, which names it
 // as principal. The lab and the compose lab's init services use it to make
-// each peer's S3 key read-only (README, "Peers' S3 keys: read-only").
+// each peer's S3 key read-only (docs/deployment.md, "Peers' S3 keys: read-only").
 //
 // The users are made through versitygw's admin API (PATCH /create-user,
 // /update-user, signed with SigV4 by the root account). Without
