@@ -70,6 +70,7 @@ var mayImport = map[string]layer{
 	"internal/brokertest": {uses: []string{"broker"}},
 	"internal/testenv":    {},
 	"internal/layering":   {},
+	"internal/docs":       {},
 	// The top: commands and the end-to-end tests.
 	"cmd":         {anyUse: true},
 	"integration": {anyUse: true},
