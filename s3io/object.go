@@ -39,10 +39,19 @@ type ObjectInfo struct {
 // bucket cannot be told from a missing key by HEAD; EnsureBucket or List
 // can.)
 func (c *Client) Head(ctx context.Context, bucket, key string) (ObjectInfo, error) {
+	return c.head(ctx, bucket, key, "")
+}
+
+// head is Head of one version of the key (version "": the current one).
+func (c *Client) head(ctx context.Context, bucket, key, version string) (ObjectInfo, error) {
 	if err := checkKey("head", bucket, key); err != nil {
 		return ObjectInfo{Key: key}, err
 	}
-	out, err := c.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
+	in := &s3.HeadObjectInput{Bucket: &bucket, Key: &key}
+	if version != "" {
+		in.VersionId = &version
+	}
+	out, err := c.s3.HeadObject(ctx, in)
 	if err != nil {
 		err = wrap("head", bucket, key, err)
 		if Classify(err) == NotFound {

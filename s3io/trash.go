@@ -103,22 +103,7 @@ func (c *Client) Versioned(ctx context.Context, bucket string) (bool, error) {
 
 // HeadVersion is Head of one version of the key ("" for the current one).
 func (c *Client) HeadVersion(ctx context.Context, bucket, key, version string) (ObjectInfo, error) {
-	if version == "" {
-		return c.Head(ctx, bucket, key)
-	}
-	if err := checkKey("head", bucket, key); err != nil {
-		return ObjectInfo{Key: key}, err
-	}
-	out, err := c.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key, VersionId: &version})
-	if err != nil {
-		err = wrap("head", bucket, key, err)
-		if Classify(err) == NotFound {
-			return ObjectInfo{Key: key}, nil
-		}
-		return ObjectInfo{Key: key}, err
-	}
-	return objectInfo(key, out.ETag, out.ContentLength, out.LastModified,
-		out.ContentType, out.CacheControl, out.ContentEncoding, out.ContentDisposition, out.Metadata), nil
+	return c.head(ctx, bucket, key, version)
 }
 
 // ObjectVersion is one version (or delete marker) of a key in a versioned

@@ -39,11 +39,7 @@ func newDeletesCmd() *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			if asJSON {
-				for _, b := range bs {
-					j, _ := json.Marshal(b)
-					fmt.Fprintln(w, string(j))
-				}
-				return nil
+				return printJSONLines(w, bs)
 			}
 			if len(bs) == 0 {
 				fmt.Fprintf(w, "site %s holds no deletes\n", s.name)

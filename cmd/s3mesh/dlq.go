@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -61,11 +62,7 @@ func newDLQCmd() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				for _, e := range es {
-					b, _ := json.Marshal(e)
-					fmt.Fprintln(out, string(b))
-				}
-				return nil
+				return printJSONLines(out, es)
 			}
 			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tREASON\tFROM\tBUCKET\tKEY\tVERSION\tATTEMPTS\tLAST FAILURE\tERROR")
@@ -213,4 +210,19 @@ func parseID(s string) (uint64, error) {
 		return 0, fmt.Errorf("id %q: want the number `s3mesh dlq list` shows", s)
 	}
 	return id, nil
+}
+
+// printJSONLines writes each of vs as one line of JSON (the --json output
+// of the list commands).
+func printJSONLines[T any](w io.Writer, vs []T) error {
+	for _, v := range vs {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintln(w, string(b)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

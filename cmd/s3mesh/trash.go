@@ -103,11 +103,7 @@ func adminJSON(s *site, verb string, req agent.AdminRequest, v any) error {
 
 func printTrashEntries(w io.Writer, es []agent.TrashEntry, asJSON bool) error {
 	if asJSON {
-		for _, e := range es {
-			b, _ := json.Marshal(e)
-			fmt.Fprintln(w, string(b))
-		}
-		return nil
+		return printJSONLines(w, es)
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BUCKET\tKEY\tWHEN\tSIZE\tOP\tBY PEER\tVERSION\tKEPT AS")
